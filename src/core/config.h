@@ -1,0 +1,133 @@
+/*
+ * config.h — rtmd's configuration: one table of keys drives parsing,
+ * defaults, bounds, validation, docs/CONFIG.md and the sample config
+ * (STYLE.md §11). The INI syntax is read by inih.
+ *
+ * Sections: [server], [store], [limits], [customer:<ID>] (repeatable),
+ * [app:<APPID>] (repeatable). See docs/CONFIG.md for every key.
+ *
+ * Ownership: rtmd_config_load() returns a config the caller frees with
+ * rtmd_config_free(). Everything inside is owned by the config and immutable
+ * after loading; other modules keep pointers into it for the process's life.
+ */
+#ifndef RTMD_CORE_CONFIG_H
+#define RTMD_CORE_CONFIG_H
+
+#include <stdint.h>
+
+#include "core/common.h"
+#include "core/hashmap.h"
+#include "core/log.h"
+
+#define RTMD_REGION_MAX 32   /* bytes in a region name */
+#define RTMD_REGIONS_MAX 16  /* distinct regions per node */
+#define RTMD_LISTENERS_MAX 16
+
+struct rtmd_customer;
+
+struct rtmd_app {
+    char id[33];          /* 32 chars [0-9A-Za-z] + NUL */
+    char certificate[33]; /* 32 hex chars + NUL, or "" */
+    bool has_certificate;
+    uint32_t index; /* 0..n_apps-1; indexes per-app runtime arrays */
+    /* Customers that own this app (Basic auth grants access). */
+    struct rtmd_customer **owners;
+    size_t n_owners;
+};
+
+struct rtmd_customer {
+    char *id;
+    char *secret;
+    struct rtmd_app **apps;
+    size_t n_apps;
+};
+
+struct rtmd_listener_config {
+    char host[64]; /* numeric IPv4 or IPv6 address */
+    uint16_t port; /* 0: any free port (the bound port goes to ready_file) */
+    char region[RTMD_REGION_MAX];
+    uint32_t region_index; /* index into rtmd_config.regions */
+};
+
+enum rtmd_store_backend { RTMD_STORE_EMBEDDED = 0, RTMD_STORE_REDIS = 1 };
+enum rtmd_store_sync { RTMD_SYNC_FULL = 0, RTMD_SYNC_NORMAL = 1 };
+
+struct rtmd_limits {
+    uint32_t events_retain;         /* 2000 */
+    uint32_t events_max_pull;       /* 1000 */
+    uint32_t events_qps;            /* 10, per app, both event endpoints */
+    uint32_t history_qps;           /* 100 */
+    uint32_t send_qps;              /* 500 */
+    uint32_t history_retention_s;   /* 604800 */
+    uint32_t heartbeat_timeout_s;   /* 30 */
+    uint32_t max_channels_per_user; /* 20 */
+    uint32_t max_payload;           /* 32768 */
+    uint32_t http_max_head;         /* 16384: request line + headers, bytes */
+    uint32_t http_max_headers;      /* 100 */
+    uint32_t http_max_body;         /* 1048576 */
+    uint32_t http_header_timeout_ms;/* 10000: whole request head must arrive */
+    uint32_t http_idle_timeout_s;   /* 60: keep-alive connection with no request */
+    uint32_t ws_max_message;        /* 262144: frame/message bytes, else close 1009 */
+    uint32_t ws_output_budget;      /* 1048576: unsent bytes before a slow reader is cut */
+    uint32_t max_connections;       /* 19000 */
+    uint32_t store_timeout_ms;      /* 5000: a store call older than this answers 408 */
+};
+
+struct rtmd_config {
+    char *path; /* the file read, or "(defaults)" */
+
+    /* [server] */
+    struct rtmd_listener_config listeners[RTMD_LISTENERS_MAX];
+    size_t n_listeners;
+    char regions[RTMD_REGIONS_MAX][RTMD_REGION_MAX]; /* distinct names, in order of first use */
+    size_t n_regions;
+    bool tls;
+    char *tls_cert; /* NULL: self-signed pair in data_dir */
+    char *tls_key;
+    char *data_dir;
+    uint32_t node_id;  /* the <node> in request IDs; unique per node in a cluster */
+    char *ready_file;  /* NULL, or a file written with the bound addresses once serving */
+    enum rtmd_log_level log_level;
+
+    /* [store] */
+    enum rtmd_store_backend backend;
+    char *redis_url;
+    enum rtmd_store_sync sync; /* embedded: full = fsync every group commit */
+
+    /* [limits] */
+    struct rtmd_limits limits;
+
+    /* [customer:ID] and [app:ID] */
+    struct rtmd_app **apps;
+    size_t n_apps;
+    struct rtmd_hashmap apps_by_id;
+    struct rtmd_customer **customers;
+    size_t n_customers;
+    struct rtmd_hashmap customers_by_id;
+};
+
+/*
+ * Reads and validates FILE. On error returns NULL and writes one message
+ * "FILE:LINE: KEY: what is wrong" into err (errlen bytes); the caller prints
+ * it and exits with status 2.
+ */
+struct rtmd_config *rtmd_config_load(const char *path, char *err, size_t errlen);
+/* The same from a string (tests, fuzzing); name is used in messages. */
+struct rtmd_config *rtmd_config_load_string(const char *name, const char *text, char *err,
+                                            size_t errlen);
+void rtmd_config_free(struct rtmd_config *cfg);
+
+struct rtmd_app *rtmd_config_app(const struct rtmd_config *cfg, struct rtmd_str id);
+struct rtmd_customer *rtmd_config_customer(const struct rtmd_config *cfg, struct rtmd_str id);
+/* Index of a region name, or -1. */
+int rtmd_config_region(const struct rtmd_config *cfg, const char *name);
+
+/* Writes docs/CONFIG.md's key reference (Markdown) from the table to f. */
+struct rtmd_buf;
+int rtmd_config_write_reference(struct rtmd_buf *out);
+/* Writes a complete, commented sample config to out; the first-run config. */
+int rtmd_config_write_sample(struct rtmd_buf *out, const char *listen, const char *data_dir,
+                             const char *customer_id, const char *customer_secret,
+                             const char *app_id, const char *app_certificate);
+
+#endif

@@ -1,0 +1,155 @@
+#include "core/json.h"
+
+static void put(struct rtmd_json *j, const char *p, size_t n)
+{
+    if (j->err)
+        return;
+    j->err = rtmd_buf_append(j->buf, p, n);
+}
+
+#define PENDING_VALUE (1u << 31) /* a key was written; the next value is its value */
+
+/* Called before every value: emits the comma that separates it from the
+ * previous element of the same container, unless it is the value of a key. */
+static void value(struct rtmd_json *j)
+{
+    uint32_t bit = 1u << j->depth;
+    if (j->comma & PENDING_VALUE) {
+        j->comma &= ~PENDING_VALUE;
+        return;
+    }
+    if (j->comma & bit)
+        put(j, ",", 1);
+    j->comma |= bit;
+}
+
+void rtmd_json_init(struct rtmd_json *j, struct rtmd_buf *buf)
+{
+    j->buf = buf;
+    j->comma = 0;
+    j->depth = 0;
+    j->err = 0;
+}
+
+static void open_(struct rtmd_json *j, char c)
+{
+    value(j);
+    if (j->depth + 2 >= RTMD_JSON_MAX_DEPTH) {
+        j->err = j->err ? j->err : RTMD_ELIMIT;
+        return;
+    }
+    put(j, &c, 1);
+    j->depth++;
+    j->comma &= ~(1u << j->depth);
+}
+
+static void close_(struct rtmd_json *j, char c)
+{
+    put(j, &c, 1);
+    if (j->depth > 0)
+        j->depth--;
+}
+
+void rtmd_json_obj_begin(struct rtmd_json *j) { open_(j, '{'); }
+void rtmd_json_obj_end(struct rtmd_json *j) { close_(j, '}'); }
+void rtmd_json_arr_begin(struct rtmd_json *j) { open_(j, '['); }
+void rtmd_json_arr_end(struct rtmd_json *j) { close_(j, ']'); }
+
+void rtmd_json_key(struct rtmd_json *j, const char *key)
+{
+    value(j);
+    put(j, "\"", 1);
+    put(j, key, strlen(key));
+    put(j, "\":", 2);
+    j->comma |= PENDING_VALUE;
+}
+
+int rtmd_json_append_escaped(struct rtmd_buf *b, struct rtmd_str s)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = rtmd_buf_reserve(b, s.len + 2);
+    if (rc)
+        return rc;
+    b->data[b->len++] = '"';
+    size_t start = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
+            continue;
+        if ((rc = rtmd_buf_append(b, s.p + start, i - start)))
+            return rc;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t n = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        }
+        if ((rc = rtmd_buf_append(b, esc, n)))
+            return rc;
+        start = i + 1;
+    }
+    if ((rc = rtmd_buf_append(b, s.p + start, s.len - start)))
+        return rc;
+    return rtmd_buf_append_byte(b, '"');
+}
+
+void rtmd_json_str(struct rtmd_json *j, struct rtmd_str s)
+{
+    value(j);
+    if (!j->err)
+        j->err = rtmd_json_append_escaped(j->buf, s);
+}
+
+void rtmd_json_cstr(struct rtmd_json *j, const char *s)
+{
+    rtmd_json_str(j, rtmd_str_cstr(s));
+}
+
+void rtmd_json_i64(struct rtmd_json *j, int64_t v)
+{
+    value(j);
+    if (!j->err)
+        j->err = rtmd_buf_append_i64(j->buf, v);
+}
+
+void rtmd_json_u64(struct rtmd_json *j, uint64_t v)
+{
+    value(j);
+    if (!j->err)
+        j->err = rtmd_buf_append_u64(j->buf, v);
+}
+
+void rtmd_json_bool(struct rtmd_json *j, bool v)
+{
+    value(j);
+    put(j, v ? "true" : "false", v ? 4 : 5);
+}
+
+void rtmd_json_null(struct rtmd_json *j)
+{
+    value(j);
+    put(j, "null", 4);
+}
+
+void rtmd_json_raw(struct rtmd_json *j, const char *p, size_t n)
+{
+    value(j);
+    put(j, p, n);
+}
+
+int rtmd_json_finish(struct rtmd_json *j)
+{
+    return j->err;
+}

@@ -1,0 +1,48 @@
+/*
+ * json.h — a streaming JSON writer over an rtmd_buf.
+ *
+ * rtmd writes every response and push with this writer, never with a DOM:
+ * it is the measured 27x faster path (research/c-stack.md §4). Callers write
+ * keys in alphabetical order themselves (SPEC §3: every response's keys are
+ * sorted). Errors are sticky: the first failed append is kept and returned by
+ * rtmd_json_finish(), so call sites need not check every step.
+ */
+#ifndef RTMD_CORE_JSON_H
+#define RTMD_CORE_JSON_H
+
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/common.h"
+
+#define RTMD_JSON_MAX_DEPTH 32
+
+struct rtmd_json {
+    struct rtmd_buf *buf;
+    uint32_t comma; /* bit d set: the container at depth d already has an element */
+    int depth;
+    int err;
+};
+
+void rtmd_json_init(struct rtmd_json *j, struct rtmd_buf *buf);
+void rtmd_json_obj_begin(struct rtmd_json *j);
+void rtmd_json_obj_end(struct rtmd_json *j);
+void rtmd_json_arr_begin(struct rtmd_json *j);
+void rtmd_json_arr_end(struct rtmd_json *j);
+/* Writes "key": (with a leading comma when needed). key is trusted ASCII. */
+void rtmd_json_key(struct rtmd_json *j, const char *key);
+void rtmd_json_str(struct rtmd_json *j, struct rtmd_str s);
+void rtmd_json_cstr(struct rtmd_json *j, const char *s);
+void rtmd_json_i64(struct rtmd_json *j, int64_t v);
+void rtmd_json_u64(struct rtmd_json *j, uint64_t v);
+void rtmd_json_bool(struct rtmd_json *j, bool v);
+void rtmd_json_null(struct rtmd_json *j);
+/* Appends bytes that already are one JSON value (a stored event). */
+void rtmd_json_raw(struct rtmd_json *j, const char *p, size_t n);
+/* 0 or the first error. */
+int rtmd_json_finish(struct rtmd_json *j);
+
+/* Appends s as a quoted, escaped JSON string. */
+int rtmd_json_append_escaped(struct rtmd_buf *b, struct rtmd_str s);
+
+#endif

@@ -1,0 +1,156 @@
+/*
+ * store.h — the one interface between rtmd's logic and its state.
+ *
+ * Presence, gateway and API code call only these functions; they never know
+ * which backend runs under them (STYLE.md §10). A backend is a const table of
+ * functions (struct rtmd_store_type) plus an opaque context, chosen by name
+ * at start: "embedded" (SQLite in WAL mode on a worker thread, one node) or
+ * "redis" (Redis 7 Streams and hashes, any number of nodes; SPEC §6).
+ *
+ * Asynchrony (libuv's rule): every call either fails synchronously — returns
+ * a negative error and never calls its callback — or returns 0 and later
+ * calls its callback exactly once, on the loop thread, never from inside the
+ * call itself. Callbacks run in the order the calls were made for one app.
+ * A callback's status is 0, -ETIMEDOUT (the backend did not answer within
+ * limits.store_timeout_ms: the API answers 408, nothing was consumed),
+ * RTMD_ERATE (rate limit), or another negative error.
+ *
+ * Ownership: arguments (strings, op arrays) are copied or consumed before the
+ * call returns; the caller may free them at once. Data handed to a callback
+ * is valid only during that callback.
+ */
+#ifndef RTMD_STORE_STORE_H
+#define RTMD_STORE_STORE_H
+
+#include <uv.h>
+
+#include "core/common.h"
+#include "core/config.h"
+
+/* The presence events of SPEC §3.3. */
+enum rtmd_event_type { RTMD_EVENT_LOGIN, RTMD_EVENT_LOGOUT, RTMD_EVENT_JOIN, RTMD_EVENT_LEAVE };
+
+/* The two event logs each app has. */
+enum rtmd_evlog_kind { RTMD_EVLOG_USER = 0, RTMD_EVLOG_CHANNEL = 1, RTMD_EVLOG_KINDS = 2 };
+
+/* Per-app rate-limit buckets (SPEC §3.3–3.5). */
+enum rtmd_rate_bucket { RTMD_RATE_EVENTS = 0, RTMD_RATE_HISTORY = 1, RTMD_RATE_SEND = 2, RTMD_RATE_BUCKETS = 3 };
+
+/*
+ * One presence change. LOGIN starts the session of (app, uid) on this node;
+ * JOIN/LEAVE add/remove one channel membership; LOGOUT ends the session and
+ * forgets its memberships. Each op also appends its event to the app's user
+ * log (LOGIN/LOGOUT) or channel log (JOIN/LEAVE).
+ */
+struct rtmd_presence_op {
+    enum rtmd_event_type type;
+    struct rtmd_str uid;
+    struct rtmd_str channel; /* JOIN and LEAVE only */
+    uint64_t ms;             /* event time, wall-clock milliseconds */
+};
+
+/* The events a pull returned: each a complete JSON object, oldest first. */
+struct rtmd_event_batch {
+    size_t n;
+    const struct rtmd_str *events;
+    size_t bytes; /* sum of the events' lengths */
+};
+
+typedef void (*rtmd_store_cb)(void *arg, int status);
+typedef void (*rtmd_store_pull_cb)(void *arg, int status, const struct rtmd_event_batch *batch);
+
+/* Counters for /metrics, per region and log kind. */
+struct rtmd_store_stats {
+    uint64_t events_recorded[RTMD_EVLOG_KINDS];
+    uint64_t events_dropped[RTMD_REGIONS_MAX][RTMD_EVLOG_KINDS]; /* overwritten unread */
+    uint64_t commits;       /* group commits (embedded) */
+    uint64_t commit_ops;    /* ops in those commits */
+    uint64_t sessions;      /* live sessions recorded */
+};
+
+struct rtmd_store;
+
+struct rtmd_store_type {
+    const char *name;
+    /*
+     * Opens the backend. Runs before the loop serves anything and may block.
+     * It ends the sessions a previous incarnation of this node left behind
+     * (a crash or kill -9): Leave for each membership, then Logout, recorded
+     * durably before it returns.
+     */
+    int (*open)(struct rtmd_store **out, const struct rtmd_config *cfg, uv_loop_t *loop);
+    /*
+     * Records ops of one app atomically and in order; cb runs once they are
+     * durable (embedded: committed to SQLite; redis: acknowledged by every
+     * region's deployment or queued in the local outbox).
+     */
+    int (*presence)(struct rtmd_store *s, const struct rtmd_app *app,
+                    const struct rtmd_presence_op *ops, size_t n, rtmd_store_cb cb, void *arg);
+    /*
+     * Returns up to max of the oldest events of (app, kind) that region has
+     * not read, and marks them read for that region only. cb runs once the
+     * new read position is durable.
+     */
+    int (*pull)(struct rtmd_store *s, const struct rtmd_app *app, enum rtmd_evlog_kind kind,
+                uint32_t region, uint32_t max, rtmd_store_pull_cb cb, void *arg);
+    /* Takes one request from (app, bucket), allowing qps per second: cb gets
+     * 0, or RTMD_ERATE when the bucket is empty (nothing taken). */
+    int (*rate)(struct rtmd_store *s, const struct rtmd_app *app, enum rtmd_rate_bucket bucket,
+                uint32_t qps, rtmd_store_cb cb, void *arg);
+    void (*stats)(struct rtmd_store *s, struct rtmd_store_stats *out);
+    /* Finishes every call already made (their callbacks run), flushes, then
+     * calls cb; after cb the context is freed. No call may follow close. */
+    void (*close)(struct rtmd_store *s, rtmd_store_cb cb, void *arg);
+};
+
+/* Every backend's context starts with this header. */
+struct rtmd_store {
+    const struct rtmd_store_type *type;
+};
+
+extern const struct rtmd_store_type rtmd_store_embedded;
+extern const struct rtmd_store_type rtmd_store_redis;
+
+/* Opens the backend cfg->backend names. */
+int rtmd_store_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv_loop_t *loop);
+
+static inline int rtmd_store_presence(struct rtmd_store *s, const struct rtmd_app *app,
+                                      const struct rtmd_presence_op *ops, size_t n,
+                                      rtmd_store_cb cb, void *arg)
+{
+    return s->type->presence(s, app, ops, n, cb, arg);
+}
+static inline int rtmd_store_pull(struct rtmd_store *s, const struct rtmd_app *app,
+                                  enum rtmd_evlog_kind kind, uint32_t region, uint32_t max,
+                                  rtmd_store_pull_cb cb, void *arg)
+{
+    return s->type->pull(s, app, kind, region, max, cb, arg);
+}
+static inline int rtmd_store_rate(struct rtmd_store *s, const struct rtmd_app *app,
+                                  enum rtmd_rate_bucket bucket, uint32_t qps, rtmd_store_cb cb,
+                                  void *arg)
+{
+    return s->type->rate(s, app, bucket, qps, cb, arg);
+}
+static inline void rtmd_store_stats(struct rtmd_store *s, struct rtmd_store_stats *out)
+{
+    s->type->stats(s, out);
+}
+static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void *arg)
+{
+    s->type->close(s, cb, arg);
+}
+
+/*
+ * The JSON of one event, made once when it is recorded (SPEC §3.3; keys in
+ * alphabetical order, both field styles):
+ *   {"ms":M,"ts":M,"type":"Login","user_id":"u"}
+ *   {"channel_id":"c","group_id":"c","ms":M,"ts":M,"type":"Join","user_id":"u"}
+ * Appends to out; 0 or an rtmd_buf error.
+ */
+struct rtmd_buf;
+int rtmd_event_format(struct rtmd_buf *out, const struct rtmd_presence_op *op);
+enum rtmd_evlog_kind rtmd_event_log_kind(enum rtmd_event_type type);
+const char *rtmd_event_type_name(enum rtmd_event_type type);
+
+#endif
