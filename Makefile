@@ -107,3 +107,9 @@ clean:
 	rm -rf build build-san build-fuzz build-clang
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Agora's npm token builders for the black-box tests (pinned by package-lock.json).
+tests/blackbox/node/node_modules: tests/blackbox/node/package-lock.json
+	cd tests/blackbox/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+blackbox: tests/blackbox/node/node_modules

@@ -1,7 +1,233 @@
+/*
+ * main.c — rtmd's entry point: arguments, start-up in dependency order, the
+ * loop, and shutdown on SIGTERM/SIGINT.
+ *
+ * Start: config → loop services → TLS context → store (which ends sessions a
+ * crashed run left behind) → presence/gateway → WebSocket → API → listeners
+ * → ready file → loop.
+ * Shutdown: stop accepting → close every connection (each session ends with
+ * Leave/Logout) → close the store (everything submitted is committed) →
+ * close the loop's handles → exit 0.
+ */
+#include <getopt.h>
+#include <openssl/rand.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
-int main(void)
+#include "api/api.h"
+#include "cli/firstrun.h"
+#include "cli/token_cmd.h"
+#include "core/config.h"
+#include "core/hashmap.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/reqid.h"
+#include "gateway/gateway.h"
+#include "net/conn.h"
+#include "net/tls.h"
+#include "net/ws.h"
+#include "store/store.h"
+
+static struct rtmd_server server_;
+static struct rtmd_store *store_;
+static uv_signal_t sigterm_, sigint_;
+static bool shutting_down_;
+
+static void usage(FILE *f)
 {
-    puts("rtmd " RTMD_VERSION);
-    return 0;
+    fprintf(f, "usage: rtmd [--config FILE]\n"
+               "       rtmd token --appid A --certificate C --uid U [--expire S] [--v 006|007]\n"
+               "       rtmd --help | --version\n"
+               "\n"
+               "With no arguments rtmd uses ./rtmd-data/rtmd.conf, creating it (with a demo\n"
+               "app, a demo customer and a self-signed certificate) on the first run.\n"
+               "Configuration keys: docs/CONFIG.md. A bad config exits with status 2.\n");
+}
+
+static void on_store_closed(void *arg, int status)
+{
+    (void)arg;
+    if (status < 0)
+        rtmd_log_error("main", "closing the store: %s", rtmd_strerror(status));
+    uv_close((uv_handle_t *)&sigterm_, NULL);
+    uv_close((uv_handle_t *)&sigint_, NULL);
+    rtmd_ws_shutdown();
+    rtmd_loop_close();
+}
+
+static void shutdown_server(void)
+{
+    if (shutting_down_)
+        return;
+    shutting_down_ = true;
+    rtmd_log_info("main", "shutting down: ending %zu connections", server_.n_conns);
+    rtmd_server_stop_listening(&server_);
+    rtmd_server_close_all(&server_);
+    rtmd_store_close(store_, on_store_closed, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    rtmd_log_info("main", "signal %d", signum);
+    shutdown_server();
+}
+
+static int write_ready_file(const struct rtmd_config *cfg)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", cfg->ready_file);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "pid %ld\n", (long)getpid());
+    for (size_t i = 0; i < server_.n_listeners; i++)
+        fprintf(f, "listen %s %s\n", server_.listeners[i].cfg->region, server_.listeners[i].bound);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, cfg->ready_file);
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static SSL_CTX *make_tls(const struct rtmd_config *cfg)
+{
+    char err[512], cert[4096], key[4096];
+    if (cfg->tls_cert) {
+        snprintf(cert, sizeof(cert), "%s", cfg->tls_cert);
+        snprintf(key, sizeof(key), "%s", cfg->tls_key);
+    } else {
+        snprintf(cert, sizeof(cert), "%s/tls-cert.pem", cfg->data_dir);
+        snprintf(key, sizeof(key), "%s/tls-key.pem", cfg->data_dir);
+        if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
+            if (rtmd_tls_make_self_signed(cert, key, err, sizeof(err)) < 0) {
+                rtmd_log_error("main", "self-signed certificate: %s", err);
+                return NULL;
+            }
+            rtmd_log_info("main", "made a self-signed certificate: %s", cert);
+        }
+    }
+    SSL_CTX *ctx = rtmd_tls_server_ctx(cert, key, err, sizeof(err));
+    if (!ctx)
+        rtmd_log_error("main", "TLS: %s", err);
+    return ctx;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return rtmd_cli_token(argc - 1, argv + 1);
+
+    static const struct option long_opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:hV", long_opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': config_path = optarg; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("rtmd %s\n", RTMD_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rtmd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    /* Seed the table hash before anything builds a table (the config does). */
+    uint64_t seeds[3];
+    if (RAND_bytes((unsigned char *)seeds, sizeof(seeds)) != 1) {
+        fprintf(stderr, "rtmd: no randomness\n");
+        return 1;
+    }
+    rtmd_hash_seed(seeds[0], seeds[1]);
+
+    char err[1024];
+    bool first_run = false, default_config = !config_path;
+    if (default_config) {
+        if (rtmd_firstrun_prepare(&first_run, err, sizeof(err)) < 0) {
+            fprintf(stderr, "rtmd: %s\n", err);
+            return 1;
+        }
+        config_path = RTMD_DEFAULT_CONFIG;
+    }
+    struct rtmd_config *cfg = rtmd_config_load(config_path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    rtmd_log_level = cfg->log_level;
+
+    rtmd_request_id_init(cfg->node_id, seeds[2] >> 1);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+
+    uv_loop_t *loop = uv_default_loop();
+    rtmd_loop_init(loop);
+    int rc = 1;
+    SSL_CTX *ssl_ctx = NULL;
+    int r = rtmd_mkdirs(cfg->data_dir);
+    if (r < 0) {
+        rtmd_log_error("main", "%s: cannot create: %s", cfg->data_dir, strerror(-r));
+        goto out;
+    }
+    if (cfg->tls && !(ssl_ctx = make_tls(cfg)))
+        goto out;
+    r = rtmd_store_open(&store_, cfg, loop);
+    if (r < 0) {
+        rtmd_log_error("main", "cannot open the %s store: %s",
+                       cfg->backend == RTMD_STORE_REDIS ? "redis" : "embedded", rtmd_strerror(r));
+        goto out;
+    }
+    rtmd_gateway_init(cfg, store_);
+    rtmd_ws_init(cfg, &rtmd_gateway_ws_handler);
+    rtmd_api_init(cfg, store_, &server_);
+    if (rtmd_server_start(&server_, cfg, ssl_ctx, rtmd_api_handle, err, sizeof(err)) < 0) {
+        rtmd_log_error("main", "%s", err);
+        rtmd_store_close(store_, on_store_closed, NULL);
+        uv_signal_init(loop, &sigterm_);
+        uv_signal_init(loop, &sigint_);
+        uv_run(loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    uv_signal_init(loop, &sigterm_);
+    uv_signal_start(&sigterm_, on_signal, SIGTERM);
+    uv_signal_init(loop, &sigint_);
+    uv_signal_start(&sigint_, on_signal, SIGINT);
+    if (cfg->ready_file && write_ready_file(cfg) < 0)
+        rtmd_log_warn("main", "%s: cannot write the ready file", cfg->ready_file);
+    for (size_t i = 0; i < server_.n_listeners; i++)
+        rtmd_log_info("main", "listening on %s (region %s, %s)", server_.listeners[i].bound,
+                      server_.listeners[i].cfg->region, cfg->tls ? "TLS" : "plain");
+    if (default_config && server_.n_listeners)
+        rtmd_firstrun_banner(cfg, server_.listeners[0].bound, first_run);
+
+    uv_run(loop, UV_RUN_DEFAULT);
+    rtmd_log_info("main", "stopped");
+    rc = 0;
+out:
+    rtmd_api_shutdown();
+    rtmd_gateway_shutdown();
+    uv_loop_close(loop);
+    if (ssl_ctx)
+        SSL_CTX_free(ssl_ctx);
+    rtmd_config_free(cfg);
+    return rc;
 }

@@ -14,21 +14,21 @@
 #include <stdint.h>
 #include <string.h>
 
-#define RTMD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define RTMD_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
-#define RTMD_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define RTMD_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define RTMD_ARRAY_SIZE(a)                  (sizeof(a) / sizeof((a)[0]))
+#define RTMD_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
+#define RTMD_MIN(a, b)                      ((a) < (b) ? (a) : (b))
+#define RTMD_MAX(a, b)                      ((a) > (b) ? (a) : (b))
 
 /* rtmd-specific error codes live below every errno value. */
 enum {
     RTMD_EBASE = -10000,
-    RTMD_EAUTH,      /* credentials missing or wrong */
-    RTMD_EEXPIRED,   /* token expired */
-    RTMD_ELIMIT,     /* a configured bound was exceeded */
-    RTMD_ERATE,      /* rate limit */
-    RTMD_ESTORE,     /* the store failed (I/O, SQL, protocol) */
-    RTMD_ECLOSED,    /* object is closing; the operation was abandoned */
-    RTMD_EPARSE,     /* malformed input */
+    RTMD_EAUTH,    /* credentials missing or wrong */
+    RTMD_EEXPIRED, /* token expired */
+    RTMD_ELIMIT,   /* a configured bound was exceeded */
+    RTMD_ERATE,    /* rate limit */
+    RTMD_ESTORE,   /* the store failed (I/O, SQL, protocol) */
+    RTMD_ECLOSED,  /* object is closing; the operation was abandoned */
+    RTMD_EPARSE,   /* malformed input */
     RTMD_ELAST
 };
 
@@ -45,7 +45,7 @@ struct rtmd_str {
 };
 
 #define RTMD_STR_LIT(s) ((struct rtmd_str){(s), sizeof(s) - 1})
-#define RTMD_STR_NULL ((struct rtmd_str){NULL, 0})
+#define RTMD_STR_NULL   ((struct rtmd_str){NULL, 0})
 
 static inline struct rtmd_str rtmd_str_make(const char *p, size_t len)
 {

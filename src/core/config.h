@@ -19,9 +19,12 @@
 #include "core/hashmap.h"
 #include "core/log.h"
 
-#define RTMD_REGION_MAX 32   /* bytes in a region name */
-#define RTMD_REGIONS_MAX 16  /* distinct regions per node */
-#define RTMD_LISTENERS_MAX 16
+#define RTMD_REGION_MAX      32 /* bytes in a region name */
+#define RTMD_REGIONS_MAX     16 /* distinct regions per node */
+#define RTMD_LISTENERS_MAX   16
+#define RTMD_CONFIG_FILE_MAX (1024 * 1024) /* bytes in a config file */
+#define RTMD_CONFIG_LINE_MAX 4096          /* bytes in one line, without its newline */
+#define RTMD_CONFIG_EXIT     2             /* exit status for a bad config */
 
 struct rtmd_customer;
 
@@ -43,7 +46,7 @@ struct rtmd_customer {
 };
 
 struct rtmd_listener_config {
-    char host[64]; /* numeric IPv4 or IPv6 address */
+    char host[64]; /* numeric IPv4 or IPv6 address (IPv6 without brackets) */
     uint16_t port; /* 0: any free port (the bound port goes to ready_file) */
     char region[RTMD_REGION_MAX];
     uint32_t region_index; /* index into rtmd_config.regions */
@@ -53,24 +56,24 @@ enum rtmd_store_backend { RTMD_STORE_EMBEDDED = 0, RTMD_STORE_REDIS = 1 };
 enum rtmd_store_sync { RTMD_SYNC_FULL = 0, RTMD_SYNC_NORMAL = 1 };
 
 struct rtmd_limits {
-    uint32_t events_retain;         /* 2000 */
-    uint32_t events_max_pull;       /* 1000 */
-    uint32_t events_qps;            /* 10, per app, both event endpoints */
-    uint32_t history_qps;           /* 100 */
-    uint32_t send_qps;              /* 500 */
-    uint32_t history_retention_s;   /* 604800 */
-    uint32_t heartbeat_timeout_s;   /* 30 */
-    uint32_t max_channels_per_user; /* 20 */
-    uint32_t max_payload;           /* 32768 */
-    uint32_t http_max_head;         /* 16384: request line + headers, bytes */
-    uint32_t http_max_headers;      /* 100 */
-    uint32_t http_max_body;         /* 1048576 */
-    uint32_t http_header_timeout_ms;/* 10000: whole request head must arrive */
-    uint32_t http_idle_timeout_s;   /* 60: keep-alive connection with no request */
-    uint32_t ws_max_message;        /* 262144: frame/message bytes, else close 1009 */
-    uint32_t ws_output_budget;      /* 1048576: unsent bytes before a slow reader is cut */
-    uint32_t max_connections;       /* 19000 */
-    uint32_t store_timeout_ms;      /* 5000: a store call older than this answers 408 */
+    uint32_t events_retain;          /* 2000 */
+    uint32_t events_max_pull;        /* 1000 */
+    uint32_t events_qps;             /* 10, per app, both event endpoints */
+    uint32_t history_qps;            /* 100 */
+    uint32_t send_qps;               /* 500 */
+    uint32_t history_retention_s;    /* 604800 */
+    uint32_t heartbeat_timeout_s;    /* 30 */
+    uint32_t max_channels_per_user;  /* 20 */
+    uint32_t max_payload;            /* 32768 */
+    uint32_t http_max_head;          /* 16384: request line + headers, bytes */
+    uint32_t http_max_headers;       /* 100 */
+    uint32_t http_max_body;          /* 1048576 */
+    uint32_t http_header_timeout_ms; /* 10000: whole request head must arrive */
+    uint32_t http_idle_timeout_s;    /* 60: keep-alive connection with no request */
+    uint32_t ws_max_message;         /* 262144: frame/message bytes, else close 1009 */
+    uint32_t ws_output_budget;       /* 1048576: unsent bytes before a slow reader is cut */
+    uint32_t max_connections;        /* 19000 */
+    uint32_t store_timeout_ms;       /* 5000: a store call older than this answers 408 */
 };
 
 struct rtmd_config {
@@ -85,8 +88,8 @@ struct rtmd_config {
     char *tls_cert; /* NULL: self-signed pair in data_dir */
     char *tls_key;
     char *data_dir;
-    uint32_t node_id;  /* the <node> in request IDs; unique per node in a cluster */
-    char *ready_file;  /* NULL, or a file written with the bound addresses once serving */
+    uint32_t node_id; /* the <node> in request IDs; unique per node in a cluster */
+    char *ready_file; /* NULL, or a file written with the bound addresses once serving */
     enum rtmd_log_level log_level;
 
     /* [store] */

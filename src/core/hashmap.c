@@ -168,7 +168,8 @@ void *rtmd_hashmap_remove(struct rtmd_hashmap *m, struct rtmd_str key)
     return value;
 }
 
-bool rtmd_hashmap_next(const struct rtmd_hashmap *m, size_t *iter, struct rtmd_str *key, void **value)
+bool rtmd_hashmap_next(const struct rtmd_hashmap *m, size_t *iter, struct rtmd_str *key,
+                       void **value)
 {
     if (!m->slots)
         return false;

@@ -43,7 +43,8 @@ static inline size_t rtmd_hashmap_count(const struct rtmd_hashmap *m)
 
 /* Iteration: for (size_t i = 0; rtmd_hashmap_next(m, &i, &k, &v);) — the map
  * must not change during iteration. */
-bool rtmd_hashmap_next(const struct rtmd_hashmap *m, size_t *iter, struct rtmd_str *key, void **value);
+bool rtmd_hashmap_next(const struct rtmd_hashmap *m, size_t *iter, struct rtmd_str *key,
+                       void **value);
 
 uint32_t rtmd_hash_bytes(const void *p, size_t len);
 /* Seeds the hash (called once at start from a random source). */

@@ -7,7 +7,7 @@
 
 #include "core/common.h"
 
-#define RTMD_ID_MAX 64
+#define RTMD_ID_MAX    64
 #define RTMD_APPID_LEN 32
 
 /* uid, channel name, destination: 1..64 bytes of the allowed printable ASCII,

@@ -50,10 +50,22 @@ static void close_(struct rtmd_json *j, char c)
         j->depth--;
 }
 
-void rtmd_json_obj_begin(struct rtmd_json *j) { open_(j, '{'); }
-void rtmd_json_obj_end(struct rtmd_json *j) { close_(j, '}'); }
-void rtmd_json_arr_begin(struct rtmd_json *j) { open_(j, '['); }
-void rtmd_json_arr_end(struct rtmd_json *j) { close_(j, ']'); }
+void rtmd_json_obj_begin(struct rtmd_json *j)
+{
+    open_(j, '{');
+}
+void rtmd_json_obj_end(struct rtmd_json *j)
+{
+    close_(j, '}');
+}
+void rtmd_json_arr_begin(struct rtmd_json *j)
+{
+    open_(j, '[');
+}
+void rtmd_json_arr_end(struct rtmd_json *j)
+{
+    close_(j, ']');
+}
 
 void rtmd_json_key(struct rtmd_json *j, const char *key)
 {

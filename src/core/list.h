@@ -60,6 +60,7 @@ static inline struct rtmd_list *rtmd_list_first(const struct rtmd_list *head)
 }
 
 #define rtmd_list_foreach_safe(pos, tmp, head)                                                     \
-    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); (pos) = (tmp), (tmp) = (pos)->next)
+    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);                               \
+         (pos) = (tmp), (tmp) = (pos)->next)
 
 #endif

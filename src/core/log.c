@@ -43,11 +43,10 @@ int rtmd_log_level_parse(const char *s, enum rtmd_log_level *out)
     return -EINVAL;
 }
 
-const char *rtmd_log_quote(char *out, size_t outlen, struct rtmd_str s)
+const char *rtmd_escape(char *out, size_t outlen, struct rtmd_str s, const char *also)
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
-    out[o++] = '"';
     for (size_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.p[i];
         if (o + 8 >= outlen) {
@@ -55,7 +54,7 @@ const char *rtmd_log_quote(char *out, size_t outlen, struct rtmd_str s)
             o += 3;
             break;
         }
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+        if (c >= 0x20 && c < 0x7f && !strchr(also, c)) {
             out[o++] = (char)c;
         } else {
             out[o++] = '\\';
@@ -64,7 +63,16 @@ const char *rtmd_log_quote(char *out, size_t outlen, struct rtmd_str s)
             out[o++] = hex[c & 15];
         }
     }
-    out[o++] = '"';
     out[o] = '\0';
+    return out;
+}
+
+const char *rtmd_log_quote(char *out, size_t outlen, struct rtmd_str s)
+{
+    out[0] = '"';
+    rtmd_escape(out + 1, outlen - 2, s, "\"\\");
+    size_t n = strlen(out);
+    out[n] = '"';
+    out[n + 1] = '\0';
     return out;
 }

@@ -18,7 +18,7 @@ void rtmd_log(enum rtmd_log_level level, const char *module, const char *fmt, ..
     __attribute__((format(printf, 3, 4)));
 
 #define rtmd_log_error(mod, ...) rtmd_log(RTMD_LOG_ERROR, mod, __VA_ARGS__)
-#define rtmd_log_warn(mod, ...) rtmd_log(RTMD_LOG_WARN, mod, __VA_ARGS__)
+#define rtmd_log_warn(mod, ...)  rtmd_log(RTMD_LOG_WARN, mod, __VA_ARGS__)
 #define rtmd_log_info(mod, ...)                                                                    \
     do {                                                                                           \
         if (rtmd_log_level >= RTMD_LOG_INFO)                                                       \
@@ -33,6 +33,9 @@ void rtmd_log(enum rtmd_log_level level, const char *module, const char *fmt, ..
 /* Parses "error|warn|info|debug"; -EINVAL otherwise. */
 int rtmd_log_level_parse(const char *s, enum rtmd_log_level *out);
 
+/* Writes s into out (outlen >= 12) NUL-terminated, with bytes outside
+ * printable ASCII and those in `also` as \xNN, truncated with "...". */
+const char *rtmd_escape(char *out, size_t outlen, struct rtmd_str s, const char *also);
 /* Writes a quoted, escaped, NUL-terminated copy of s into out (outlen >= 8),
  * truncated with "..." when it does not fit. Returns out. */
 const char *rtmd_log_quote(char *out, size_t outlen, struct rtmd_str s);

@@ -10,10 +10,17 @@
  * Asynchrony (libuv's rule): every call either fails synchronously — returns
  * a negative error and never calls its callback — or returns 0 and later
  * calls its callback exactly once, on the loop thread, never from inside the
- * call itself. Callbacks run in the order the calls were made for one app.
+ * call itself. Callbacks of calls that need the backend (presence, and pulls
+ * that return events) run in the order the calls were made for one app;
+ * rate() and pulls answered from memory may complete earlier.
  * A callback's status is 0, -ETIMEDOUT (the backend did not answer within
- * limits.store_timeout_ms: the API answers 408, nothing was consumed),
+ * limits.store_timeout_ms: the API answers 408, and the backend guarantees
+ * nothing was consumed — callers never give up on a call themselves),
  * RTMD_ERATE (rate limit), or another negative error.
+ *
+ * Synchronous errors: -EINVAL (unknown app, n == 0, an ID that is not 1..64
+ * bytes, a bad kind/region/bucket, max == 0), -EAGAIN (the backend's queue
+ * is full), RTMD_ECLOSED (after close). A qps of 0 means no limit.
  *
  * Ownership: arguments (strings, op arrays) are copied or consumed before the
  * call returns; the caller may free them at once. Data handed to a callback
@@ -34,7 +41,12 @@ enum rtmd_event_type { RTMD_EVENT_LOGIN, RTMD_EVENT_LOGOUT, RTMD_EVENT_JOIN, RTM
 enum rtmd_evlog_kind { RTMD_EVLOG_USER = 0, RTMD_EVLOG_CHANNEL = 1, RTMD_EVLOG_KINDS = 2 };
 
 /* Per-app rate-limit buckets (SPEC §3.3–3.5). */
-enum rtmd_rate_bucket { RTMD_RATE_EVENTS = 0, RTMD_RATE_HISTORY = 1, RTMD_RATE_SEND = 2, RTMD_RATE_BUCKETS = 3 };
+enum rtmd_rate_bucket {
+    RTMD_RATE_EVENTS = 0,
+    RTMD_RATE_HISTORY = 1,
+    RTMD_RATE_SEND = 2,
+    RTMD_RATE_BUCKETS = 3
+};
 
 /*
  * One presence change. LOGIN starts the session of (app, uid) on this node;
@@ -63,9 +75,9 @@ typedef void (*rtmd_store_pull_cb)(void *arg, int status, const struct rtmd_even
 struct rtmd_store_stats {
     uint64_t events_recorded[RTMD_EVLOG_KINDS];
     uint64_t events_dropped[RTMD_REGIONS_MAX][RTMD_EVLOG_KINDS]; /* overwritten unread */
-    uint64_t commits;       /* group commits (embedded) */
-    uint64_t commit_ops;    /* ops in those commits */
-    uint64_t sessions;      /* live sessions recorded */
+    uint64_t commits;                                            /* group commits (embedded) */
+    uint64_t commit_ops;                                         /* ops in those commits */
+    uint64_t sessions;                                           /* live sessions recorded */
 };
 
 struct rtmd_store;

@@ -1,0 +1,66 @@
+/*
+ * health.c — GET /healthz and GET /metrics (Prometheus text format).
+ */
+#include <stdio.h>
+
+#include "api/internal.h"
+#include "core/loop.h"
+#include "presence/presence.h"
+
+void api_healthz(struct rtmd_http_request *req)
+{
+    struct rtmd_buf *b = api_body_buf();
+    rtmd_buf_printf(b, "{\"request_id\":\"%s\",\"result\":\"success\",\"status\":\"ok\"}",
+                    req->request_id);
+    api_count_status(200);
+    rtmd_http_respond_json(req, 200, rtmd_str_make(b->data, b->len));
+}
+
+static const char *const log_names[RTMD_EVLOG_KINDS] = {"user", "channel"};
+
+void api_metrics(struct rtmd_http_request *req)
+{
+    struct rtmd_buf *b = api_body_buf();
+    struct rtmd_store_stats st;
+    memset(&st, 0, sizeof(st));
+    rtmd_store_stats(api_store, &st);
+    const struct rtmd_server *s = api_server;
+
+    rtmd_buf_printf(b,
+                    "# HELP rtmd_connections Open client connections.\n"
+                    "# TYPE rtmd_connections gauge\nrtmd_connections %zu\n",
+                    s->n_conns);
+    rtmd_buf_printf(b,
+                    "# TYPE rtmd_connections_accepted_total counter\n"
+                    "rtmd_connections_accepted_total %llu\n"
+                    "# TYPE rtmd_connections_rejected_total counter\n"
+                    "rtmd_connections_rejected_total %llu\n",
+                    (unsigned long long)s->accepted, (unsigned long long)s->rejected_full);
+    rtmd_buf_printf(b,
+                    "# HELP rtmd_sessions Logged-in sessions on this node.\n"
+                    "# TYPE rtmd_sessions gauge\nrtmd_sessions %zu\n",
+                    rtmd_presence_session_count());
+    rtmd_buf_printf(b, "# TYPE rtmd_events_recorded_total counter\n");
+    for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
+        rtmd_buf_printf(b, "rtmd_events_recorded_total{log=\"%s\"} %llu\n", log_names[k],
+                        (unsigned long long)st.events_recorded[k]);
+    rtmd_buf_printf(b, "# HELP rtmd_events_dropped_total Events overwritten before this region "
+                       "read them.\n# TYPE rtmd_events_dropped_total counter\n");
+    for (size_t r = 0; r < api_cfg->n_regions; r++)
+        for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
+            rtmd_buf_printf(b, "rtmd_events_dropped_total{region=\"%s\",log=\"%s\"} %llu\n",
+                            api_cfg->regions[r], log_names[k],
+                            (unsigned long long)st.events_dropped[r][k]);
+    rtmd_buf_printf(b,
+                    "# TYPE rtmd_store_commits_total counter\nrtmd_store_commits_total %llu\n"
+                    "# TYPE rtmd_store_commit_ops_total counter\n"
+                    "rtmd_store_commit_ops_total %llu\n",
+                    (unsigned long long)st.commits, (unsigned long long)st.commit_ops);
+    rtmd_buf_printf(b, "# TYPE rtmd_http_responses_total counter\n");
+    for (size_t i = 0; i < API_COUNTED_CODES; i++)
+        rtmd_buf_printf(b, "rtmd_http_responses_total{code=\"%d\"} %llu\n", api_counted_codes[i],
+                        (unsigned long long)api_counters.by_code[i]);
+    api_count_status(200);
+    rtmd_http_respond(req, 200, "text/plain; version=0.0.4", RTMD_STR_NULL,
+                      rtmd_str_make(b->data, b->len));
+}

@@ -1,0 +1,244 @@
+/*
+ * router.c — routing, the app, credentials and rate limits for every vendor
+ * request, and the shared answer helpers.
+ */
+#include <http_parser.h>
+#include <stdlib.h>
+
+#include "api/internal.h"
+#include "core/alloc.h"
+#include "core/ids.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "net/ws.h"
+
+const struct rtmd_config *api_cfg;
+struct rtmd_store *api_store;
+struct rtmd_server *api_server;
+struct api_counters api_counters;
+
+static struct rtmd_buf body_;
+
+static const char project_prefix[] = "/dev/v2/project/";
+
+static const struct api_route routes_[] = {
+    {HTTP_GET, "rtm/vendor/user_events", RTMD_RATE_EVENTS, api_user_events},
+    {HTTP_GET, "rtm/vendor/channel_events", RTMD_RATE_EVENTS, api_channel_events},
+};
+
+const int api_counted_codes[API_COUNTED_CODES] = {200, 400, 401, 404, 405, 408,
+                                                  410, 413, 429, 431, 500};
+
+void api_count_status(int status)
+{
+    if (status >= 100 && status < 600)
+        api_counters.status[status / 100]++;
+    for (size_t i = 0; i < API_COUNTED_CODES; i++)
+        if (api_counted_codes[i] == status)
+            api_counters.by_code[i]++;
+}
+
+struct rtmd_buf *api_body_buf(void)
+{
+    rtmd_buf_reset(&body_);
+    return &body_;
+}
+
+void api_respond_req_error(struct rtmd_http_request *req, int status, const char *code,
+                           const char *message)
+{
+    api_count_status(status);
+    rtmd_http_respond_error(req, status, code, message);
+}
+
+static void call_free(struct api_call *call)
+{
+    free(call);
+}
+
+void api_respond_json(struct api_call *call, int status, struct rtmd_str body)
+{
+    api_count_status(status);
+    rtmd_http_respond_json(call->req, status, body);
+    call_free(call);
+}
+
+void api_respond_error(struct api_call *call, int status, const char *code, const char *message)
+{
+    api_respond_req_error(call->req, status, code, message);
+    call_free(call);
+}
+
+void api_respond_store_error(struct api_call *call, int status)
+{
+    if (status == -ETIMEDOUT)
+        api_respond_error(call, 408, "request_timeout",
+                          "the backing store did not answer in time; retry later");
+    else if (status == RTMD_ERATE)
+        api_respond_error(call, 429, "too_many_requests", "rate limit exceeded for this app");
+    else
+        api_respond_error(call, 500, "internal_error", "the store failed");
+}
+
+/* ---- routing ------------------------------------------------------------------ */
+
+/* Matches path (below the app) against a pattern; fills params. */
+static bool match(const char *pattern, struct rtmd_str path, struct rtmd_str *params)
+{
+    size_t np = 0, i = 0;
+    const char *p = pattern;
+    while (*p) {
+        const char *pe = strchr(p, '/');
+        size_t plen = pe ? (size_t)(pe - p) : strlen(p);
+        size_t j = i;
+        while (j < path.len && path.p[j] != '/')
+            j++;
+        struct rtmd_str seg = rtmd_str_make(path.p + i, j - i);
+        if (plen == 1 && p[0] == '*') {
+            if (seg.len == 0 || np >= API_MAX_PARAMS)
+                return false;
+            params[np++] = seg;
+        } else if (!rtmd_str_eq(seg, rtmd_str_make(p, plen))) {
+            return false;
+        }
+        p += plen;
+        if (*p == '/') {
+            p++;
+            if (j >= path.len)
+                return false;
+            i = j + 1;
+        } else {
+            return j == path.len;
+        }
+    }
+    return false;
+}
+
+static void after_rate(void *arg, int status)
+{
+    struct api_call *call = arg;
+    if (status < 0) {
+        api_respond_store_error(call, status);
+        return;
+    }
+    call->route->handle(call);
+}
+
+static uint32_t bucket_qps(int bucket)
+{
+    switch (bucket) {
+    case RTMD_RATE_EVENTS: return api_cfg->limits.events_qps;
+    case RTMD_RATE_HISTORY: return api_cfg->limits.history_qps;
+    default: return api_cfg->limits.send_qps;
+    }
+}
+
+static void handle_project(struct rtmd_http_request *req, struct rtmd_str rest)
+{
+    const char *slash = memchr(rest.p, '/', rest.len);
+    struct rtmd_str appid = rtmd_str_make(rest.p, slash ? (size_t)(slash - rest.p) : rest.len);
+    struct rtmd_str below =
+        slash ? rtmd_str_make(slash + 1, rest.len - appid.len - 1) : rtmd_str_make(NULL, 0);
+
+    const struct api_route *route = NULL;
+    bool path_known = false;
+    struct rtmd_str params[API_MAX_PARAMS] = {{0}};
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(routes_); i++) {
+        if (below.p && match(routes_[i].pattern, below, params)) {
+            path_known = true;
+            if (routes_[i].method == req->method) {
+                route = &routes_[i];
+                break;
+            }
+        }
+    }
+    if (!path_known) {
+        api_respond_req_error(req, 404, "not_found", "no such endpoint");
+        return;
+    }
+    if (!route) {
+        api_respond_req_error(req, 405, "method_not_allowed", "method not allowed here");
+        return;
+    }
+    if (!rtmd_appid_valid(appid)) {
+        api_respond_req_error(req, 400, "invalid_appid", "appid must be 32 characters [0-9A-Za-z]");
+        return;
+    }
+    const struct rtmd_app *app = rtmd_config_app(api_cfg, appid);
+    if (!app) {
+        api_respond_req_error(req, 404, "not_found", "unknown appid");
+        return;
+    }
+    struct api_call *call = rtmd_calloc(1, sizeof(*call));
+    call->req = req;
+    call->app = app;
+    call->route = route;
+    memcpy(call->params, params, sizeof(params));
+
+    struct rtmd_credentials cred = {
+        rtmd_http_header(req, "Authorization"),
+        rtmd_http_header(req, "x-agora-token"),
+        rtmd_http_header(req, "x-agora-uid"),
+    };
+    const char *why = "unauthorized";
+    int r = rtmd_auth_request(api_cfg, app, &cred, rtmd_now_ms() / 1000, &call->principal, &why);
+    if (r < 0) {
+        api_respond_error(call, 401, r == RTMD_EEXPIRED ? "token_expired" : "unauthorized", why);
+        return;
+    }
+    if (route->rate_bucket < 0) {
+        route->handle(call);
+        return;
+    }
+    r = rtmd_store_rate(api_store, app, (enum rtmd_rate_bucket)route->rate_bucket,
+                        bucket_qps(route->rate_bucket), after_rate, call);
+    if (r < 0)
+        api_respond_store_error(call, r);
+}
+
+void rtmd_api_handle(struct rtmd_http_request *req)
+{
+    struct rtmd_str path = req->path;
+    if (path.len > sizeof(project_prefix) - 1 &&
+        memcmp(path.p, project_prefix, sizeof(project_prefix) - 1) == 0) {
+        handle_project(req, rtmd_str_make(path.p + sizeof(project_prefix) - 1,
+                                          path.len - (sizeof(project_prefix) - 1)));
+        return;
+    }
+    if (rtmd_str_eq_cstr(path, "/v1/rtm")) {
+        if (req->method != HTTP_GET) {
+            api_respond_req_error(req, 405, "method_not_allowed",
+                                  "use GET with a WebSocket upgrade");
+            return;
+        }
+        rtmd_ws_accept(req);
+        return;
+    }
+    if (rtmd_str_eq_cstr(path, "/healthz") || rtmd_str_eq_cstr(path, "/metrics")) {
+        if (req->method != HTTP_GET) {
+            api_respond_req_error(req, 405, "method_not_allowed", "use GET");
+            return;
+        }
+        if (path.len == 8)
+            api_healthz(req);
+        else
+            api_metrics(req);
+        return;
+    }
+    api_respond_req_error(req, 404, "not_found", "no such endpoint");
+}
+
+int rtmd_api_init(const struct rtmd_config *cfg, struct rtmd_store *store,
+                  struct rtmd_server *server)
+{
+    api_cfg = cfg;
+    api_store = store;
+    api_server = server;
+    rtmd_buf_init(&body_, SIZE_MAX);
+    return 0;
+}
+
+void rtmd_api_shutdown(void)
+{
+    rtmd_buf_free(&body_);
+}

@@ -1,0 +1,38 @@
+/*
+ * request.h — who is calling the REST API (SPEC §3.1).
+ *
+ * Any one of: Basic (a customer that owns the app), AccessToken 006 in
+ * x-agora-token + x-agora-uid, AccessToken2 007 in `Authorization: agora
+ * token=...` or x-agora-token (x-agora-uid optional; when given it must be
+ * the token's user). An app with no certificate accepts no token.
+ */
+#ifndef RTMD_AUTH_REQUEST_H
+#define RTMD_AUTH_REQUEST_H
+
+#include "core/common.h"
+#include "core/config.h"
+#include "core/ids.h"
+
+enum rtmd_principal_kind { RTMD_PRINCIPAL_CUSTOMER, RTMD_PRINCIPAL_USER };
+
+struct rtmd_principal {
+    enum rtmd_principal_kind kind;
+    const struct rtmd_customer *customer; /* CUSTOMER */
+    char uid[RTMD_ID_MAX + 1];            /* USER: the token's user */
+    size_t uid_len;
+};
+
+/* The three headers that can carry credentials (views; may be empty). */
+struct rtmd_credentials {
+    struct rtmd_str authorization;
+    struct rtmd_str x_agora_token;
+    struct rtmd_str x_agora_uid;
+};
+
+/* 0 and *out filled, or a negative error with *why set to a static message:
+ * RTMD_EAUTH (missing or wrong credentials, wrong app) or RTMD_EEXPIRED. */
+int rtmd_auth_request(const struct rtmd_config *cfg, const struct rtmd_app *app,
+                      const struct rtmd_credentials *cred, uint64_t now_s,
+                      struct rtmd_principal *out, const char **why);
+
+#endif

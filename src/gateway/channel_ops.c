@@ -1,0 +1,52 @@
+/*
+ * channel_ops.c — join and leave.
+ */
+#include "core/ids.h"
+#include "gateway/gateway.h"
+#include "gateway/internal.h"
+
+static bool channel_arg(struct gw_client *c, const struct gw_request *r, struct rtmd_str *out)
+{
+    *out = gw_string(r->root, "channel");
+    if (!rtmd_id_valid(*out)) {
+        gw_reply_error(c, true, r->id, "invalid_channel",
+                       "channel must be 1-64 printable ASCII characters of the allowed set");
+        return false;
+    }
+    return true;
+}
+
+void gw_op_join(struct gw_client *c, const struct gw_request *r)
+{
+    struct rtmd_str channel;
+    if (!channel_arg(c, r, &channel))
+        return;
+    int pr = rtmd_presence_join(c->session, channel, gw_on_recorded, NULL);
+    switch (pr) {
+    case 0: gw_op_begin(c, r); return;
+    case -EALREADY:
+        gw_reply_error(c, true, r->id, "already_joined", "already in this channel");
+        return;
+    case RTMD_ELIMIT:
+        gw_reply_error(c, true, r->id, "too_many_channels", "channel limit reached");
+        return;
+    default:
+        gw_reply_error(c, true, r->id, "store_error", "the join could not be recorded");
+        return;
+    }
+}
+
+void gw_op_leave(struct gw_client *c, const struct gw_request *r)
+{
+    struct rtmd_str channel;
+    if (!channel_arg(c, r, &channel))
+        return;
+    int pr = rtmd_presence_leave(c->session, channel, gw_on_recorded, NULL);
+    switch (pr) {
+    case 0: gw_op_begin(c, r); return;
+    case -ENOENT: gw_reply_error(c, true, r->id, "not_joined", "not in this channel"); return;
+    default:
+        gw_reply_error(c, true, r->id, "store_error", "the leave could not be recorded");
+        return;
+    }
+}

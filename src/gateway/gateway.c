@@ -1,0 +1,356 @@
+/*
+ * gateway.c — frames to ops, replies, and each connection's lifecycle.
+ */
+#include "gateway/gateway.h"
+
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "gateway/internal.h"
+
+#define QUEUE_MAX_FRAMES 64
+#define QUEUE_MAX_BYTES  (512 * 1024)
+#define JSON_MAX_DEPTH   8
+
+const struct rtmd_config *gw_cfg;
+struct rtmd_store *gw_store;
+
+struct queued_frame {
+    struct rtmd_list link;
+    size_t len;
+    char data[];
+};
+
+struct op_entry {
+    const char *name;
+    void (*handle)(struct gw_client *c, const struct gw_request *r);
+    bool needs_login;
+};
+
+static const struct op_entry ops_[] = {
+    {"login", gw_op_login, false}, {"logout", gw_op_logout, true}, {"join", gw_op_join, true},
+    {"leave", gw_op_leave, true},  {"ping", gw_op_ping, false},
+};
+
+static struct rtmd_buf out_; /* loop-wide: replies are written at once */
+
+/* ---- sending ------------------------------------------------------------------ */
+
+int gw_send(struct gw_client *c, const char *p, size_t n)
+{
+    if (!c->conn)
+        return RTMD_ECLOSED;
+    int r = rtmd_ws_send_text(c->conn, p, n);
+    if (r == 0 && c->conn && c->conn->out_pending > gw_cfg->limits.ws_output_budget) {
+        /* A client that does not read is cut off, not buffered for. */
+        rtmd_log_info("gateway", "conn=%llu over its output budget (%zu bytes unsent): closing",
+                      (unsigned long long)c->conn->id, c->conn->out_pending);
+        rtmd_conn_close(c->conn);
+        return RTMD_ELIMIT;
+    }
+    return r;
+}
+
+static void reply_head(struct rtmd_json *j, bool has_id, int64_t id, bool ok)
+{
+    rtmd_json_obj_begin(j);
+    rtmd_json_key(j, "op");
+    rtmd_json_cstr(j, "reply");
+    rtmd_json_key(j, "id");
+    if (has_id)
+        rtmd_json_i64(j, id);
+    else
+        rtmd_json_null(j);
+    rtmd_json_key(j, "ok");
+    rtmd_json_bool(j, ok);
+}
+
+void gw_reply_ok(struct gw_client *c, bool has_id, int64_t id,
+                 void (*fields)(struct rtmd_json *j, void *arg), void *arg)
+{
+    struct rtmd_json j;
+    rtmd_buf_reset(&out_);
+    rtmd_json_init(&j, &out_);
+    reply_head(&j, has_id, id, true);
+    if (fields)
+        fields(&j, arg);
+    rtmd_json_obj_end(&j);
+    if (rtmd_json_finish(&j) == 0)
+        gw_send(c, out_.data, out_.len);
+}
+
+void gw_reply_error(struct gw_client *c, bool has_id, int64_t id, const char *code,
+                    const char *message)
+{
+    struct rtmd_json j;
+    rtmd_buf_reset(&out_);
+    rtmd_json_init(&j, &out_);
+    reply_head(&j, has_id, id, false);
+    rtmd_json_key(&j, "error");
+    rtmd_json_cstr(&j, code);
+    rtmd_json_key(&j, "message");
+    rtmd_json_cstr(&j, message);
+    rtmd_json_obj_end(&j);
+    if (rtmd_json_finish(&j) == 0)
+        gw_send(c, out_.data, out_.len);
+}
+
+void gw_reply_recorded(struct gw_client *c, int status)
+{
+    if (status == 0)
+        gw_reply_ok(c, c->has_op_id, c->op_id, NULL, NULL);
+    else
+        gw_reply_error(c, c->has_op_id, c->op_id, "store_error",
+                       "the event could not be recorded; try again");
+}
+
+void gw_on_recorded(struct rtmd_session *s, int status, void *arg)
+{
+    (void)arg;
+    struct gw_client *c = s->owner;
+    if (!c)
+        return;
+    gw_enter(c);
+    gw_reply_recorded(c, status);
+    gw_op_done(c);
+    gw_leave(c);
+}
+
+/* ---- requests -------------------------------------------------------------------- */
+
+struct rtmd_str gw_string(const cJSON *root, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    if (!cJSON_IsString(v) || !v->valuestring)
+        return RTMD_STR_NULL;
+    return rtmd_str_cstr(v->valuestring);
+}
+
+/* Nesting deeper than JSON_MAX_DEPTH is refused before cJSON sees it. */
+static bool depth_ok(const char *p, size_t n)
+{
+    int depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        if (in_string) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '{' || ch == '[') {
+            if (++depth > JSON_MAX_DEPTH)
+                return false;
+        } else if (ch == '}' || ch == ']') {
+            depth--;
+        }
+    }
+    return true;
+}
+
+static void handle_frame(struct gw_client *c, const char *p, size_t n)
+{
+    struct gw_request r = {0};
+    if (!depth_ok(p, n)) {
+        gw_reply_error(c, false, 0, "bad_request", "JSON nested too deeply");
+        return;
+    }
+    r.root = cJSON_ParseWithLength(p, n);
+    if (!r.root || !cJSON_IsObject(r.root)) {
+        gw_reply_error(c, false, 0, "bad_request", "a frame must be one JSON object");
+        cJSON_Delete(r.root);
+        return;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(r.root, "id");
+    if (cJSON_IsNumber(id) && id->valuedouble >= -9007199254740991.0 &&
+        id->valuedouble <= 9007199254740991.0 &&
+        id->valuedouble == (double)(int64_t)id->valuedouble) {
+        r.has_id = true;
+        r.id = (int64_t)id->valuedouble;
+    }
+    struct rtmd_str op = gw_string(r.root, "op");
+    if (!r.has_id) {
+        gw_reply_error(c, false, 0, "bad_request", "\"id\" must be an integer");
+    } else if (!op.p) {
+        gw_reply_error(c, true, r.id, "bad_request", "\"op\" must be a string");
+    } else {
+        const struct op_entry *e = NULL;
+        for (size_t i = 0; i < RTMD_ARRAY_SIZE(ops_); i++)
+            if (rtmd_str_eq_cstr(op, ops_[i].name))
+                e = &ops_[i];
+        if (!e)
+            gw_reply_error(c, true, r.id, "unknown_op", "unknown op");
+        else if (e->needs_login && c->session->state != RTMD_SESSION_ONLINE)
+            gw_reply_error(c, true, r.id, "not_logged_in", "log in first");
+        else
+            e->handle(c, &r);
+    }
+    cJSON_Delete(r.root);
+}
+
+/* Runs queued frames until one makes the client busy again. */
+static void drain_queue(struct gw_client *c)
+{
+    struct rtmd_list *n;
+    while (!c->busy && c->conn && !c->closing && (n = rtmd_list_first(&c->queue))) {
+        rtmd_list_remove(n);
+        struct queued_frame *f = RTMD_CONTAINER_OF(n, struct queued_frame, link);
+        c->queued--;
+        c->queued_bytes -= f->len;
+        handle_frame(c, f->data, f->len);
+        free(f);
+    }
+    if (c->conn && !c->busy && c->queued < QUEUE_MAX_FRAMES / 2)
+        rtmd_conn_resume_read(c->conn);
+}
+
+void gw_op_begin(struct gw_client *c, const struct gw_request *r)
+{
+    c->busy = true;
+    c->has_op_id = r->has_id;
+    c->op_id = r->id;
+}
+
+void gw_op_done(struct gw_client *c)
+{
+    c->busy = false;
+    drain_queue(c);
+}
+
+static void clear_queue(struct gw_client *c)
+{
+    struct rtmd_list *n;
+    while ((n = rtmd_list_first(&c->queue))) {
+        rtmd_list_remove(n);
+        free(RTMD_CONTAINER_OF(n, struct queued_frame, link));
+    }
+    c->queued = 0;
+    c->queued_bytes = 0;
+}
+
+/* ---- connection lifecycle --------------------------------------------------------- */
+
+static void end_session(struct gw_client *c)
+{
+    if (c->session->state == RTMD_SESSION_ONLINE)
+        rtmd_presence_end(c->session, NULL, NULL);
+}
+
+void gw_close(struct gw_client *c, uint16_t code, const char *reason)
+{
+    c->closing = true;
+    end_session(c);
+    clear_queue(c);
+    if (c->conn)
+        rtmd_ws_close(c->conn, code, reason);
+}
+
+static void client_free(struct gw_client *c)
+{
+    rtmd_session_release(c->session);
+    free(c);
+}
+
+void gw_enter(struct gw_client *c)
+{
+    c->depth++;
+}
+
+void gw_leave(struct gw_client *c)
+{
+    if (--c->depth == 0 && c->dead)
+        client_free(c);
+}
+
+static void on_open(struct rtmd_conn *conn)
+{
+    struct gw_client *c = rtmd_calloc(1, sizeof(*c));
+    c->conn = conn;
+    c->session = rtmd_session_new(c);
+    rtmd_list_init(&c->queue);
+    conn->user = c;
+}
+
+static void on_message(struct rtmd_conn *conn, const char *p, size_t n)
+{
+    struct gw_client *c = conn->user;
+    if (c->closing)
+        return;
+    if (!c->busy) {
+        gw_enter(c);
+        handle_frame(c, p, n);
+        gw_leave(c);
+        return;
+    }
+    struct queued_frame *f = rtmd_malloc(sizeof(*f) + n);
+    f->len = n;
+    memcpy(f->data, p, n);
+    rtmd_list_insert_tail(&c->queue, &f->link);
+    c->queued++;
+    c->queued_bytes += n;
+    if (c->queued >= QUEUE_MAX_FRAMES || c->queued_bytes >= QUEUE_MAX_BYTES)
+        rtmd_conn_pause_read(conn);
+}
+
+static void on_timeout(struct rtmd_conn *conn)
+{
+    struct gw_client *c = conn->user;
+    rtmd_log_debug("gateway", "conn=%llu heartbeat timeout", (unsigned long long)conn->id);
+    gw_enter(c);
+    gw_close(c, RTMD_WS_CLOSE_GOING_AWAY, "heartbeat timeout");
+    gw_leave(c);
+}
+
+static void on_close(struct rtmd_conn *conn)
+{
+    struct gw_client *c = conn->user;
+    if (!c)
+        return;
+    conn->user = NULL;
+    end_session(c);
+    clear_queue(c);
+    c->conn = NULL;
+    c->dead = true;
+    if (c->depth == 0)
+        client_free(c);
+}
+
+static void on_kicked(struct rtmd_session *s)
+{
+    struct gw_client *c = s->owner;
+    if (!c || !c->conn)
+        return;
+    static const char push[] = "{\"op\":\"kicked\",\"reason\":\"remote_login\"}";
+    gw_enter(c);
+    gw_send(c, push, sizeof(push) - 1);
+    gw_close(c, RTMD_WS_CLOSE_NORMAL, "remote_login");
+    gw_leave(c);
+}
+
+const struct rtmd_ws_handler rtmd_gateway_ws_handler = {
+    .on_open = on_open,
+    .on_message = on_message,
+    .on_drain = NULL,
+    .on_timeout = on_timeout,
+    .on_close = on_close,
+};
+
+static const struct rtmd_presence_hooks hooks_ = {.kicked = on_kicked};
+
+int rtmd_gateway_init(const struct rtmd_config *cfg, struct rtmd_store *store)
+{
+    gw_cfg = cfg;
+    gw_store = store;
+    rtmd_buf_init(&out_, SIZE_MAX);
+    return rtmd_presence_init(cfg, store, &hooks_);
+}
+
+void rtmd_gateway_shutdown(void)
+{
+    rtmd_presence_shutdown();
+    rtmd_buf_free(&out_);
+}

@@ -1,0 +1,80 @@
+/*
+ * internal.h — what the gateway's files share (not for other modules).
+ */
+#ifndef RTMD_GATEWAY_INTERNAL_H
+#define RTMD_GATEWAY_INTERNAL_H
+
+#include <cjson/cJSON.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/list.h"
+#include "net/conn.h"
+#include "presence/presence.h"
+#include "store/store.h"
+
+/* One WebSocket connection's protocol state (conn->user). */
+struct gw_client {
+    struct rtmd_conn *conn; /* NULL once the connection is gone */
+    struct rtmd_session *session;
+    struct rtmd_list queue; /* frames waiting while busy */
+    size_t queued_bytes;
+    uint32_t queued;
+    bool busy;      /* an op waits for the store */
+    bool has_op_id; /* the id of the op that made us busy */
+    int64_t op_id;
+    bool closing;   /* the gateway decided to close (logout, kick, timeout) */
+    bool dead;      /* the connection closed while gateway code was running */
+    uint32_t depth; /* gateway calls on the stack that use this client */
+};
+
+/* A parsed request frame. */
+struct gw_request {
+    cJSON *root;
+    bool has_id;
+    int64_t id;
+};
+
+extern const struct rtmd_config *gw_cfg;
+extern struct rtmd_store *gw_store;
+
+/* Every entry into gateway code that uses a client brackets it with these:
+ * a connection closing underneath (a failed write, the output budget) then
+ * frees the client only when the outermost call leaves. */
+void gw_enter(struct gw_client *c);
+void gw_leave(struct gw_client *c);
+
+/* Replies; `fields` (may be NULL) writes extra members after "ok". */
+struct rtmd_json;
+void gw_reply_ok(struct gw_client *c, bool has_id, int64_t id,
+                 void (*fields)(struct rtmd_json *j, void *arg), void *arg);
+void gw_reply_error(struct gw_client *c, bool has_id, int64_t id, const char *code,
+                    const char *message);
+/* Sends one complete JSON text (a push); applies the output budget. */
+int gw_send(struct gw_client *c, const char *p, size_t n);
+
+/* Answers the op that made c busy from the store's status (ok, or
+ * store_error). */
+void gw_reply_recorded(struct gw_client *c, int status);
+/* A presence callback for ops whose whole answer is that reply. */
+void gw_on_recorded(struct rtmd_session *s, int status, void *arg);
+
+/* Marks c busy with op id; gw_op_done() answers nothing but resumes the queue. */
+void gw_op_begin(struct gw_client *c, const struct gw_request *r);
+void gw_op_done(struct gw_client *c);
+
+/* Reads a string member: the value, or a view with p == NULL when absent or
+ * not a string. */
+struct rtmd_str gw_string(const cJSON *root, const char *name);
+
+/* Op handlers: each answers (now, or once its store call completes). */
+void gw_op_login(struct gw_client *c, const struct gw_request *r);
+void gw_op_logout(struct gw_client *c, const struct gw_request *r);
+void gw_op_ping(struct gw_client *c, const struct gw_request *r);
+void gw_op_join(struct gw_client *c, const struct gw_request *r);
+void gw_op_leave(struct gw_client *c, const struct gw_request *r);
+
+/* Ends the client's session (if any), then closes with code/reason. */
+void gw_close(struct gw_client *c, uint16_t code, const char *reason);
+
+#endif

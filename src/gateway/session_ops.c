@@ -1,0 +1,99 @@
+/*
+ * session_ops.c — login, logout, ping.
+ */
+#include <stdio.h>
+
+#include "auth/token.h"
+#include "core/ids.h"
+#include "core/json.h"
+#include "core/loop.h"
+#include "gateway/gateway.h"
+#include "gateway/internal.h"
+#include "net/ws.h"
+
+static const char *token_error(int r)
+{
+    return r == RTMD_EEXPIRED ? "token_expired" : "invalid_token";
+}
+
+void gw_op_login(struct gw_client *c, const struct gw_request *r)
+{
+    if (c->session->state != RTMD_SESSION_NEW) {
+        gw_reply_error(c, true, r->id, "already_logged_in", "this connection is logged in");
+        return;
+    }
+    struct rtmd_str appid = gw_string(r->root, "appid");
+    struct rtmd_str uid = gw_string(r->root, "uid");
+    struct rtmd_str token = gw_string(r->root, "token");
+    if (!rtmd_appid_valid(appid)) {
+        gw_reply_error(c, true, r->id, "invalid_appid", "appid must be 32 characters [0-9A-Za-z]");
+        return;
+    }
+    const struct rtmd_app *app = rtmd_config_app(gw_cfg, appid);
+    if (!app) {
+        gw_reply_error(c, true, r->id, "invalid_appid", "unknown appid");
+        return;
+    }
+    if (!rtmd_id_valid(uid)) {
+        gw_reply_error(c, true, r->id, "invalid_uid",
+                       "uid must be 1-64 printable ASCII characters of the allowed set");
+        return;
+    }
+    if (app->has_certificate) {
+        if (!token.p || token.len == 0) {
+            gw_reply_error(c, true, r->id, "invalid_token", "this app requires a token");
+            return;
+        }
+        struct rtmd_token_info info;
+        int tr = rtmd_token_verify(token, rtmd_str_cstr(app->id), rtmd_str_cstr(app->certificate),
+                                   uid, rtmd_now_ms() / 1000, &info);
+        if (tr < 0) {
+            gw_reply_error(c, true, r->id, token_error(tr),
+                           tr == RTMD_EEXPIRED ? "token expired"
+                                               : "token does not verify for this app and uid");
+            return;
+        }
+    }
+    int pr = rtmd_presence_login(c->session, app, uid, gw_on_recorded, NULL);
+    if (pr < 0) {
+        gw_reply_error(c, true, r->id, "store_error", "the login could not be recorded");
+        return;
+    }
+    gw_op_begin(c, r);
+}
+
+static void on_logout_recorded(struct rtmd_session *s, int status, void *arg)
+{
+    (void)arg;
+    struct gw_client *c = s->owner;
+    if (!c)
+        return;
+    gw_enter(c);
+    gw_reply_recorded(c, status);
+    c->busy = false;
+    gw_close(c, RTMD_WS_CLOSE_NORMAL, "logout");
+    gw_leave(c);
+}
+
+void gw_op_logout(struct gw_client *c, const struct gw_request *r)
+{
+    int pr = rtmd_presence_end(c->session, on_logout_recorded, NULL);
+    if (pr < 0) {
+        gw_reply_error(c, true, r->id, "store_error", "the logout could not be recorded");
+        gw_close(c, RTMD_WS_CLOSE_NORMAL, "logout");
+        return;
+    }
+    gw_op_begin(c, r);
+}
+
+static void ping_fields(struct rtmd_json *j, void *arg)
+{
+    (void)arg;
+    rtmd_json_key(j, "ms");
+    rtmd_json_u64(j, rtmd_now_ms());
+}
+
+void gw_op_ping(struct gw_client *c, const struct gw_request *r)
+{
+    gw_reply_ok(c, true, r->id, ping_fields, NULL);
+}

@@ -1,0 +1,508 @@
+/*
+ * conn.c — listeners, accepted connections, TLS over memory BIOs, and the
+ * write path. See conn.h for the model; the TLS part is the standard OpenSSL
+ * memory-BIO pattern: ciphertext read from the socket is written into the
+ * SSL's read BIO, SSL_read() yields plaintext for the protocol, and whatever
+ * SSL puts into its write BIO (handshake records, encrypted responses) is
+ * written to the socket.
+ */
+#include "net/conn.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "net/http.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+#define LINGER_MS     2000
+
+/* One loop-wide buffer for socket reads and one for TLS plaintext: reads are
+ * processed synchronously inside the read callback, so one of each is
+ * enough however many connections there are. */
+static char read_buf_[READ_BUF_SIZE];
+static char plain_buf_[READ_BUF_SIZE];
+
+struct write_req {
+    uv_write_t req;
+    struct rtmd_conn *conn;
+    size_t len;
+    char data[];
+};
+
+static void conn_free(struct rtmd_conn *c)
+{
+    if (c->ssl)
+        SSL_free(c->ssl);
+    free(c);
+}
+
+void rtmd_conn_unref(struct rtmd_conn *c)
+{
+    if (--c->refs == 0)
+        conn_free(c);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct rtmd_conn *c = RTMD_CONTAINER_OF((uv_tcp_t *)h, struct rtmd_conn, tcp);
+    rtmd_conn_unref(c);
+}
+
+void rtmd_conn_close(struct rtmd_conn *c)
+{
+    if (c->flags & RTMD_CONN_CLOSING)
+        return;
+    c->flags |= RTMD_CONN_CLOSING;
+    rtmd_timeout_disarm(&c->timeout);
+    rtmd_list_remove(&c->link);
+    c->server->n_conns--;
+    c->server->closed++;
+    if (c->proto && c->proto->on_close)
+        c->proto->on_close(c);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void rtmd_conn_arm_timeout(struct rtmd_conn *c, struct rtmd_timeout_queue *q)
+{
+    if (c->flags & RTMD_CONN_CLOSING)
+        return;
+    rtmd_timeout_arm(q, &c->timeout);
+}
+
+void rtmd_conn_disarm_timeout(struct rtmd_conn *c)
+{
+    rtmd_timeout_disarm(&c->timeout);
+}
+
+void rtmd_conn_set_proto(struct rtmd_conn *c, const struct rtmd_proto *proto)
+{
+    c->proto = proto;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct write_req *w = RTMD_CONTAINER_OF(req, struct write_req, req);
+    struct rtmd_conn *c = w->conn;
+    c->out_pending -= w->len;
+    free(w);
+    if (status < 0 || (c->flags & RTMD_CONN_CLOSING)) {
+        if (status < 0 && status != UV_ECANCELED)
+            rtmd_log_debug("net", "conn=%llu write failed: %s", (unsigned long long)c->id,
+                           uv_strerror(status));
+        rtmd_conn_close(c);
+        rtmd_conn_unref(c);
+        return;
+    }
+    if (c->out_pending == 0) {
+        if (c->flags & RTMD_CONN_CLOSE_AFTER_WRITE) {
+            c->flags &= ~(uint32_t)RTMD_CONN_CLOSE_AFTER_WRITE;
+            rtmd_conn_close_gracefully(c);
+        } else if (c->proto && c->proto->on_drain) {
+            c->proto->on_drain(c);
+        }
+    }
+    rtmd_conn_unref(c);
+}
+
+/* Writes bytes to the socket: directly when nothing is queued, the rest
+ * copied into one queued write. */
+static int raw_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
+{
+    size_t total = 0, done = 0;
+    for (size_t i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+    if (total == 0)
+        return 0;
+    if (c->out_pending == 0) {
+        int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs);
+        if (r >= 0)
+            done = (size_t)r;
+        else if (r != UV_EAGAIN) {
+            rtmd_conn_close(c);
+            return r;
+        }
+        if (done == total)
+            return 0;
+    }
+    struct write_req *w = rtmd_try_malloc(sizeof(*w) + (total - done));
+    if (!w) {
+        rtmd_conn_close(c);
+        return -ENOMEM;
+    }
+    size_t off = 0, skip = done;
+    for (size_t i = 0; i < nbufs; i++) {
+        size_t len = bufs[i].len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        memcpy(w->data + off, bufs[i].base + skip, len - skip);
+        off += len - skip;
+        skip = 0;
+    }
+    w->conn = c;
+    w->len = off;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)off);
+    int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (r < 0) {
+        free(w);
+        rtmd_conn_close(c);
+        return r;
+    }
+    c->out_pending += off;
+    rtmd_conn_ref(c);
+    return 0;
+}
+
+/* Moves whatever TLS produced (records) to the socket. */
+static int tls_flush(struct rtmd_conn *c)
+{
+    BIO *wbio = SSL_get_wbio(c->ssl);
+    char *data;
+    long n = BIO_get_mem_data(wbio, &data);
+    if (n <= 0)
+        return 0;
+    uv_buf_t b = uv_buf_init(data, (unsigned)n);
+    int r = raw_writev(c, &b, 1);
+    (void)BIO_reset(wbio);
+    return r;
+}
+
+int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
+{
+    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
+        return RTMD_ECLOSED;
+    if (!c->ssl)
+        return raw_writev(c, bufs, nbufs);
+    for (size_t i = 0; i < nbufs; i++) {
+        if (bufs[i].len == 0)
+            continue;
+        int r = SSL_write(c->ssl, bufs[i].base, (int)bufs[i].len);
+        if (r <= 0) {
+            rtmd_conn_close(c);
+            return RTMD_ECLOSED;
+        }
+    }
+    return tls_flush(c);
+}
+
+int rtmd_conn_write(struct rtmd_conn *c, const void *p, size_t n)
+{
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    return rtmd_conn_writev(c, &b, 1);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(read_buf_, sizeof(read_buf_));
+}
+
+static void deliver(struct rtmd_conn *c, const char *p, size_t n)
+{
+    if (c->flags & RTMD_CONN_LINGER)
+        return; /* discard */
+    c->proto->on_data(c, p, n);
+}
+
+static void tls_read(struct rtmd_conn *c, const char *p, size_t n)
+{
+    BIO *rbio = SSL_get_rbio(c->ssl);
+    if (BIO_write(rbio, p, (int)n) != (int)n) {
+        rtmd_conn_close(c);
+        return;
+    }
+    while (!(c->flags & RTMD_CONN_CLOSING)) {
+        int r = SSL_read(c->ssl, plain_buf_, sizeof(plain_buf_));
+        if (r > 0) {
+            c->flags |= RTMD_CONN_TLS_DONE;
+            deliver(c, plain_buf_, (size_t)r);
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            if (SSL_is_init_finished(c->ssl))
+                c->flags |= RTMD_CONN_TLS_DONE;
+            break;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify */
+            if (c->proto->on_eof && !(c->flags & RTMD_CONN_LINGER))
+                c->proto->on_eof(c);
+            else
+                rtmd_conn_close(c);
+            return;
+        }
+        unsigned long err = ERR_peek_error();
+        rtmd_log_debug("tls", "conn=%llu TLS error: %s", (unsigned long long)c->id,
+                       err ? ERR_reason_error_string(err) : "syscall");
+        ERR_clear_error();
+        tls_flush(c); /* an alert, if any */
+        rtmd_conn_close(c);
+        return;
+    }
+    if (!(c->flags & RTMD_CONN_CLOSING))
+        tls_flush(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct rtmd_conn *c = RTMD_CONTAINER_OF((uv_tcp_t *)s, struct rtmd_conn, tcp);
+    if (c->flags & RTMD_CONN_CLOSING)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF && !(c->flags & RTMD_CONN_LINGER) && c->proto->on_eof)
+            c->proto->on_eof(c);
+        else
+            rtmd_conn_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    rtmd_conn_ref(c);
+    c->flags |= RTMD_CONN_IN_READ;
+    if (c->flags & RTMD_CONN_LINGER) {
+        /* Discarding input until EOF; the linger timeout bounds how long. */
+    } else if (c->ssl) {
+        tls_read(c, buf->base, (size_t)nread);
+    } else {
+        deliver(c, buf->base, (size_t)nread);
+    }
+    c->flags &= ~(uint32_t)RTMD_CONN_IN_READ;
+    rtmd_conn_unref(c);
+}
+
+static void update_reading(struct rtmd_conn *c)
+{
+    bool want = !(c->flags & RTMD_CONN_CLOSING) &&
+                (!(c->flags & RTMD_CONN_READ_PAUSED) || (c->flags & RTMD_CONN_LINGER));
+    if (want && !(c->flags & RTMD_CONN_READING)) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->flags |= RTMD_CONN_READING;
+    } else if (!want && (c->flags & RTMD_CONN_READING)) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->flags &= ~(uint32_t)RTMD_CONN_READING;
+    }
+}
+
+void rtmd_conn_pause_read(struct rtmd_conn *c)
+{
+    c->flags |= RTMD_CONN_READ_PAUSED;
+    update_reading(c);
+}
+
+void rtmd_conn_resume_read(struct rtmd_conn *c)
+{
+    c->flags &= ~(uint32_t)RTMD_CONN_READ_PAUSED;
+    update_reading(c);
+}
+
+/* ---- graceful close ----------------------------------------------------- */
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct rtmd_conn *c = req->data;
+    free(req);
+    if (status < 0 || (c->flags & RTMD_CONN_CLOSING)) {
+        rtmd_conn_close(c);
+    } else {
+        rtmd_conn_arm_timeout(c, &c->server->linger_timeouts);
+        update_reading(c);
+    }
+    rtmd_conn_unref(c);
+}
+
+void rtmd_conn_close_gracefully(struct rtmd_conn *c)
+{
+    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
+        return;
+    if (c->out_pending > 0) {
+        c->flags |= RTMD_CONN_CLOSE_AFTER_WRITE;
+        return;
+    }
+    if (c->ssl && (c->flags & RTMD_CONN_TLS_DONE) && !(c->flags & RTMD_CONN_TLS_SHUT)) {
+        /* close_notify first; the TCP shutdown follows once it is written. */
+        c->flags |= RTMD_CONN_TLS_SHUT;
+        SSL_shutdown(c->ssl);
+        tls_flush(c);
+        if (c->flags & RTMD_CONN_CLOSING)
+            return;
+        if (c->out_pending > 0) {
+            c->flags |= RTMD_CONN_CLOSE_AFTER_WRITE;
+            return;
+        }
+    }
+    c->flags |= RTMD_CONN_LINGER;
+    c->flags &= ~(uint32_t)RTMD_CONN_READ_PAUSED;
+    uv_shutdown_t *req = rtmd_malloc(sizeof(*req));
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        free(req);
+        rtmd_conn_close(c);
+        return;
+    }
+    rtmd_conn_ref(c);
+}
+
+/* ---- timeouts ------------------------------------------------------------ */
+
+static void on_proto_timeout(struct rtmd_timeout *t)
+{
+    struct rtmd_conn *c = RTMD_CONTAINER_OF(t, struct rtmd_conn, timeout);
+    if (c->proto && c->proto->on_timeout)
+        c->proto->on_timeout(c);
+    else
+        rtmd_conn_close(c);
+}
+
+static void on_linger_timeout(struct rtmd_timeout *t)
+{
+    rtmd_conn_close(RTMD_CONTAINER_OF(t, struct rtmd_conn, timeout));
+}
+
+/* ---- accepting ----------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    struct rtmd_listener *l = RTMD_CONTAINER_OF((uv_tcp_t *)ls, struct rtmd_listener, tcp);
+    struct rtmd_server *s = l->server;
+    if (status < 0) {
+        rtmd_log_warn("net", "accept on %s failed: %s", l->bound, uv_strerror(status));
+        return;
+    }
+    struct rtmd_conn *c = rtmd_calloc(1, sizeof(*c));
+    uv_tcp_init(rtmd_loop(), &c->tcp);
+    c->refs = 1;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        return;
+    }
+    c->server = s;
+    c->listener = l;
+    c->id = ++s->next_conn_id;
+    rtmd_timeout_init(&c->timeout);
+    rtmd_list_insert_tail(&s->conns, &c->link);
+    s->n_conns++;
+    s->accepted++;
+    if (s->n_conns > s->cfg->limits.max_connections || s->stopping) {
+        s->rejected_full++;
+        c->proto = NULL;
+        rtmd_conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (s->ssl_ctx) {
+        c->ssl = SSL_new(s->ssl_ctx);
+        BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+        if (!c->ssl || !rbio || !wbio) {
+            BIO_free(rbio);
+            BIO_free(wbio);
+            rtmd_conn_close(c);
+            return;
+        }
+        SSL_set_bio(c->ssl, rbio, wbio);
+        SSL_set_accept_state(c->ssl);
+    }
+    rtmd_http_conn_start(c);
+    update_reading(c);
+}
+
+static int bind_listener(struct rtmd_listener *l, char *err, size_t errlen)
+{
+    const struct rtmd_listener_config *lc = l->cfg;
+    struct sockaddr_storage ss;
+    int r;
+    if (strchr(lc->host, ':'))
+        r = uv_ip6_addr(lc->host, lc->port, (struct sockaddr_in6 *)&ss);
+    else
+        r = uv_ip4_addr(lc->host, lc->port, (struct sockaddr_in *)&ss);
+    if (r == 0)
+        r = uv_tcp_init(rtmd_loop(), &l->tcp);
+    if (r < 0) {
+        snprintf(err, errlen, "bad listen address %s", lc->host);
+        return r;
+    }
+    r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", lc->host, (unsigned)lc->port,
+                 uv_strerror(r));
+        uv_close((uv_handle_t *)&l->tcp, NULL);
+        return r;
+    }
+    int len = sizeof(ss);
+    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
+    char host[64];
+    unsigned port;
+    if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        snprintf(l->bound, sizeof(l->bound), "[%s]:%u", host, port);
+    } else {
+        uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        snprintf(l->bound, sizeof(l->bound), "%s:%u", host, port);
+    }
+    return 0;
+}
+
+int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_CTX *ssl_ctx,
+                      rtmd_http_handler on_request, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    s->ssl_ctx = ssl_ctx;
+    s->on_request = on_request;
+    rtmd_list_init(&s->conns);
+    rtmd_timeout_queue_init(&s->request_timeouts, cfg->limits.http_header_timeout_ms,
+                            on_proto_timeout);
+    rtmd_timeout_queue_init(&s->idle_timeouts, (uint64_t)cfg->limits.http_idle_timeout_s * 1000,
+                            on_proto_timeout);
+    rtmd_timeout_queue_init(&s->linger_timeouts, LINGER_MS, on_linger_timeout);
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct rtmd_listener *l = &s->listeners[i];
+        l->server = s;
+        l->cfg = &cfg->listeners[i];
+        l->region = cfg->listeners[i].region_index;
+        int r = bind_listener(l, err, errlen);
+        if (r < 0) {
+            for (size_t j = 0; j < i; j++)
+                uv_close((uv_handle_t *)&s->listeners[j].tcp, NULL);
+            s->n_listeners = 0;
+            return r;
+        }
+        s->n_listeners++;
+    }
+    return 0;
+}
+
+void rtmd_server_stop_listening(struct rtmd_server *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
+}
+
+void rtmd_server_close_all(struct rtmd_server *s)
+{
+    struct rtmd_list *n, *tmp;
+    rtmd_list_foreach_safe(n, tmp, &s->conns)
+    {
+        rtmd_conn_close(RTMD_CONTAINER_OF(n, struct rtmd_conn, link));
+    }
+    rtmd_timeout_queue_close(&s->request_timeouts);
+    rtmd_timeout_queue_close(&s->idle_timeouts);
+    rtmd_timeout_queue_close(&s->linger_timeouts);
+}

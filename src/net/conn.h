@@ -1,0 +1,153 @@
+/*
+ * conn.h — listeners and connections: TCP through libuv, optional TLS, and
+ * the hand-over of plaintext to one protocol (HTTP/1.1 first, WebSocket after
+ * an upgrade).
+ *
+ * Reading: every connection reads into one loop-wide 64 KiB buffer; bytes
+ * are handed to the protocol at once and the protocol keeps only what it
+ * cannot use yet (a partial request head, a partial WebSocket frame). An idle
+ * connection therefore holds no buffer at all.
+ *
+ * Writing: rtmd_conn_write() tries a direct write first; bytes the kernel does
+ * not take at once are copied into a queued uv_write. conn->out_pending
+ * counts them; a protocol that cares (the gateway) compares it with its
+ * output budget.
+ *
+ * Lifetime (STYLE.md §9, objects die later): rtmd_conn_close() marks the
+ * connection closing, tells the protocol (on_close), and starts uv_close();
+ * the memory is freed when the close callback has run and the last
+ * reference (rtmd_conn_ref, held by async work such as a store call) is
+ * dropped. Code holding a reference checks rtmd_conn_closing() before use.
+ */
+#ifndef RTMD_NET_CONN_H
+#define RTMD_NET_CONN_H
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "core/common.h"
+#include "core/config.h"
+#include "core/list.h"
+#include "core/loop.h"
+
+struct rtmd_conn;
+struct rtmd_server;
+struct rtmd_http_conn;
+struct rtmd_ws_conn;
+
+/* The protocol currently driving a connection. */
+struct rtmd_proto {
+    const char *name;
+    /* Plaintext arrived; the protocol consumes or buffers all of it. */
+    void (*on_data)(struct rtmd_conn *c, const char *p, size_t n);
+    /* The peer sent EOF (only while not closing). */
+    void (*on_eof)(struct rtmd_conn *c);
+    /* Queued output was fully written (out_pending dropped to 0). */
+    void (*on_drain)(struct rtmd_conn *c);
+    /* The connection is closing for any reason; release protocol state. */
+    void (*on_close)(struct rtmd_conn *c);
+    /* The connection's timeout expired (what it means is the protocol's). */
+    void (*on_timeout)(struct rtmd_conn *c);
+};
+
+struct rtmd_listener {
+    uv_tcp_t tcp;
+    struct rtmd_server *server;
+    const struct rtmd_listener_config *cfg;
+    uint32_t region;
+    char bound[80]; /* "host:port" actually bound */
+};
+
+enum {
+    RTMD_CONN_CLOSING = 1 << 0,     /* rtmd_conn_close() ran */
+    RTMD_CONN_READING = 1 << 1,     /* uv_read_start is active */
+    RTMD_CONN_READ_PAUSED = 1 << 2, /* the protocol asked to stop reading */
+    RTMD_CONN_LINGER = 1 << 3,      /* write side shut; discarding input until EOF */
+    RTMD_CONN_CLOSE_AFTER_WRITE = 1 << 4,
+    RTMD_CONN_TLS_DONE = 1 << 5, /* TLS handshake finished */
+    RTMD_CONN_IN_READ = 1 << 6,  /* inside the read callback */
+    RTMD_CONN_TLS_SHUT = 1 << 7, /* close_notify sent */
+};
+
+struct rtmd_conn {
+    uv_tcp_t tcp;
+    struct rtmd_server *server;
+    struct rtmd_listener *listener;
+    struct rtmd_list link; /* server->conns */
+    struct rtmd_timeout timeout;
+    uint64_t id;
+    uint32_t refs;
+    uint32_t flags;
+    size_t out_pending; /* bytes handed to uv_write and not yet written */
+    SSL *ssl;           /* NULL for plain connections */
+    const struct rtmd_proto *proto;
+    union {
+        struct rtmd_http_conn *http;
+        struct rtmd_ws_conn *ws;
+    } p;
+    void *user; /* the protocol's user (the gateway's session) */
+};
+
+/* Request handlers the server dispatches to (the API router). */
+struct rtmd_http_request;
+typedef void (*rtmd_http_handler)(struct rtmd_http_request *req);
+
+struct rtmd_server {
+    const struct rtmd_config *cfg;
+    SSL_CTX *ssl_ctx; /* NULL when tls = off */
+    struct rtmd_listener listeners[RTMD_LISTENERS_MAX];
+    size_t n_listeners;
+    struct rtmd_list conns;
+    size_t n_conns;
+    uint64_t next_conn_id;
+    rtmd_http_handler on_request;
+    /* Timeout queues: request head/body, keep-alive idle, lingering close. */
+    struct rtmd_timeout_queue request_timeouts;
+    struct rtmd_timeout_queue idle_timeouts;
+    struct rtmd_timeout_queue linger_timeouts;
+    bool stopping;
+    /* counters for /metrics */
+    uint64_t accepted, rejected_full, closed;
+};
+
+/* Binds every listener of cfg (ssl_ctx may be NULL). On error writes a message to err. */
+int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_CTX *ssl_ctx,
+                      rtmd_http_handler on_request, char *err, size_t errlen);
+/* Stops accepting (listeners closed); existing connections stay. */
+void rtmd_server_stop_listening(struct rtmd_server *s);
+/* Closes every connection (their protocols' on_close run). */
+void rtmd_server_close_all(struct rtmd_server *s);
+
+static inline bool rtmd_conn_closing(const struct rtmd_conn *c)
+{
+    return (c->flags & RTMD_CONN_CLOSING) != 0;
+}
+static inline void rtmd_conn_ref(struct rtmd_conn *c)
+{
+    c->refs++;
+}
+void rtmd_conn_unref(struct rtmd_conn *c);
+
+/* Switches the protocol (HTTP → WebSocket); the caller sets c->p first. */
+void rtmd_conn_set_proto(struct rtmd_conn *c, const struct rtmd_proto *proto);
+
+/* Writes plaintext (encrypted first with TLS). 0, or a negative error after
+ * which the connection is being closed. */
+int rtmd_conn_write(struct rtmd_conn *c, const void *p, size_t n);
+int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs);
+
+void rtmd_conn_pause_read(struct rtmd_conn *c);
+void rtmd_conn_resume_read(struct rtmd_conn *c);
+
+/* Closes now: queued output is dropped. */
+void rtmd_conn_close(struct rtmd_conn *c);
+/* Closes once queued output is written, then lingers: the write side is
+ * shut down and input discarded until EOF or a short timeout, so the peer
+ * reads the last response instead of a reset. */
+void rtmd_conn_close_gracefully(struct rtmd_conn *c);
+
+/* Arms the connection's single timeout on q (disarming any other). */
+void rtmd_conn_arm_timeout(struct rtmd_conn *c, struct rtmd_timeout_queue *q);
+void rtmd_conn_disarm_timeout(struct rtmd_conn *c);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * http.h — HTTP/1.1 server semantics over Debian's http-parser.
+ *
+ * One request at a time per connection: pipelined requests are parsed only
+ * after the current one is answered, so responses leave in request order.
+ * Keep-alive by HTTP version and `Connection`; chunked and Content-Length
+ * bodies decoded by the parser. Limits (config [limits]): request head
+ * (request line + headers) http_max_head bytes and http_max_headers headers
+ * → 431; body http_max_body → 413; malformed → 400; the whole request must
+ * arrive within http_header_timeout_ms; an idle keep-alive connection closes
+ * after http_idle_timeout_s. Error answers close the connection gracefully.
+ *
+ * A handler receives a complete request and must answer it exactly once,
+ * now or later (after a store callback), with rtmd_http_respond*(). The
+ * request stays valid until then even if the client disconnects (the
+ * response is then dropped).
+ */
+#ifndef RTMD_NET_HTTP_H
+#define RTMD_NET_HTTP_H
+
+#include "core/buf.h"
+#include "core/common.h"
+#include "core/reqid.h"
+#include "net/conn.h"
+
+struct rtmd_http_header {
+    struct rtmd_str name;
+    struct rtmd_str value;
+};
+
+struct rtmd_http_request {
+    struct rtmd_conn *conn;
+    int method; /* enum http_method (http_parser.h) */
+    unsigned short http_major, http_minor;
+    struct rtmd_str url;   /* as sent: path and query */
+    struct rtmd_str path;  /* url up to '?' (not decoded) */
+    struct rtmd_str query; /* after '?', or empty */
+    struct rtmd_http_header *headers;
+    size_t n_headers;
+    struct rtmd_str body;
+    bool keep_alive;
+    bool upgrade;    /* Connection: upgrade with an Upgrade header */
+    uint32_t region; /* the listener's region */
+    bool responded;
+    char request_id[RTMD_REQUEST_ID_MAX];
+    size_t request_id_len;
+    void *data; /* the handler's */
+    /* private */
+    struct rtmd_buf head; /* url and header bytes */
+    struct rtmd_buf body_buf;
+    size_t headers_cap;
+};
+
+/* Starts HTTP on a newly accepted connection. */
+void rtmd_http_conn_start(struct rtmd_conn *c);
+
+/* Value of the first header named name (case-insensitive), or an empty view
+ * with p == NULL. */
+struct rtmd_str rtmd_http_header(const struct rtmd_http_request *req, const char *name);
+
+/* Answers the request. extra_headers: complete "Name: value\r\n" lines or
+ * empty. Adds Content-Length, X-Request-ID and, when closing, Connection:
+ * close. */
+void rtmd_http_respond(struct rtmd_http_request *req, int status, const char *content_type,
+                       struct rtmd_str extra_headers, struct rtmd_str body);
+/* A JSON body (application/json;charset=utf-8). */
+void rtmd_http_respond_json(struct rtmd_http_request *req, int status, struct rtmd_str body);
+/* SPEC §3.2 error body:
+ * {"code":"<code>","message":"<message>","request_id":"...","result":"failed"} */
+void rtmd_http_respond_error(struct rtmd_http_request *req, int status, const char *code,
+                             const char *message);
+/* Appends the §3.2 error body to out. */
+int rtmd_http_error_body(struct rtmd_buf *out, const char *code, const char *message,
+                         const char *request_id);
+
+const char *rtmd_http_status_text(int status);
+
+/*
+ * For protocol upgrades (ws.c): writes response (the 101), ends HTTP on the
+ * connection and moves the bytes that followed the request head into
+ * *leftover (an initialised, empty buffer the caller then owns). The request
+ * is answered and released; the caller installs the new protocol.
+ */
+int rtmd_http_upgrade(struct rtmd_http_request *req, struct rtmd_str response,
+                      struct rtmd_buf *leftover);
+
+#endif

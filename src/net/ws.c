@@ -1,0 +1,495 @@
+/*
+ * ws.c — WebSocket connections over wslay (see ws.h for the memory model).
+ */
+#include "net/ws.h"
+
+#include <http_parser.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <wslay/wslay.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+
+struct rtmd_ws_conn {
+    wslay_event_context_ptr ctx; /* NULL while idle */
+    struct rtmd_buf partial;     /* an incomplete frame, only while there is one */
+    const char *feed;            /* complete frames being handed to wslay */
+    size_t feed_len;
+    bool in_message; /* a fragmented data message is in progress */
+    bool in_recv;    /* inside wslay_event_recv */
+    bool dead;       /* closed during wslay_event_recv: free afterwards */
+};
+
+static const struct rtmd_ws_handler *handler_;
+static const struct rtmd_config *cfg_;
+static struct rtmd_timeout_queue heartbeat_;
+static wslay_event_context_ptr encoder_;
+static struct rtmd_buf *encoder_out_;
+static int encoder_err_;
+
+static const struct rtmd_proto ws_proto;
+
+/* ---- frame sizes ------------------------------------------------------------ */
+
+int rtmd_ws_frame_size(const unsigned char *p, size_t n, uint64_t *total)
+{
+    if (n < 2)
+        return 0;
+    uint64_t len = p[1] & 0x7f;
+    size_t hdr = 2;
+    if (len == 126) {
+        hdr += 2;
+        if (n < hdr)
+            return 0;
+        len = ((uint64_t)p[2] << 8) | p[3];
+    } else if (len == 127) {
+        hdr += 8;
+        if (n < hdr)
+            return 0;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = (len << 8) | p[2 + i];
+        if (len >> 63)
+            return -1;
+    }
+    if (p[1] & 0x80)
+        hdr += 4;
+    *total = hdr + len;
+    return 1;
+}
+
+/* ---- the wslay context of a connection --------------------------------------- */
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+{
+    (void)flags;
+    struct rtmd_conn *c = user;
+    struct rtmd_ws_conn *ws = c->p.ws;
+    if (ws->feed_len == 0 || (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = RTMD_MIN(len, ws->feed_len);
+    memcpy(buf, ws->feed, n);
+    ws->feed += n;
+    ws->feed_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user)
+{
+    (void)flags;
+    struct rtmd_conn *c = user;
+    if (rtmd_conn_write(c, data, len) < 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                        void *user)
+{
+    (void)ctx;
+    struct rtmd_conn *c = user;
+    if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER))
+        return;
+    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
+        handler_->on_message(c, (const char *)arg->msg, arg->msg_length);
+}
+
+static const struct wslay_event_callbacks conn_callbacks = {
+    .recv_callback = recv_cb,
+    .send_callback = send_cb,
+    .on_msg_recv_callback = on_msg_recv,
+};
+
+static int ensure_ctx(struct rtmd_conn *c)
+{
+    struct rtmd_ws_conn *ws = c->p.ws;
+    if (ws->ctx)
+        return 0;
+    if (wslay_event_context_server_init(&ws->ctx, &conn_callbacks, c) != 0) {
+        ws->ctx = NULL;
+        return -ENOMEM;
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, cfg_->limits.ws_max_message);
+    return 0;
+}
+
+static void release_ctx_if_idle(struct rtmd_ws_conn *ws)
+{
+    if (ws->ctx && !ws->in_message && wslay_event_get_queued_msg_count(ws->ctx) == 0) {
+        wslay_event_context_free(ws->ctx);
+        ws->ctx = NULL;
+    }
+}
+
+static void ws_free(struct rtmd_ws_conn *ws)
+{
+    if (ws->ctx)
+        wslay_event_context_free(ws->ctx);
+    rtmd_buf_free(&ws->partial);
+    free(ws);
+}
+
+/* Hands complete frames to wslay and acts on what it decided. */
+static void feed(struct rtmd_conn *c, const char *p, size_t n)
+{
+    struct rtmd_ws_conn *ws = c->p.ws;
+    if (ensure_ctx(c) < 0) {
+        rtmd_conn_close(c);
+        return;
+    }
+    rtmd_ws_touch(c);
+    ws->feed = p;
+    ws->feed_len = n;
+    ws->in_recv = true;
+    int r = wslay_event_recv(ws->ctx);
+    ws->in_recv = false;
+    ws->feed = NULL;
+    ws->feed_len = 0;
+    if (ws->dead) {
+        ws_free(ws);
+        c->p.ws = NULL;
+        return;
+    }
+    if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER))
+        return;
+    if (r == 0)
+        r = wslay_event_send(ws->ctx); /* pongs, close replies */
+    if (r != 0 || wslay_event_get_close_received(ws->ctx) || wslay_event_get_close_sent(ws->ctx) ||
+        !wslay_event_want_read(ws->ctx)) {
+        /* The peer closed, or broke the protocol and wslay queued a close:
+         * flush it and end the connection. */
+        if (r == 0)
+            wslay_event_send(ws->ctx);
+        rtmd_conn_close_gracefully(c);
+        return;
+    }
+    release_ctx_if_idle(ws);
+}
+
+/* Updates in_message from the frame headers of p (complete frames only). */
+static void track_fragments(struct rtmd_ws_conn *ws, const unsigned char *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        uint64_t total;
+        if (rtmd_ws_frame_size(p + off, n - off, &total) != 1)
+            return;
+        unsigned op = p[off] & 0x0f;
+        bool fin = (p[off] & 0x80) != 0;
+        if (op < 8) /* data or continuation frame */
+            ws->in_message = !fin;
+        off += (size_t)total;
+    }
+}
+
+static void too_big(struct rtmd_conn *c)
+{
+    rtmd_ws_close(c, RTMD_WS_CLOSE_TOO_BIG, "message too big");
+}
+
+static void ws_on_data(struct rtmd_conn *c, const char *p, size_t n)
+{
+    struct rtmd_ws_conn *ws = c->p.ws;
+    uint64_t max_frame = (uint64_t)cfg_->limits.ws_max_message + 14;
+    uint64_t total;
+    int r;
+
+    /* First complete a frame left partial by an earlier read. */
+    while (ws->partial.len > 0 && n > 0) {
+        r = rtmd_ws_frame_size((const unsigned char *)ws->partial.data, ws->partial.len, &total);
+        if (r < 0 || (r == 1 && total > max_frame)) {
+            too_big(c);
+            return;
+        }
+        size_t want = r == 0 ? 1 : (size_t)(total - ws->partial.len);
+        size_t take = RTMD_MIN(want, n);
+        if (rtmd_buf_append(&ws->partial, p, take) < 0) {
+            too_big(c);
+            return;
+        }
+        p += take;
+        n -= take;
+        if (r == 1 && ws->partial.len == total) {
+            track_fragments(ws, (const unsigned char *)ws->partial.data, ws->partial.len);
+            struct rtmd_buf frame = ws->partial;
+            rtmd_buf_init(&ws->partial, max_frame);
+            feed(c, frame.data, frame.len);
+            rtmd_buf_free(&frame);
+            if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER) || c->p.ws != ws)
+                return;
+        }
+    }
+    if (n == 0)
+        return;
+
+    /* Then every complete frame in this read, handed over at once. */
+    size_t complete = 0;
+    for (;;) {
+        r = rtmd_ws_frame_size((const unsigned char *)p + complete, n - complete, &total);
+        if (r < 0 || (r == 1 && total > max_frame)) {
+            /* Feed what came before, then refuse this frame. */
+            n = complete;
+            break;
+        }
+        if (r == 0 || total > n - complete)
+            break;
+        complete += (size_t)total;
+    }
+    if (complete > 0) {
+        track_fragments(ws, (const unsigned char *)p, complete);
+        feed(c, p, complete);
+        if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER) || c->p.ws != ws)
+            return;
+    }
+    if (r < 0 || (r == 1 && total > max_frame)) {
+        too_big(c);
+        return;
+    }
+    if (complete < n && rtmd_buf_append(&ws->partial, p + complete, n - complete) < 0)
+        too_big(c);
+}
+
+/* ---- connection hooks ------------------------------------------------------- */
+
+static void ws_on_eof(struct rtmd_conn *c)
+{
+    rtmd_conn_close(c);
+}
+
+static void ws_on_drain(struct rtmd_conn *c)
+{
+    if (handler_->on_drain)
+        handler_->on_drain(c);
+}
+
+static void ws_on_close(struct rtmd_conn *c)
+{
+    struct rtmd_ws_conn *ws = c->p.ws;
+    handler_->on_close(c);
+    if (ws->in_recv) {
+        ws->dead = true; /* freed when wslay_event_recv returns */
+        return;
+    }
+    ws_free(ws);
+    c->p.ws = NULL;
+}
+
+static void ws_on_timeout(struct rtmd_conn *c)
+{
+    handler_->on_timeout(c);
+}
+
+static const struct rtmd_proto ws_proto = {
+    .name = "ws",
+    .on_data = ws_on_data,
+    .on_eof = ws_on_eof,
+    .on_drain = ws_on_drain,
+    .on_close = ws_on_close,
+    .on_timeout = ws_on_timeout,
+};
+
+static void on_heartbeat_expired(struct rtmd_timeout *t)
+{
+    struct rtmd_conn *c = RTMD_CONTAINER_OF(t, struct rtmd_conn, timeout);
+    if (c->proto && c->proto->on_timeout)
+        c->proto->on_timeout(c);
+}
+
+void rtmd_ws_touch(struct rtmd_conn *c)
+{
+    rtmd_conn_arm_timeout(c, &heartbeat_);
+}
+
+/* ---- the handshake ----------------------------------------------------------- */
+
+static bool header_has_token(struct rtmd_str v, const char *token)
+{
+    /* A comma-separated list, case-insensitive, spaces around items. */
+    struct rtmd_str t = rtmd_str_cstr(token);
+    size_t i = 0;
+    while (i < v.len) {
+        while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < v.len && v.p[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (v.p[end - 1] == ' ' || v.p[end - 1] == '\t'))
+            end--;
+        if (rtmd_str_ieq(rtmd_str_make(v.p + start, end - start), t))
+            return true;
+    }
+    return false;
+}
+
+void rtmd_ws_accept(struct rtmd_http_request *req)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    struct rtmd_str upgrade = rtmd_http_header(req, "Upgrade");
+    struct rtmd_str connection = rtmd_http_header(req, "Connection");
+    struct rtmd_str key = rtmd_http_header(req, "Sec-WebSocket-Key");
+    struct rtmd_str version = rtmd_http_header(req, "Sec-WebSocket-Version");
+
+    if (!upgrade.p || !header_has_token(upgrade, "websocket") ||
+        !header_has_token(connection, "upgrade")) {
+        rtmd_http_respond(req, 426, "application/json;charset=utf-8",
+                          RTMD_STR_LIT("Upgrade: websocket\r\n"),
+                          RTMD_STR_LIT("{\"code\":\"upgrade_required\",\"message\":\"connect with "
+                                       "WebSocket\",\"result\":\"failed\"}"));
+        return;
+    }
+    if (req->method != HTTP_GET || req->http_major != 1 || req->http_minor < 1) {
+        rtmd_http_respond_error(req, 400, "bad_request", "WebSocket needs GET over HTTP/1.1");
+        return;
+    }
+    if (!rtmd_str_eq_cstr(version, "13")) {
+        rtmd_http_respond(req, 400, "application/json;charset=utf-8",
+                          RTMD_STR_LIT("Sec-WebSocket-Version: 13\r\n"),
+                          RTMD_STR_LIT("{\"code\":\"bad_request\",\"message\":\"unsupported "
+                                       "WebSocket version\",\"result\":\"failed\"}"));
+        return;
+    }
+    /* The key is 16 random bytes in base64: 24 characters. */
+    unsigned char raw[32];
+    if (key.len != 24 || EVP_DecodeBlock(raw, (const unsigned char *)key.p, 24) != 18) {
+        rtmd_http_respond_error(req, 400, "bad_request", "bad Sec-WebSocket-Key");
+        return;
+    }
+    char material[24 + sizeof(guid)];
+    memcpy(material, key.p, 24);
+    memcpy(material + 24, guid, sizeof(guid) - 1);
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    unsigned int dlen = 0;
+    EVP_Digest(material, 24 + sizeof(guid) - 1, digest, &dlen, EVP_sha1(), NULL);
+    char accept[32];
+    EVP_EncodeBlock((unsigned char *)accept, digest, SHA_DIGEST_LENGTH);
+
+    char response[256];
+    int rn = snprintf(response, sizeof(response),
+                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                      accept);
+    struct rtmd_conn *c = req->conn;
+    struct rtmd_buf leftover;
+    rtmd_buf_init(&leftover, 0);
+    if (rtmd_http_upgrade(req, rtmd_str_make(response, (size_t)rn), &leftover) < 0) {
+        rtmd_buf_free(&leftover);
+        return;
+    }
+    struct rtmd_ws_conn *ws = rtmd_calloc(1, sizeof(*ws));
+    rtmd_buf_init(&ws->partial, (size_t)cfg_->limits.ws_max_message + 14);
+    c->p.ws = ws;
+    rtmd_conn_set_proto(c, &ws_proto);
+    rtmd_ws_touch(c);
+    rtmd_conn_ref(c);
+    handler_->on_open(c);
+    if (!rtmd_conn_closing(c) && leftover.len)
+        ws_on_data(c, leftover.data, leftover.len);
+    rtmd_conn_unref(c);
+    rtmd_buf_free(&leftover);
+}
+
+/* ---- sending ------------------------------------------------------------------- */
+
+static ssize_t encoder_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                               int flags, void *user)
+{
+    (void)ctx;
+    (void)flags;
+    (void)user;
+    if (!encoder_err_)
+        encoder_err_ = rtmd_buf_append(encoder_out_, data, len);
+    return (ssize_t)len;
+}
+
+static ssize_t encoder_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                               void *user)
+{
+    (void)buf;
+    (void)len;
+    (void)flags;
+    (void)user;
+    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+}
+
+static const struct wslay_event_callbacks encoder_callbacks = {
+    .recv_callback = encoder_recv_cb,
+    .send_callback = encoder_send_cb,
+};
+
+int rtmd_ws_frame_text(struct rtmd_buf *out, const char *p, size_t n)
+{
+    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)p, n};
+    encoder_out_ = out;
+    encoder_err_ = 0;
+    if (wslay_event_queue_msg(encoder_, &msg) != 0)
+        return -ENOMEM;
+    if (wslay_event_send(encoder_) != 0)
+        return -EIO;
+    return encoder_err_;
+}
+
+int rtmd_ws_send_text(struct rtmd_conn *c, const char *p, size_t n)
+{
+    static struct rtmd_buf frame = {NULL, 0, 0, SIZE_MAX};
+    if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER))
+        return RTMD_ECLOSED;
+    rtmd_buf_reset(&frame);
+    int r = rtmd_ws_frame_text(&frame, p, n);
+    if (r == 0)
+        r = rtmd_conn_write(c, frame.data, frame.len);
+    if (frame.cap > 256 * 1024) /* do not keep a huge buffer around */
+        rtmd_buf_free(&frame);
+    return r;
+}
+
+void rtmd_ws_close(struct rtmd_conn *c, uint16_t code, const char *reason)
+{
+    if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER))
+        return;
+    /* A throwaway context frames the close; the connection's own context (if
+     * any) may be inside wslay_event_recv right now. */
+    wslay_event_context_ptr ctx;
+    static struct rtmd_buf frame = {NULL, 0, 0, 256};
+    rtmd_buf_reset(&frame);
+    if (wslay_event_context_server_init(&ctx, &encoder_callbacks, NULL) == 0) {
+        encoder_out_ = &frame;
+        encoder_err_ = 0;
+        wslay_event_queue_close(ctx, code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
+        wslay_event_send(ctx);
+        wslay_event_context_free(ctx);
+        if (!encoder_err_)
+            rtmd_conn_write(c, frame.data, frame.len);
+    }
+    rtmd_conn_close_gracefully(c);
+}
+
+/* ---- setup -------------------------------------------------------------------------- */
+
+void rtmd_ws_init(const struct rtmd_config *cfg, const struct rtmd_ws_handler *handler)
+{
+    cfg_ = cfg;
+    handler_ = handler;
+    rtmd_timeout_queue_init(&heartbeat_, (uint64_t)cfg->limits.heartbeat_timeout_s * 1000,
+                            on_heartbeat_expired);
+    if (wslay_event_context_server_init(&encoder_, &encoder_callbacks, NULL) != 0)
+        abort();
+}
+
+void rtmd_ws_shutdown(void)
+{
+    rtmd_timeout_queue_close(&heartbeat_);
+    if (encoder_) {
+        wslay_event_context_free(encoder_);
+        encoder_ = NULL;
+    }
+}

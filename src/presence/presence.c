@@ -1,0 +1,334 @@
+/*
+ * presence.c — the presence rules (see presence.h).
+ */
+#include "presence/presence.h"
+
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "core/hashmap.h"
+#include "core/log.h"
+#include "core/loop.h"
+
+struct app_state {
+    struct rtmd_hashmap sessions; /* uid → session */
+    struct rtmd_hashmap channels; /* name → channel */
+};
+
+struct call {
+    struct rtmd_session *s;
+    rtmd_presence_cb cb;
+    void *arg;
+};
+
+static const struct rtmd_config *cfg_;
+static struct rtmd_store *store_;
+static const struct rtmd_presence_hooks *hooks_;
+static struct app_state *apps_;
+static size_t n_sessions_;
+
+static struct app_state *state_of(const struct rtmd_app *app)
+{
+    return &apps_[app->index];
+}
+
+static struct rtmd_str uid_of(const struct rtmd_session *s)
+{
+    return rtmd_str_make(s->uid, s->uid_len);
+}
+
+static struct rtmd_str name_of(const struct rtmd_channel *ch)
+{
+    return rtmd_str_make(ch->name, ch->name_len);
+}
+
+int rtmd_presence_init(const struct rtmd_config *cfg, struct rtmd_store *store,
+                       const struct rtmd_presence_hooks *hooks)
+{
+    cfg_ = cfg;
+    store_ = store;
+    hooks_ = hooks;
+    apps_ = rtmd_calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*apps_));
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        rtmd_hashmap_init(&apps_[i].sessions);
+        rtmd_hashmap_init(&apps_[i].channels);
+    }
+    return 0;
+}
+
+void rtmd_presence_shutdown(void)
+{
+    if (!apps_)
+        return;
+    for (size_t i = 0; i < cfg_->n_apps; i++) {
+        struct rtmd_str k;
+        void *v;
+        for (size_t it = 0; rtmd_hashmap_next(&apps_[i].channels, &it, &k, &v);) {
+            struct rtmd_channel *ch = v;
+            free(ch->members);
+            free(ch);
+        }
+        rtmd_hashmap_free(&apps_[i].sessions);
+        rtmd_hashmap_free(&apps_[i].channels);
+    }
+    free(apps_);
+    apps_ = NULL;
+}
+
+/* ---- sessions ------------------------------------------------------------------- */
+
+struct rtmd_session *rtmd_session_new(void *owner)
+{
+    struct rtmd_session *s = rtmd_calloc(1, sizeof(*s));
+    s->owner = owner;
+    s->state = RTMD_SESSION_NEW;
+    return s;
+}
+
+static void session_free_if_done(struct rtmd_session *s)
+{
+    if (s->released && s->pending == 0) {
+        free(s->channels);
+        free(s);
+    }
+}
+
+void rtmd_session_release(struct rtmd_session *s)
+{
+    s->owner = NULL;
+    s->released = true;
+    session_free_if_done(s);
+}
+
+size_t rtmd_presence_session_count(void)
+{
+    return n_sessions_;
+}
+
+struct rtmd_session *rtmd_presence_find(const struct rtmd_app *app, struct rtmd_str uid)
+{
+    return rtmd_hashmap_get(&state_of(app)->sessions, uid);
+}
+
+struct rtmd_channel *rtmd_presence_channel(const struct rtmd_app *app, struct rtmd_str name)
+{
+    return rtmd_hashmap_get(&state_of(app)->channels, name);
+}
+
+void rtmd_presence_foreach(void (*fn)(struct rtmd_session *s, void *arg), void *arg)
+{
+    for (size_t i = 0; i < cfg_->n_apps; i++) {
+        struct rtmd_str k;
+        void *v;
+        for (size_t it = 0; rtmd_hashmap_next(&apps_[i].sessions, &it, &k, &v);)
+            fn(v, arg);
+    }
+}
+
+static int find_membership(const struct rtmd_session *s, struct rtmd_str channel)
+{
+    for (int i = 0; i < s->n_channels; i++)
+        if (rtmd_str_eq(name_of(s->channels[i].channel), channel))
+            return i;
+    return -1;
+}
+
+bool rtmd_session_in_channel(const struct rtmd_session *s, struct rtmd_str channel)
+{
+    return find_membership(s, channel) >= 0;
+}
+
+/* ---- channel membership ------------------------------------------------------------ */
+
+static void add_membership(struct rtmd_session *s, struct rtmd_str name)
+{
+    struct app_state *st = state_of(s->app);
+    struct rtmd_channel *ch = rtmd_hashmap_get(&st->channels, name);
+    if (!ch) {
+        ch = rtmd_calloc(1, sizeof(*ch));
+        ch->app = s->app;
+        memcpy(ch->name, name.p, name.len);
+        ch->name_len = (uint8_t)name.len;
+        rtmd_hashmap_put(&st->channels, name_of(ch), ch);
+    }
+    if (ch->n_members == ch->cap_members) {
+        ch->cap_members = ch->cap_members ? ch->cap_members * 2 : 4;
+        ch->members = rtmd_realloc(ch->members, ch->cap_members * sizeof(*ch->members));
+    }
+    if (s->n_channels == s->cap_channels) {
+        s->cap_channels = (uint8_t)(s->cap_channels ? s->cap_channels * 2 : 2);
+        s->channels = rtmd_realloc(s->channels, s->cap_channels * sizeof(*s->channels));
+    }
+    s->channels[s->n_channels].channel = ch;
+    s->channels[s->n_channels].pos = ch->n_members;
+    s->n_channels++;
+    ch->members[ch->n_members++] = s;
+}
+
+static void remove_membership(struct rtmd_session *s, int idx)
+{
+    struct rtmd_channel *ch = s->channels[idx].channel;
+    uint32_t pos = s->channels[idx].pos;
+    /* Swap-remove from the channel; fix the moved member's recorded position. */
+    struct rtmd_session *moved = ch->members[--ch->n_members];
+    ch->members[pos] = moved;
+    if (moved != s) {
+        for (int i = 0; i < moved->n_channels; i++) {
+            if (moved->channels[i].channel == ch) {
+                moved->channels[i].pos = pos;
+                break;
+            }
+        }
+    }
+    s->channels[idx] = s->channels[--s->n_channels];
+    if (ch->n_members == 0) {
+        rtmd_hashmap_remove(&state_of(ch->app)->channels, name_of(ch));
+        free(ch->members);
+        free(ch);
+    }
+}
+
+/* ---- store calls --------------------------------------------------------------------- */
+
+static void on_recorded(void *arg, int status)
+{
+    struct call *call = arg;
+    struct rtmd_session *s = call->s;
+    if (status < 0)
+        rtmd_log_error("presence", "recording an event for uid %.*s failed: %s", s->uid_len, s->uid,
+                       rtmd_strerror(status));
+    s->pending--;
+    if (call->cb)
+        call->cb(s, status, call->arg);
+    free(call);
+    session_free_if_done(s);
+}
+
+static int record(struct rtmd_session *s, const struct rtmd_presence_op *ops, size_t n,
+                  rtmd_presence_cb cb, void *arg)
+{
+    struct call *call = rtmd_malloc(sizeof(*call));
+    call->s = s;
+    call->cb = cb;
+    call->arg = arg;
+    int r = rtmd_store_presence(store_, s->app, ops, n, on_recorded, call);
+    if (r < 0) {
+        free(call);
+        return r;
+    }
+    s->pending++;
+    return 0;
+}
+
+/* Appends s's Leaves and Logout to ops (room for n_channels + 1). */
+static size_t end_ops(const struct rtmd_session *s, struct rtmd_presence_op *ops, uint64_t ms)
+{
+    size_t n = 0;
+    for (int i = 0; i < s->n_channels; i++)
+        ops[n++] = (struct rtmd_presence_op){RTMD_EVENT_LEAVE, uid_of(s),
+                                             name_of(s->channels[i].channel), ms};
+    ops[n++] = (struct rtmd_presence_op){RTMD_EVENT_LOGOUT, uid_of(s), RTMD_STR_NULL, ms};
+    return n;
+}
+
+/* Forgets an ended session's registry entries (after its ops were submitted). */
+static void forget(struct rtmd_session *s)
+{
+    while (s->n_channels)
+        remove_membership(s, s->n_channels - 1);
+    struct app_state *st = state_of(s->app);
+    if (rtmd_hashmap_get(&st->sessions, uid_of(s)) == s) {
+        rtmd_hashmap_remove(&st->sessions, uid_of(s));
+        n_sessions_--;
+    }
+    s->state = RTMD_SESSION_ENDED;
+}
+
+int rtmd_presence_login(struct rtmd_session *s, const struct rtmd_app *app, struct rtmd_str uid,
+                        rtmd_presence_cb cb, void *arg)
+{
+    if (s->state != RTMD_SESSION_NEW || !rtmd_id_valid(uid))
+        return -EINVAL;
+    uint64_t ms = rtmd_now_ms();
+    struct app_state *st = state_of(app);
+    struct rtmd_session *old = rtmd_hashmap_get(&st->sessions, uid);
+    /* The old session's Leaves and Logout, then the new Login: one call. */
+    size_t cap = 1 + (old ? old->n_channels + 1u : 0u);
+    struct rtmd_presence_op ops_stack[32];
+    struct rtmd_presence_op *ops =
+        cap <= RTMD_ARRAY_SIZE(ops_stack) ? ops_stack : rtmd_malloc(cap * sizeof(*ops));
+    size_t n = old ? end_ops(old, ops, ms) : 0;
+    s->app = app;
+    memcpy(s->uid, uid.p, uid.len);
+    s->uid_len = (uint8_t)uid.len;
+    ops[n++] = (struct rtmd_presence_op){RTMD_EVENT_LOGIN, uid_of(s), RTMD_STR_NULL, ms};
+    int r = record(s, ops, n, cb, arg);
+    if (ops != ops_stack)
+        free(ops);
+    if (r < 0) {
+        s->app = NULL;
+        s->uid_len = 0;
+        return r;
+    }
+    if (old) {
+        forget(old);
+        if (hooks_ && hooks_->kicked)
+            hooks_->kicked(old);
+    }
+    s->state = RTMD_SESSION_ONLINE;
+    rtmd_hashmap_put(&st->sessions, uid_of(s), s);
+    n_sessions_++;
+    return 0;
+}
+
+int rtmd_presence_join(struct rtmd_session *s, struct rtmd_str channel, rtmd_presence_cb cb,
+                       void *arg)
+{
+    if (s->state != RTMD_SESSION_ONLINE || !rtmd_id_valid(channel))
+        return -EINVAL;
+    if (find_membership(s, channel) >= 0)
+        return -EALREADY;
+    if (s->n_channels >= cfg_->limits.max_channels_per_user || s->n_channels >= 255)
+        return RTMD_ELIMIT;
+    struct rtmd_presence_op op = {RTMD_EVENT_JOIN, uid_of(s), channel, rtmd_now_ms()};
+    int r = record(s, &op, 1, cb, arg);
+    if (r < 0)
+        return r;
+    add_membership(s, channel);
+    return 0;
+}
+
+int rtmd_presence_leave(struct rtmd_session *s, struct rtmd_str channel, rtmd_presence_cb cb,
+                        void *arg)
+{
+    if (s->state != RTMD_SESSION_ONLINE)
+        return -EINVAL;
+    int idx = find_membership(s, channel);
+    if (idx < 0)
+        return -ENOENT;
+    struct rtmd_presence_op op = {RTMD_EVENT_LEAVE, uid_of(s), channel, rtmd_now_ms()};
+    int r = record(s, &op, 1, cb, arg);
+    if (r < 0)
+        return r;
+    remove_membership(s, idx);
+    return 0;
+}
+
+int rtmd_presence_end(struct rtmd_session *s, rtmd_presence_cb cb, void *arg)
+{
+    if (s->state != RTMD_SESSION_ONLINE)
+        return -EINVAL;
+    struct rtmd_presence_op ops_stack[32];
+    size_t cap = s->n_channels + 1u;
+    struct rtmd_presence_op *ops =
+        cap <= RTMD_ARRAY_SIZE(ops_stack) ? ops_stack : rtmd_malloc(cap * sizeof(*ops));
+    size_t n = end_ops(s, ops, rtmd_now_ms());
+    int r = record(s, ops, n, cb, arg);
+    if (ops != ops_stack)
+        free(ops);
+    if (r < 0)
+        rtmd_log_error("presence", "ending the session of uid %.*s failed: %s", s->uid_len, s->uid,
+                       rtmd_strerror(r));
+    forget(s);
+    return r;
+}

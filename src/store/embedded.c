@@ -1,0 +1,1201 @@
+/*
+ * embedded.c — the single-node store: SQLite in WAL mode behind one worker
+ * thread, with the event logs served from memory.
+ *
+ * Threading. The loop thread owns everything in memory: the per-app event
+ * logs (store/evlog.h), rate-limit buckets and counters. One worker thread
+ * owns the sqlite3 connection; after open() returns, the loop thread never
+ * calls SQLite again. The two threads share only the inbox (ops to run), the
+ * outbox (ops done) and two counters, all under one mutex; the worker wakes
+ * on a condition variable, the loop on a uv_async_t.
+ *
+ * Group commit. Calls made during one loop iteration are appended to a batch;
+ * the before-sleep hook (rtmd_loop_on_prepare) moves the batch to the inbox.
+ * The worker takes everything in the inbox — one batch, or several if the
+ * previous commit took long — and runs it as ONE transaction (BEGIN
+ * IMMEDIATE ... COMMIT, prepared statements reused), so one fsync covers every
+ * op that arrived meanwhile: under load a commit carries thousands of ops, and
+ * the loop keeps filling the next batch while the worker writes this one.
+ * Finished ops go to the outbox; the loop thread applies their in-memory
+ * effects and runs their callbacks in the order the calls were made.
+ *
+ * What is durable when a callback runs. A presence callback with status 0
+ * runs after the transaction holding its events, session and membership
+ * changes has committed: with sync=full the WAL was fsynced (survives power
+ * loss); with sync=normal it was written to the OS (survives kill -9 of rtmd,
+ * not a power cut). Only then are the events appended to the in-memory logs,
+ * so a pull never returns an event that is not durable. A failed commit rolls
+ * back the whole transaction and every op in it gets RTMD_ESTORE (logged).
+ *
+ * kill -9. Nothing acknowledged is lost: every callback with status 0 follows
+ * its commit. What a kill can lose is only what was never acknowledged: ops
+ * still in the batch, the inbox or an uncommitted transaction (their callers
+ * never heard back), and in-memory read positions of pulls whose cursor
+ * write had not committed (those events are returned again after restart,
+ * which is right: their pull was never answered). Sessions alive at the kill
+ * are ended at the next open() with Leave (in join order) and Logout events.
+ *
+ * Why a pull awaits its cursor commit. A pull takes events from memory at
+ * once and moves the in-memory read position (so a second pull in flight
+ * cannot return them again), but its callback — the HTTP answer — waits for
+ * the new position to be committed. Answering first would let a crash right
+ * after the answer bring the delivered events back after restart, and the
+ * same region would read them twice; SPEC §3.3 says it never does. The
+ * remaining window (commit done, answer lost) errs on the side of at most
+ * once. If the cursor commit fails, the read position is moved back unless a
+ * later pull of that region has since committed a position of its own.
+ *
+ * Pulls with nothing to return and rate checks touch no disk: they complete
+ * through rtmd_defer() in the same iteration's check phase.
+ *
+ * Schema (PRAGMA user_version = 1):
+ *   events(app, kind, seq, json)            PK(app,kind,seq), WITHOUT ROWID
+ *   cursors(app, kind, region, seq)         PK(app,kind,region): last seq read
+ *   sessions(app, uid, node, login_ms)      PK(app,uid)
+ *   memberships(app, uid, channel, since)   PK(app,uid,channel); since = the
+ *                                           Join event's seq (join order)
+ * app is the App ID, kind 0 = user log, 1 = channel log, region the region's
+ * name (config order may change between runs). Each log keeps its newest
+ * events_retain rows (by seq; after a failed commit the skipped numbers
+ * leave a few rows fewer until the log moves on).
+ *
+ * The database is opened with locking_mode=EXCLUSIVE: a second rtmd on the
+ * same data_dir fails at open (-EBUSY) instead of corrupting the sessions.
+ */
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/ids.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/ratelimit.h"
+#include "store/evlog.h"
+#include "store/store.h"
+
+#define MODULE         "store"
+#define SCHEMA_VERSION 1
+/* Ops (events and cursor writes) submitted and not yet called back; more
+ * fail synchronously with -EAGAIN. */
+#define MAX_PENDING 1000000
+/* Ops completed per loop wakeup; the rest wait for the next iteration. */
+#define COMPLETIONS_PER_WAKEUP 8192
+/* Bytes of one event's JSON: 64-byte IDs, escaped at most 6x. */
+#define EVENT_JSON_MAX  4096
+#define BUSY_TIMEOUT_MS 500 /* another process holding the database: fail fast */
+#define NO_REWIND       UINT64_MAX
+
+struct app_state;
+
+struct log_state {
+    struct rtmd_evlog log;
+    struct app_state *app;
+    int kind;
+    uint32_t inflight[RTMD_REGIONS_MAX]; /* pulls awaiting their cursor commit */
+    uint64_t rewind[RTMD_REGIONS_MAX];   /* position to restore after failures */
+    /* Worker thread only: logs written by the current transaction. */
+    struct rtmd_list w_touched;
+    uint64_t w_max_seq;
+};
+
+struct app_state {
+    const struct rtmd_app *app;
+    struct log_state logs[RTMD_EVLOG_KINDS];
+    struct rtmd_ratelimit rate[RTMD_RATE_BUCKETS];
+};
+
+enum op_kind { OP_PRESENCE, OP_CURSOR };
+
+struct item {
+    enum rtmd_event_type type;
+    struct rtmd_str uid;     /* bytes in the op's arena */
+    struct rtmd_str channel; /* JOIN and LEAVE */
+    uint64_t ms;
+    struct rtmd_evrec *rec; /* the event; the op owns one reference */
+};
+
+/* One call waiting for a commit. One allocation: header, then items (a
+ * presence op) or records and views (a pull), then string bytes. */
+struct op {
+    struct rtmd_list link; /* batch, inbox, outbox or done */
+    enum op_kind kind;
+    int status;            /* set by the worker */
+    int32_t session_delta; /* set by the worker: sessions begun - ended */
+    struct app_state *app;
+    rtmd_store_cb cb;
+    rtmd_store_pull_cb pull_cb;
+    void *arg;
+    size_t n; /* items, or records pulled */
+    /* OP_CURSOR */
+    enum rtmd_evlog_kind log;
+    uint32_t region;
+    uint64_t from_seq; /* read position before this pull */
+    uint64_t seq;      /* read position after it */
+    size_t bytes;
+    struct rtmd_evrec **recs;
+    struct rtmd_str *events;
+    struct item items[];
+};
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_EVENT_INSERT,
+    ST_EVENT_TRIM,
+    ST_SESSION_INSERT,
+    ST_SESSION_UPDATE,
+    ST_SESSION_DELETE,
+    ST_MEMBERS_CLEAR,
+    ST_MEMBER_INSERT,
+    ST_MEMBER_DELETE,
+    ST_CURSOR_PUT,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_EVENT_INSERT] = "INSERT INTO events(app,kind,seq,json) VALUES(?1,?2,?3,?4)",
+    [ST_EVENT_TRIM] = "DELETE FROM events WHERE app=?1 AND kind=?2 AND seq<=?3",
+    [ST_SESSION_INSERT] =
+        "INSERT OR IGNORE INTO sessions(app,uid,node,login_ms) VALUES(?1,?2,?3,?4)",
+    [ST_SESSION_UPDATE] = "UPDATE sessions SET node=?3, login_ms=?4 WHERE app=?1 AND uid=?2",
+    [ST_SESSION_DELETE] = "DELETE FROM sessions WHERE app=?1 AND uid=?2",
+    [ST_MEMBERS_CLEAR] = "DELETE FROM memberships WHERE app=?1 AND uid=?2",
+    [ST_MEMBER_INSERT] =
+        "INSERT OR IGNORE INTO memberships(app,uid,channel,since) VALUES(?1,?2,?3,?4)",
+    [ST_MEMBER_DELETE] = "DELETE FROM memberships WHERE app=?1 AND uid=?2 AND channel=?3",
+    [ST_CURSOR_PUT] = "INSERT OR REPLACE INTO cursors(app,kind,region,seq) VALUES(?1,?2,?3,?4)",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS events(app TEXT NOT NULL, kind INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY(app,kind,seq)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS cursors(app TEXT NOT NULL, kind INTEGER NOT NULL,"
+    " region TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(app,kind,region)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS sessions(app TEXT NOT NULL, uid TEXT NOT NULL,"
+    " node INTEGER NOT NULL, login_ms INTEGER NOT NULL, PRIMARY KEY(app,uid)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS memberships(app TEXT NOT NULL, uid TEXT NOT NULL,"
+    " channel TEXT NOT NULL, since INTEGER NOT NULL, PRIMARY KEY(app,uid,channel)) WITHOUT ROWID;"
+    "PRAGMA user_version=1;";
+
+struct embedded {
+    struct rtmd_store base;
+    const struct rtmd_config *cfg;
+    uv_loop_t *loop;
+    struct app_state *apps;
+    size_t n_apps;
+
+    /* Loop thread. */
+    struct rtmd_list batch; /* ops made during this iteration */
+    struct rtmd_list done;  /* completed ops not yet called back */
+    size_t pending;         /* ops (events, cursors) submitted, not called back */
+    struct rtmd_loop_hook hook;
+    uv_async_t async;
+    struct rtmd_buf scratch;
+    bool closing;
+    bool finishing;
+    struct rtmd_deferred finish;
+    rtmd_store_cb close_cb;
+    void *close_arg;
+    uint64_t recorded[RTMD_EVLOG_KINDS];
+    uint64_t sessions;
+
+    /* Shared, under mu. */
+    uv_mutex_t mu;
+    uv_cond_t cond;
+    struct rtmd_list inbox;
+    struct rtmd_list outbox;
+    bool stop;
+    uint64_t commits;
+    uint64_t commit_ops;
+
+    /* Worker thread (and open() before the worker starts). */
+    uv_thread_t thread;
+    bool thread_started;
+    sqlite3 *db;
+    sqlite3_stmt *stmt[ST_COUNT];
+    struct rtmd_list w_touched;
+};
+
+/* Deferred completion of a rate check or an empty pull. */
+struct quick {
+    struct rtmd_deferred d;
+    rtmd_store_cb cb;
+    rtmd_store_pull_cb pull_cb;
+    void *arg;
+    int status;
+};
+
+/* Moves every node of from to the tail of to. */
+static void list_splice_tail(struct rtmd_list *to, struct rtmd_list *from)
+{
+    if (rtmd_list_empty(from))
+        return;
+    from->next->prev = to->prev;
+    to->prev->next = from->next;
+    from->prev->next = to;
+    to->prev = from->prev;
+    rtmd_list_init(from);
+}
+
+static struct embedded *from_base(struct rtmd_store *s)
+{
+    return (struct embedded *)s;
+}
+
+static struct app_state *app_state(struct embedded *s, const struct rtmd_app *app)
+{
+    if (!app || app->index >= s->n_apps)
+        return NULL;
+    struct app_state *as = &s->apps[app->index];
+    if (as->app != app && strcmp(as->app->id, app->id) != 0)
+        return NULL;
+    return as;
+}
+
+/* ---- SQLite helpers (open() and the worker) ---- */
+
+static int db_fail(struct embedded *s, const char *what)
+{
+    rtmd_log_error(MODULE, "%s: %s", what, sqlite3_errmsg(s->db));
+    return RTMD_ESTORE;
+}
+
+/* Steps a statement that returns no rows and resets it; SQLITE_DONE → 0. */
+static int run(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : rc;
+}
+
+static void bind_str(sqlite3_stmt *st, int i, struct rtmd_str v)
+{
+    sqlite3_bind_text(st, i, v.p, (int)v.len, SQLITE_STATIC);
+}
+
+static void bind_app(sqlite3_stmt *st, const struct app_state *as)
+{
+    sqlite3_bind_text(st, 1, as->app->id, -1, SQLITE_STATIC);
+}
+
+static int trim_log(struct embedded *s, const struct app_state *as, int kind, uint64_t max_seq)
+{
+    uint32_t retain = as->logs[kind].log.retain;
+    if (max_seq <= retain)
+        return 0;
+    sqlite3_stmt *st = s->stmt[ST_EVENT_TRIM];
+    bind_app(st, as);
+    sqlite3_bind_int(st, 2, kind);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)(max_seq - retain));
+    return run(st);
+}
+
+static void db_close(struct embedded *s)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(s->stmt[i]);
+        s->stmt[i] = NULL;
+    }
+    if (s->db)
+        sqlite3_close(s->db);
+    s->db = NULL;
+}
+
+/* ---- the worker ---- */
+
+static int exec_item(struct embedded *s, struct op *op, const struct item *it)
+{
+    struct app_state *as = op->app;
+    int kind = (int)rtmd_event_log_kind(it->type);
+    sqlite3_stmt *st = s->stmt[ST_EVENT_INSERT];
+    int rc;
+
+    bind_app(st, as);
+    sqlite3_bind_int(st, 2, kind);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)it->rec->seq);
+    sqlite3_bind_text(st, 4, it->rec->json, (int)it->rec->len, SQLITE_STATIC);
+    if ((rc = run(st)))
+        return rc;
+    struct log_state *ls = &as->logs[kind];
+    ls->w_max_seq = it->rec->seq;
+    if (!rtmd_list_linked(&ls->w_touched))
+        rtmd_list_insert_tail(&s->w_touched, &ls->w_touched);
+
+    switch (it->type) {
+    case RTMD_EVENT_LOGIN:
+        /* A new session starts with no channels. */
+        st = s->stmt[ST_MEMBERS_CLEAR];
+        bind_app(st, as);
+        bind_str(st, 2, it->uid);
+        if ((rc = run(st)))
+            return rc;
+        st = s->stmt[ST_SESSION_INSERT];
+        bind_app(st, as);
+        bind_str(st, 2, it->uid);
+        sqlite3_bind_int64(st, 3, s->cfg->node_id);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)it->ms);
+        if ((rc = run(st)))
+            return rc;
+        if (sqlite3_changes(s->db) > 0) {
+            op->session_delta++;
+            return 0;
+        }
+        st = s->stmt[ST_SESSION_UPDATE];
+        bind_app(st, as);
+        bind_str(st, 2, it->uid);
+        sqlite3_bind_int64(st, 3, s->cfg->node_id);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)it->ms);
+        return run(st);
+    case RTMD_EVENT_LOGOUT:
+        st = s->stmt[ST_SESSION_DELETE];
+        bind_app(st, as);
+        bind_str(st, 2, it->uid);
+        if ((rc = run(st)))
+            return rc;
+        if (sqlite3_changes(s->db) > 0)
+            op->session_delta--;
+        st = s->stmt[ST_MEMBERS_CLEAR];
+        bind_app(st, as);
+        bind_str(st, 2, it->uid);
+        return run(st);
+    case RTMD_EVENT_JOIN:
+        st = s->stmt[ST_MEMBER_INSERT];
+        bind_app(st, as);
+        bind_str(st, 2, it->uid);
+        bind_str(st, 3, it->channel);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)it->rec->seq);
+        return run(st);
+    case RTMD_EVENT_LEAVE:
+        st = s->stmt[ST_MEMBER_DELETE];
+        bind_app(st, as);
+        bind_str(st, 2, it->uid);
+        bind_str(st, 3, it->channel);
+        return run(st);
+    }
+    return SQLITE_MISUSE;
+}
+
+static int exec_op(struct embedded *s, struct op *op)
+{
+    int rc;
+    if (op->kind == OP_CURSOR) {
+        sqlite3_stmt *st = s->stmt[ST_CURSOR_PUT];
+        bind_app(st, op->app);
+        sqlite3_bind_int(st, 2, (int)op->log);
+        sqlite3_bind_text(st, 3, s->cfg->regions[op->region], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)op->seq);
+        return run(st);
+    }
+    for (size_t i = 0; i < op->n; i++)
+        if ((rc = exec_item(s, op, &op->items[i])))
+            return rc;
+    return 0;
+}
+
+/* Runs every op of work in one transaction and sets each op's status.
+ * Returns the number of ops (events and cursor writes) committed: all of
+ * them, or 0 when the transaction failed and was rolled back. */
+static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
+{
+    uint64_t n_ops = 0;
+    struct rtmd_list *n, *tmp;
+    const char *what = "begin";
+    int rc = run(s->stmt[ST_BEGIN]);
+
+    rtmd_list_foreach_safe(n, tmp, work)
+    {
+        struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+        op->session_delta = 0;
+        n_ops += op->kind == OP_CURSOR ? 1 : op->n;
+        if (rc == 0) {
+            what = "write";
+            rc = exec_op(s, op);
+        }
+    }
+    while (rc == 0 && !rtmd_list_empty(&s->w_touched)) {
+        struct log_state *ls = RTMD_CONTAINER_OF(s->w_touched.next, struct log_state, w_touched);
+        rtmd_list_remove(&ls->w_touched);
+        what = "trim";
+        rc = trim_log(s, ls->app, ls->kind, ls->w_max_seq);
+    }
+    if (rc == 0) {
+        what = "commit";
+        rc = run(s->stmt[ST_COMMIT]);
+    }
+    if (rc != 0) {
+        rtmd_log_error(MODULE, "%s failed, %llu ops not recorded: %s (%d)", what,
+                       (unsigned long long)n_ops, sqlite3_errmsg(s->db), rc);
+        if (!sqlite3_get_autocommit(s->db))
+            run(s->stmt[ST_ROLLBACK]);
+        while (!rtmd_list_empty(&s->w_touched))
+            rtmd_list_remove(s->w_touched.next);
+    }
+    rtmd_list_foreach_safe(n, tmp, work)
+    {
+        struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+        op->status = rc ? RTMD_ESTORE : 0;
+        if (rc)
+            op->session_delta = 0;
+    }
+    return rc ? 0 : n_ops;
+}
+
+static void worker_main(void *arg)
+{
+    struct embedded *s = arg;
+    struct rtmd_list work;
+    rtmd_list_init(&work);
+    for (;;) {
+        uv_mutex_lock(&s->mu);
+        while (rtmd_list_empty(&s->inbox) && !s->stop)
+            uv_cond_wait(&s->cond, &s->mu);
+        if (rtmd_list_empty(&s->inbox)) {
+            uv_mutex_unlock(&s->mu);
+            break;
+        }
+        list_splice_tail(&work, &s->inbox);
+        uv_mutex_unlock(&s->mu);
+
+        uint64_t n_ops = run_transaction(s, &work);
+
+        uv_mutex_lock(&s->mu);
+        list_splice_tail(&s->outbox, &work);
+        if (n_ops) {
+            s->commits++;
+            s->commit_ops += n_ops;
+        }
+        uv_mutex_unlock(&s->mu);
+        uv_async_send(&s->async);
+    }
+    db_close(s);
+}
+
+/* ---- loop thread: completions ---- */
+
+static void op_free(struct op *op)
+{
+    if (op->kind == OP_PRESENCE) {
+        for (size_t i = 0; i < op->n; i++)
+            rtmd_evrec_release(op->items[i].rec);
+    } else {
+        for (size_t i = 0; i < op->n; i++)
+            rtmd_evrec_release(op->recs[i]);
+    }
+    rtmd_free(op);
+}
+
+static void pending_add(struct embedded *s, size_t n)
+{
+    if (s->pending == 0)
+        uv_ref((uv_handle_t *)&s->async);
+    s->pending += n;
+}
+
+static void pending_sub(struct embedded *s, size_t n)
+{
+    s->pending -= n;
+    if (s->pending == 0)
+        uv_unref((uv_handle_t *)&s->async);
+}
+
+static void on_finish(struct rtmd_deferred *d);
+
+static void maybe_finish(struct embedded *s)
+{
+    if (s->closing && s->pending == 0 && !s->finishing) {
+        s->finishing = true;
+        rtmd_defer(&s->finish, on_finish);
+    }
+}
+
+static void complete_presence(struct embedded *s, struct op *op)
+{
+    if (op->status == 0) {
+        for (size_t i = 0; i < op->n; i++) {
+            struct item *it = &op->items[i];
+            enum rtmd_evlog_kind kind = rtmd_event_log_kind(it->type);
+            /* Seqs were reserved in call order and commits complete in call
+             * order, so each append is above the log's newest. */
+            if (rtmd_evlog_append(&op->app->logs[kind].log, it->rec) == 0)
+                it->rec = NULL;
+            s->recorded[kind]++;
+        }
+        if (op->session_delta < 0 && s->sessions < (uint64_t)-op->session_delta)
+            s->sessions = 0;
+        else
+            s->sessions += (uint64_t)(int64_t)op->session_delta;
+    }
+    pending_sub(s, op->n);
+    op->cb(op->arg, op->status);
+}
+
+static void complete_pull(struct embedded *s, struct op *op)
+{
+    struct log_state *ls = &op->app->logs[op->log];
+    uint32_t r = op->region;
+    ls->inflight[r]--;
+    if (op->status == 0)
+        ls->rewind[r] = NO_REWIND; /* a later position is on disk now */
+    else if (op->from_seq < ls->rewind[r])
+        ls->rewind[r] = op->from_seq;
+    if (ls->inflight[r] == 0 && ls->rewind[r] != NO_REWIND) {
+        rtmd_evlog_rewind(&ls->log, r, ls->rewind[r]);
+        ls->rewind[r] = NO_REWIND;
+    }
+    struct rtmd_event_batch batch = {0, op->events, 0};
+    if (op->status == 0) {
+        batch.n = op->n;
+        batch.bytes = op->bytes;
+    }
+    pending_sub(s, 1);
+    op->pull_cb(op->arg, op->status, &batch);
+}
+
+static void on_async(uv_async_t *h)
+{
+    struct embedded *s = RTMD_CONTAINER_OF(h, struct embedded, async);
+    uv_mutex_lock(&s->mu);
+    list_splice_tail(&s->done, &s->outbox);
+    uv_mutex_unlock(&s->mu);
+
+    struct rtmd_list *n;
+    size_t budget = COMPLETIONS_PER_WAKEUP;
+    while (budget > 0 && (n = rtmd_list_first(&s->done))) {
+        rtmd_list_remove(n);
+        struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+        budget -= RTMD_MIN(budget, op->kind == OP_CURSOR ? 1 : op->n);
+        if (op->kind == OP_CURSOR)
+            complete_pull(s, op);
+        else
+            complete_presence(s, op);
+        op_free(op);
+    }
+    if (!rtmd_list_empty(&s->done))
+        uv_async_send(&s->async); /* the rest next iteration */
+    maybe_finish(s);
+}
+
+/* Before sleep: hand this iteration's batch to the worker. */
+static void on_prepare(struct rtmd_loop_hook *h)
+{
+    struct embedded *s = RTMD_CONTAINER_OF(h, struct embedded, hook);
+    if (rtmd_list_empty(&s->batch))
+        return;
+    uv_mutex_lock(&s->mu);
+    list_splice_tail(&s->inbox, &s->batch);
+    uv_cond_signal(&s->cond);
+    uv_mutex_unlock(&s->mu);
+}
+
+static void on_quick(struct rtmd_deferred *d)
+{
+    struct quick q = *RTMD_CONTAINER_OF(d, struct quick, d);
+    rtmd_free(RTMD_CONTAINER_OF(d, struct quick, d));
+    if (q.pull_cb) {
+        struct rtmd_event_batch batch = {0, NULL, 0};
+        q.pull_cb(q.arg, 0, &batch);
+    } else {
+        q.cb(q.arg, q.status);
+    }
+}
+
+static void defer_quick(rtmd_store_cb cb, rtmd_store_pull_cb pull_cb, void *arg, int status)
+{
+    struct quick *q = rtmd_calloc(1, sizeof(*q));
+    q->cb = cb;
+    q->pull_cb = pull_cb;
+    q->arg = arg;
+    q->status = status;
+    rtmd_defer(&q->d, on_quick);
+}
+
+/* ---- the calls ---- */
+
+static bool id_ok(struct rtmd_str s)
+{
+    return s.p && s.len >= 1 && s.len <= RTMD_ID_MAX;
+}
+
+static int embedded_presence(struct rtmd_store *base, const struct rtmd_app *app,
+                             const struct rtmd_presence_op *ops, size_t n, rtmd_store_cb cb,
+                             void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !ops || n == 0 || !cb)
+        return -EINVAL;
+    if (n > MAX_PENDING - s->pending)
+        return -EAGAIN;
+
+    size_t arena = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct rtmd_presence_op *p = &ops[i];
+        bool channel = rtmd_event_log_kind(p->type) == RTMD_EVLOG_CHANNEL;
+        if ((unsigned)p->type > RTMD_EVENT_LEAVE || !id_ok(p->uid) ||
+            (channel && !id_ok(p->channel)))
+            return -EINVAL;
+        arena += p->uid.len + (channel ? p->channel.len : 0);
+    }
+
+    struct op *op = rtmd_malloc(sizeof(*op) + n * sizeof(struct item) + arena);
+    memset(op, 0, sizeof(*op));
+    op->kind = OP_PRESENCE;
+    op->app = as;
+    op->cb = cb;
+    op->arg = arg;
+    char *bytes = (char *)&op->items[n];
+    for (size_t i = 0; i < n; i++) {
+        const struct rtmd_presence_op *p = &ops[i];
+        struct item *it = &op->items[i];
+        memset(it, 0, sizeof(*it));
+        it->type = p->type;
+        it->ms = p->ms;
+        memcpy(bytes, p->uid.p, p->uid.len);
+        it->uid = rtmd_str_make(bytes, p->uid.len);
+        bytes += p->uid.len;
+        if (rtmd_event_log_kind(p->type) == RTMD_EVLOG_CHANNEL) {
+            memcpy(bytes, p->channel.p, p->channel.len);
+            it->channel = rtmd_str_make(bytes, p->channel.len);
+            bytes += p->channel.len;
+        }
+        rtmd_buf_reset(&s->scratch);
+        int rc = rtmd_event_format(&s->scratch, p);
+        if (rc) {
+            op->n = i;
+            op_free(op);
+            return rc;
+        }
+        it->rec = rtmd_evrec_new(0, s->scratch.data, s->scratch.len);
+        op->n = i + 1;
+    }
+    /* Numbers are handed out only once nothing can fail. */
+    for (size_t i = 0; i < n; i++) {
+        enum rtmd_evlog_kind kind = rtmd_event_log_kind(op->items[i].type);
+        op->items[i].rec->seq = rtmd_evlog_reserve(&as->logs[kind].log);
+    }
+    rtmd_list_insert_tail(&s->batch, &op->link);
+    pending_add(s, n);
+    return 0;
+}
+
+static int embedded_pull(struct rtmd_store *base, const struct rtmd_app *app,
+                         enum rtmd_evlog_kind kind, uint32_t region, uint32_t max,
+                         rtmd_store_pull_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || (unsigned)kind >= RTMD_EVLOG_KINDS || region >= s->cfg->n_regions || max == 0 || !cb)
+        return -EINVAL;
+    struct log_state *ls = &as->logs[kind];
+    size_t n = RTMD_MIN(rtmd_evlog_unread(&ls->log, region), max);
+    if (n == 0) {
+        defer_quick(NULL, cb, arg, 0);
+        return 0;
+    }
+    if (s->pending >= MAX_PENDING)
+        return -EAGAIN;
+
+    struct op *op =
+        rtmd_malloc(sizeof(*op) + n * (sizeof(struct rtmd_evrec *) + sizeof(struct rtmd_str)));
+    memset(op, 0, sizeof(*op));
+    op->kind = OP_CURSOR;
+    op->app = as;
+    op->pull_cb = cb;
+    op->arg = arg;
+    op->log = kind;
+    op->region = region;
+    op->recs = (struct rtmd_evrec **)(void *)op->items;
+    op->events = (struct rtmd_str *)(void *)(op->recs + n);
+    op->n = rtmd_evlog_peek(&ls->log, region, (uint32_t)n, op->recs);
+    for (size_t i = 0; i < op->n; i++) {
+        op->events[i] = rtmd_evrec_str(op->recs[i]);
+        op->bytes += op->recs[i]->len;
+    }
+    op->from_seq = ls->log.cursor[region];
+    op->seq = op->recs[op->n - 1]->seq;
+    rtmd_evlog_advance(&ls->log, region, op->seq);
+    ls->inflight[region]++;
+    rtmd_list_insert_tail(&s->batch, &op->link);
+    pending_add(s, 1);
+    return 0;
+}
+
+static int embedded_rate(struct rtmd_store *base, const struct rtmd_app *app,
+                         enum rtmd_rate_bucket bucket, uint32_t qps, rtmd_store_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || (unsigned)bucket >= RTMD_RATE_BUCKETS || !cb)
+        return -EINVAL;
+    bool ok = rtmd_ratelimit_take(&as->rate[bucket], qps, rtmd_mono_ms());
+    defer_quick(cb, NULL, arg, ok ? 0 : RTMD_ERATE);
+    return 0;
+}
+
+static void embedded_stats(struct rtmd_store *base, struct rtmd_store_stats *out)
+{
+    struct embedded *s = from_base(base);
+    memset(out, 0, sizeof(*out));
+    for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
+        out->events_recorded[k] = s->recorded[k];
+    for (size_t a = 0; a < s->n_apps; a++)
+        for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
+            for (uint32_t r = 0; r < s->cfg->n_regions && r < RTMD_REGIONS_MAX; r++)
+                out->events_dropped[r][k] += rtmd_evlog_dropped(&s->apps[a].logs[k].log, r);
+    out->sessions = s->sessions;
+    uv_mutex_lock(&s->mu);
+    out->commits = s->commits;
+    out->commit_ops = s->commit_ops;
+    uv_mutex_unlock(&s->mu);
+}
+
+/* ---- open and close ---- */
+
+/* Frees everything; the worker must be stopped (it closed the database). */
+static void destroy(struct embedded *s)
+{
+    db_close(s);
+    for (size_t a = 0; a < s->n_apps; a++)
+        for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
+            rtmd_evlog_free(&s->apps[a].logs[k].log);
+    rtmd_free(s->apps);
+    rtmd_buf_free(&s->scratch);
+    uv_mutex_destroy(&s->mu);
+    uv_cond_destroy(&s->cond);
+    rtmd_free(s);
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+    struct embedded *s = RTMD_CONTAINER_OF(h, struct embedded, async);
+    rtmd_store_cb cb = s->close_cb;
+    void *arg = s->close_arg;
+    destroy(s);
+    if (cb)
+        cb(arg, 0);
+}
+
+static void on_finish(struct rtmd_deferred *d)
+{
+    struct embedded *s = RTMD_CONTAINER_OF(d, struct embedded, finish);
+    rtmd_loop_hook_remove(&s->hook);
+    uv_mutex_lock(&s->mu);
+    s->stop = true;
+    uv_cond_signal(&s->cond);
+    uv_mutex_unlock(&s->mu);
+    uv_thread_join(&s->thread); /* idle: nothing is pending */
+    uv_close((uv_handle_t *)&s->async, on_async_closed);
+}
+
+static void embedded_close(struct rtmd_store *base, rtmd_store_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return;
+    s->closing = true;
+    s->close_cb = cb;
+    s->close_arg = arg;
+    maybe_finish(s);
+}
+
+/* mkdir -p with mode 0700 for the directories it creates. */
+static int make_dirs(const char *path)
+{
+    char *p = rtmd_strdup(path);
+    int rc = 0;
+    for (char *q = p + 1;; q++) {
+        if (*q != '/' && *q != '\0')
+            continue;
+        char c = *q;
+        *q = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+            rc = -errno;
+            rtmd_log_error(MODULE, "cannot create %s: %s", p, strerror(errno));
+            break;
+        }
+        *q = c;
+        if (c == '\0')
+            break;
+    }
+    rtmd_free(p);
+    if (rc == 0) {
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            rtmd_log_error(MODULE, "data_dir %s is not a directory", path);
+            rc = -ENOTDIR;
+        }
+    }
+    return rc;
+}
+
+static int exec_sql(struct embedded *s, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+        return 0;
+    rtmd_log_error(MODULE, "%s: %s", sql, msg ? msg : sqlite3_errmsg(s->db));
+    sqlite3_free(msg);
+    return RTMD_ESTORE;
+}
+
+static sqlite3_stmt *prepare(struct embedded *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        db_fail(s, sql);
+        return NULL;
+    }
+    return st;
+}
+
+/* Runs a statement returning one integer (a PRAGMA, a MAX()); *out = 0 when
+ * it returns no row or NULL. */
+static int query_int(struct embedded *s, sqlite3_stmt *st, int64_t *out)
+{
+    int rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(s, sqlite3_sql(st));
+    return 0;
+}
+
+static int configure(struct embedded *s)
+{
+    int rc;
+    sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+    /* Exclusive before the first access: the WAL index then lives in heap
+     * memory (no -shm file) and the lock is held until close. */
+    if ((rc = exec_sql(s, "PRAGMA locking_mode=EXCLUSIVE")))
+        return rc;
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    bool wal =
+        rc == SQLITE_ROW && sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    sqlite3_finalize(st);
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+        rtmd_log_error(MODULE, "%s/rtmd.db is in use by another process", s->cfg->data_dir);
+        return -EBUSY;
+    }
+    if (!wal) {
+        rtmd_log_error(MODULE, "cannot switch %s/rtmd.db to WAL mode: %s", s->cfg->data_dir,
+                       sqlite3_errmsg(s->db));
+        return RTMD_ESTORE;
+    }
+    if ((rc = exec_sql(s, s->cfg->sync == RTMD_SYNC_FULL ? "PRAGMA synchronous=FULL"
+                                                         : "PRAGMA synchronous=NORMAL")))
+        return rc;
+
+    if (!(st = prepare(s, "PRAGMA user_version")))
+        return RTMD_ESTORE;
+    int64_t version;
+    rc = query_int(s, st, &version);
+    sqlite3_finalize(st);
+    if (rc)
+        return rc;
+    if (version > SCHEMA_VERSION) {
+        rtmd_log_error(MODULE, "%s/rtmd.db has schema %lld, newer than this rtmd's %d",
+                       s->cfg->data_dir, (long long)version, SCHEMA_VERSION);
+        return RTMD_ESTORE;
+    }
+    if (version < SCHEMA_VERSION) {
+        if ((rc = exec_sql(s, "BEGIN IMMEDIATE")))
+            return rc;
+        if ((rc = exec_sql(s, schema_sql))) {
+            exec_sql(s, "ROLLBACK");
+            return rc;
+        }
+        if ((rc = exec_sql(s, "COMMIT")))
+            return rc;
+    }
+    for (int i = 0; i < ST_COUNT; i++)
+        if (!(s->stmt[i] = prepare(s, stmt_sql[i])))
+            return RTMD_ESTORE;
+    return 0;
+}
+
+/* Inserts one event made by open() (recovery) into app's log. */
+static int record_event(struct embedded *s, struct app_state *as, const struct rtmd_presence_op *p)
+{
+    enum rtmd_evlog_kind kind = rtmd_event_log_kind(p->type);
+    rtmd_buf_reset(&s->scratch);
+    int rc = rtmd_event_format(&s->scratch, p);
+    if (rc)
+        return rc;
+    uint64_t seq = rtmd_evlog_reserve(&as->logs[kind].log);
+    sqlite3_stmt *st = s->stmt[ST_EVENT_INSERT];
+    bind_app(st, as);
+    sqlite3_bind_int(st, 2, (int)kind);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
+    sqlite3_bind_text(st, 4, s->scratch.data, (int)s->scratch.len, SQLITE_STATIC);
+    if (run(st))
+        return db_fail(s, "recovery: insert event");
+    s->recorded[kind]++;
+    return 0;
+}
+
+/*
+ * Ends the sessions of as a previous incarnation left: for each (oldest
+ * login first), Leave for every membership in join order, then Logout, all
+ * at now. Runs inside open()'s transaction.
+ */
+static int recover_app(struct embedded *s, struct app_state *as, uint64_t now,
+                       sqlite3_stmt *q_sessions, sqlite3_stmt *q_members, size_t *ended)
+{
+    int rc = 0, step;
+    sqlite3_bind_text(q_sessions, 1, as->app->id, -1, SQLITE_STATIC);
+    while (rc == 0 && (step = sqlite3_step(q_sessions)) == SQLITE_ROW) {
+        struct rtmd_str uid = rtmd_str_make((const char *)sqlite3_column_text(q_sessions, 0),
+                                            (size_t)sqlite3_column_bytes(q_sessions, 0));
+        struct rtmd_presence_op p = {RTMD_EVENT_LEAVE, uid, RTMD_STR_NULL, now};
+        sqlite3_bind_text(q_members, 1, as->app->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q_members, 2, uid.p, (int)uid.len, SQLITE_STATIC);
+        while (rc == 0 && (step = sqlite3_step(q_members)) == SQLITE_ROW) {
+            p.channel = rtmd_str_make((const char *)sqlite3_column_text(q_members, 0),
+                                      (size_t)sqlite3_column_bytes(q_members, 0));
+            rc = record_event(s, as, &p);
+        }
+        if (rc == 0 && step != SQLITE_DONE)
+            rc = db_fail(s, "recovery: memberships");
+        sqlite3_reset(q_members);
+        p.type = RTMD_EVENT_LOGOUT;
+        p.channel = RTMD_STR_NULL;
+        if (rc == 0)
+            rc = record_event(s, as, &p);
+        (*ended)++;
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = db_fail(s, "recovery: sessions");
+    sqlite3_reset(q_sessions);
+    return rc;
+}
+
+/* Reads the newest events_retain events of each log and the read positions. */
+static int load_app(struct embedded *s, struct app_state *as, sqlite3_stmt *q_events,
+                    sqlite3_stmt *q_cursors)
+{
+    int step;
+    for (int k = 0; k < RTMD_EVLOG_KINDS; k++) {
+        struct rtmd_evlog *l = &as->logs[k].log;
+        uint64_t next = l->next_seq;
+        sqlite3_bind_text(q_events, 1, as->app->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(q_events, 2, k);
+        sqlite3_bind_int64(q_events, 3, l->retain);
+        while ((step = sqlite3_step(q_events)) == SQLITE_ROW) {
+            uint64_t seq = (uint64_t)sqlite3_column_int64(q_events, 0);
+            struct rtmd_evrec *rec =
+                rtmd_evrec_new(seq, (const char *)sqlite3_column_text(q_events, 1),
+                               (size_t)sqlite3_column_bytes(q_events, 1));
+            if (rtmd_evlog_restore(l, rec) != 0)
+                rtmd_evrec_release(rec);
+        }
+        sqlite3_reset(q_events);
+        if (step != SQLITE_DONE)
+            return db_fail(s, "load events");
+        rtmd_evlog_restore_next_seq(l, next);
+    }
+    sqlite3_bind_text(q_cursors, 1, as->app->id, -1, SQLITE_STATIC);
+    while ((step = sqlite3_step(q_cursors)) == SQLITE_ROW) {
+        int64_t kind = sqlite3_column_int64(q_cursors, 0);
+        const char *region = (const char *)sqlite3_column_text(q_cursors, 1);
+        int64_t seq = sqlite3_column_int64(q_cursors, 2);
+        if (kind < 0 || kind >= RTMD_EVLOG_KINDS || !region || seq < 0)
+            continue;
+        for (uint32_t r = 0; r < s->cfg->n_regions && r < RTMD_REGIONS_MAX; r++)
+            if (strcmp(s->cfg->regions[r], region) == 0)
+                rtmd_evlog_restore_cursor(&as->logs[kind].log, r, (uint64_t)seq);
+    }
+    sqlite3_reset(q_cursors);
+    if (step != SQLITE_DONE)
+        return db_fail(s, "load cursors");
+    return 0;
+}
+
+enum {
+    Q_MAXSEQ,
+    Q_SESSIONS,
+    Q_MEMBERS,
+    Q_END_MEMBERS,
+    Q_END_SESSIONS,
+    Q_EVENTS,
+    Q_CURSORS,
+    Q_COUNT
+};
+
+static const char *const open_sql[Q_COUNT] = {
+    [Q_MAXSEQ] = "SELECT MAX(seq) FROM events WHERE app=?1 AND kind=?2",
+    [Q_SESSIONS] = "SELECT uid FROM sessions WHERE app=?1 ORDER BY login_ms, uid",
+    [Q_MEMBERS] = "SELECT channel FROM memberships WHERE app=?1 AND uid=?2 ORDER BY since, channel",
+    [Q_END_MEMBERS] = "DELETE FROM memberships WHERE app=?1",
+    [Q_END_SESSIONS] = "DELETE FROM sessions WHERE app=?1",
+    [Q_EVENTS] = ("SELECT seq, json FROM (SELECT seq, json FROM events WHERE app=?1 AND kind=?2"
+                  " ORDER BY seq DESC LIMIT ?3) ORDER BY seq"),
+    [Q_CURSORS] = "SELECT kind, region, seq FROM cursors WHERE app=?1",
+};
+
+/* Recovery and loading, synchronously on the calling thread. */
+static int restore(struct embedded *s)
+{
+    sqlite3_stmt *q[Q_COUNT] = {0};
+    int rc = 0;
+    size_t ended = 0;
+    uint64_t now = rtmd_now_ms();
+
+    for (int i = 0; i < Q_COUNT; i++)
+        if (!(q[i] = prepare(s, open_sql[i]))) {
+            rc = RTMD_ESTORE;
+            goto out;
+        }
+    if (run(s->stmt[ST_BEGIN])) {
+        rc = sqlite3_errcode(s->db) == SQLITE_BUSY ? -EBUSY : db_fail(s, "begin");
+        goto out;
+    }
+    for (size_t a = 0; a < s->n_apps && rc == 0; a++) {
+        struct app_state *as = &s->apps[a];
+        for (int k = 0; k < RTMD_EVLOG_KINDS && rc == 0; k++) {
+            int64_t max;
+            sqlite3_bind_text(q[Q_MAXSEQ], 1, as->app->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int(q[Q_MAXSEQ], 2, k);
+            if ((rc = query_int(s, q[Q_MAXSEQ], &max)))
+                break;
+            rtmd_evlog_restore_next_seq(&as->logs[k].log, (uint64_t)max + 1);
+        }
+        if (rc == 0)
+            rc = recover_app(s, as, now, q[Q_SESSIONS], q[Q_MEMBERS], &ended);
+        for (int i = Q_END_MEMBERS; i <= Q_END_SESSIONS && rc == 0; i++) {
+            sqlite3_bind_text(q[i], 1, as->app->id, -1, SQLITE_STATIC);
+            if (run(q[i]))
+                rc = db_fail(s, open_sql[i]);
+        }
+        for (int k = 0; k < RTMD_EVLOG_KINDS && rc == 0; k++)
+            if (trim_log(s, as, k, as->logs[k].log.next_seq - 1))
+                rc = db_fail(s, "trim");
+    }
+    if (rc == 0 && run(s->stmt[ST_COMMIT]))
+        rc = db_fail(s, "commit");
+    if (rc != 0) {
+        if (!sqlite3_get_autocommit(s->db))
+            run(s->stmt[ST_ROLLBACK]);
+        goto out;
+    }
+    if (ended)
+        rtmd_log_warn(MODULE, "ended %zu sessions left by the previous run", ended);
+    for (size_t a = 0; a < s->n_apps && rc == 0; a++)
+        rc = load_app(s, &s->apps[a], q[Q_EVENTS], q[Q_CURSORS]);
+out:
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(q[i]);
+    return rc;
+}
+
+static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv_loop_t *loop)
+{
+    int rc;
+    *out = NULL;
+    if (!cfg->data_dir || !*cfg->data_dir || cfg->n_regions > RTMD_REGIONS_MAX)
+        return -EINVAL;
+    if (!sqlite3_threadsafe()) {
+        rtmd_log_error(MODULE, "SQLite was built without thread support");
+        return -ENOTSUP;
+    }
+
+    struct embedded *s = rtmd_calloc(1, sizeof(*s));
+    s->base.type = &rtmd_store_embedded;
+    s->cfg = cfg;
+    s->loop = loop;
+    rtmd_list_init(&s->batch);
+    rtmd_list_init(&s->done);
+    rtmd_list_init(&s->inbox);
+    rtmd_list_init(&s->outbox);
+    rtmd_list_init(&s->w_touched);
+    rtmd_buf_init(&s->scratch, EVENT_JSON_MAX);
+    uv_mutex_init(&s->mu);
+    uv_cond_init(&s->cond);
+    s->n_apps = cfg->n_apps;
+    s->apps = rtmd_calloc(s->n_apps ? s->n_apps : 1, sizeof(*s->apps));
+    for (size_t a = 0; a < s->n_apps; a++) {
+        struct app_state *as = &s->apps[a];
+        as->app = cfg->apps[a];
+        for (int k = 0; k < RTMD_EVLOG_KINDS; k++) {
+            struct log_state *ls = &as->logs[k];
+            rtmd_evlog_init(&ls->log, cfg->limits.events_retain, (uint32_t)cfg->n_regions);
+            ls->app = as;
+            ls->kind = k;
+            rtmd_list_init(&ls->w_touched);
+            for (int r = 0; r < RTMD_REGIONS_MAX; r++)
+                ls->rewind[r] = NO_REWIND;
+        }
+    }
+
+    if ((rc = make_dirs(cfg->data_dir)))
+        goto fail;
+    struct rtmd_buf path;
+    rtmd_buf_init(&path, 4096);
+    if ((rc = rtmd_buf_printf(&path, "%s/rtmd.db", cfg->data_dir))) {
+        rtmd_buf_free(&path);
+        goto fail;
+    }
+    int src = sqlite3_open_v2(
+        path.data, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (src != SQLITE_OK) {
+        rtmd_log_error(MODULE, "cannot open %s: %s", path.data,
+                       s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(src));
+        rtmd_buf_free(&path);
+        rc = RTMD_ESTORE;
+        goto fail;
+    }
+    rtmd_buf_free(&path);
+    if ((rc = configure(s)) || (rc = restore(s)))
+        goto fail;
+
+    /* The worker owns the connection from here on. It touches the async
+     * handle only after the loop hands it work, so starting it first lets
+     * every later failure be undone by stopping it. */
+    if ((rc = uv_thread_create(&s->thread, worker_main, s))) {
+        rtmd_log_error(MODULE, "cannot start the store thread: %s", uv_strerror(rc));
+        goto fail;
+    }
+    if ((rc = uv_async_init(loop, &s->async, on_async))) {
+        uv_mutex_lock(&s->mu);
+        s->stop = true;
+        uv_cond_signal(&s->cond);
+        uv_mutex_unlock(&s->mu);
+        uv_thread_join(&s->thread);
+        destroy(s);
+        return rc;
+    }
+    uv_unref((uv_handle_t *)&s->async); /* referenced only while ops are pending */
+    rtmd_loop_on_prepare(&s->hook, on_prepare);
+    rtmd_log_info(MODULE, "embedded store %s/rtmd.db open (sync=%s)", cfg->data_dir,
+                  cfg->sync == RTMD_SYNC_FULL ? "full" : "normal");
+    *out = &s->base;
+    return 0;
+
+fail:
+    destroy(s);
+    return rc;
+}
+
+const struct rtmd_store_type rtmd_store_embedded = {
+    .name = "embedded",
+    .open = embedded_open,
+    .presence = embedded_presence,
+    .pull = embedded_pull,
+    .rate = embedded_rate,
+    .stats = embedded_stats,
+    .close = embedded_close,
+};

@@ -1,0 +1,34 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import Rtmd  # noqa: E402
+
+
+@pytest.fixture
+def make_rtmd(tmp_path):
+    """Factory: make_rtmd(tls=False, limits={...}) starts rtmd; all are stopped
+    with SIGTERM at the end, which must exit 0 with a clean log."""
+    started = []
+
+    def make(name="n", **kw):
+        d = tmp_path / name
+        d.mkdir(exist_ok=True)
+        r = Rtmd(d, **kw)
+        started.append(r)
+        return r.start()
+
+    yield make
+    for r in started:
+        if r.alive():
+            rc = r.stop()
+            assert rc == 0, "rtmd exited %s on SIGTERM:\n%s" % (rc, r.read_log()[-4000:])
+        r.assert_clean_log()
+
+
+@pytest.fixture
+def rtmd(make_rtmd):
+    return make_rtmd()

@@ -1,0 +1,928 @@
+/*
+ * test_config.c — the config table, the INI reader around inih, the
+ * messages (exact FILE:LINE: KEY: text), the generated docs and sample.
+ *
+ * Runs from the repository root (make unit): reads the .ini files in tests/unit/config/
+ * and docs/CONFIG.md.
+ *
+ *   build/tests/test_config --print-reference   the generated part of docs/CONFIG.md
+ *   build/tests/test_config --print-sample      a first-run sample config
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/config.c"
+
+#define CONFIG_DIR "tests/unit/config/"
+
+static char err[1024];
+
+static struct rtmd_config *load_ok(const char *path)
+{
+    struct rtmd_config *cfg = rtmd_config_load(path, err, sizeof(err));
+    if (!cfg)
+        fail_msg("%s did not load: %s", path, err);
+    return cfg;
+}
+
+static struct rtmd_config *str_ok(const char *text)
+{
+    struct rtmd_config *cfg = rtmd_config_load_string("t.ini", text, err, sizeof(err));
+    if (!cfg)
+        fail_msg("did not load: %s\n--- text:\n%s", err, text);
+    return cfg;
+}
+
+static void str_bad(const char *text, const char *expected)
+{
+    struct rtmd_config *cfg = rtmd_config_load_string("t.ini", text, err, sizeof(err));
+    if (cfg) {
+        rtmd_config_free(cfg);
+        fail_msg("loaded, expected error: %s", expected);
+    }
+    assert_string_equal(err, expected);
+}
+
+/* ---- SPEC §5: the sample must work as written --------------------------- */
+
+static void test_spec_sample(void **state)
+{
+    (void)state;
+    struct rtmd_config *cfg = load_ok(CONFIG_DIR "good_spec_sample.ini");
+    assert_string_equal(cfg->path, CONFIG_DIR "good_spec_sample.ini");
+
+    assert_int_equal(cfg->n_listeners, 2);
+    assert_string_equal(cfg->listeners[0].host, "127.0.0.1");
+    assert_int_equal(cfg->listeners[0].port, 8443);
+    assert_string_equal(cfg->listeners[0].region, "default");
+    assert_int_equal(cfg->listeners[0].region_index, 0);
+    assert_string_equal(cfg->listeners[1].host, "127.0.0.1");
+    assert_int_equal(cfg->listeners[1].port, 8444);
+    assert_string_equal(cfg->listeners[1].region, "eu");
+    assert_int_equal(cfg->listeners[1].region_index, 1);
+    assert_int_equal(cfg->n_regions, 2);
+    assert_string_equal(cfg->regions[0], "default");
+    assert_string_equal(cfg->regions[1], "eu");
+    assert_int_equal(rtmd_config_region(cfg, "eu"), 1);
+    assert_int_equal(rtmd_config_region(cfg, "default"), 0);
+    assert_int_equal(rtmd_config_region(cfg, "us"), -1);
+
+    assert_true(cfg->tls);
+    assert_string_equal(cfg->tls_cert, "/path/cert.pem");
+    assert_string_equal(cfg->tls_key, "/path/key.pem");
+    assert_string_equal(cfg->data_dir, "./rtmd-data");
+    assert_int_equal(cfg->node_id, 1);
+    assert_null(cfg->ready_file);
+    assert_int_equal(cfg->log_level, RTMD_LOG_INFO);
+
+    assert_int_equal(cfg->backend, RTMD_STORE_EMBEDDED);
+    assert_string_equal(cfg->redis_url, "redis://127.0.0.1:6379");
+    assert_int_equal(cfg->sync, RTMD_SYNC_FULL);
+
+    const struct rtmd_limits *l = &cfg->limits;
+    assert_int_equal(l->events_retain, 2000);
+    assert_int_equal(l->events_max_pull, 1000);
+    assert_int_equal(l->events_qps, 10);
+    assert_int_equal(l->history_qps, 100);
+    assert_int_equal(l->send_qps, 500);
+    assert_int_equal(l->history_retention_s, 604800);
+    assert_int_equal(l->heartbeat_timeout_s, 30);
+    assert_int_equal(l->max_channels_per_user, 20);
+    assert_int_equal(l->max_payload, 32768);
+
+    assert_int_equal(cfg->n_customers, 1);
+    struct rtmd_customer *c = rtmd_config_customer(cfg, RTMD_STR_LIT("ck_demo"));
+    assert_non_null(c);
+    assert_ptr_equal(c, cfg->customers[0]);
+    assert_string_equal(c->secret, "4d1f0c7e9a2b4c6d8e0f1a3b5c7d9e1f");
+    assert_int_equal(c->n_apps, 2);
+
+    assert_int_equal(cfg->n_apps, 2);
+    struct rtmd_app *a = rtmd_config_app(cfg, RTMD_STR_LIT("970CA35de60c44645bbae8a215061b33"));
+    struct rtmd_app *b = rtmd_config_app(cfg, RTMD_STR_LIT("0123456789abcdef0123456789abcdef"));
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_ptr_equal(c->apps[0], a);
+    assert_ptr_equal(c->apps[1], b);
+    assert_int_equal(a->index, 0);
+    assert_int_equal(b->index, 1);
+    assert_ptr_equal(cfg->apps[0], a);
+    assert_ptr_equal(cfg->apps[1], b);
+    assert_true(a->has_certificate);
+    assert_string_equal(a->certificate, "5CFd2fd1755d40ecb72977518be15d3b");
+    assert_false(b->has_certificate);
+    assert_string_equal(b->certificate, "");
+    assert_int_equal(a->n_owners, 1);
+    assert_ptr_equal(a->owners[0], c);
+    assert_int_equal(b->n_owners, 1);
+    assert_ptr_equal(b->owners[0], c);
+    /* Lookups are exact: App IDs are case-sensitive. */
+    assert_null(rtmd_config_app(cfg, RTMD_STR_LIT("970ca35de60c44645bbae8a215061b33")));
+    assert_null(rtmd_config_customer(cfg, RTMD_STR_LIT("ck_dem")));
+    rtmd_config_free(cfg);
+}
+
+/* The defaults, checked against the numbers in config.h's comments. */
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct rtmd_config *cfg = str_ok("");
+    assert_string_equal(cfg->path, "t.ini");
+    assert_int_equal(cfg->n_listeners, 1);
+    assert_string_equal(cfg->listeners[0].host, "0.0.0.0");
+    assert_int_equal(cfg->listeners[0].port, 8443);
+    assert_string_equal(cfg->listeners[0].region, "default");
+    assert_int_equal(cfg->n_regions, 1);
+    assert_true(cfg->tls);
+    assert_null(cfg->tls_cert);
+    assert_null(cfg->tls_key);
+    assert_string_equal(cfg->data_dir, "./rtmd-data");
+    assert_int_equal(cfg->node_id, 1);
+    assert_null(cfg->ready_file);
+    assert_int_equal(cfg->log_level, RTMD_LOG_INFO);
+    assert_int_equal(cfg->backend, RTMD_STORE_EMBEDDED);
+    assert_string_equal(cfg->redis_url, "redis://127.0.0.1:6379");
+    assert_int_equal(cfg->sync, RTMD_SYNC_FULL);
+    const struct rtmd_limits *l = &cfg->limits;
+    assert_int_equal(l->events_retain, 2000);
+    assert_int_equal(l->events_max_pull, 1000);
+    assert_int_equal(l->events_qps, 10);
+    assert_int_equal(l->history_qps, 100);
+    assert_int_equal(l->send_qps, 500);
+    assert_int_equal(l->history_retention_s, 604800);
+    assert_int_equal(l->heartbeat_timeout_s, 30);
+    assert_int_equal(l->max_channels_per_user, 20);
+    assert_int_equal(l->max_payload, 32768);
+    assert_int_equal(l->http_max_head, 16384);
+    assert_int_equal(l->http_max_headers, 100);
+    assert_int_equal(l->http_max_body, 1048576);
+    assert_int_equal(l->http_header_timeout_ms, 10000);
+    assert_int_equal(l->http_idle_timeout_s, 60);
+    assert_int_equal(l->ws_max_message, 262144);
+    assert_int_equal(l->ws_output_budget, 1048576);
+    assert_int_equal(l->max_connections, 19000);
+    assert_int_equal(l->store_timeout_ms, 5000);
+    assert_int_equal(cfg->n_apps, 0);
+    assert_int_equal(cfg->n_customers, 0);
+    rtmd_config_free(cfg);
+
+    /* Comments and blank lines only: still the defaults. */
+    cfg = str_ok("; nothing\n# here\n\n   \n");
+    assert_int_equal(cfg->n_listeners, 1);
+    rtmd_config_free(cfg);
+}
+
+/* Every [limits] key of the table has its struct field: setting each to a
+ * distinct in-bounds value must land in the field of the same name. */
+static void test_every_limit_key(void **state)
+{
+    (void)state;
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, 1 << 16);
+    assert_int_equal(rtmd_buf_append_cstr(&b, "[limits]\n"), 0);
+    size_t n = 0;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &options[i];
+        if (o->section != SEC_LIMITS)
+            continue;
+        assert_int_equal(o->type, T_U32);
+        assert_non_null(o->def);
+        assert_int_equal(rtmd_buf_printf(&b, "%s = %" PRIu32 "\n", o->name, o->min + 1), 0);
+        n++;
+    }
+    assert_int_equal(n * sizeof(uint32_t), sizeof(struct rtmd_limits));
+    /* [customer:]/[app:] keys fit their per-object line slots. */
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (options[i].section >= SEC_CUSTOMER)
+            assert_true(opt_slot(&options[i]) < OBJ_KEYS_MAX);
+    /* The rules need room: events_max_pull <= events_retain,
+     * ws_max_message >= max_payload + 1024 (its minimum + 1 is 2049). */
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+    struct rtmd_config *cfg = str_ok(b.data);
+    const struct rtmd_limits *l = &cfg->limits;
+    assert_int_equal(l->events_retain, 2);
+    assert_int_equal(l->events_max_pull, 2);
+    assert_int_equal(l->max_payload, 2);
+    assert_int_equal(l->ws_max_message, 2049);
+    assert_int_equal(l->store_timeout_ms, 11);
+    rtmd_config_free(cfg);
+    rtmd_buf_free(&b);
+}
+
+static void test_lists(void **state)
+{
+    (void)state;
+    struct rtmd_config *cfg = load_ok(CONFIG_DIR "good_lists.ini");
+    assert_int_equal(cfg->n_listeners, 3);
+    assert_string_equal(cfg->listeners[0].host, "127.0.0.1");
+    assert_int_equal(cfg->listeners[0].port, 0);
+    assert_string_equal(cfg->listeners[1].host, "::1");
+    assert_int_equal(cfg->listeners[1].port, 0);
+    assert_string_equal(cfg->listeners[1].region, "eu");
+    assert_int_equal(cfg->listeners[1].region_index, 1);
+    assert_string_equal(cfg->listeners[2].host, "0.0.0.0");
+    assert_int_equal(cfg->listeners[2].port, 9000);
+    assert_string_equal(cfg->listeners[2].region, "default");
+    assert_int_equal(cfg->listeners[2].region_index, 0);
+    assert_int_equal(cfg->n_regions, 2);
+    assert_false(cfg->tls);
+    assert_int_equal(cfg->node_id, 42);
+    assert_string_equal(cfg->ready_file, "/tmp/rtmd.ready");
+    assert_int_equal(cfg->log_level, RTMD_LOG_DEBUG);
+    assert_int_equal(cfg->backend, RTMD_STORE_REDIS);
+    assert_string_equal(cfg->redis_url, "rediss://cache.example:6380/2");
+    assert_int_equal(cfg->sync, RTMD_SYNC_NORMAL);
+
+    struct rtmd_customer *c1 = rtmd_config_customer(cfg, RTMD_STR_LIT("c1"));
+    struct rtmd_customer *c2 = rtmd_config_customer(cfg, RTMD_STR_LIT("c2"));
+    assert_non_null(c1);
+    assert_non_null(c2);
+    assert_string_equal(c1->secret, "s3cr3t!#pass");
+    assert_int_equal(c1->n_apps, 4); /* the repeated 0001 is ignored */
+    assert_int_equal(c2->n_apps, 2);
+    /* 1..4 from c1, 5 from c2, 9 from its own section; 2 has a certificate. */
+    assert_int_equal(cfg->n_apps, 6);
+    const char *ids[] = {"00000000000000000000000000000001", "00000000000000000000000000000002",
+                         "00000000000000000000000000000003", "00000000000000000000000000000004",
+                         "00000000000000000000000000000005", "00000000000000000000000000000009"};
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(ids); i++) {
+        assert_string_equal(cfg->apps[i]->id, ids[i]);
+        assert_int_equal(cfg->apps[i]->index, i);
+        assert_ptr_equal(rtmd_config_app(cfg, rtmd_str_cstr(ids[i])), cfg->apps[i]);
+        assert_int_equal(cfg->apps[i]->has_certificate, i == 1);
+    }
+    assert_string_equal(cfg->apps[1]->certificate, "0123456789ABCDEF0123456789abcdef");
+    struct rtmd_app *shared = cfg->apps[2];
+    assert_int_equal(shared->n_owners, 2);
+    assert_ptr_equal(shared->owners[0], c1);
+    assert_ptr_equal(shared->owners[1], c2);
+    assert_int_equal(cfg->apps[5]->n_owners, 0);
+    rtmd_config_free(cfg);
+}
+
+/* Hundreds of apps: one per continuation line, several per line, and by
+ * repeating the key, over several customers. */
+static void test_many_apps(void **state)
+{
+    (void)state;
+    enum { N = 600 };
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, RTMD_CONFIG_FILE_MAX);
+    assert_int_equal(rtmd_buf_append_cstr(&b, "[customer:a]\nsecret = aaaaaaaa\napps =\n"), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(rtmd_buf_printf(&b, "    %032d,\n", i), 0);
+    assert_int_equal(rtmd_buf_append_cstr(&b, "[customer:b]\nsecret = bbbbbbbb\n"), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(rtmd_buf_printf(&b, "apps = %032d\n", i + N / 2), 0);
+    assert_int_equal(rtmd_buf_append_cstr(&b, "[customer:c]\nsecret = cccccccc\napps = "), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(rtmd_buf_printf(&b, "%032d%s", i, i % 10 == 9 ? ",\n    " : ", "), 0);
+    assert_int_equal(rtmd_buf_append_cstr(&b, "\n"), 0);
+    for (int i = 0; i < N; i += 7)
+        assert_int_equal(rtmd_buf_printf(&b, "[app:%032d]\ncertificate = %032x\n", i, (unsigned)i),
+                         0);
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+
+    struct rtmd_config *cfg = str_ok(b.data);
+    assert_int_equal(cfg->n_customers, 3);
+    assert_int_equal(cfg->n_apps, N + N / 2);
+    assert_int_equal(cfg->customers[0]->n_apps, N);
+    assert_int_equal(cfg->customers[1]->n_apps, N);
+    assert_int_equal(cfg->customers[2]->n_apps, N);
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        struct rtmd_app *a = cfg->apps[i];
+        assert_int_equal(a->index, i);
+        assert_ptr_equal(rtmd_config_app(cfg, rtmd_str_make(a->id, 32)), a);
+        size_t owners = 2 + (i >= N / 2 && i < N);
+        if (i >= N)
+            owners = 1;
+        assert_int_equal(a->n_owners, owners);
+        assert_int_equal(a->has_certificate, i < N && i % 7 == 0);
+    }
+    rtmd_config_free(cfg);
+    rtmd_buf_free(&b);
+}
+
+/* ---- bad files: exact messages ------------------------------------------ */
+
+static const struct {
+    const char *file;
+    const char *message; /* after "tests/unit/config/<file>" */
+} bad_files[] = {
+    {"bad_port.ini", ":2: listen: \"127.0.0.1:99999@eu\": port must be 0..65535"},
+    {"bad_unknown_key.ini", ":3: colour: unknown key in [server]"},
+    {"bad_wrong_section.ini",
+     ":3: events_retain: unknown key in [server] (it belongs in [limits])"},
+    {"bad_cert_hex.ini",
+     ":2: certificate: must be 32 hex characters (character 31 is not [0-9a-fA-F])"},
+    {"bad_cert_length.ini", ":2: certificate: must be 32 hex characters (got 20)"},
+    {"bad_appid_list.ini", ":4: apps: \"970CA35de60c44645bbae8a2150-1b33\" is not an App ID (32 "
+                           "characters [0-9A-Za-z])"},
+    {"bad_appid_section.ini", ":4: [app:not-an-app-id]: App ID must be 32 characters [0-9A-Za-z]"},
+    {"bad_long_line.ini", ":3: apps: line is longer than 4096 bytes"},
+    {"bad_duplicate_key.ini", ":4: tls: set twice in [server] (first at line 2)"},
+    {"bad_tls_pair.ini", ":3: tls_cert: tls_key is missing (give both or neither)"},
+    {"bad_no_secret.ini", ":4: [customer:ck_demo]: missing required key secret"},
+    {"bad_max_pull.ini", ":3: events_max_pull: must be at most events_retain (2000)"},
+    {"bad_retain_below_pull.ini", ":2: events_retain: must be at least events_max_pull (1000)"},
+    {"bad_ws_message.ini", ":2: max_payload: must be at most ws_max_message - 1024 (261120)"},
+    {"bad_duplicate_section.ini", ":7: [server]: section appears twice (first at line 1)"},
+    {"bad_unknown_section.ini", ":3: [sever]: unknown section (expected [server], [store], "
+                                "[limits], [customer:ID] or [app:APPID])"},
+    {"bad_continuation_scalar.ini",
+     ":3: data_dir: unexpected continuation line (only lists continue on indented lines)"},
+    {"bad_ipv6_brackets.ini",
+     ":2: listen: \"::1:8443@default\": an IPv6 address goes in brackets, as [::1]:8443"},
+    {"bad_bool.ini", ":2: tls: must be one of on, off, true, false, yes, no, 1, 0 (got \"maybe\")"},
+    {"bad_syntax.ini", ":2: [server]: expected \"key = value\", got \"listen 127.0.0.1:8443\""},
+    {"bad_secret.ini",
+     ":2: secret: must be 8..128 printable ASCII characters without spaces (got 5 bytes)"},
+    {"bad_customer_id.ini",
+     ":1: [customer:ck demo]: customer ID must be 1..64 characters [A-Za-z0-9_-]"},
+    {"bad_region.ini",
+     ":2: listen: \"127.0.0.1:8443@eu.west\": region must be 1..31 characters [A-Za-z0-9_-]"},
+    {"bad_number.ini", ":2: max_payload: must be a whole number (got \"32k\")"},
+    {"bad_key_before_section.ini",
+     ":2: events_qps: key before any [section] (it belongs in [limits])"},
+    {"bad_section_text.ini", ":1: [server]: text after ']' (comments start with \" ;\")"},
+    {"bad_empty_value.ini", ":2: data_dir: missing value"},
+    {"bad_backend.ini", ":2: backend: must be one of embedded, redis (got \"postgres\")"},
+    {"bad_redis_url.ini",
+     ":3: redis_url: \"127.0.0.1:6379\" must start with redis://, rediss:// or unix://"},
+    {"bad_empty_listen.ini", ":2: listen: no listener given"},
+    {"bad_control_char.ini", ":2: data_dir: control character \\x01 in line"},
+    {"bad_dup_listener.ini", ":3: listen: \"127.0.0.1:8443@b\": address and port listed twice"},
+};
+
+static void test_bad_files(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(bad_files); i++) {
+        char path[256], expected[512];
+        snprintf(path, sizeof(path), CONFIG_DIR "%s", bad_files[i].file);
+        snprintf(expected, sizeof(expected), "%s%s", path, bad_files[i].message);
+        struct rtmd_config *cfg = rtmd_config_load(path, err, sizeof(err));
+        if (cfg) {
+            rtmd_config_free(cfg);
+            fail_msg("%s loaded; expected %s", path, expected);
+        }
+        if (strcmp(err, expected) != 0)
+            fail_msg("%s:\n  got      %s\n  expected %s", path, err, expected);
+    }
+}
+
+/* Every bad_*.ini in the directory has an expected message above. */
+static void test_bad_files_all_listed(void **state)
+{
+    (void)state;
+    DIR *d = opendir(CONFIG_DIR);
+    assert_non_null(d);
+    struct dirent *e;
+    size_t seen = 0;
+    while ((e = readdir(d))) {
+        const char *name = e->d_name;
+        if (strncmp(name, "bad_", 4) != 0)
+            continue;
+        bool listed = false;
+        for (size_t i = 0; i < RTMD_ARRAY_SIZE(bad_files); i++)
+            listed |= strcmp(bad_files[i].file, name) == 0;
+        if (!listed)
+            fail_msg("%s%s has no expected message in test_config.c", CONFIG_DIR, name);
+        seen++;
+    }
+    closedir(d);
+    assert_int_equal(seen, RTMD_ARRAY_SIZE(bad_files));
+}
+
+static void test_cannot_read(void **state)
+{
+    (void)state;
+    assert_null(rtmd_config_load(CONFIG_DIR "does-not-exist.ini", err, sizeof(err)));
+    assert_string_equal(err,
+                        CONFIG_DIR "does-not-exist.ini: cannot read: No such file or directory");
+    assert_null(rtmd_config_load(CONFIG_DIR, err, sizeof(err)));
+    assert_string_equal(err, CONFIG_DIR ": cannot read: Is a directory");
+}
+
+static void test_too_large(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/rtmd-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    for (int i = 0; i < RTMD_CONFIG_FILE_MAX / 32 + 1; i++)
+        fputs("; padding padding padding paddi\n", f);
+    fclose(f);
+    assert_null(rtmd_config_load(path, err, sizeof(err)));
+    char expected[128];
+    snprintf(expected, sizeof(expected), "%s: cannot read: larger than 1048576 bytes", path);
+    assert_string_equal(err, expected);
+    unlink(path);
+
+    /* A string gets the same bound. */
+    char *big = rtmd_malloc(RTMD_CONFIG_FILE_MAX + 2);
+    memset(big, ';', RTMD_CONFIG_FILE_MAX + 1);
+    big[RTMD_CONFIG_FILE_MAX + 1] = '\0';
+    str_bad(big, "t.ini: (file): larger than 1048576 bytes");
+    rtmd_free(big);
+}
+
+/* ---- syntax details ----------------------------------------------------- */
+
+static void test_comments(void **state)
+{
+    (void)state;
+    /* " ;" starts a comment anywhere, also on continuation lines (which
+     * Debian's inih r55 would keep) and after section headers; ';' without
+     * a space before it is part of the value; '#' only starts a line. */
+    struct rtmd_config *cfg = str_ok("[server]   ; the server\n"
+                                     "data_dir = ./a;b ; comment\n"
+                                     "ready_file = ./r#x\n"
+                                     "listen = 127.0.0.1:1@x ; one\n"
+                                     "   127.0.0.1:2@y ; two, with a comma, in the comment\n"
+                                     "\t; an indented comment line is not a continuation\n"
+                                     "   # neither is this\n"
+                                     "   127.0.0.1:3@z\n"
+                                     "[app:0123456789abcdef0123456789abcdef]\t;tab then comment\n");
+    assert_string_equal(cfg->data_dir, "./a;b");
+    assert_string_equal(cfg->ready_file, "./r#x");
+    assert_int_equal(cfg->n_listeners, 3);
+    assert_string_equal(cfg->listeners[1].region, "y");
+    assert_string_equal(cfg->listeners[2].region, "z");
+    assert_int_equal(cfg->n_apps, 1);
+    rtmd_config_free(cfg);
+}
+
+/* An indented key right after a section header is a key (inih has no
+ * previous key to continue); blank and comment lines do not end a list. */
+static void test_indented_key(void **state)
+{
+    (void)state;
+    struct rtmd_config *cfg = str_ok("[server]\n"
+                                     "\ttls = off\n"
+                                     "listen = 10.0.0.1:1@a\n"
+                                     "  10.0.0.2:1@a\n"
+                                     "\n"
+                                     "; a comment between continuation lines\n"
+                                     "  [::]:1@b\n");
+    assert_false(cfg->tls);
+    assert_int_equal(cfg->n_listeners, 3);
+    assert_string_equal(cfg->listeners[2].host, "::");
+    rtmd_config_free(cfg);
+    /* A second indented key continues the first. */
+    str_bad("[server]\n\ttls = off\n  data_dir = x\n",
+            "t.ini:3: tls: unexpected continuation line (only lists continue on indented lines)");
+}
+
+/* handler() refuses a call the reader did not expect: a different inih
+ * that reads lines differently fails loudly instead of misfiling values. */
+static void test_inih_disagreement(void **state)
+{
+    (void)state;
+    struct rtmd_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    struct parser ps;
+    memset(&ps, 0, sizeof(ps));
+    ps.cfg = &cfg;
+    ps.name = "d.ini";
+    ps.err = err;
+    ps.errlen = sizeof(err);
+    ps.lineno = 7;
+    snprintf(ps.heading, sizeof(ps.heading), "[server]");
+    assert_int_equal(handler(&ps, "server", "tls", "on"), 0);
+    assert_string_equal(err, "d.ini:7: [server]: internal error: inih did not read this line as "
+                             "expected");
+}
+
+static void test_crlf_bom_tabs(void **state)
+{
+    (void)state;
+    struct rtmd_config *cfg = str_ok("\xef\xbb\xbf[server]\r\n"
+                                     "tls\t=\toff\r\n"
+                                     "listen = 127.0.0.1:1@a,\r\n"
+                                     "\t127.0.0.1:2@b\r\n"
+                                     "[limits]\r\n"
+                                     "max_payload = 7\r\n");
+    assert_false(cfg->tls);
+    assert_int_equal(cfg->n_listeners, 2);
+    assert_int_equal(cfg->limits.max_payload, 7);
+    rtmd_config_free(cfg);
+    /* No newline at the end of the last line. */
+    cfg = str_ok("[limits]\nmax_payload = 9");
+    assert_int_equal(cfg->limits.max_payload, 9);
+    rtmd_config_free(cfg);
+}
+
+static void test_bool_spellings(void **state)
+{
+    (void)state;
+    const char *on[] = {"on", "ON", "true", "Yes", "1"}, *off[] = {"off", "False", "no", "0"};
+    char text[64];
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(on); i++) {
+        snprintf(text, sizeof(text), "[server]\ntls = %s\n", on[i]);
+        struct rtmd_config *cfg = str_ok(text);
+        assert_true(cfg->tls);
+        rtmd_config_free(cfg);
+    }
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(off); i++) {
+        snprintf(text, sizeof(text), "[server]\ntls = %s\n", off[i]);
+        struct rtmd_config *cfg = str_ok(text);
+        assert_false(cfg->tls);
+        rtmd_config_free(cfg);
+    }
+}
+
+static void test_listen_forms(void **state)
+{
+    (void)state;
+    struct rtmd_config *cfg =
+        str_ok("[server]\nlisten = [2001:db8::1]:65535@r-1, 10.0.0.1:0, 10.0.0.1:0, [::]:80@r_2\n");
+    assert_int_equal(cfg->n_listeners, 4);
+    assert_string_equal(cfg->listeners[0].host, "2001:db8::1");
+    assert_int_equal(cfg->listeners[0].port, 65535);
+    assert_string_equal(cfg->listeners[0].region, "r-1");
+    assert_int_equal(cfg->listeners[1].port, 0); /* port 0 may repeat */
+    assert_string_equal(cfg->listeners[3].host, "::");
+    assert_int_equal(cfg->n_regions, 3);
+    assert_string_equal(cfg->regions[1], "default");
+    rtmd_config_free(cfg);
+
+    str_bad("[server]\nlisten = localhost:80\n",
+            "t.ini:2: listen: \"localhost:80\": not a numeric IPv4 (or [IPv6]) address");
+    str_bad("[server]\nlisten = [::1:80\n",
+            "t.ini:2: listen: \"[::1:80\": expected [IPV6]:PORT@REGION");
+    str_bad("[server]\nlisten = [1.2.3.4]:80\n",
+            "t.ini:2: listen: \"[1.2.3.4]:80\": not a numeric IPv6 address");
+    str_bad("[server]\nlisten = 1.2.3.4\n",
+            "t.ini:2: listen: \"1.2.3.4\": expected ADDR:PORT@REGION");
+    str_bad("[server]\nlisten = 1.2.3.4:80@\n",
+            "t.ini:2: listen: \"1.2.3.4:80@\": region must be 1..31 characters [A-Za-z0-9_-]");
+    str_bad("[server]\nlisten = 1.2.3.4:-1\n",
+            "t.ini:2: listen: \"1.2.3.4:-1\": port must be 0..65535");
+    str_bad("[server]\nlisten = 1.2.3.4:\n",
+            "t.ini:2: listen: \"1.2.3.4:\": port must be 0..65535");
+    str_bad(
+        "[server]\nlisten = 1.2.3.4:80@abcdefghijabcdefghijabcdefghij12\n",
+        "t.ini:2: listen: \"1.2.3.4:80@abcdefghijabcdefghijabcdefghij12\": region must be 1..31 "
+        "characters [A-Za-z0-9_-]");
+
+    /* At most RTMD_LISTENERS_MAX listeners and RTMD_REGIONS_MAX regions. */
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, 1 << 16);
+    assert_int_equal(rtmd_buf_append_cstr(&b, "[server]\nlisten ="), 0);
+    for (int i = 0; i < RTMD_LISTENERS_MAX; i++)
+        assert_int_equal(rtmd_buf_printf(&b, "\n  127.0.0.1:%d@r%d", 1000 + i, i), 0);
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+    cfg = str_ok(b.data);
+    assert_int_equal(cfg->n_listeners, RTMD_LISTENERS_MAX);
+    assert_int_equal(cfg->n_regions, RTMD_REGIONS_MAX);
+    assert_int_equal(cfg->listeners[15].region_index, 15);
+    rtmd_config_free(cfg);
+    b.len--;
+    assert_int_equal(rtmd_buf_append_cstr(&b, "\n  127.0.0.1:2000@r0"), 0);
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+    str_bad(b.data, "t.ini:19: listen: \"127.0.0.1:2000@r0\": more than 16 listeners");
+    /* With RTMD_REGIONS_MAX == RTMD_LISTENERS_MAX the region bound cannot
+     * be reached first; config.c checks it all the same. */
+    rtmd_buf_free(&b);
+}
+
+static void test_more_errors(void **state)
+{
+    (void)state;
+    str_bad("[server]\nnode_id = 0\n", "t.ini:2: node_id: must be 1..999999 (got \"0\")");
+    str_bad("[server]\nnode_id = 99999999999999999999999\n",
+            "t.ini:2: node_id: must be 1..999999 (got \"99999999999999999999999\")");
+    str_bad("[server]\nnode_id = -1\n", "t.ini:2: node_id: must be a whole number (got \"-1\")");
+    str_bad("[server]\nnode_id = 1 2\n", "t.ini:2: node_id: must be a whole number (got \"1 2\")");
+    str_bad("[server]\nlog_level = verbose\n",
+            "t.ini:2: log_level: must be one of error, warn, info, debug (got \"verbose\")");
+    str_bad("[store]\nsync = always\n",
+            "t.ini:2: sync: must be one of full, normal (got \"always\")");
+    str_bad("[server]\ntls_key = k.pem\n",
+            "t.ini:2: tls_key: tls_cert is missing (give both or neither)");
+    str_bad("[limits]\nws_max_message = 4096\n",
+            "t.ini:2: ws_max_message: must be at least max_payload + 1024 (33792)");
+    str_bad("[limits]\nevents_retain = 10\nevents_max_pull = 11\n",
+            "t.ini:3: events_max_pull: must be at most events_retain (10)");
+    str_bad("[limits]\nmax_payload=0\n", "t.ini:2: max_payload: must be 1..1048576 (got \"0\")");
+    str_bad("[server]\n= x\n", "t.ini:2: [server]: expected \"key = value\", got \"= x\"");
+    str_bad("[server]\ntls: off\n",
+            "t.ini:2: [server]: expected \"key = value\", got \"tls: off\"");
+    str_bad("[server\n", "t.ini:1: (before any section): \"[server\": missing ']'");
+    str_bad("[server]\n[store\n", "t.ini:2: [server]: \"[store\": missing ']'");
+    str_bad("[]\n", "t.ini:1: []: unknown section (expected [server], [store], [limits], "
+                    "[customer:ID] or [app:APPID])");
+    str_bad("[customer:]\n",
+            "t.ini:1: [customer:]: customer ID must be 1..64 characters [A-Za-z0-9_-]");
+    str_bad("[customer:a]\nsecret = 12345678\n[customer:a]\n",
+            "t.ini:3: [customer:a]: section appears twice (first at line 1)");
+    str_bad("[app:0123456789abcdef0123456789abcdef]\n\n[app:0123456789abcdef0123456789abcdef]\n",
+            "t.ini:3: [app:0123456789abcdef0123456789abcdef]: section appears twice (first at line "
+            "1)");
+    str_bad(
+        "[app:0123456789abcdef0123456789abcdef]\ncertificate = 0123456789abcdef0123456789abcdef\n"
+        "certificate = 0123456789abcdef0123456789abcdef\n",
+        "t.ini:3: certificate: set twice in [app:0123456789abcdef0123456789abcdef] (first at "
+        "line 2)");
+    str_bad("[app:0123456789abcdef0123456789abcdef]\nsecret = 12345678\n",
+            "t.ini:2: secret: unknown key in [app:0123456789abcdef0123456789abcdef] (it belongs in "
+            "[customer:ID])");
+    str_bad("[customer:a]\nsecret = 12345678\nsecret = 12345678\n",
+            "t.ini:3: secret: set twice in [customer:a] (first at line 2)");
+    str_bad("[customer:a]\nsecret = 1234567 8\n",
+            "t.ini:2: secret: must be 8..128 printable ASCII characters without spaces (got 9 "
+            "bytes)");
+    str_bad(
+        "[customer:a]\nsecret = 12345678\n    9\n",
+        "t.ini:3: secret: unexpected continuation line (only lists continue on indented lines)");
+    str_bad("[server]\ndata_dir = ./\xc3\xa9\x7f\n",
+            "t.ini:2: data_dir: control character \\x7f in line");
+    str_bad("[server]\nda\xc3\xa9ta = 1\n",
+            "t.ini:2: [server]: expected \"key = value\", got \"da\\xc3\\xa9ta = 1\"");
+    str_bad("[se\xffrver]\n",
+            "t.ini:1: [se\\xffrver]: unknown section (expected [server], [store], [limits], "
+            "[customer:ID] or [app:APPID])");
+    str_bad("[customer:a]\nsecret = 12345678\n[customer:b]\nsecret = 12345678\n[customer:c]\n",
+            "t.ini:5: [customer:c]: missing required key secret");
+    /* An indented section header after a key continues that key (inih). */
+    str_bad(
+        "[server]\ndata_dir = ./d\n  [store]\n",
+        "t.ini:3: data_dir: unexpected continuation line (only lists continue on indented lines)");
+    /* Keys are case-sensitive. */
+    str_bad("[server]\nTLS = off\n", "t.ini:2: TLS: unknown key in [server]");
+    str_bad("[Server]\n", "t.ini:1: [Server]: unknown section (expected [server], [store], "
+                          "[limits], [customer:ID] or [app:APPID])");
+}
+
+/* A NUL byte in a file is reported, not taken for the end of the text. */
+static void test_nul_byte(void **state)
+{
+    (void)state;
+    static const char text[] = "[server]\ntls = off\ndata_dir = a\0b\n";
+    struct rtmd_config *cfg = load_text("n.ini", text, sizeof(text) - 1, err, sizeof(err));
+    assert_null(cfg);
+    assert_string_equal(err, "n.ini:3: data_dir: control character \\x00 in line");
+}
+
+/* Customer IDs of 64 characters that differ after byte 49 (inih's section
+ * buffer) stay two customers; a 65-character ID fails. */
+static void test_long_customer_ids(void **state)
+{
+    (void)state;
+    char id1[65], id2[65], text[512];
+    memset(id1, 'x', 64);
+    id1[64] = '\0';
+    memcpy(id2, id1, sizeof(id2));
+    id2[63] = 'y';
+    snprintf(text, sizeof(text),
+             "[customer:%s]\nsecret = 11111111\n[customer:%s]\nsecret = 22222222\n", id1, id2);
+    struct rtmd_config *cfg = str_ok(text);
+    assert_int_equal(cfg->n_customers, 2);
+    assert_string_equal(rtmd_config_customer(cfg, rtmd_str_cstr(id1))->secret, "11111111");
+    assert_string_equal(rtmd_config_customer(cfg, rtmd_str_cstr(id2))->secret, "22222222");
+    rtmd_config_free(cfg);
+    snprintf(text, sizeof(text), "[customer:%sz]\nsecret = 11111111\n", id1);
+    char expected[256];
+    snprintf(expected, sizeof(expected),
+             "t.ini:1: [customer:%sz]: customer ID must be 1..64 characters [A-Za-z0-9_-]", id1);
+    str_bad(text, expected);
+}
+
+/* Lines up to RTMD_CONFIG_LINE_MAX bytes work (inih's default is 200:
+ * Debian's r55 would split a longer line and parse its tail as a key). */
+static void test_line_length(void **state)
+{
+    (void)state;
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, 1 << 16);
+    assert_int_equal(rtmd_buf_append_cstr(&b, "[server]\ndata_dir = "), 0);
+    size_t prefix = strlen("data_dir = ");
+    for (size_t i = prefix; i < RTMD_CONFIG_LINE_MAX; i++)
+        assert_int_equal(rtmd_buf_append_byte(&b, i % 50 == 0 ? '/' : 'd'), 0);
+    assert_int_equal(rtmd_buf_append_cstr(&b, "\r\n"), 0); /* CR is not counted */
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+    struct rtmd_config *cfg = str_ok(b.data);
+    assert_int_equal(strlen(cfg->data_dir), RTMD_CONFIG_LINE_MAX - prefix);
+    rtmd_config_free(cfg);
+    b.len -= 3;
+    assert_int_equal(rtmd_buf_append_cstr(&b, "d x = evil\n"), 0);
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+    str_bad(b.data, "t.ini:2: data_dir: line is longer than 4096 bytes");
+    rtmd_buf_free(&b);
+}
+
+/* inih's global options are put back after each parse. */
+static void test_ini_globals_restored(void **state)
+{
+    (void)state;
+    int max_line = ini_max_line;
+    bool multiline = ini_allow_multiline, stop = ini_stop_on_first_error;
+    char *prefixes = ini_start_comment_prefixes;
+    struct rtmd_config *cfg = load_ok(CONFIG_DIR "good_spec_sample.ini");
+    rtmd_config_free(cfg);
+    assert_null(rtmd_config_load(CONFIG_DIR "bad_port.ini", err, sizeof(err)));
+    assert_int_equal(ini_max_line, max_line);
+    assert_int_equal(ini_allow_multiline, multiline);
+    assert_int_equal(ini_stop_on_first_error, stop);
+    assert_ptr_equal(ini_start_comment_prefixes, prefixes);
+}
+
+/* Small or missing error buffers are fine; secrets are never echoed. */
+static void test_err_buffer(void **state)
+{
+    (void)state;
+    char small[12];
+    assert_null(rtmd_config_load_string("x.ini", "[nope]\n", small, sizeof(small)));
+    assert_string_equal(small, "x.ini:1: [n");
+    assert_null(rtmd_config_load_string("x.ini", "[nope]\n", NULL, 0));
+    assert_null(rtmd_config_load("/nonexistent/x", NULL, 0));
+    assert_null(
+        rtmd_config_load_string("x.ini", "[customer:a]\nsecret = hunter2\n", err, sizeof(err)));
+    assert_null(strstr(err, "hunter2"));
+    assert_null(rtmd_config_load_string(
+        "x.ini",
+        "[app:0123456789abcdef0123456789abcdef]\ncertificate = 0123456789abcdef0123456789abcdeg\n",
+        err, sizeof(err)));
+    assert_null(strstr(err, "0123456789abcdef0123456789abcdeg"));
+}
+
+/* ---- generated docs and sample ------------------------------------------ */
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, 1 << 20);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        assert_int_equal(rtmd_buf_append(&b, chunk, n), 0);
+    fclose(f);
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+    return rtmd_buf_steal(&b, len);
+}
+
+/* docs/CONFIG.md carries the reference generated from the table, byte for
+ * byte, so the docs cannot drift from the code. */
+static void test_reference_in_docs(void **state)
+{
+    (void)state;
+    struct rtmd_buf ref;
+    rtmd_buf_init(&ref, 1 << 20);
+    assert_int_equal(rtmd_config_write_reference(&ref), 0);
+    assert_int_equal(rtmd_buf_append_byte(&ref, '\0'), 0);
+    /* Every key of the table is in it. */
+    for (size_t i = 0; i < N_OPTS; i++) {
+        char cell[80];
+        snprintf(cell, sizeof(cell), "| `%s` |", options[i].name);
+        assert_non_null(strstr(ref.data, cell));
+    }
+    size_t len;
+    char *doc = read_file("docs/CONFIG.md", &len);
+    if (!doc)
+        fail_msg("docs/CONFIG.md not found (run from the repository root)");
+    if (!strstr(doc, ref.data))
+        fail_msg("docs/CONFIG.md does not contain the generated reference; replace its generated "
+                 "part with the output of `build/tests/test_config --print-reference`");
+    rtmd_free(doc);
+    rtmd_buf_free(&ref);
+}
+
+static void test_sample_roundtrip(void **state)
+{
+    (void)state;
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, 1 << 20);
+    assert_int_equal(rtmd_config_write_sample(&b, "0.0.0.0:8443@default, [::]:8443@default",
+                                              "/var/lib/rtmd data", "ck_first", "Zx9!pQ:rS2#t",
+                                              "970CA35de60c44645bbae8a215061b33",
+                                              "5CFd2fd1755d40ecb72977518be15d3b"),
+                     0);
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+    /* Every [limits] key is there, commented out at its default. */
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &options[i];
+        if (o->section != SEC_LIMITS)
+            continue;
+        char line[96];
+        snprintf(line, sizeof(line), "\n;%s = %s\n", o->name, o->def);
+        assert_non_null(strstr(b.data, line));
+    }
+    struct rtmd_config *cfg = str_ok(b.data);
+    assert_int_equal(cfg->n_listeners, 2);
+    assert_string_equal(cfg->listeners[1].host, "::");
+    assert_string_equal(cfg->data_dir, "/var/lib/rtmd data");
+    assert_true(cfg->tls);
+    assert_null(cfg->tls_cert);
+    assert_int_equal(cfg->limits.events_retain, 2000);
+    assert_int_equal(cfg->n_customers, 1);
+    assert_string_equal(cfg->customers[0]->id, "ck_first");
+    assert_string_equal(cfg->customers[0]->secret, "Zx9!pQ:rS2#t");
+    assert_int_equal(cfg->n_apps, 1);
+    assert_string_equal(cfg->apps[0]->certificate, "5CFd2fd1755d40ecb72977518be15d3b");
+    assert_ptr_equal(cfg->customers[0]->apps[0], cfg->apps[0]);
+    rtmd_config_free(cfg);
+
+    /* Without listen, data_dir, customer: defaults, and an app with no
+     * certificate still exists. */
+    rtmd_buf_reset(&b);
+    assert_int_equal(rtmd_config_write_sample(&b, NULL, NULL, NULL, NULL,
+                                              "0123456789abcdef0123456789abcdef", NULL),
+                     0);
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+    cfg = str_ok(b.data);
+    assert_string_equal(cfg->listeners[0].host, "0.0.0.0");
+    assert_string_equal(cfg->data_dir, "./rtmd-data");
+    assert_int_equal(cfg->n_apps, 1);
+    assert_false(cfg->apps[0]->has_certificate);
+    rtmd_config_free(cfg);
+
+    /* Values the file cannot carry, or that would not load, are refused
+     * and leave the buffer as it was. */
+    rtmd_buf_reset(&b);
+    assert_int_equal(rtmd_buf_append_cstr(&b, "keep"), 0);
+    assert_int_equal(rtmd_config_write_sample(&b, NULL, "./a ;b", NULL, NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(rtmd_config_write_sample(&b, NULL, " ./a", NULL, NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(rtmd_config_write_sample(&b, NULL, "./a\nb", NULL, NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(rtmd_config_write_sample(&b, "localhost:80", NULL, NULL, NULL, NULL, NULL),
+                     -EINVAL);
+    assert_int_equal(rtmd_config_write_sample(&b, NULL, NULL, "ck", "short", NULL, NULL), -EINVAL);
+    assert_int_equal(rtmd_config_write_sample(&b, NULL, NULL, "ck", NULL, NULL, NULL), -EINVAL);
+    assert_int_equal(rtmd_config_write_sample(&b, NULL, NULL, NULL, NULL, "bad-app", NULL),
+                     -EINVAL);
+    assert_int_equal(rtmd_config_write_sample(&b, NULL, NULL, NULL, NULL,
+                                              "0123456789abcdef0123456789abcdef", "xyz"),
+                     -EINVAL);
+    assert_int_equal(b.len, 4);
+    rtmd_buf_free(&b);
+
+    /* A buffer too small for the sample: RTMD_ELIMIT, never a partial success. */
+    rtmd_buf_init(&b, 100);
+    assert_int_equal(rtmd_config_write_sample(&b, NULL, NULL, NULL, NULL, NULL, NULL), RTMD_ELIMIT);
+    rtmd_buf_free(&b);
+}
+
+static int print(int (*write)(struct rtmd_buf *))
+{
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, 1 << 20);
+    int rc = write(&b);
+    if (rc == 0)
+        fwrite(b.data, 1, b.len, stdout);
+    rtmd_buf_free(&b);
+    return rc ? 1 : 0;
+}
+
+static int write_demo_sample(struct rtmd_buf *b)
+{
+    return rtmd_config_write_sample(
+        b, "0.0.0.0:8443@default", "./rtmd-data", "ck_demo", "4d1f0c7e9a2b4c6d8e0f1a3b5c7d9e1f",
+        "970CA35de60c44645bbae8a215061b33", "5CFd2fd1755d40ecb72977518be15d3b");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--print-reference") == 0)
+        return print(rtmd_config_write_reference);
+    if (argc > 1 && strcmp(argv[1], "--print-sample") == 0)
+        return print(write_demo_sample);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_spec_sample),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_every_limit_key),
+        cmocka_unit_test(test_lists),
+        cmocka_unit_test(test_many_apps),
+        cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_bad_files_all_listed),
+        cmocka_unit_test(test_cannot_read),
+        cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_comments),
+        cmocka_unit_test(test_indented_key),
+        cmocka_unit_test(test_inih_disagreement),
+        cmocka_unit_test(test_crlf_bom_tabs),
+        cmocka_unit_test(test_bool_spellings),
+        cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_more_errors),
+        cmocka_unit_test(test_nul_byte),
+        cmocka_unit_test(test_long_customer_ids),
+        cmocka_unit_test(test_line_length),
+        cmocka_unit_test(test_ini_globals_restored),
+        cmocka_unit_test(test_err_buffer),
+        cmocka_unit_test(test_reference_in_docs),
+        cmocka_unit_test(test_sample_roundtrip),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
