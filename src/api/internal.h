@@ -7,6 +7,8 @@
 #include "api/api.h"
 #include "auth/request.h"
 #include "core/buf.h"
+#include "core/ids.h"
+#include "core/json.h"
 
 #define API_MAX_PARAMS 2
 
@@ -17,12 +19,17 @@ struct api_call {
     struct rtmd_principal principal;
     struct rtmd_str params[API_MAX_PARAMS]; /* {x} segments of the route, raw */
     const struct api_route *route;
+    char sender[RTMD_ID_MAX + 1]; /* the send APIs' decoded {user_id} */
+    size_t sender_len;
 };
 
 struct api_route {
     int method;          /* enum http_method */
     const char *pattern; /* below /dev/v2/project/{appid}/; "*" matches one segment */
     int rate_bucket;     /* enum rtmd_rate_bucket, or -1 */
+    /* Optional: checks what the caller may do before the rate limit is
+     * charged; false when it has answered (and freed the call). */
+    bool (*authorize)(struct api_call *call);
     void (*handle)(struct api_call *call);
 };
 
@@ -46,6 +53,23 @@ struct rtmd_buf *api_body_buf(void);
 /* Endpoints. */
 void api_user_events(struct api_call *call);
 void api_channel_events(struct api_call *call);
+bool api_authorize_sender(struct api_call *call);
+void api_peer_messages(struct api_call *call);
+void api_channel_messages(struct api_call *call);
+void api_history_create(struct api_call *call);
+void api_history_get(struct api_call *call);
+void api_history_count(struct api_call *call);
+
+/* Request-body helpers (bodies.c) — each answers 400 itself and returns
+ * NULL/false on bad input. */
+struct cJSON;
+struct cJSON *api_parse_body(struct api_call *call);
+bool api_id_field(struct api_call *call, const struct cJSON *obj, const char *name, bool required,
+                  struct rtmd_str *out);
+bool api_payload_field(struct api_call *call, const struct cJSON *obj, struct rtmd_str *out);
+bool api_bool_field(struct api_call *call, const struct cJSON *obj, const char *name, bool *out);
+/* Writes the §3.3-style success envelope tail: ,"request_id":"..","result":"success"} */
+void api_json_tail(struct rtmd_json *j, const struct rtmd_http_request *req);
 void api_healthz(struct rtmd_http_request *req);
 void api_metrics(struct rtmd_http_request *req);
 

@@ -22,8 +22,15 @@ static struct rtmd_buf body_;
 static const char project_prefix[] = "/dev/v2/project/";
 
 static const struct api_route routes_[] = {
-    {HTTP_GET, "rtm/vendor/user_events", RTMD_RATE_EVENTS, api_user_events},
-    {HTTP_GET, "rtm/vendor/channel_events", RTMD_RATE_EVENTS, api_channel_events},
+    {HTTP_GET, "rtm/vendor/user_events", RTMD_RATE_EVENTS, NULL, api_user_events},
+    {HTTP_GET, "rtm/vendor/channel_events", RTMD_RATE_EVENTS, NULL, api_channel_events},
+    {HTTP_POST, "rtm/users/*/peer_messages", RTMD_RATE_SEND, api_authorize_sender,
+     api_peer_messages},
+    {HTTP_POST, "rtm/users/*/channel_messages", RTMD_RATE_SEND, api_authorize_sender,
+     api_channel_messages},
+    {HTTP_POST, "rtm/message/history/query", RTMD_RATE_HISTORY, NULL, api_history_create},
+    {HTTP_GET, "rtm/message/history/query/*", RTMD_RATE_HISTORY, NULL, api_history_get},
+    {HTTP_GET, "rtm/message/history/count", RTMD_RATE_HISTORY, NULL, api_history_count},
 };
 
 const int api_counted_codes[API_COUNTED_CODES] = {200, 400, 401, 404, 405, 408,
@@ -186,6 +193,8 @@ static void handle_project(struct rtmd_http_request *req, struct rtmd_str rest)
         api_respond_error(call, 401, r == RTMD_EEXPIRED ? "token_expired" : "unauthorized", why);
         return;
     }
+    if (route->authorize && !route->authorize(call))
+        return;
     if (route->rate_bucket < 0) {
         route->handle(call);
         return;

@@ -74,6 +74,10 @@ struct rtmd_limits {
     uint32_t ws_output_budget;       /* 1048576: unsent bytes before a slow reader is cut */
     uint32_t max_connections;        /* 19000 */
     uint32_t store_timeout_ms;       /* 5000: a store call older than this answers 408 */
+    uint32_t offline_max_per_user;   /* 200 */
+    uint32_t offline_retention_s;    /* 604800 */
+    uint32_t history_handle_ttl_s;   /* 600 */
+    uint32_t peer_ack_timeout_ms;    /* 10000 */
 };
 
 struct rtmd_config {

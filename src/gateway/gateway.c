@@ -30,8 +30,16 @@ struct op_entry {
 };
 
 static const struct op_entry ops_[] = {
-    {"login", gw_op_login, false}, {"logout", gw_op_logout, true}, {"join", gw_op_join, true},
-    {"leave", gw_op_leave, true},  {"ping", gw_op_ping, false},
+    /* clang-format off */
+    {"login",   gw_op_login,   false},
+    {"logout",  gw_op_logout,  true},
+    {"join",    gw_op_join,    true},
+    {"leave",   gw_op_leave,   true},
+    {"ping",    gw_op_ping,    false},
+    {"peer",    gw_op_peer,    true},
+    {"publish", gw_op_publish, true},
+    {"ack",     gw_op_ack,     true},
+    /* clang-format on */
 };
 
 static struct rtmd_buf out_; /* loop-wide: replies are written at once */
@@ -339,18 +347,21 @@ const struct rtmd_ws_handler rtmd_gateway_ws_handler = {
     .on_close = on_close,
 };
 
-static const struct rtmd_presence_hooks hooks_ = {.kicked = on_kicked};
+static const struct rtmd_presence_hooks hooks_ = {.kicked = on_kicked,
+                                                  .member = gw_member_changed};
 
 int rtmd_gateway_init(const struct rtmd_config *cfg, struct rtmd_store *store)
 {
     gw_cfg = cfg;
     gw_store = store;
     rtmd_buf_init(&out_, SIZE_MAX);
+    gw_deliver_init();
     return rtmd_presence_init(cfg, store, &hooks_);
 }
 
 void rtmd_gateway_shutdown(void)
 {
+    gw_deliver_shutdown();
     rtmd_presence_shutdown();
     rtmd_buf_free(&out_);
 }

@@ -24,4 +24,30 @@ void rtmd_gateway_shutdown(void);
 /* The WebSocket handler to pass to rtmd_ws_init(). */
 extern const struct rtmd_ws_handler rtmd_gateway_ws_handler;
 
+/*
+ * Delivery to clients on this node (deliver.c), for the REST send API and
+ * the client ops alike.
+ */
+uint64_t rtmd_gateway_next_mid(void);
+/* Pushes {"op":"peer_message","mid":..} to `to` if it is online here; false
+ * when it is not (the caller decides about offline storage). */
+bool rtmd_gateway_deliver_peer(const struct rtmd_app *app, struct rtmd_str from,
+                               struct rtmd_str to, struct rtmd_str payload, uint64_t ms,
+                               uint64_t *mid_out);
+/* Pushes {"op":"channel_message",..} to every member except `from`'s
+ * session; returns how many receivers it is sent to. */
+size_t rtmd_gateway_deliver_channel(const struct rtmd_app *app, struct rtmd_str channel,
+                                    struct rtmd_str from, struct rtmd_str payload, uint64_t ms);
+/* The uids a channel message from `from` goes to, as views into the
+ * sessions (valid until the caller returns to the loop); *out is freed by
+ * the caller. */
+size_t rtmd_gateway_channel_recipients(const struct rtmd_app *app, struct rtmd_str channel,
+                                       struct rtmd_str from, struct rtmd_str **out);
+/* Calls cb(arg, 0) when receiver acks mid, or cb(arg, -ETIMEDOUT) after
+ * limits.peer_ack_timeout_ms. */
+int rtmd_gateway_wait_ack(uint64_t mid, const struct rtmd_app *app, struct rtmd_str receiver,
+                          void (*cb)(void *arg, int status), void *arg);
+/* Pushes delivered by fan-out and peer delivery (for /metrics). */
+uint64_t rtmd_gateway_pushes(void);
+
 #endif

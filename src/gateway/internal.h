@@ -74,6 +74,17 @@ void gw_op_ping(struct gw_client *c, const struct gw_request *r);
 void gw_op_join(struct gw_client *c, const struct gw_request *r);
 void gw_op_leave(struct gw_client *c, const struct gw_request *r);
 
+void gw_op_peer(struct gw_client *c, const struct gw_request *r);
+void gw_op_publish(struct gw_client *c, const struct gw_request *r);
+void gw_op_ack(struct gw_client *c, const struct gw_request *r);
+
+/* deliver.c */
+void gw_deliver_init(void);
+void gw_deliver_shutdown(void);
+void gw_member_changed(struct rtmd_channel *ch, struct rtmd_session *s, bool joined);
+void gw_ack(const struct rtmd_session *s, uint64_t mid);
+extern uint64_t deliver_stats_pushed;
+
 /* Ends the client's session (if any), then closes with code/reason. */
 void gw_close(struct gw_client *c, uint16_t code, const char *reason);
 

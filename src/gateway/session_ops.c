@@ -11,6 +11,44 @@
 #include "gateway/internal.h"
 #include "net/ws.h"
 
+/* Offline messages kept for this user arrive right after its login reply,
+ * oldest first, before the answers to any later op. */
+static void on_offline_taken(void *arg, int status, const struct rtmd_message_batch *b)
+{
+    struct rtmd_session *s = arg;
+    struct gw_client *c = s->owner;
+    if (status == 0 && s->state == RTMD_SESSION_ONLINE) {
+        struct rtmd_str uid = rtmd_str_make(s->uid, s->uid_len);
+        for (size_t i = 0; i < b->n; i++)
+            rtmd_gateway_deliver_peer(s->app, b->messages[i].src, uid, b->messages[i].payload,
+                                      b->messages[i].ms, NULL);
+    }
+    if (c) {
+        gw_enter(c);
+        gw_op_done(c);
+        gw_leave(c);
+    }
+    rtmd_session_unhold(s);
+}
+
+static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
+{
+    (void)arg;
+    struct gw_client *c = s->owner;
+    if (!c)
+        return;
+    gw_enter(c);
+    gw_reply_recorded(c, status);
+    if (status == 0 && s->state == RTMD_SESSION_ONLINE &&
+        rtmd_store_offline_take(gw_store, s->app, rtmd_str_make(s->uid, s->uid_len),
+                                on_offline_taken, s) == 0) {
+        rtmd_session_hold(s); /* busy until the offline messages are out */
+    } else {
+        gw_op_done(c);
+    }
+    gw_leave(c);
+}
+
 static const char *token_error(int r)
 {
     return r == RTMD_EEXPIRED ? "token_expired" : "invalid_token";
@@ -54,7 +92,7 @@ void gw_op_login(struct gw_client *c, const struct gw_request *r)
             return;
         }
     }
-    int pr = rtmd_presence_login(c->session, app, uid, gw_on_recorded, NULL);
+    int pr = rtmd_presence_login(c->session, app, uid, on_login_recorded, NULL);
     if (pr < 0) {
         gw_reply_error(c, true, r->id, "store_error", "the login could not be recorded");
         return;

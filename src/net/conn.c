@@ -34,10 +34,15 @@ struct write_req {
     char data[];
 };
 
+/* A connection's buffered output may not grow past this (the gateway's
+ * output budget cuts slow readers off long before). */
+#define WBUF_MAX (64u * 1024 * 1024)
+
 static void conn_free(struct rtmd_conn *c)
 {
     if (c->ssl)
         SSL_free(c->ssl);
+    rtmd_buf_free(&c->wbuf);
     free(c);
 }
 
@@ -60,6 +65,9 @@ void rtmd_conn_close(struct rtmd_conn *c)
     c->flags |= RTMD_CONN_CLOSING;
     rtmd_timeout_disarm(&c->timeout);
     rtmd_list_remove(&c->link);
+    if (rtmd_list_linked(&c->flush_link))
+        rtmd_list_remove(&c->flush_link);
+    rtmd_buf_free(&c->wbuf);
     c->server->n_conns--;
     c->server->closed++;
     if (c->proto && c->proto->on_close)
@@ -175,7 +183,58 @@ static int tls_flush(struct rtmd_conn *c)
     return r;
 }
 
+int rtmd_conn_write_buffered(struct rtmd_conn *c, const void *p, size_t n)
+{
+    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
+        return RTMD_ECLOSED;
+    int r = rtmd_buf_append(&c->wbuf, p, n);
+    if (r < 0) {
+        rtmd_conn_close(c);
+        return r;
+    }
+    if (!rtmd_list_linked(&c->flush_link))
+        rtmd_list_insert_tail(&c->server->flush, &c->flush_link);
+    return 0;
+}
+
+static int direct_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs);
+
+/* Writes what a connection buffered during this iteration. */
+static void flush_one(struct rtmd_conn *c)
+{
+    rtmd_list_remove(&c->flush_link);
+    struct rtmd_buf b = c->wbuf;
+    rtmd_buf_init(&c->wbuf, WBUF_MAX);
+    uv_buf_t ub = uv_buf_init(b.data, (unsigned)b.len);
+    direct_writev(c, &ub, 1);
+    rtmd_buf_free(&b);
+}
+
+static void on_flush(struct rtmd_loop_hook *h)
+{
+    struct rtmd_server *s = RTMD_CONTAINER_OF(h, struct rtmd_server, flush_hook);
+    struct rtmd_list *n;
+    while ((n = rtmd_list_first(&s->flush)))
+        flush_one(RTMD_CONTAINER_OF(n, struct rtmd_conn, flush_link));
+}
+
 int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
+{
+    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
+        return RTMD_ECLOSED;
+    if (c->wbuf.len > 0) {
+        /* Keep order behind what is buffered. */
+        for (size_t i = 0; i < nbufs; i++) {
+            int r = rtmd_conn_write_buffered(c, bufs[i].base, bufs[i].len);
+            if (r < 0)
+                return r;
+        }
+        return 0;
+    }
+    return direct_writev(c, bufs, nbufs);
+}
+
+static int direct_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
 {
     if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
         return RTMD_ECLOSED;
@@ -325,6 +384,10 @@ void rtmd_conn_close_gracefully(struct rtmd_conn *c)
 {
     if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
         return;
+    if (c->wbuf.len > 0)
+        flush_one(c);
+    if (c->flags & RTMD_CONN_CLOSING)
+        return;
     if (c->out_pending > 0) {
         c->flags |= RTMD_CONN_CLOSE_AFTER_WRITE;
         return;
@@ -390,6 +453,8 @@ static void on_connection(uv_stream_t *ls, int status)
     c->listener = l;
     c->id = ++s->next_conn_id;
     rtmd_timeout_init(&c->timeout);
+    rtmd_list_init(&c->flush_link);
+    rtmd_buf_init(&c->wbuf, WBUF_MAX);
     rtmd_list_insert_tail(&s->conns, &c->link);
     s->n_conns++;
     s->accepted++;
@@ -464,6 +529,8 @@ int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_
     s->ssl_ctx = ssl_ctx;
     s->on_request = on_request;
     rtmd_list_init(&s->conns);
+    rtmd_list_init(&s->flush);
+    rtmd_loop_on_prepare(&s->flush_hook, on_flush);
     rtmd_timeout_queue_init(&s->request_timeouts, cfg->limits.http_header_timeout_ms,
                             on_proto_timeout);
     rtmd_timeout_queue_init(&s->idle_timeouts, (uint64_t)cfg->limits.http_idle_timeout_s * 1000,
@@ -497,6 +564,7 @@ void rtmd_server_stop_listening(struct rtmd_server *s)
 
 void rtmd_server_close_all(struct rtmd_server *s)
 {
+    rtmd_loop_hook_remove(&s->flush_hook);
     struct rtmd_list *n, *tmp;
     rtmd_list_foreach_safe(n, tmp, &s->conns)
     {

@@ -25,6 +25,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "core/buf.h"
 #include "core/common.h"
 #include "core/config.h"
 #include "core/list.h"
@@ -79,6 +80,8 @@ struct rtmd_conn {
     uint32_t refs;
     uint32_t flags;
     size_t out_pending; /* bytes handed to uv_write and not yet written */
+    struct rtmd_buf wbuf;       /* buffered output, written before the loop sleeps */
+    struct rtmd_list flush_link; /* on the server's flush list while wbuf has bytes */
     SSL *ssl;           /* NULL for plain connections */
     const struct rtmd_proto *proto;
     union {
@@ -98,6 +101,8 @@ struct rtmd_server {
     struct rtmd_listener listeners[RTMD_LISTENERS_MAX];
     size_t n_listeners;
     struct rtmd_list conns;
+    struct rtmd_list flush; /* connections with buffered output */
+    struct rtmd_loop_hook flush_hook;
     size_t n_conns;
     uint64_t next_conn_id;
     rtmd_http_handler on_request;
@@ -135,6 +140,18 @@ void rtmd_conn_set_proto(struct rtmd_conn *c, const struct rtmd_proto *proto);
  * which the connection is being closed. */
 int rtmd_conn_write(struct rtmd_conn *c, const void *p, size_t n);
 int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs);
+/*
+ * Buffers bytes to be written before the loop next sleeps (prepare phase),
+ * so many messages to one connection in one iteration — a channel's fan-out
+ * — cost one write (and one TLS record) instead of one each. Later direct
+ * writes are appended behind buffered bytes, so order is kept.
+ */
+int rtmd_conn_write_buffered(struct rtmd_conn *c, const void *p, size_t n);
+/* Bytes accepted for this connection and not yet written by the kernel. */
+static inline size_t rtmd_conn_unsent(const struct rtmd_conn *c)
+{
+    return c->out_pending + c->wbuf.len;
+}
 
 void rtmd_conn_pause_read(struct rtmd_conn *c);
 void rtmd_conn_resume_read(struct rtmd_conn *c);

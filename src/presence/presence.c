@@ -93,6 +93,17 @@ static void session_free_if_done(struct rtmd_session *s)
     }
 }
 
+void rtmd_session_hold(struct rtmd_session *s)
+{
+    s->pending++;
+}
+
+void rtmd_session_unhold(struct rtmd_session *s)
+{
+    s->pending--;
+    session_free_if_done(s);
+}
+
 void rtmd_session_release(struct rtmd_session *s)
 {
     s->owner = NULL;
@@ -163,6 +174,8 @@ static void add_membership(struct rtmd_session *s, struct rtmd_str name)
     s->channels[s->n_channels].pos = ch->n_members;
     s->n_channels++;
     ch->members[ch->n_members++] = s;
+    if (hooks_ && hooks_->member)
+        hooks_->member(ch, s, true);
 }
 
 static void remove_membership(struct rtmd_session *s, int idx)
@@ -181,6 +194,8 @@ static void remove_membership(struct rtmd_session *s, int idx)
         }
     }
     s->channels[idx] = s->channels[--s->n_channels];
+    if (hooks_ && hooks_->member)
+        hooks_->member(ch, s, false);
     if (ch->n_members == 0) {
         rtmd_hashmap_remove(&state_of(ch->app)->channels, name_of(ch));
         free(ch->members);

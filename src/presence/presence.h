@@ -69,6 +69,8 @@ struct rtmd_channel {
 struct rtmd_presence_hooks {
     /* s was taken over by a new login of the same uid (it is already ENDED). */
     void (*kicked)(struct rtmd_session *s);
+    /* s joined ch, or left it (s is then no longer among ch's members). */
+    void (*member)(struct rtmd_channel *ch, struct rtmd_session *s, bool joined);
 };
 
 /* Completion of a presence call: status from the store (0 = durable). */
@@ -82,6 +84,11 @@ struct rtmd_session *rtmd_session_new(void *owner);
 /* The owner lets go; the session is freed once no store call is pending.
  * It must already be ENDED (or never logged in). */
 void rtmd_session_release(struct rtmd_session *s);
+
+/* Keeps s alive across other async work (a store call made by another
+ * layer); every hold is matched by one unhold. */
+void rtmd_session_hold(struct rtmd_session *s);
+void rtmd_session_unhold(struct rtmd_session *s);
 
 /* Errors returned synchronously (nothing recorded, no callback):
  * -EALREADY (already_joined), -ENOENT (not_joined), RTMD_ELIMIT

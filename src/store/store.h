@@ -18,7 +18,7 @@
  * nothing was consumed — callers never give up on a call themselves),
  * RTMD_ERATE (rate limit), or another negative error.
  *
- * Synchronous errors: -EINVAL (unknown app, n == 0, an ID that is not 1..64
+ * Synchronous errors: -ENOTSUP (the backend lacks this operation), -EINVAL (unknown app, n == 0, an ID that is not 1..64
  * bytes, a bad kind/region/bucket, max == 0), -EAGAIN (the backend's queue
  * is full), RTMD_ECLOSED (after close). A qps of 0 means no limit.
  *
@@ -78,7 +78,58 @@ struct rtmd_store_stats {
     uint64_t commits;                                            /* group commits (embedded) */
     uint64_t commit_ops;                                         /* ops in those commits */
     uint64_t sessions;                                           /* live sessions recorded */
+    uint64_t history_kept;                                       /* messages put into history */
+    uint64_t history_pruned;  /* messages removed after history_retention_s */
+    uint64_t offline_kept;    /* offline messages stored */
+    uint64_t offline_dropped; /* offline messages replaced by newer ones (over the cap) */
 };
+
+/* ---- messages (SPEC §3.4, §3.5) ---- */
+
+enum rtmd_message_type { RTMD_MSG_PEER = 0, RTMD_MSG_CHANNEL = 1 };
+
+/* A message to keep: in history, or for an offline receiver. */
+struct rtmd_message {
+    enum rtmd_message_type type;
+    struct rtmd_str src;     /* sender uid */
+    struct rtmd_str dst;     /* receiver uid (PEER) or channel name (CHANNEL) */
+    struct rtmd_str payload; /* UTF-8 text, 1..max_payload bytes */
+    uint64_t ms;             /* send time, wall-clock milliseconds */
+};
+
+/*
+ * A history filter (SPEC §3.4, research §4.1). At least one of source and
+ * destination is set (p != NULL). A destination names a user or a channel —
+ * the API cannot tell which, so it matches both: the messages that user
+ * received (peer messages to it, and channel messages delivered to it as a
+ * member) and the messages sent to a channel of that name.
+ *   destination only  → all the user received, and all sent to the channel
+ *   source only       → all the user sent (peer and channel)
+ *   source + dest     → peer messages source→dest, and what source sent to
+ *                       the channel dest
+ * Times are inclusive, in ms. Results are ordered by (ms, then arrival).
+ */
+struct rtmd_history_query {
+    struct rtmd_str source;
+    struct rtmd_str destination;
+    uint64_t start_ms;
+    uint64_t end_ms;
+    uint32_t offset;
+    uint32_t limit; /* 20, 50 or 100 */
+    bool desc;
+};
+
+/* Messages handed to a callback, oldest first unless the query said desc. */
+struct rtmd_message_batch {
+    size_t n;
+    const struct rtmd_message *messages;
+};
+
+typedef void (*rtmd_store_messages_cb)(void *arg, int status, const struct rtmd_message_batch *b);
+typedef void (*rtmd_store_count_cb)(void *arg, int status, uint64_t count);
+/* handle: NUL-terminated, URL-safe; valid during the callback. */
+typedef void (*rtmd_store_handle_cb)(void *arg, int status, const char *handle);
+typedef void (*rtmd_store_query_cb)(void *arg, int status, const struct rtmd_history_query *q);
 
 struct rtmd_store;
 
@@ -109,6 +160,42 @@ struct rtmd_store_type {
      * 0, or RTMD_ERATE when the bucket is empty (nothing taken). */
     int (*rate)(struct rtmd_store *s, const struct rtmd_app *app, enum rtmd_rate_bucket bucket,
                 uint32_t qps, rtmd_store_cb cb, void *arg);
+    /*
+     * Keeps m in the app's history for limits.history_retention_s; cb runs
+     * once it is durable. recipients: the uids a CHANNEL message was
+     * delivered to (the members at send time, sender excluded); for PEER
+     * messages the receiver is m->dst and recipients is NULL.
+     */
+    int (*history_put)(struct rtmd_store *s, const struct rtmd_app *app,
+                       const struct rtmd_message *m, const struct rtmd_str *recipients,
+                       size_t n_recipients, rtmd_store_cb cb, void *arg);
+    /* Runs a history query (offset/limit/order applied). */
+    int (*history_query)(struct rtmd_store *s, const struct rtmd_app *app,
+                         const struct rtmd_history_query *q, rtmd_store_messages_cb cb, void *arg);
+    /* Counts what a query would match (offset/limit ignored). */
+    int (*history_count)(struct rtmd_store *s, const struct rtmd_app *app,
+                         const struct rtmd_history_query *q, rtmd_store_count_cb cb, void *arg);
+    /*
+     * Query handles (SPEC §3.4): keeps q under a new URL-safe handle for
+     * ttl_ms; take returns it once and forgets it. A handle that is unknown,
+     * used or expired answers -ENOENT (the API's 410).
+     */
+    int (*handle_put)(struct rtmd_store *s, const struct rtmd_app *app,
+                      const struct rtmd_history_query *q, uint64_t ttl_ms, rtmd_store_handle_cb cb,
+                      void *arg);
+    int (*handle_take)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str handle,
+                       rtmd_store_query_cb cb, void *arg);
+    /*
+     * Offline messages (SPEC §3.5): keeps a PEER message for m->dst, at most
+     * max_per_user per receiver (the newest replace the oldest), until
+     * m->ms + ttl_ms; cb runs once it is durable. take removes and returns
+     * every unexpired one of uid, oldest first.
+     */
+    int (*offline_put)(struct rtmd_store *s, const struct rtmd_app *app,
+                       const struct rtmd_message *m, uint32_t max_per_user, uint64_t ttl_ms,
+                       rtmd_store_cb cb, void *arg);
+    int (*offline_take)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str uid,
+                        rtmd_store_messages_cb cb, void *arg);
     void (*stats)(struct rtmd_store *s, struct rtmd_store_stats *out);
     /* Finishes every call already made (their callbacks run), flushes, then
      * calls cb; after cb the context is freed. No call may follow close. */
@@ -147,6 +234,61 @@ static inline int rtmd_store_rate(struct rtmd_store *s, const struct rtmd_app *a
 static inline void rtmd_store_stats(struct rtmd_store *s, struct rtmd_store_stats *out)
 {
     s->type->stats(s, out);
+}
+static inline int rtmd_store_history_put(struct rtmd_store *s, const struct rtmd_app *app,
+                                         const struct rtmd_message *m,
+                                         const struct rtmd_str *recipients, size_t n_recipients,
+                                         rtmd_store_cb cb, void *arg)
+{
+    if (!s->type->history_put)
+        return -ENOTSUP;
+    return s->type->history_put(s, app, m, recipients, n_recipients, cb, arg);
+}
+static inline int rtmd_store_history_query(struct rtmd_store *s, const struct rtmd_app *app,
+                                           const struct rtmd_history_query *q,
+                                           rtmd_store_messages_cb cb, void *arg)
+{
+    if (!s->type->history_query)
+        return -ENOTSUP;
+    return s->type->history_query(s, app, q, cb, arg);
+}
+static inline int rtmd_store_history_count(struct rtmd_store *s, const struct rtmd_app *app,
+                                           const struct rtmd_history_query *q,
+                                           rtmd_store_count_cb cb, void *arg)
+{
+    if (!s->type->history_count)
+        return -ENOTSUP;
+    return s->type->history_count(s, app, q, cb, arg);
+}
+static inline int rtmd_store_handle_put(struct rtmd_store *s, const struct rtmd_app *app,
+                                        const struct rtmd_history_query *q, uint64_t ttl_ms,
+                                        rtmd_store_handle_cb cb, void *arg)
+{
+    if (!s->type->handle_put)
+        return -ENOTSUP;
+    return s->type->handle_put(s, app, q, ttl_ms, cb, arg);
+}
+static inline int rtmd_store_handle_take(struct rtmd_store *s, const struct rtmd_app *app,
+                                         struct rtmd_str handle, rtmd_store_query_cb cb, void *arg)
+{
+    if (!s->type->handle_take)
+        return -ENOTSUP;
+    return s->type->handle_take(s, app, handle, cb, arg);
+}
+static inline int rtmd_store_offline_put(struct rtmd_store *s, const struct rtmd_app *app,
+                                         const struct rtmd_message *m, uint32_t max_per_user,
+                                         uint64_t ttl_ms, rtmd_store_cb cb, void *arg)
+{
+    if (!s->type->offline_put)
+        return -ENOTSUP;
+    return s->type->offline_put(s, app, m, max_per_user, ttl_ms, cb, arg);
+}
+static inline int rtmd_store_offline_take(struct rtmd_store *s, const struct rtmd_app *app,
+                                          struct rtmd_str uid, rtmd_store_messages_cb cb, void *arg)
+{
+    if (!s->type->offline_take)
+        return -ENOTSUP;
+    return s->type->offline_take(s, app, uid, cb, arg);
 }
 static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void *arg)
 {

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -47,15 +48,77 @@ def basic(customer=CUSTOMER, secret=SECRET):
     return "Basic " + base64.b64encode(raw).decode()
 
 
+def event_path(kind="user", app=APP):
+    return "/dev/v2/project/%s/rtm/vendor/%s_events" % (app, kind)
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+REQUEST_ID_RE = re.compile(r"^([0-9]+)_([0-9]+)$")
+
+
+def loads_ordered(body):
+    """JSON with its objects as lists of (key, value) pairs, to check key order."""
+    return json.loads(body, object_pairs_hook=list)
+
+
+def compact(obj):
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def assert_error(resp, status, code=None):
+    """Asserts an error response: the status, the exact body shape
+    {"code","message","request_id","result":"failed"} (in that order, compact),
+    X-Request-ID equal to request_id, and returns the parsed body."""
+    st, hd, body = resp
+    assert st == status, (st, body)
+    pairs = loads_ordered(body)
+    assert [k for k, _ in pairs] == ["code", "message", "request_id", "result"], body
+    d = dict(pairs)
+    assert body == compact(d).encode(), body
+    assert d["result"] == "failed", body
+    assert isinstance(d["code"], str) and re.match(r"^[a-z][a-z0-9_]*$", d["code"]), body
+    if code is not None:
+        assert d["code"] == code, body
+    assert isinstance(d["message"], str) and d["message"], body
+    assert REQUEST_ID_RE.match(d["request_id"]), body
+    assert hd.get("x-request-id") == d["request_id"], (hd, body)
+    assert hd.get("content-type") == "application/json;charset=utf-8", hd
+    return d
+
+
+def assert_events_envelope(resp):
+    """Asserts a 200 event-log answer: exactly {"events":[...],"request_id":..,
+    "result":"success"}, compact, keys in order, X-Request-ID = request_id.
+    Returns the events (dicts)."""
+    st, hd, body = resp
+    assert st == 200, (st, body)
+    pairs = loads_ordered(body)
+    assert [k for k, _ in pairs] == ["events", "request_id", "result"], body
+    d = dict(pairs)
+    assert d["result"] == "success"
+    assert REQUEST_ID_RE.match(d["request_id"]), body
+    assert hd.get("x-request-id") == d["request_id"], hd
+    assert hd.get("content-type") == "application/json;charset=utf-8", hd
+    events = json.loads(body)["events"]
+    assert body == compact(json.loads(body)).encode(), "not compact JSON: %r" % body[:200]
+    return events
+
+
 class Rtmd:
     """One rtmd process with its own data dir and config."""
 
-    def __init__(self, tmpdir, tls=False, regions=("default", "eu"), limits=None, extra=""):
+    def __init__(self, tmpdir, tls=False, regions=("default", "eu"), limits=None, extra="",
+                 server=None, store=None):
         self.dir = str(tmpdir)
         self.tls = tls
         self.regions = list(regions)
         self.limits = dict(limits or {})
         self.extra = extra
+        self.server = dict(server or {})  # more [server] keys, e.g. {"node_id": 7}
+        self.store = dict(store or {})    # [store] keys, e.g. {"sync": "normal"}
         self.proc = None
         self.ports = {}
         self.log_path = os.path.join(self.dir, "rtmd.log")
@@ -67,6 +130,8 @@ class Rtmd:
     def write_config(self):
         listen = ", ".join("127.0.0.1:0@%s" % r for r in self.regions)
         limits = "".join("%s = %s\n" % kv for kv in self.limits.items())
+        server = "".join("%s = %s\n" % kv for kv in self.server.items())
+        store = "".join("%s = %s\n" % kv for kv in self.store.items())
         text = (
             "[server]\n"
             "listen = %s\n"
@@ -74,13 +139,18 @@ class Rtmd:
             "data_dir = %s\n"
             "ready_file = %s\n"
             "log_level = debug\n"
+            % (listen, "on" if self.tls else "off", self.data_dir, self.ready_path))
+        text += server
+        if store:
+            text += "\n[store]\n" + store
+        text += (
             "\n[limits]\n%s\n"
             "[customer:%s]\nsecret = %s\napps = %s, %s\n\n"
             "[customer:%s]\nsecret = %s\napps = %s\n\n"
             "[app:%s]\ncertificate = %s\n\n"
             "[app:%s]\ncertificate = %s\n\n"
             "[app:%s]   ; no certificate\n%s"
-            % (listen, "on" if self.tls else "off", self.data_dir, self.ready_path, limits,
+            % (limits,
                CUSTOMER, SECRET, APP, APP_NOCERT,
                CUSTOMER_OTHER, SECRET_OTHER, APP_OTHER,
                APP, CERT, APP_OTHER, CERT_OTHER, APP_NOCERT, self.extra))
@@ -163,6 +233,55 @@ class Rtmd:
         assert st == 200, (st, body)
         return json.loads(body)["events"]
 
+    # -- conveniences (added for the black-box suite) --------------------------
+    def restart(self, timeout=20.0):
+        """Starts the same node again (same config and data_dir, new ports)."""
+        assert not self.alive(), "restart() of a running rtmd"
+        return self.start(timeout)
+
+    def healthy(self, region="default"):
+        """Asserts the server still answers GET /healthz with 200; returns True."""
+        assert self.alive(), "rtmd is not running:\n" + self.read_log()[-4000:]
+        st, hd, body = self.get("/healthz", region=region)
+        assert st == 200, (st, body)
+        assert json.loads(body)["status"] == "ok"
+        return True
+
+    def metrics(self, region="default"):
+        """The /metrics samples as {"name{labels}": float}."""
+        st, hd, body = self.get("/metrics", region=region)
+        assert st == 200, (st, body)
+        out = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+    def events_raw(self, kind="user", app=APP, region="default", headers=None):
+        """One GET of an event log: (status, headers, body bytes)."""
+        return self.get(event_path(kind, app), headers=headers, region=region)
+
+    def pull_until(self, n, kind="user", app=APP, region="default", timeout=10.0):
+        """Pulls (in `region`) until n events came back in total; returns them."""
+        got = []
+
+        def enough():
+            if len(got) < n:
+                st, hd, body = self.events_raw(kind, app=app, region=region,
+                                               headers={"Authorization": basic()})
+                if st == 429:  # polling faster than events_qps: try again
+                    return False
+                assert st == 200, (st, body)
+                got.extend(json.loads(body)["events"])
+            return len(got) >= n
+
+        wait_until(enough, timeout, interval=0.05, what="%d %s events" % (n, kind))
+        return got
+
+    def log_has(self, text):
+        return text in self.read_log()
+
 
 def connect(port, tls, timeout=10.0):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -198,7 +317,10 @@ class _Socket:
         self.sock.sendall(data)
 
     def _fill(self):
-        chunk = self.sock.recv(65536)
+        try:
+            chunk = self.sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            chunk = b""
         if not chunk:
             raise EOFError("connection closed")
         self.buf += chunk
@@ -216,6 +338,8 @@ class _Socket:
             return True
         except socket.timeout:
             return False
+        except ssl.SSLError:
+            return True  # a TLS connection cut without close_notify
 
 
 class Http(_Socket):
@@ -378,6 +502,20 @@ class Ws(_Socket):
             fields["token"] = token
         fields.update(kw)
         return self.call("login", **fields)
+
+    def assert_silent(self, seconds):
+        """Waits `seconds` for anything from the server (a pushed message, a
+        close, EOF) and asserts nothing came; answers pings meanwhile."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                m = self.recv(left)
+            except socket.timeout:
+                return
+            raise AssertionError("expected silence, got %r" % (m,))
 
     def expect_close(self, timeout=10.0):
         """Reads until the server's close frame; returns (code, reason)."""

@@ -1,0 +1,268 @@
+"""Shared helpers of rtmd's benchmark scripts (bench/ws-hold, bench/rest-pull).
+
+Runs the real build/rtmd with a generated config on 127.0.0.1:0, reads its
+ready file, measures its memory from /proc, and speaks the vendor REST API
+over plain HTTP or HTTPS. Standard library only; run with /usr/bin/python3.
+"""
+import base64
+import http.client
+import json
+import os
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+BUILD = os.environ.get("RTMD_BUILD") or os.path.join(ROOT, "build")
+RTMD_BIN = os.environ.get("RTMD_BIN") or os.path.join(BUILD, "rtmd")
+
+CUSTOMER = "ck_bench"
+SECRET = "bench-secret-0123456789abcdef"
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def build(targets):
+    """make -j2 the given targets (relative to the repo); fails loudly."""
+    if os.environ.get("RTMD_NO_BUILD"):
+        return
+    r = subprocess.run(["make", "-j2", "--no-print-directory"] + targets, cwd=ROOT,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        sys.exit("make failed:\n" + r.stdout[-4000:])
+
+
+def app_id(i):
+    """The i-th benchmark App ID: 32 characters [0-9a-f]."""
+    return "b%031x" % i
+
+
+def basic_auth():
+    return "Basic " + base64.b64encode(("%s:%s" % (CUSTOMER, SECRET)).encode()).decode()
+
+
+def wait_until(cond, timeout, what, interval=0.01):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+class Rtmd:
+    """One rtmd process with its own temporary data dir and config."""
+
+    def __init__(self, apps, limits=None, tls=False, sync="full", tls_cert=None, tls_key=None,
+                 taskset=None, keep=False, tmp_parent=None):
+        self.dir = tempfile.mkdtemp(prefix="rtmd-bench-", dir=tmp_parent)
+        self.keep = keep
+        self.apps = list(apps)
+        self.tls = tls
+        self.taskset = taskset
+        self.conf = os.path.join(self.dir, "rtmd.conf")
+        self.ready = os.path.join(self.dir, "ready")
+        self.data = os.path.join(self.dir, "data")
+        self.log_path = os.path.join(self.dir, "rtmd.log")
+        lim = "".join("%s = %s\n" % kv for kv in (limits or {}).items())
+        tls_lines = ""
+        if tls_cert:
+            tls_lines = "tls_cert = %s\ntls_key = %s\n" % (tls_cert, tls_key)
+        # The customer's app list may span lines (CONFIG.md): 8 apps a line.
+        app_lines = ",\n       ".join(", ".join(self.apps[i:i + 8])
+                                     for i in range(0, len(self.apps), 8))
+        text = ("[server]\nlisten = 127.0.0.1:0@default\ntls = %s\n%sdata_dir = %s\n"
+                "ready_file = %s\nlog_level = warn\n\n[store]\nsync = %s\n\n[limits]\n%s\n"
+                "[customer:%s]\nsecret = %s\napps = %s\n"
+                % ("on" if tls else "off", tls_lines, self.data, self.ready, sync, lim,
+                   CUSTOMER, SECRET, app_lines))
+        with open(self.conf, "w") as f:
+            f.write(text)
+        self.proc = None
+        self.port = None
+
+    def start(self, timeout=60):
+        cmd = [RTMD_BIN, "--config", self.conf]
+        if self.taskset is not None:
+            cmd = ["taskset", "-c", str(self.taskset)] + cmd
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError("rtmd exited with %s:\n%s" % (self.proc.returncode,
+                                                                 self.read_log()))
+            if not os.path.exists(self.ready):
+                return False
+            with open(self.ready) as f:
+                for line in f:
+                    p = line.split()
+                    if len(p) >= 3 and p[0] == "listen":
+                        return int(p[2].rsplit(":", 1)[1])
+            return False
+
+        self.port = wait_until(ready, timeout, "rtmd's ready file")
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout=120):
+        """SIGTERM (sessions end with Logout, the store closes); returns the exit code."""
+        if not self.proc:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                log("rtmd did not exit within %d s of SIGTERM; killed" % timeout)
+        self.logf.close()
+        return self.proc.returncode
+
+    def cleanup(self):
+        if self.keep:
+            log("kept", self.dir)
+            return
+        subprocess.run(["rm", "-rf", self.dir])
+
+    # -- memory ------------------------------------------------------------------
+    def memory(self):
+        return memory_of(self.pid)
+
+    def open_fds(self):
+        return len(os.listdir("/proc/%d/fd" % self.pid))
+
+    def fd_limit(self):
+        with open("/proc/%d/limits" % self.pid) as f:
+            for line in f:
+                if line.startswith("Max open files"):
+                    return int(line.split()[3])
+        return None
+
+    # -- REST --------------------------------------------------------------------
+    def connection(self, timeout=30):
+        if self.tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               context=ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+
+def memory_of(pid):
+    """VmRSS/VmHWM from status and Rss/Pss/Private from smaps_rollup, in KiB."""
+    m = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                m[k] = int(v.split()[0])
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Rss", "Pss", "Pss_Anon", "Private_Clean", "Private_Dirty"):
+                m[k] = int(v.split()[0])
+    m["Private"] = m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
+    return m
+
+
+def get_json(conn, path, headers=None):
+    """One GET on a keep-alive connection: (status, parsed body or None, raw bytes)."""
+    h = {"Authorization": basic_auth()}
+    h.update(headers or {})
+    conn.request("GET", path, headers=h)
+    r = conn.getresponse()
+    raw = r.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    return r.status, body, raw, r.getheaders()
+
+
+def events_path(app):
+    return "/dev/v2/project/%s/rtm/vendor/user_events" % app
+
+
+def pull_all(rtmd, app, expect=None, idle_timeout=10.0, max_time=300.0):
+    """Pulls user_events (1000 a pull) until `expect` events were read and a
+    further pull is empty, or until nothing new arrived for idle_timeout
+    seconds. Returns (events, pulls, answers_by_size)."""
+    conn = rtmd.connection()
+    events, pulls = [], 0
+    last_new = time.monotonic()
+    start = time.monotonic()
+    while True:
+        status, body, raw, _ = get_json(conn, events_path(app))
+        pulls += 1
+        if status == 429:
+            time.sleep(0.1)
+            continue
+        if status != 200 or body is None:
+            raise RuntimeError("pull: HTTP %d %r" % (status, raw[:200]))
+        got = body["events"]
+        events.extend(got)
+        now = time.monotonic()
+        if got:
+            last_new = now
+            continue
+        if expect is not None and len(events) >= expect:
+            break
+        if now - last_new > idle_timeout or now - start > max_time:
+            break
+        time.sleep(0.05)
+    conn.close()
+    return events, pulls
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, digits=0):
+    if x is None:
+        return "-"
+    if digits == 0:
+        return "{:,.0f}".format(x)
+    return "{:,.{}f}".format(x, digits)
+
+
+def machine_line():
+    """One line about the machine: CPUs, kernel, memory, fd limit."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+    except OSError:
+        model = []
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1]) // 1024
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return "%d x %s, kernel %s, %d MiB RAM, open files %d/%d" % (
+        len(model), model[0] if model else "?", os.uname().release, mem, soft, hard)

@@ -1,0 +1,19 @@
+/*
+ * url.h — the small URL pieces the REST API needs: percent-decoding and
+ * query parameters.
+ */
+#ifndef RTMD_CORE_URL_H
+#define RTMD_CORE_URL_H
+
+#include "core/buf.h"
+#include "core/common.h"
+
+/* Appends the percent-decoded s to out. In query values '+' is a space
+ * (plus_is_space); in paths it stays '+'. -EINVAL on a bad escape. */
+int rtmd_url_decode(struct rtmd_buf *out, struct rtmd_str s, bool plus_is_space);
+
+/* Finds `name` in a query string (a=1&b=2, empty items allowed); *value is
+ * the raw (still encoded) value, empty for `name` or `name=`. */
+bool rtmd_query_param(struct rtmd_str query, const char *name, struct rtmd_str *value);
+
+#endif

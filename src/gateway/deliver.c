@@ -1,0 +1,412 @@
+/*
+ * deliver.c — pushing messages to clients: peer messages, channel fan-out,
+ * member_joined/member_left, and waiting for a peer message's ack.
+ *
+ * Fan-out: a push is framed once (one WebSocket frame for all receivers)
+ * and written with rtmd_conn_write_buffered(), so a connection that gets
+ * several pushes in one loop iteration costs one write. The receivers are
+ * snapshotted (connection references) when the message is sent; the writes
+ * then run from a FIFO of jobs, at most FANOUT_BUDGET per pass of the
+ * check phase, so a 10,000-member channel never holds the loop for long and
+ * every receiver sees a channel's messages in the order they were sent. A
+ * receiver whose unsent output passes ws_output_budget is disconnected (its
+ * session ends as for any disconnect) instead of being buffered for.
+ */
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "core/hashmap.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "gateway/gateway.h"
+#include "gateway/internal.h"
+
+#define FANOUT_BUDGET 4096 /* deliveries per check-phase pass */
+#define SNAPSHOT_STACK 64
+
+struct frame {
+    uint32_t refs;
+    size_t len;
+    char data[];
+};
+
+struct fanout_job {
+    struct rtmd_list link;
+    struct frame *frame;
+    struct rtmd_conn **conns;
+    size_t n, next;
+};
+
+struct ack_wait {
+    uint64_t mid;
+    char key[8]; /* the hash-map key: mid's bytes */
+    const struct rtmd_app *app;
+    char uid[RTMD_ID_MAX + 1];
+    uint8_t uid_len;
+    struct rtmd_timeout timeout;
+    void (*cb)(void *arg, int status);
+    void *arg;
+};
+
+static struct rtmd_list jobs_ = {&jobs_, &jobs_};
+static struct rtmd_deferred run_;
+static bool run_scheduled_;
+static uint64_t next_mid_ = 1;
+static struct rtmd_hashmap acks_;
+static struct rtmd_timeout_queue ack_timeouts_;
+static struct rtmd_buf json_, framed_;
+static bool initialized_;
+
+uint64_t deliver_stats_pushed;
+
+/* ---- frames --------------------------------------------------------------- */
+
+static struct frame *frame_make(const struct rtmd_buf *json)
+{
+    rtmd_buf_reset(&framed_);
+    if (rtmd_ws_frame_text(&framed_, json->data, json->len) < 0)
+        return NULL;
+    struct frame *f = rtmd_malloc(sizeof(*f) + framed_.len);
+    f->refs = 1;
+    f->len = framed_.len;
+    memcpy(f->data, framed_.data, framed_.len);
+    return f;
+}
+
+static void frame_release(struct frame *f)
+{
+    if (--f->refs == 0)
+        free(f);
+}
+
+/* Writes one push; true when the receiver is over its budget. */
+static bool push(struct rtmd_conn *conn, const struct frame *f)
+{
+    if (rtmd_conn_closing(conn) || rtmd_conn_write_buffered(conn, f->data, f->len) < 0)
+        return false;
+    deliver_stats_pushed++;
+    return rtmd_conn_unsent(conn) > gw_cfg->limits.ws_output_budget;
+}
+
+static void cut_off(struct rtmd_conn *conn)
+{
+    if (rtmd_conn_closing(conn))
+        return;
+    rtmd_log_info("gateway", "conn=%llu over its output budget (%zu bytes unsent): closing",
+                  (unsigned long long)conn->id, rtmd_conn_unsent(conn));
+    rtmd_conn_close(conn);
+}
+
+/* ---- the fan-out queue ------------------------------------------------------ */
+
+static void run_jobs(struct rtmd_deferred *d);
+
+static void schedule(void)
+{
+    if (!run_scheduled_) {
+        run_scheduled_ = true;
+        rtmd_defer(&run_, run_jobs);
+    }
+}
+
+static void job_free(struct fanout_job *job)
+{
+    for (size_t i = job->next; i < job->n; i++)
+        rtmd_conn_unref(job->conns[i]);
+    frame_release(job->frame);
+    free(job->conns);
+    free(job);
+}
+
+static void run_jobs(struct rtmd_deferred *d)
+{
+    (void)d;
+    run_scheduled_ = false;
+    size_t budget = FANOUT_BUDGET;
+    struct rtmd_list *n;
+    while (budget > 0 && (n = rtmd_list_first(&jobs_))) {
+        struct fanout_job *job = RTMD_CONTAINER_OF(n, struct fanout_job, link);
+        while (budget > 0 && job->next < job->n) {
+            struct rtmd_conn *conn = job->conns[job->next++];
+            budget--;
+            if (push(conn, job->frame))
+                cut_off(conn);
+            rtmd_conn_unref(conn);
+        }
+        if (job->next == job->n) {
+            rtmd_list_remove(&job->link);
+            job_free(job);
+        }
+    }
+    if (!rtmd_list_empty(&jobs_))
+        schedule();
+}
+
+/* Sends f to every member of ch except the sessions skip() rejects. */
+static size_t fan_out(struct rtmd_channel *ch, struct frame *f,
+                      bool (*skip)(const struct rtmd_session *s, const void *arg), const void *arg)
+{
+    struct rtmd_conn *stack[SNAPSHOT_STACK];
+    struct rtmd_conn **conns = ch->n_members <= SNAPSHOT_STACK
+                                   ? stack
+                                   : rtmd_malloc(ch->n_members * sizeof(*conns));
+    size_t n = 0;
+    for (uint32_t i = 0; i < ch->n_members; i++) {
+        struct rtmd_session *s = ch->members[i];
+        struct gw_client *c = s->owner;
+        if (!c || !c->conn || (skip && skip(s, arg)))
+            continue;
+        rtmd_conn_ref(c->conn);
+        conns[n++] = c->conn;
+    }
+    if (n == 0) {
+        if (conns != stack)
+            free(conns);
+        return 0;
+    }
+    if (rtmd_list_empty(&jobs_) && n <= FANOUT_BUDGET) {
+        /* Nothing queued ahead of it and small enough: deliver now. Receivers
+         * over budget are cut off after the loop (closing one runs session
+         * code that may fan out again). */
+        size_t slow = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (push(conns[i], f))
+                conns[slow++] = conns[i];
+            else
+                rtmd_conn_unref(conns[i]);
+        }
+        for (size_t i = 0; i < slow; i++) {
+            cut_off(conns[i]);
+            rtmd_conn_unref(conns[i]);
+        }
+        if (conns != stack)
+            free(conns);
+        return n;
+    }
+    struct fanout_job *job = rtmd_calloc(1, sizeof(*job));
+    if (conns == stack) {
+        conns = rtmd_malloc(n * sizeof(*conns));
+        memcpy(conns, stack, n * sizeof(*conns));
+    }
+    job->conns = conns;
+    job->n = n;
+    job->frame = f;
+    f->refs++;
+    rtmd_list_insert_tail(&jobs_, &job->link);
+    schedule();
+    return n;
+}
+
+/* ---- channel messages ---------------------------------------------------------- */
+
+static bool skip_uid(const struct rtmd_session *s, const void *arg)
+{
+    const struct rtmd_str *uid = arg;
+    return rtmd_str_eq(rtmd_str_make(s->uid, s->uid_len), *uid);
+}
+
+size_t rtmd_gateway_deliver_channel(const struct rtmd_app *app, struct rtmd_str channel,
+                                    struct rtmd_str from, struct rtmd_str payload, uint64_t ms)
+{
+    struct rtmd_channel *ch = rtmd_presence_channel(app, channel);
+    if (!ch)
+        return 0;
+    struct rtmd_json j;
+    rtmd_buf_reset(&json_);
+    rtmd_json_init(&j, &json_);
+    rtmd_json_obj_begin(&j);
+    rtmd_json_key(&j, "op");
+    rtmd_json_cstr(&j, "channel_message");
+    rtmd_json_key(&j, "channel");
+    rtmd_json_str(&j, channel);
+    rtmd_json_key(&j, "from");
+    rtmd_json_str(&j, from);
+    rtmd_json_key(&j, "payload");
+    rtmd_json_str(&j, payload);
+    rtmd_json_key(&j, "ms");
+    rtmd_json_u64(&j, ms);
+    rtmd_json_obj_end(&j);
+    struct frame *f = rtmd_json_finish(&j) == 0 ? frame_make(&json_) : NULL;
+    if (!f)
+        return 0;
+    size_t n = fan_out(ch, f, skip_uid, &from);
+    frame_release(f);
+    return n;
+}
+
+size_t rtmd_gateway_channel_recipients(const struct rtmd_app *app, struct rtmd_str channel,
+                                       struct rtmd_str from, struct rtmd_str **out)
+{
+    *out = NULL;
+    struct rtmd_channel *ch = rtmd_presence_channel(app, channel);
+    if (!ch || ch->n_members == 0)
+        return 0;
+    struct rtmd_str *r = rtmd_malloc(ch->n_members * sizeof(*r));
+    size_t n = 0;
+    for (uint32_t i = 0; i < ch->n_members; i++) {
+        struct rtmd_session *s = ch->members[i];
+        if (!skip_uid(s, &from))
+            r[n++] = rtmd_str_make(s->uid, s->uid_len);
+    }
+    *out = r;
+    return n;
+}
+
+static bool skip_session(const struct rtmd_session *s, const void *arg)
+{
+    return s == arg;
+}
+
+/* member_joined / member_left to the other members (a presence hook). */
+void gw_member_changed(struct rtmd_channel *ch, struct rtmd_session *s, bool joined)
+{
+    if (ch->n_members == 0 || (ch->n_members == 1 && ch->members[0] == s))
+        return;
+    struct rtmd_json j;
+    rtmd_buf_reset(&json_);
+    rtmd_json_init(&j, &json_);
+    rtmd_json_obj_begin(&j);
+    rtmd_json_key(&j, "op");
+    rtmd_json_cstr(&j, joined ? "member_joined" : "member_left");
+    rtmd_json_key(&j, "channel");
+    rtmd_json_str(&j, rtmd_str_make(ch->name, ch->name_len));
+    rtmd_json_key(&j, "uid");
+    rtmd_json_str(&j, rtmd_str_make(s->uid, s->uid_len));
+    rtmd_json_obj_end(&j);
+    struct frame *f = rtmd_json_finish(&j) == 0 ? frame_make(&json_) : NULL;
+    if (!f)
+        return;
+    fan_out(ch, f, skip_session, s);
+    frame_release(f);
+}
+
+/* ---- peer messages ------------------------------------------------------------------ */
+
+uint64_t rtmd_gateway_pushes(void)
+{
+    return deliver_stats_pushed;
+}
+
+uint64_t rtmd_gateway_next_mid(void)
+{
+    return next_mid_++;
+}
+
+bool rtmd_gateway_deliver_peer(const struct rtmd_app *app, struct rtmd_str from,
+                               struct rtmd_str to, struct rtmd_str payload, uint64_t ms,
+                               uint64_t *mid_out)
+{
+    struct rtmd_session *s = rtmd_presence_find(app, to);
+    struct gw_client *c = s ? s->owner : NULL;
+    if (!c || !c->conn || rtmd_conn_closing(c->conn))
+        return false;
+    uint64_t mid = rtmd_gateway_next_mid();
+    struct rtmd_json j;
+    rtmd_buf_reset(&json_);
+    rtmd_json_init(&j, &json_);
+    rtmd_json_obj_begin(&j);
+    rtmd_json_key(&j, "op");
+    rtmd_json_cstr(&j, "peer_message");
+    rtmd_json_key(&j, "mid");
+    rtmd_json_u64(&j, mid);
+    rtmd_json_key(&j, "from");
+    rtmd_json_str(&j, from);
+    rtmd_json_key(&j, "payload");
+    rtmd_json_str(&j, payload);
+    rtmd_json_key(&j, "ms");
+    rtmd_json_u64(&j, ms);
+    rtmd_json_obj_end(&j);
+    struct frame *f = rtmd_json_finish(&j) == 0 ? frame_make(&json_) : NULL;
+    if (!f)
+        return false;
+    struct rtmd_conn *conn = c->conn;
+    rtmd_conn_ref(conn);
+    if (push(conn, f))
+        cut_off(conn);
+    rtmd_conn_unref(conn);
+    frame_release(f);
+    if (mid_out)
+        *mid_out = mid;
+    return true;
+}
+
+/* ---- acks ----------------------------------------------------------------------------- */
+
+static void ack_done(struct ack_wait *w, int status)
+{
+    rtmd_hashmap_remove(&acks_, rtmd_str_make(w->key, sizeof(w->key)));
+    rtmd_timeout_disarm(&w->timeout);
+    w->cb(w->arg, status);
+    free(w);
+}
+
+static void on_ack_timeout(struct rtmd_timeout *t)
+{
+    ack_done(RTMD_CONTAINER_OF(t, struct ack_wait, timeout), -ETIMEDOUT);
+}
+
+int rtmd_gateway_wait_ack(uint64_t mid, const struct rtmd_app *app, struct rtmd_str receiver,
+                          void (*cb)(void *arg, int status), void *arg)
+{
+    struct ack_wait *w = rtmd_calloc(1, sizeof(*w));
+    w->mid = mid;
+    memcpy(w->key, &mid, sizeof(w->key));
+    w->app = app;
+    memcpy(w->uid, receiver.p, receiver.len);
+    w->uid_len = (uint8_t)receiver.len;
+    w->cb = cb;
+    w->arg = arg;
+    rtmd_timeout_init(&w->timeout);
+    rtmd_timeout_arm(&ack_timeouts_, &w->timeout);
+    rtmd_hashmap_put(&acks_, rtmd_str_make(w->key, sizeof(w->key)), w);
+    return 0;
+}
+
+/* A client acked mid: completes a waiter if that client is its receiver. */
+void gw_ack(const struct rtmd_session *s, uint64_t mid)
+{
+    char key[8];
+    memcpy(key, &mid, sizeof(key));
+    struct ack_wait *w = rtmd_hashmap_get(&acks_, rtmd_str_make(key, sizeof(key)));
+    if (w && w->app == s->app && w->uid_len == s->uid_len && memcmp(w->uid, s->uid, s->uid_len) == 0)
+        ack_done(w, 0);
+}
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+void gw_deliver_init(void)
+{
+    initialized_ = true;
+    rtmd_hashmap_init(&acks_);
+    rtmd_timeout_queue_init(&ack_timeouts_, gw_cfg->limits.peer_ack_timeout_ms, on_ack_timeout);
+    rtmd_buf_init(&json_, SIZE_MAX);
+    rtmd_buf_init(&framed_, SIZE_MAX);
+}
+
+void gw_deliver_shutdown(void)
+{
+    if (!initialized_)
+        return;
+    initialized_ = false;
+    struct rtmd_list *n;
+    while ((n = rtmd_list_first(&jobs_))) {
+        rtmd_list_remove(n);
+        job_free(RTMD_CONTAINER_OF(n, struct fanout_job, link));
+    }
+    if (run_scheduled_)
+        rtmd_defer_cancel(&run_);
+    run_scheduled_ = false;
+    /* Waiters answer now: the receiver can no longer ack. */
+    struct rtmd_str k;
+    void *v;
+    size_t it = 0;
+    while (rtmd_hashmap_next(&acks_, &it, &k, &v)) {
+        ack_done(v, -ETIMEDOUT);
+        it = 0;
+    }
+    rtmd_hashmap_free(&acks_);
+    rtmd_timeout_queue_close(&ack_timeouts_);
+    rtmd_buf_free(&json_);
+    rtmd_buf_free(&framed_);
+}
