@@ -257,7 +257,7 @@ static const struct opt options[] = {
     LIMIT(max_connections, 19000, 1, 1000000, "Open client connections on this node"),
     LIMIT(store_timeout_ms, 5000, 10, 600000,
           "Milliseconds a store call may take before the request answers 408"),
-    LIMIT(offline_max_per_user, 200, 1, 100000,
+    LIMIT(offline_max_per_user, 200, 1, 10000,
           "Offline messages kept per receiver; the newest replace the oldest"),
     LIMIT(offline_retention_s, 604800, 1, 315360000, "Seconds an offline message is kept"),
     LIMIT(history_handle_ttl_s, 600, 1, 86400,

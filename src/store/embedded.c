@@ -45,15 +45,51 @@
  * once. If the cursor commit fails, the read position is moved back unless a
  * later pull of that region has since committed a position of its own.
  *
- * Pulls with nothing to return and rate checks touch no disk: they complete
- * through rtmd_defer() in the same iteration's check phase.
+ * Pulls with nothing to return, rate checks and query handles touch no disk:
+ * they complete through rtmd_defer() in the same iteration's check phase.
  *
- * Schema (PRAGMA user_version = 1):
+ * Messages (SPEC §3.4, §3.5; tables and SQL in store/msgdb.c). history_put,
+ * offline_put and offline_take are ops like presence: they join the
+ * iteration's batch and commit in the same group transaction, and their
+ * callbacks (status 0) run after that commit — so an acknowledged message is
+ * durable exactly as a presence event is (sync=full: fsynced; normal:
+ * survives kill -9). history_query and history_count are ops too and run in
+ * that transaction in call order: a query made after a put was acknowledged
+ * always sees it. A read that fails fails alone; a transaction that fails
+ * fails every op in it, reads included (they may have seen its writes).
+ *
+ * offline_take selects and deletes the receiver's messages in the group
+ * transaction, and hands them to its callback only after the commit. After a
+ * crash they are therefore either still stored (the commit did not happen;
+ * the take was never answered and the next one returns them) or were handed
+ * to the callback (at most once; a crash between the commit and the caller's
+ * delivery loses them). An offline_put made after the take runs after its
+ * delete and is kept for the next take.
+ *
+ * Retention. A history message lives limits.history_retention_s after its
+ * ms, an offline message until its ms + ttl_ms. Queries and takes hide what
+ * has expired by the clock of the call (rtmd_now_ms()), so nothing expired is
+ * ever returned; removing the rows is the prune's job. A uv_timer enqueues one
+ * prune op every PRUNE_INTERVAL_MS (and one at open). The worker does not run
+ * it inside the group commit: it runs it as separate transactions of at most
+ * PRUNE_BATCH_ROWS deleted rows each (messages, inbox rows, offline messages,
+ * oldest first by index), one step at a time, alternating with the group
+ * commits while calls keep arriving, so a backlog of expired rows never
+ * holds a presence commit for longer than one step. Close stops a prune
+ * after its current step; the next run carries on.
+ *
+ * Query handles (handle_put/handle_take) live in memory on the loop thread
+ * (store/handles.c): random, single use, bound to the app, at most
+ * HANDLES_MAX at once; they do not survive a restart.
+ *
+ * Schema (PRAGMA user_version = 2; version 1 databases gain the message
+ * tables at open):
  *   events(app, kind, seq, json)            PK(app,kind,seq), WITHOUT ROWID
  *   cursors(app, kind, region, seq)         PK(app,kind,region): last seq read
  *   sessions(app, uid, node, login_ms)      PK(app,uid)
  *   memberships(app, uid, channel, since)   PK(app,uid,channel); since = the
  *                                           Join event's seq (join order)
+ *   app_keys, messages, inbox, offline      see store/msgdb.h
  * app is the App ID, kind 0 = user log, 1 = channel log, region the region's
  * name (config order may change between runs). Each log keeps its newest
  * events_retain rows (by seq; after a failed commit the skipped numbers
@@ -73,12 +109,14 @@
 #include "core/loop.h"
 #include "core/ratelimit.h"
 #include "store/evlog.h"
+#include "store/handles.h"
+#include "store/msgdb.h"
 #include "store/store.h"
 
 #define MODULE         "store"
-#define SCHEMA_VERSION 1
-/* Ops (events and cursor writes) submitted and not yet called back; more
- * fail synchronously with -EAGAIN. */
+#define SCHEMA_VERSION 2
+/* Ops (events, cursor writes, message ops) submitted and not yet called
+ * back; more fail synchronously with -EAGAIN. */
 #define MAX_PENDING 1000000
 /* Ops completed per loop wakeup; the rest wait for the next iteration. */
 #define COMPLETIONS_PER_WAKEUP 8192
@@ -86,6 +124,15 @@
 #define EVENT_JSON_MAX  4096
 #define BUSY_TIMEOUT_MS 500 /* another process holding the database: fail fast */
 #define NO_REWIND       UINT64_MAX
+/* Expired messages are removed this often, and once at open. */
+#define PRUNE_INTERVAL_MS 60000
+/* Rows one prune transaction deletes at most: about 30 ms of work, which a
+ * group commit waiting behind it pays at most once (measured). */
+#define PRUNE_BATCH_ROWS 5000
+/* Live query handles per store; more fail with -EAGAIN. */
+#define HANDLES_MAX 100000
+/* Messages one history query returns at most. */
+#define HISTORY_LIMIT_MAX 100
 
 struct app_state;
 
@@ -102,11 +149,21 @@ struct log_state {
 
 struct app_state {
     const struct rtmd_app *app;
+    int64_t key; /* the app's key in the message tables */
     struct log_state logs[RTMD_EVLOG_KINDS];
     struct rtmd_ratelimit rate[RTMD_RATE_BUCKETS];
 };
 
-enum op_kind { OP_PRESENCE, OP_CURSOR };
+enum op_kind {
+    OP_PRESENCE,
+    OP_CURSOR,
+    OP_HISTORY_PUT,
+    OP_HISTORY_QUERY,
+    OP_HISTORY_COUNT,
+    OP_OFFLINE_PUT,
+    OP_OFFLINE_TAKE,
+    OP_PRUNE
+};
 
 struct item {
     enum rtmd_event_type type;
@@ -117,7 +174,8 @@ struct item {
 };
 
 /* One call waiting for a commit. One allocation: header, then items (a
- * presence op) or records and views (a pull), then string bytes. */
+ * presence op), records and views (a pull) or recipients (a history put),
+ * then string bytes. */
 struct op {
     struct rtmd_list link; /* batch, inbox, outbox or done */
     enum op_kind kind;
@@ -136,6 +194,40 @@ struct op {
     size_t bytes;
     struct rtmd_evrec **recs;
     struct rtmd_str *events;
+    /* Message ops: strings point into the op's own bytes. */
+    rtmd_store_messages_cb messages_cb;
+    rtmd_store_count_cb count_cb;
+    union {
+        struct {
+            struct rtmd_message m;
+            const struct rtmd_str *recipients;
+            size_t n_recipients;
+        } put; /* OP_HISTORY_PUT */
+        struct {
+            struct rtmd_history_query q;
+            uint64_t min_ms; /* retention cut-off at the call */
+            uint64_t count;  /* set by the worker */
+        } query;             /* OP_HISTORY_QUERY, OP_HISTORY_COUNT */
+        struct {
+            struct rtmd_message m;
+            uint32_t max;
+            uint32_t dropped; /* set by the worker */
+            uint64_t expire_ms;
+            uint64_t now;
+        } offline; /* OP_OFFLINE_PUT */
+        struct {
+            struct rtmd_str uid;
+            uint64_t now;
+        } take; /* OP_OFFLINE_TAKE */
+        struct {
+            uint64_t before_ms; /* history older than this goes */
+            uint64_t now;       /* offline messages expired by this go */
+            /* Set by the worker. */
+            uint64_t messages, inbox, offline;
+            uint32_t steps;
+        } prune; /* OP_PRUNE */
+    } u;
+    struct rtmd_msgdb_rows rows; /* query and take results, set by the worker */
     struct item items[];
 };
 
@@ -180,8 +272,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS sessions(app TEXT NOT NULL, uid TEXT NOT NULL,"
     " node INTEGER NOT NULL, login_ms INTEGER NOT NULL, PRIMARY KEY(app,uid)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS memberships(app TEXT NOT NULL, uid TEXT NOT NULL,"
-    " channel TEXT NOT NULL, since INTEGER NOT NULL, PRIMARY KEY(app,uid,channel)) WITHOUT ROWID;"
-    "PRAGMA user_version=1;";
+    " channel TEXT NOT NULL, since INTEGER NOT NULL, PRIMARY KEY(app,uid,channel)) WITHOUT ROWID;";
 
 struct embedded {
     struct rtmd_store base;
@@ -202,8 +293,17 @@ struct embedded {
     struct rtmd_deferred finish;
     rtmd_store_cb close_cb;
     void *close_arg;
+    int open_handles; /* async and timer, until both close callbacks ran */
+    bool async_ref;   /* the async handle keeps the loop alive */
     uint64_t recorded[RTMD_EVLOG_KINDS];
     uint64_t sessions;
+    uv_timer_t prune_timer;
+    bool prune_inflight;  /* a prune op is queued or running */
+    uint64_t prune_steps; /* prune transactions done (tests, logs) */
+    struct rtmd_handles handles;
+    uint64_t history_kept;
+    uint64_t offline_kept;
+    uint64_t offline_dropped;
 
     /* Shared, under mu. */
     uv_mutex_t mu;
@@ -211,14 +311,18 @@ struct embedded {
     struct rtmd_list inbox;
     struct rtmd_list outbox;
     bool stop;
+    bool prune_halt;      /* closing: end the running prune after its step */
+    uint32_t prune_batch; /* rows per prune transaction (PRUNE_BATCH_ROWS) */
     uint64_t commits;
     uint64_t commit_ops;
+    uint64_t history_pruned;
 
     /* Worker thread (and open() before the worker starts). */
     uv_thread_t thread;
     bool thread_started;
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT];
+    struct rtmd_msgdb msgdb;
     struct rtmd_list w_touched;
 };
 
@@ -229,6 +333,17 @@ struct quick {
     rtmd_store_pull_cb pull_cb;
     void *arg;
     int status;
+};
+
+/* Deferred completion of a handle put (put_cb, handle) or take (take_cb;
+ * entry, or NULL for -ENOENT). */
+struct handle_done {
+    struct rtmd_deferred d;
+    rtmd_store_handle_cb put_cb;
+    rtmd_store_query_cb take_cb;
+    void *arg;
+    struct rtmd_handle *entry;
+    char handle[RTMD_HANDLE_LEN + 1];
 };
 
 /* Moves every node of from to the tail of to. */
@@ -302,6 +417,7 @@ static void db_close(struct embedded *s)
         sqlite3_finalize(s->stmt[i]);
         s->stmt[i] = NULL;
     }
+    rtmd_msgdb_finalize(&s->msgdb);
     if (s->db)
         sqlite3_close(s->db);
     s->db = NULL;
@@ -381,10 +497,25 @@ static int exec_item(struct embedded *s, struct op *op, const struct item *it)
     return SQLITE_MISUSE;
 }
 
+/* A read that fails fails alone, unless SQLite ended the transaction. */
+static int read_failed(struct embedded *s, struct op *op, int rc, const char *what)
+{
+    rtmd_log_error(MODULE, "%s failed: %s (%d)", what, sqlite3_errmsg(s->db), rc);
+    op->status = RTMD_ESTORE;
+    return sqlite3_get_autocommit(s->db) ? rc : 0;
+}
+
 static int exec_op(struct embedded *s, struct op *op)
 {
     int rc;
-    if (op->kind == OP_CURSOR) {
+    struct rtmd_msgdb *m = &s->msgdb;
+    switch (op->kind) {
+    case OP_PRESENCE:
+        for (size_t i = 0; i < op->n; i++)
+            if ((rc = exec_item(s, op, &op->items[i])))
+                return rc;
+        return 0;
+    case OP_CURSOR: {
         sqlite3_stmt *st = s->stmt[ST_CURSOR_PUT];
         bind_app(st, op->app);
         sqlite3_bind_int(st, 2, (int)op->log);
@@ -392,15 +523,37 @@ static int exec_op(struct embedded *s, struct op *op)
         sqlite3_bind_int64(st, 4, (sqlite3_int64)op->seq);
         return run(st);
     }
-    for (size_t i = 0; i < op->n; i++)
-        if ((rc = exec_item(s, op, &op->items[i])))
-            return rc;
-    return 0;
+    case OP_HISTORY_PUT:
+        return rtmd_msgdb_history_put(m, op->app->key, &op->u.put.m, op->u.put.recipients,
+                                      op->u.put.n_recipients);
+    case OP_HISTORY_QUERY:
+        rc = rtmd_msgdb_history_query(m, op->app->key, &op->u.query.q, op->u.query.min_ms,
+                                      &op->rows);
+        return rc ? read_failed(s, op, rc, "history query") : 0;
+    case OP_HISTORY_COUNT:
+        rc = rtmd_msgdb_history_count(m, op->app->key, &op->u.query.q, op->u.query.min_ms,
+                                      &op->u.query.count);
+        return rc ? read_failed(s, op, rc, "history count") : 0;
+    case OP_OFFLINE_PUT:
+        return rtmd_msgdb_offline_put(m, op->app->key, &op->u.offline.m, op->u.offline.max,
+                                      op->u.offline.expire_ms, op->u.offline.now,
+                                      &op->u.offline.dropped);
+    case OP_OFFLINE_TAKE:
+        return rtmd_msgdb_offline_take(m, op->app->key, op->u.take.uid, op->u.take.now, &op->rows);
+    case OP_PRUNE: break; /* never part of a group commit */
+    }
+    return SQLITE_MISUSE;
+}
+
+/* Units an op counts in pending, commit_ops and the completion budget. */
+static size_t op_units(const struct op *op)
+{
+    return op->kind == OP_PRESENCE ? op->n : 1;
 }
 
 /* Runs every op of work in one transaction and sets each op's status.
- * Returns the number of ops (events and cursor writes) committed: all of
- * them, or 0 when the transaction failed and was rolled back. */
+ * Returns the number of ops (events, cursor writes, message ops) committed:
+ * all of them, or 0 when the transaction failed and was rolled back. */
 static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
 {
     uint64_t n_ops = 0;
@@ -412,7 +565,8 @@ static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
     {
         struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
         op->session_delta = 0;
-        n_ops += op->kind == OP_CURSOR ? 1 : op->n;
+        op->status = 0;
+        n_ops += op_units(op);
         if (rc == 0) {
             what = "write";
             rc = exec_op(s, op);
@@ -435,43 +589,116 @@ static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
             run(s->stmt[ST_ROLLBACK]);
         while (!rtmd_list_empty(&s->w_touched))
             rtmd_list_remove(s->w_touched.next);
-    }
-    rtmd_list_foreach_safe(n, tmp, work)
-    {
-        struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
-        op->status = rc ? RTMD_ESTORE : 0;
-        if (rc)
+        /* Every op fails, reads too: they may have seen the lost writes. */
+        rtmd_list_foreach_safe(n, tmp, work)
+        {
+            struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+            op->status = RTMD_ESTORE;
             op->session_delta = 0;
+            rtmd_msgdb_rows_free(&op->rows);
+        }
     }
     return rc ? 0 : n_ops;
 }
 
+/* One prune transaction of at most budget deleted rows. Returns true when
+ * more expired rows may remain. */
+static bool prune_step(struct embedded *s, struct op *op, uint32_t budget)
+{
+    struct rtmd_msgdb_pruned p;
+    memset(&p, 0, sizeof(p));
+    const char *what = "begin";
+    int rc = run(s->stmt[ST_BEGIN]);
+    if (rc == 0) {
+        what = "delete";
+        rc = rtmd_msgdb_prune(&s->msgdb, op->u.prune.before_ms, op->u.prune.now, budget, &p);
+    }
+    if (rc == 0) {
+        what = "commit";
+        rc = run(s->stmt[ST_COMMIT]);
+    }
+    if (rc != 0) {
+        rtmd_log_error(MODULE, "prune: %s failed: %s (%d)", what, sqlite3_errmsg(s->db), rc);
+        if (!sqlite3_get_autocommit(s->db))
+            run(s->stmt[ST_ROLLBACK]);
+        return false;
+    }
+    op->u.prune.messages += p.messages;
+    op->u.prune.inbox += p.inbox;
+    op->u.prune.offline += p.offline;
+    op->u.prune.steps++;
+    uv_mutex_lock(&s->mu);
+    s->history_pruned += p.messages;
+    uv_mutex_unlock(&s->mu);
+    return p.more;
+}
+
+static void post(struct embedded *s, struct rtmd_list *done, uint64_t n_ops)
+{
+    uv_mutex_lock(&s->mu);
+    list_splice_tail(&s->outbox, done);
+    if (n_ops) {
+        s->commits++;
+        s->commit_ops += n_ops;
+    }
+    uv_mutex_unlock(&s->mu);
+    uv_async_send(&s->async);
+}
+
+/*
+ * The worker: group commits of whatever the inbox holds, and, while a prune
+ * op is active, one prune step after each group commit (or whenever the
+ * inbox is empty) until nothing expired is left.
+ */
 static void worker_main(void *arg)
 {
     struct embedded *s = arg;
-    struct rtmd_list work;
+    struct rtmd_list work, done;
+    struct op *prune = NULL;
+    bool prune_due = false; /* a group commit ran since the last prune step */
     rtmd_list_init(&work);
+    rtmd_list_init(&done);
     for (;;) {
         uv_mutex_lock(&s->mu);
-        while (rtmd_list_empty(&s->inbox) && !s->stop)
+        while (rtmd_list_empty(&s->inbox) && !s->stop && !prune)
             uv_cond_wait(&s->cond, &s->mu);
-        if (rtmd_list_empty(&s->inbox)) {
+        bool halt = s->prune_halt;
+        uint32_t budget = s->prune_batch;
+        bool take = !rtmd_list_empty(&s->inbox) && !(prune && prune_due);
+        if (!take && !prune) {
             uv_mutex_unlock(&s->mu);
             break;
         }
-        list_splice_tail(&work, &s->inbox);
+        if (take)
+            list_splice_tail(&work, &s->inbox);
         uv_mutex_unlock(&s->mu);
 
-        uint64_t n_ops = run_transaction(s, &work);
-
-        uv_mutex_lock(&s->mu);
-        list_splice_tail(&s->outbox, &work);
-        if (n_ops) {
-            s->commits++;
-            s->commit_ops += n_ops;
+        if (take) {
+            struct rtmd_list *n, *tmp;
+            rtmd_list_foreach_safe(n, tmp, &work)
+            {
+                struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+                if (op->kind != OP_PRUNE)
+                    continue;
+                rtmd_list_remove(&op->link);
+                if (prune)
+                    rtmd_list_insert_tail(&done, &op->link); /* one at a time */
+                else
+                    prune = op;
+            }
+            uint64_t n_ops = rtmd_list_empty(&work) ? 0 : run_transaction(s, &work);
+            list_splice_tail(&done, &work);
+            if (!rtmd_list_empty(&done))
+                post(s, &done, n_ops);
+            prune_due = prune != NULL;
+            continue;
         }
-        uv_mutex_unlock(&s->mu);
-        uv_async_send(&s->async);
+        prune_due = false;
+        if (halt || !prune_step(s, prune, budget)) {
+            rtmd_list_insert_tail(&done, &prune->link);
+            prune = NULL;
+            post(s, &done, 0);
+        }
     }
     db_close(s);
 }
@@ -480,35 +707,51 @@ static void worker_main(void *arg)
 
 static void op_free(struct op *op)
 {
-    if (op->kind == OP_PRESENCE) {
+    switch (op->kind) {
+    case OP_PRESENCE:
         for (size_t i = 0; i < op->n; i++)
             rtmd_evrec_release(op->items[i].rec);
-    } else {
+        break;
+    case OP_CURSOR:
         for (size_t i = 0; i < op->n; i++)
             rtmd_evrec_release(op->recs[i]);
+        break;
+    default: rtmd_msgdb_rows_free(&op->rows); break;
     }
     rtmd_free(op);
 }
 
+/* The async handle keeps the loop alive exactly while the worker owes the
+ * loop an answer: ops pending or a prune running. */
+static void update_ref(struct embedded *s)
+{
+    bool want = s->pending > 0 || s->prune_inflight;
+    if (want == s->async_ref)
+        return;
+    s->async_ref = want;
+    if (want)
+        uv_ref((uv_handle_t *)&s->async);
+    else
+        uv_unref((uv_handle_t *)&s->async);
+}
+
 static void pending_add(struct embedded *s, size_t n)
 {
-    if (s->pending == 0)
-        uv_ref((uv_handle_t *)&s->async);
     s->pending += n;
+    update_ref(s);
 }
 
 static void pending_sub(struct embedded *s, size_t n)
 {
     s->pending -= n;
-    if (s->pending == 0)
-        uv_unref((uv_handle_t *)&s->async);
+    update_ref(s);
 }
 
 static void on_finish(struct rtmd_deferred *d);
 
 static void maybe_finish(struct embedded *s)
 {
-    if (s->closing && s->pending == 0 && !s->finishing) {
+    if (s->closing && s->pending == 0 && !s->prune_inflight && !s->finishing) {
         s->finishing = true;
         rtmd_defer(&s->finish, on_finish);
     }
@@ -557,6 +800,48 @@ static void complete_pull(struct embedded *s, struct op *op)
     op->pull_cb(op->arg, op->status, &batch);
 }
 
+/* Message ops: the callback gets views into op->rows, freed after it. */
+static void complete_message(struct embedded *s, struct op *op)
+{
+    bool ok = op->status == 0;
+    pending_sub(s, 1);
+    switch (op->kind) {
+    case OP_HISTORY_PUT:
+        s->history_kept += ok;
+        op->cb(op->arg, op->status);
+        break;
+    case OP_OFFLINE_PUT:
+        if (ok) {
+            s->offline_kept++;
+            s->offline_dropped += op->u.offline.dropped;
+        }
+        op->cb(op->arg, op->status);
+        break;
+    case OP_HISTORY_QUERY:
+    case OP_OFFLINE_TAKE: {
+        struct rtmd_message_batch b = {ok ? op->rows.n : 0, op->rows.messages};
+        op->messages_cb(op->arg, op->status, &b);
+        break;
+    }
+    case OP_HISTORY_COUNT: op->count_cb(op->arg, op->status, ok ? op->u.query.count : 0); break;
+    default: break;
+    }
+}
+
+static void complete_prune(struct embedded *s, struct op *op)
+{
+    s->prune_inflight = false;
+    s->prune_steps += op->u.prune.steps;
+    update_ref(s);
+    if (op->u.prune.messages || op->u.prune.inbox || op->u.prune.offline)
+        rtmd_log_info(MODULE,
+                      "pruned %llu history messages (%llu inbox rows) and %llu offline messages"
+                      " in %u steps",
+                      (unsigned long long)op->u.prune.messages,
+                      (unsigned long long)op->u.prune.inbox,
+                      (unsigned long long)op->u.prune.offline, op->u.prune.steps);
+}
+
 static void on_async(uv_async_t *h)
 {
     struct embedded *s = RTMD_CONTAINER_OF(h, struct embedded, async);
@@ -569,11 +854,13 @@ static void on_async(uv_async_t *h)
     while (budget > 0 && (n = rtmd_list_first(&s->done))) {
         rtmd_list_remove(n);
         struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
-        budget -= RTMD_MIN(budget, op->kind == OP_CURSOR ? 1 : op->n);
-        if (op->kind == OP_CURSOR)
-            complete_pull(s, op);
-        else
-            complete_presence(s, op);
+        budget -= RTMD_MIN(budget, op_units(op));
+        switch (op->kind) {
+        case OP_PRESENCE: complete_presence(s, op); break;
+        case OP_CURSOR: complete_pull(s, op); break;
+        case OP_PRUNE: complete_prune(s, op); break;
+        default: complete_message(s, op); break;
+        }
         op_free(op);
     }
     if (!rtmd_list_empty(&s->done))
@@ -744,6 +1031,287 @@ static int embedded_rate(struct rtmd_store *base, const struct rtmd_app *app,
     return 0;
 }
 
+/* ---- message calls ---- */
+
+static bool payload_ok(const struct embedded *s, struct rtmd_str p)
+{
+    uint32_t max = s->cfg->limits.max_payload;
+    return p.p && p.len >= 1 && (max == 0 || p.len <= max);
+}
+
+static bool message_ok(const struct embedded *s, const struct rtmd_message *m)
+{
+    return m && (m->type == RTMD_MSG_PEER || m->type == RTMD_MSG_CHANNEL) && id_ok(m->src) &&
+           id_ok(m->dst) && payload_ok(s, m->payload);
+}
+
+/* A source, a destination or both; need_page: a limit of 1..100 too. */
+static bool query_ok(const struct rtmd_history_query *q, bool need_page)
+{
+    if (!q || (!q->source.p && !q->destination.p))
+        return false;
+    if ((q->source.p && !id_ok(q->source)) || (q->destination.p && !id_ok(q->destination)))
+        return false;
+    return !need_page || (q->limit >= 1 && q->limit <= HISTORY_LIMIT_MAX);
+}
+
+/* Copies v to *at (advancing it); a NULL view stays NULL. */
+static struct rtmd_str copy_to(char **at, struct rtmd_str v)
+{
+    if (!v.p)
+        return RTMD_STR_NULL;
+    memcpy(*at, v.p, v.len);
+    struct rtmd_str out = rtmd_str_make(*at, v.len);
+    *at += v.len;
+    return out;
+}
+
+static struct rtmd_message copy_message(char **at, const struct rtmd_message *m)
+{
+    struct rtmd_message c = *m;
+    c.src = copy_to(at, m->src);
+    c.dst = copy_to(at, m->dst);
+    c.payload = copy_to(at, m->payload);
+    return c;
+}
+
+static size_t message_bytes(const struct rtmd_message *m)
+{
+    return m->src.len + m->dst.len + m->payload.len;
+}
+
+/* A message op with extra bytes after its header (in items[]). */
+static struct op *op_new(struct app_state *as, enum op_kind kind, size_t extra)
+{
+    struct op *op = rtmd_malloc(sizeof(*op) + extra);
+    memset(op, 0, sizeof(*op));
+    op->kind = kind;
+    op->app = as;
+    return op;
+}
+
+static void op_submit(struct embedded *s, struct op *op)
+{
+    rtmd_list_insert_tail(&s->batch, &op->link);
+    pending_add(s, 1);
+}
+
+/* The oldest ms a history query may still return. */
+static uint64_t history_min_ms(const struct embedded *s)
+{
+    uint64_t keep = (uint64_t)s->cfg->limits.history_retention_s * 1000;
+    uint64_t now = rtmd_now_ms();
+    return now > keep ? now - keep : 0;
+}
+
+static int embedded_history_put(struct rtmd_store *base, const struct rtmd_app *app,
+                                const struct rtmd_message *m, const struct rtmd_str *recipients,
+                                size_t n_recipients, rtmd_store_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !cb || !message_ok(s, m))
+        return -EINVAL;
+    if (m->type == RTMD_MSG_PEER ? n_recipients != 0 : (n_recipients && !recipients))
+        return -EINVAL;
+    size_t bytes = message_bytes(m);
+    for (size_t i = 0; i < n_recipients; i++) {
+        if (!id_ok(recipients[i]))
+            return -EINVAL;
+        bytes += recipients[i].len;
+    }
+    if (s->pending >= MAX_PENDING)
+        return -EAGAIN;
+
+    size_t array = n_recipients * sizeof(struct rtmd_str);
+    struct op *op = op_new(as, OP_HISTORY_PUT, array + bytes);
+    struct rtmd_str *to = (struct rtmd_str *)(void *)op->items;
+    char *at = (char *)op->items + array;
+    op->u.put.m = copy_message(&at, m);
+    for (size_t i = 0; i < n_recipients; i++)
+        to[i] = copy_to(&at, recipients[i]);
+    op->u.put.recipients = to;
+    op->u.put.n_recipients = n_recipients;
+    op->cb = cb;
+    op->arg = arg;
+    op_submit(s, op);
+    return 0;
+}
+
+static struct op *query_op(struct embedded *s, struct app_state *as, enum op_kind kind,
+                           const struct rtmd_history_query *q)
+{
+    size_t bytes = (q->source.p ? q->source.len : 0) + (q->destination.p ? q->destination.len : 0);
+    struct op *op = op_new(as, kind, bytes);
+    char *at = (char *)op->items;
+    op->u.query.q = *q;
+    op->u.query.q.source = copy_to(&at, q->source);
+    op->u.query.q.destination = copy_to(&at, q->destination);
+    op->u.query.min_ms = history_min_ms(s);
+    return op;
+}
+
+static int embedded_history_query(struct rtmd_store *base, const struct rtmd_app *app,
+                                  const struct rtmd_history_query *q, rtmd_store_messages_cb cb,
+                                  void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !cb || !query_ok(q, true))
+        return -EINVAL;
+    if (s->pending >= MAX_PENDING)
+        return -EAGAIN;
+    struct op *op = query_op(s, as, OP_HISTORY_QUERY, q);
+    op->messages_cb = cb;
+    op->arg = arg;
+    op_submit(s, op);
+    return 0;
+}
+
+static int embedded_history_count(struct rtmd_store *base, const struct rtmd_app *app,
+                                  const struct rtmd_history_query *q, rtmd_store_count_cb cb,
+                                  void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !cb || !query_ok(q, false))
+        return -EINVAL;
+    if (s->pending >= MAX_PENDING)
+        return -EAGAIN;
+    struct op *op = query_op(s, as, OP_HISTORY_COUNT, q);
+    op->count_cb = cb;
+    op->arg = arg;
+    op_submit(s, op);
+    return 0;
+}
+
+static int embedded_offline_put(struct rtmd_store *base, const struct rtmd_app *app,
+                                const struct rtmd_message *m, uint32_t max_per_user,
+                                uint64_t ttl_ms, rtmd_store_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !cb || !message_ok(s, m) || m->type != RTMD_MSG_PEER || max_per_user == 0 ||
+        ttl_ms == 0)
+        return -EINVAL;
+    if (s->pending >= MAX_PENDING)
+        return -EAGAIN;
+    struct op *op = op_new(as, OP_OFFLINE_PUT, message_bytes(m));
+    char *at = (char *)op->items;
+    op->u.offline.m = copy_message(&at, m);
+    op->u.offline.max = max_per_user;
+    op->u.offline.expire_ms = ttl_ms > UINT64_MAX - m->ms ? UINT64_MAX : m->ms + ttl_ms;
+    op->u.offline.now = rtmd_now_ms();
+    op->cb = cb;
+    op->arg = arg;
+    op_submit(s, op);
+    return 0;
+}
+
+static int embedded_offline_take(struct rtmd_store *base, const struct rtmd_app *app,
+                                 struct rtmd_str uid, rtmd_store_messages_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !cb || !id_ok(uid))
+        return -EINVAL;
+    if (s->pending >= MAX_PENDING)
+        return -EAGAIN;
+    struct op *op = op_new(as, OP_OFFLINE_TAKE, uid.len);
+    char *at = (char *)op->items;
+    op->u.take.uid = copy_to(&at, uid);
+    op->u.take.now = rtmd_now_ms();
+    op->messages_cb = cb;
+    op->arg = arg;
+    op_submit(s, op);
+    return 0;
+}
+
+/* ---- query handles (memory, loop thread) ---- */
+
+static void on_handle_done(struct rtmd_deferred *d)
+{
+    struct handle_done *h = RTMD_CONTAINER_OF(d, struct handle_done, d);
+    if (h->put_cb)
+        h->put_cb(h->arg, 0, h->handle);
+    else if (h->entry)
+        h->take_cb(h->arg, 0, &h->entry->query);
+    else
+        h->take_cb(h->arg, -ENOENT, NULL);
+    if (h->entry)
+        rtmd_handle_free(h->entry);
+    rtmd_free(h);
+}
+
+static int embedded_handle_put(struct rtmd_store *base, const struct rtmd_app *app,
+                               const struct rtmd_history_query *q, uint64_t ttl_ms,
+                               rtmd_store_handle_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !cb || !query_ok(q, true) || ttl_ms == 0)
+        return -EINVAL;
+    struct handle_done *h = rtmd_calloc(1, sizeof(*h));
+    int rc = rtmd_handles_put(&s->handles, as, q, rtmd_mono_ms(), ttl_ms, h->handle);
+    if (rc) {
+        rtmd_free(h);
+        return rc;
+    }
+    h->put_cb = cb;
+    h->arg = arg;
+    rtmd_defer(&h->d, on_handle_done);
+    return 0;
+}
+
+static int embedded_handle_take(struct rtmd_store *base, const struct rtmd_app *app,
+                                struct rtmd_str handle, rtmd_store_query_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !cb)
+        return -EINVAL;
+    struct handle_done *h = rtmd_calloc(1, sizeof(*h));
+    h->entry = rtmd_handles_take(&s->handles, as, handle, rtmd_mono_ms());
+    h->take_cb = cb;
+    h->arg = arg;
+    rtmd_defer(&h->d, on_handle_done);
+    return 0;
+}
+
+/* ---- pruning (loop thread side) ---- */
+
+/* Queues a prune op unless one is queued or running. */
+static void schedule_prune(struct embedded *s)
+{
+    if (s->closing || s->prune_inflight)
+        return;
+    struct op *op = op_new(NULL, OP_PRUNE, 0);
+    op->u.prune.before_ms = history_min_ms(s);
+    op->u.prune.now = rtmd_now_ms();
+    rtmd_list_insert_tail(&s->batch, &op->link);
+    s->prune_inflight = true;
+    update_ref(s);
+}
+
+static void on_prune_timer(uv_timer_t *t)
+{
+    schedule_prune(RTMD_CONTAINER_OF(t, struct embedded, prune_timer));
+}
+
 static void embedded_stats(struct rtmd_store *base, struct rtmd_store_stats *out)
 {
     struct embedded *s = from_base(base);
@@ -755,9 +1323,13 @@ static void embedded_stats(struct rtmd_store *base, struct rtmd_store_stats *out
             for (uint32_t r = 0; r < s->cfg->n_regions && r < RTMD_REGIONS_MAX; r++)
                 out->events_dropped[r][k] += rtmd_evlog_dropped(&s->apps[a].logs[k].log, r);
     out->sessions = s->sessions;
+    out->history_kept = s->history_kept;
+    out->offline_kept = s->offline_kept;
+    out->offline_dropped = s->offline_dropped;
     uv_mutex_lock(&s->mu);
     out->commits = s->commits;
     out->commit_ops = s->commit_ops;
+    out->history_pruned = s->history_pruned;
     uv_mutex_unlock(&s->mu);
 }
 
@@ -772,14 +1344,17 @@ static void destroy(struct embedded *s)
             rtmd_evlog_free(&s->apps[a].logs[k].log);
     rtmd_free(s->apps);
     rtmd_buf_free(&s->scratch);
+    rtmd_handles_free(&s->handles);
     uv_mutex_destroy(&s->mu);
     uv_cond_destroy(&s->cond);
     rtmd_free(s);
 }
 
-static void on_async_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
-    struct embedded *s = RTMD_CONTAINER_OF(h, struct embedded, async);
+    struct embedded *s = h->data;
+    if (--s->open_handles > 0)
+        return;
     rtmd_store_cb cb = s->close_cb;
     void *arg = s->close_arg;
     destroy(s);
@@ -796,7 +1371,9 @@ static void on_finish(struct rtmd_deferred *d)
     uv_cond_signal(&s->cond);
     uv_mutex_unlock(&s->mu);
     uv_thread_join(&s->thread); /* idle: nothing is pending */
-    uv_close((uv_handle_t *)&s->async, on_async_closed);
+    s->open_handles = 2;
+    uv_close((uv_handle_t *)&s->prune_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&s->async, on_handle_closed);
 }
 
 static void embedded_close(struct rtmd_store *base, rtmd_store_cb cb, void *arg)
@@ -807,6 +1384,9 @@ static void embedded_close(struct rtmd_store *base, rtmd_store_cb cb, void *arg)
     s->closing = true;
     s->close_cb = cb;
     s->close_arg = arg;
+    uv_mutex_lock(&s->mu);
+    s->prune_halt = true; /* a running prune stops after its step */
+    uv_mutex_unlock(&s->mu);
     maybe_finish(s);
 }
 
@@ -913,9 +1493,14 @@ static int configure(struct embedded *s)
         return RTMD_ESTORE;
     }
     if (version < SCHEMA_VERSION) {
+        /* Every statement is IF NOT EXISTS: version 1 gains the message
+         * tables, an empty database gets everything. */
+        char set_version[64];
+        snprintf(set_version, sizeof(set_version), "PRAGMA user_version=%d", SCHEMA_VERSION);
         if ((rc = exec_sql(s, "BEGIN IMMEDIATE")))
             return rc;
-        if ((rc = exec_sql(s, schema_sql))) {
+        if ((rc = exec_sql(s, schema_sql)) || (rc = exec_sql(s, rtmd_msgdb_schema_sql)) ||
+            (rc = exec_sql(s, set_version))) {
             exec_sql(s, "ROLLBACK");
             return rc;
         }
@@ -925,6 +1510,8 @@ static int configure(struct embedded *s)
     for (int i = 0; i < ST_COUNT; i++)
         if (!(s->stmt[i] = prepare(s, stmt_sql[i])))
             return RTMD_ESTORE;
+    if (rtmd_msgdb_prepare(&s->msgdb, s->db) != SQLITE_OK)
+        return db_fail(s, "prepare message statements");
     return 0;
 }
 
@@ -1066,6 +1653,10 @@ static int restore(struct embedded *s)
     }
     for (size_t a = 0; a < s->n_apps && rc == 0; a++) {
         struct app_state *as = &s->apps[a];
+        if (rtmd_msgdb_app_key(&s->msgdb, as->app->id, &as->key)) {
+            rc = db_fail(s, "app key");
+            break;
+        }
         for (int k = 0; k < RTMD_EVLOG_KINDS && rc == 0; k++) {
             int64_t max;
             sqlite3_bind_text(q[Q_MAXSEQ], 1, as->app->id, -1, SQLITE_STATIC);
@@ -1123,6 +1714,8 @@ static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg,
     rtmd_list_init(&s->outbox);
     rtmd_list_init(&s->w_touched);
     rtmd_buf_init(&s->scratch, EVENT_JSON_MAX);
+    rtmd_handles_init(&s->handles, HANDLES_MAX);
+    s->prune_batch = PRUNE_BATCH_ROWS;
     uv_mutex_init(&s->mu);
     uv_cond_init(&s->cond);
     s->n_apps = cfg->n_apps;
@@ -1178,8 +1771,14 @@ static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg,
         destroy(s);
         return rc;
     }
-    uv_unref((uv_handle_t *)&s->async); /* referenced only while ops are pending */
+    s->async.data = s;
+    uv_unref((uv_handle_t *)&s->async);   /* referenced only while work is owed */
+    uv_timer_init(loop, &s->prune_timer); /* cannot fail */
+    s->prune_timer.data = s;
+    uv_timer_start(&s->prune_timer, on_prune_timer, PRUNE_INTERVAL_MS, PRUNE_INTERVAL_MS);
+    uv_unref((uv_handle_t *)&s->prune_timer);
     rtmd_loop_on_prepare(&s->hook, on_prepare);
+    schedule_prune(s); /* what expired while rtmd was down */
     rtmd_log_info(MODULE, "embedded store %s/rtmd.db open (sync=%s)", cfg->data_dir,
                   cfg->sync == RTMD_SYNC_FULL ? "full" : "normal");
     *out = &s->base;
@@ -1196,6 +1795,13 @@ const struct rtmd_store_type rtmd_store_embedded = {
     .presence = embedded_presence,
     .pull = embedded_pull,
     .rate = embedded_rate,
+    .history_put = embedded_history_put,
+    .history_query = embedded_history_query,
+    .history_count = embedded_history_count,
+    .handle_put = embedded_handle_put,
+    .handle_take = embedded_handle_take,
+    .offline_put = embedded_offline_put,
+    .offline_take = embedded_offline_take,
     .stats = embedded_stats,
     .close = embedded_close,
 };

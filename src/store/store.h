@@ -18,9 +18,11 @@
  * nothing was consumed — callers never give up on a call themselves),
  * RTMD_ERATE (rate limit), or another negative error.
  *
- * Synchronous errors: -ENOTSUP (the backend lacks this operation), -EINVAL (unknown app, n == 0, an ID that is not 1..64
- * bytes, a bad kind/region/bucket, max == 0), -EAGAIN (the backend's queue
- * is full), RTMD_ECLOSED (after close). A qps of 0 means no limit.
+ * Synchronous errors: -ENOTSUP (the backend lacks this operation), -EINVAL (unknown app, n == 0, an
+ * ID that is not 1..64 bytes, a bad kind/region/bucket, max == 0), -EAGAIN (the backend's queue is
+ * full, or the handle table), RTMD_ECLOSED (after close). A qps of 0 means no limit. Messages:
+ * -EINVAL for a query limit outside 1..100, a non-PEER offline message, max_per_user or ttl_ms
+ * of 0, or recipients given for a PEER message; -EIO when no randomness is left for a handle.
  *
  * Ownership: arguments (strings, op arrays) are copied or consumed before the
  * call returns; the caller may free them at once. Data handed to a callback
@@ -129,6 +131,7 @@ typedef void (*rtmd_store_messages_cb)(void *arg, int status, const struct rtmd_
 typedef void (*rtmd_store_count_cb)(void *arg, int status, uint64_t count);
 /* handle: NUL-terminated, URL-safe; valid during the callback. */
 typedef void (*rtmd_store_handle_cb)(void *arg, int status, const char *handle);
+/* q is NULL unless status is 0. */
 typedef void (*rtmd_store_query_cb)(void *arg, int status, const struct rtmd_history_query *q);
 
 struct rtmd_store;
