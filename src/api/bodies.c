@@ -7,14 +7,18 @@
 
 #include "api/internal.h"
 
+/* Agora's bodies nest two levels (the history filter); leave room. */
+#define BODY_MAX_DEPTH 8
+
 cJSON *api_parse_body(struct api_call *call)
 {
     struct rtmd_str b = call->req->body;
-    cJSON *root = b.len ? cJSON_ParseWithLength(b.p, b.len) : NULL;
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        api_respond_error(call, 400, "bad_request", "the body must be a JSON object");
-        return NULL;
+    const char *why;
+    cJSON *root = rtmd_json_parse_object(b.p, b.len, BODY_MAX_DEPTH, &why, &call->body_had_nul);
+    if (!root) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the body %s", why);
+        api_respond_error(call, 400, "bad_request", msg);
     }
     return root;
 }
@@ -57,7 +61,7 @@ bool api_payload_field(struct api_call *call, const cJSON *obj, struct rtmd_str 
     }
     *out = rtmd_str_cstr(v->valuestring);
     if (out->len == 0 || out->len > api_cfg->limits.max_payload ||
-        !rtmd_utf8_valid(out->p, out->len)) {
+        !rtmd_utf8_valid(out->p, out->len) || (call->body_had_nul && memchr(out->p, 1, out->len))) {
         field_error(call, "payload", "must be 1 to max_payload bytes of UTF-8 text");
         return false;
     }

@@ -21,7 +21,7 @@
 #include "core/url.h"
 
 #define LOCATION_PREFIX "~/rtm/message/history/query/"
-#define HANDLE_MAX 64
+#define HANDLE_MAX      64
 
 /* A query with its own copies of the IDs (the request body may be gone). */
 struct query_call {
@@ -187,9 +187,9 @@ void api_history_create(struct api_call *call)
     if (!set_filter(call, qc, source, destination, start, end) || !paging(call, body, &qc->q))
         goto fail;
     cJSON_Delete(body);
-    int r = rtmd_store_handle_put(api_store, call->app, &qc->q,
-                                  (uint64_t)api_cfg->limits.history_handle_ttl_s * 1000, on_handle,
-                                  qc);
+    int r =
+        rtmd_store_handle_put(api_store, call->app, &qc->q,
+                              (uint64_t)api_cfg->limits.history_handle_ttl_s * 1000, on_handle, qc);
     if (r < 0) {
         api_respond_store_error(call, r);
         free(qc);
@@ -323,8 +323,8 @@ static int count_param(struct api_call *call, const char *name, struct rtmd_buf 
     if (rtmd_url_decode(buf, raw, true) < 0)
         return -EINVAL;
     struct rtmd_str v = rtmd_str_make(buf->data + start, buf->len - start);
-    if (v.len >= 2 && ((v.p[0] == '"' && v.p[v.len - 1] == '"') ||
-                       (v.p[0] == '\'' && v.p[v.len - 1] == '\''))) {
+    if (v.len >= 2 &&
+        ((v.p[0] == '"' && v.p[v.len - 1] == '"') || (v.p[0] == '\'' && v.p[v.len - 1] == '\''))) {
         v.p++;
         v.len -= 2;
     }

@@ -21,6 +21,7 @@ struct api_call {
     const struct api_route *route;
     char sender[RTMD_ID_MAX + 1]; /* the send APIs' decoded {user_id} */
     size_t sender_len;
+    bool body_had_nul; /* see rtmd_json_parse_object */
 };
 
 struct api_route {

@@ -165,10 +165,9 @@ void api_peer_messages(struct api_call *call)
     if (history)
         keep(s, rtmd_store_history_put(api_store, call->app, &m, NULL, 0, on_kept, s));
     if (!s->delivered && offline)
-        keep(s, rtmd_store_offline_put(api_store, call->app, &m,
-                                       api_cfg->limits.offline_max_per_user,
-                                       (uint64_t)api_cfg->limits.offline_retention_s * 1000,
-                                       on_kept, s));
+        keep(s, rtmd_store_offline_put(
+                    api_store, call->app, &m, api_cfg->limits.offline_max_per_user,
+                    (uint64_t)api_cfg->limits.offline_retention_s * 1000, on_kept, s));
     if (s->wait && rtmd_gateway_wait_ack(mid, call->app, dst, on_ack, s) == 0)
         s->outstanding++;
     cJSON_Delete(body);

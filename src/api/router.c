@@ -228,7 +228,7 @@ void rtmd_api_handle(struct rtmd_http_request *req)
             api_respond_req_error(req, 405, "method_not_allowed", "use GET");
             return;
         }
-        if (path.len == 8)
+        if (rtmd_str_eq_cstr(path, "/healthz"))
             api_healthz(req);
         else
             api_metrics(req);

@@ -1,5 +1,10 @@
 #include "core/json.h"
 
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+
+#include "core/alloc.h"
+
 static void put(struct rtmd_json *j, const char *p, size_t n)
 {
     if (j->err)
@@ -164,4 +169,96 @@ void rtmd_json_raw(struct rtmd_json *j, const char *p, size_t n)
 int rtmd_json_finish(struct rtmd_json *j)
 {
     return j->err;
+}
+
+static bool is_nul_escape(const char *p, size_t i, size_t n)
+{
+    return i + 5 < n && p[i] == '\\' && p[i + 1] == 'u' && p[i + 2] == '0' && p[i + 3] == '0' &&
+           p[i + 4] == '0' && p[i + 5] == '0';
+}
+
+/* The checks cJSON does not make (see json.h); counts \u0000 escapes. */
+static const char *precheck(const char *p, size_t n, int max_depth, size_t *nuls)
+{
+    int depth = 0;
+    bool in_string = false;
+    *nuls = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == 0)
+            return "must not contain NUL bytes";
+        if (in_string) {
+            if (c < 0x20)
+                return "has a control character inside a string";
+            if (c == '\\') {
+                if (is_nul_escape(p, i, n))
+                    (*nuls)++;
+                i++;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > max_depth)
+                return "is nested too deeply";
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return NULL;
+}
+
+struct cJSON *rtmd_json_parse_object(const char *p, size_t n, int max_depth, const char **why,
+                                     bool *had_nul)
+{
+    size_t nuls;
+    *had_nul = false;
+    *why = precheck(p, n, max_depth, &nuls);
+    if (*why)
+        return NULL;
+    char *copy = NULL;
+    if (nuls) {
+        /* Same length: \u0000 becomes \u0001 outside and inside strings alike
+         * (outside a string it is a syntax error either way). */
+        copy = rtmd_malloc(n);
+        memcpy(copy, p, n);
+        bool in_string = false;
+        for (size_t i = 0; i < n; i++) {
+            char c = copy[i];
+            if (in_string) {
+                if (c == '\\') {
+                    if (is_nul_escape(copy, i, n))
+                        copy[i + 5] = '1';
+                    i++;
+                } else if (c == '"') {
+                    in_string = false;
+                }
+            } else if (c == '"') {
+                in_string = true;
+            }
+        }
+        p = copy;
+        *had_nul = true;
+    }
+    const char *end = NULL;
+    cJSON *root = n ? cJSON_ParseWithLengthOpts(p, n, &end, false) : NULL;
+    const char *bad = NULL;
+    if (!root || !cJSON_IsObject(root)) {
+        bad = "must be one JSON object";
+    } else {
+        for (const char *q = end; q && q < p + n; q++) {
+            if (*q != ' ' && *q != '\t' && *q != '\r' && *q != '\n') {
+                bad = "must be one JSON object and nothing after it";
+                break;
+            }
+        }
+    }
+    free(copy);
+    if (bad) {
+        cJSON_Delete(root);
+        *why = bad;
+        return NULL;
+    }
+    return root;
 }

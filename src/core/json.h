@@ -42,6 +42,20 @@ void rtmd_json_raw(struct rtmd_json *j, const char *p, size_t n);
 /* 0 or the first error. */
 int rtmd_json_finish(struct rtmd_json *j);
 
+/*
+ * Reading untrusted JSON (client frames, request bodies) with cJSON: the
+ * text must be one object and nothing else but white space, nested at most
+ * max_depth deep, with no raw NUL and no raw control character inside a
+ * string. cJSON's strings end at a NUL, so a \u0000 escape would cut an ID
+ * or payload short silently: each is read as \u0001 instead (which no ID
+ * allows) and *had_nul is set, so payload checks can refuse U+0001 too.
+ * Returns the parsed object, or NULL with *why set to a static message.
+ * Free with cJSON_Delete().
+ */
+struct cJSON;
+struct cJSON *rtmd_json_parse_object(const char *p, size_t n, int max_depth, const char **why,
+                                     bool *had_nul);
+
 /* Appends s as a quoted, escaped JSON string. */
 int rtmd_json_append_escaped(struct rtmd_buf *b, struct rtmd_str s);
 

@@ -1,40 +1,47 @@
 /*
- * ratelimit.h — a token bucket (SPEC §3.3–3.5 request limits).
+ * ratelimit.h — request limits per second (SPEC §3.3–3.5).
  *
- * The bucket holds at most qps tokens and refills at qps tokens per second;
- * a request takes one token. A fresh bucket is full, so a burst of qps
- * requests passes at once. Tokens are counted in thousandths so refill is
- * exact integer arithmetic at millisecond resolution (qps/1000 tokens per ms).
+ * "qps requests per second" is read strictly: in no window of 1000 ms are
+ * more than qps requests allowed, and a burst of qps passes at once. Up to
+ * RTMD_RATELIMIT_EXACT_MAX qps the limiter keeps the times of the last qps
+ * allowed requests (a ring of qps timestamps, allocated on first use: 80
+ * bytes at the default events_qps of 10) and allows a request when the
+ * oldest of them is at least 1000 ms old. Above that (benchmarks lift the
+ * limits to millions) a token bucket of capacity qps, refilled at qps per
+ * second, approximates it in constant memory; it can allow up to 2 × qps in
+ * a window that straddles a refill.
  *
- * The module is pure: it never reads a clock. Callers pass a monotonic
- * millisecond time (rtmd_mono_ms()), so tests can drive it by hand. It keeps
- * no pointers and needs no cleanup; a zeroed struct is a valid, full bucket.
+ * A refused request takes nothing. The module never reads a clock: callers
+ * pass a monotonic millisecond time (rtmd_mono_ms()), so tests drive it by
+ * hand. A zeroed struct is a valid limiter with nothing recorded.
  */
 #ifndef RTMD_CORE_RATELIMIT_H
 #define RTMD_CORE_RATELIMIT_H
 
 #include "core/common.h"
 
+#define RTMD_RATELIMIT_EXACT_MAX 1024
+
 struct rtmd_ratelimit {
-    uint64_t milli_tokens; /* tokens * 1000 */
-    uint64_t last_ms;      /* time of the last refill */
-    bool started;          /* false: full on first use */
+    uint64_t *stamps; /* exact mode: ring of allowed-request times */
+    uint32_t cap;     /* ring size (the qps it was made for) */
+    uint32_t head;    /* oldest entry */
+    uint32_t count;
+    uint64_t milli_tokens; /* bucket mode: tokens * 1000 */
+    uint64_t last_ms;
+    bool started;
 };
 
-/* Makes r a full bucket (same as zeroing it). */
 void rtmd_ratelimit_init(struct rtmd_ratelimit *r);
+void rtmd_ratelimit_free(struct rtmd_ratelimit *r);
 
-/*
- * Refills r up to now_ms at qps tokens per second (capacity qps), then takes
- * one token. Returns true when a token was taken; false when the bucket is
- * empty, and then nothing is taken. qps 0 means "no limit" (always true).
- * When qps differs from the previous call, the capacity changes to the new
- * qps at once (tokens above it are dropped). A clock that goes backwards
- * refills nothing.
- */
+/* Allows one request at now_ms under qps (0 = no limit): true when allowed
+ * (and recorded); false when over the limit (nothing recorded). Changing qps
+ * between calls starts the window over. A clock that goes backwards is
+ * treated as standing still. */
 bool rtmd_ratelimit_take(struct rtmd_ratelimit *r, uint32_t qps, uint64_t now_ms);
 
-/* Whole tokens r would hold at now_ms (for tests and metrics); no change. */
+/* How many requests would be allowed at now_ms (no change). */
 uint32_t rtmd_ratelimit_available(const struct rtmd_ratelimit *r, uint32_t qps, uint64_t now_ms);
 
 #endif

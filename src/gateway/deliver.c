@@ -22,7 +22,7 @@
 #include "gateway/gateway.h"
 #include "gateway/internal.h"
 
-#define FANOUT_BUDGET 4096 /* deliveries per check-phase pass */
+#define FANOUT_BUDGET  4096 /* deliveries per check-phase pass */
 #define SNAPSHOT_STACK 64
 
 struct frame {
@@ -148,9 +148,8 @@ static size_t fan_out(struct rtmd_channel *ch, struct frame *f,
                       bool (*skip)(const struct rtmd_session *s, const void *arg), const void *arg)
 {
     struct rtmd_conn *stack[SNAPSHOT_STACK];
-    struct rtmd_conn **conns = ch->n_members <= SNAPSHOT_STACK
-                                   ? stack
-                                   : rtmd_malloc(ch->n_members * sizeof(*conns));
+    struct rtmd_conn **conns =
+        ch->n_members <= SNAPSHOT_STACK ? stack : rtmd_malloc(ch->n_members * sizeof(*conns));
     size_t n = 0;
     for (uint32_t i = 0; i < ch->n_members; i++) {
         struct rtmd_session *s = ch->members[i];
@@ -293,9 +292,8 @@ uint64_t rtmd_gateway_next_mid(void)
     return next_mid_++;
 }
 
-bool rtmd_gateway_deliver_peer(const struct rtmd_app *app, struct rtmd_str from,
-                               struct rtmd_str to, struct rtmd_str payload, uint64_t ms,
-                               uint64_t *mid_out)
+bool rtmd_gateway_deliver_peer(const struct rtmd_app *app, struct rtmd_str from, struct rtmd_str to,
+                               struct rtmd_str payload, uint64_t ms, uint64_t *mid_out)
 {
     struct rtmd_session *s = rtmd_presence_find(app, to);
     struct gw_client *c = s ? s->owner : NULL;
@@ -369,7 +367,8 @@ void gw_ack(const struct rtmd_session *s, uint64_t mid)
     char key[8];
     memcpy(key, &mid, sizeof(key));
     struct ack_wait *w = rtmd_hashmap_get(&acks_, rtmd_str_make(key, sizeof(key)));
-    if (w && w->app == s->app && w->uid_len == s->uid_len && memcmp(w->uid, s->uid, s->uid_len) == 0)
+    if (w && w->app == s->app && w->uid_len == s->uid_len &&
+        memcmp(w->uid, s->uid, s->uid_len) == 0)
         ack_done(w, 0);
 }
 

@@ -3,6 +3,7 @@
  */
 #include "gateway/gateway.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/alloc.h"
@@ -136,41 +137,15 @@ struct rtmd_str gw_string(const cJSON *root, const char *name)
     return rtmd_str_cstr(v->valuestring);
 }
 
-/* Nesting deeper than JSON_MAX_DEPTH is refused before cJSON sees it. */
-static bool depth_ok(const char *p, size_t n)
-{
-    int depth = 0;
-    bool in_string = false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = p[i];
-        if (in_string) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_string = false;
-        } else if (ch == '"') {
-            in_string = true;
-        } else if (ch == '{' || ch == '[') {
-            if (++depth > JSON_MAX_DEPTH)
-                return false;
-        } else if (ch == '}' || ch == ']') {
-            depth--;
-        }
-    }
-    return true;
-}
-
 static void handle_frame(struct gw_client *c, const char *p, size_t n)
 {
     struct gw_request r = {0};
-    if (!depth_ok(p, n)) {
-        gw_reply_error(c, false, 0, "bad_request", "JSON nested too deeply");
-        return;
-    }
-    r.root = cJSON_ParseWithLength(p, n);
-    if (!r.root || !cJSON_IsObject(r.root)) {
-        gw_reply_error(c, false, 0, "bad_request", "a frame must be one JSON object");
-        cJSON_Delete(r.root);
+    const char *why;
+    r.root = rtmd_json_parse_object(p, n, JSON_MAX_DEPTH, &why, &r.had_nul);
+    if (!r.root) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "a frame %s", why);
+        gw_reply_error(c, false, 0, "bad_request", msg);
         return;
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(r.root, "id");
@@ -296,7 +271,8 @@ static void on_message(struct rtmd_conn *conn, const char *p, size_t n)
     }
     struct queued_frame *f = rtmd_malloc(sizeof(*f) + n);
     f->len = n;
-    memcpy(f->data, p, n);
+    if (n)
+        memcpy(f->data, p, n);
     rtmd_list_insert_tail(&c->queue, &f->link);
     c->queued++;
     c->queued_bytes += n;
@@ -347,8 +323,7 @@ const struct rtmd_ws_handler rtmd_gateway_ws_handler = {
     .on_close = on_close,
 };
 
-static const struct rtmd_presence_hooks hooks_ = {.kicked = on_kicked,
-                                                  .member = gw_member_changed};
+static const struct rtmd_presence_hooks hooks_ = {.kicked = on_kicked, .member = gw_member_changed};
 
 int rtmd_gateway_init(const struct rtmd_config *cfg, struct rtmd_store *store)
 {

@@ -31,9 +31,8 @@ extern const struct rtmd_ws_handler rtmd_gateway_ws_handler;
 uint64_t rtmd_gateway_next_mid(void);
 /* Pushes {"op":"peer_message","mid":..} to `to` if it is online here; false
  * when it is not (the caller decides about offline storage). */
-bool rtmd_gateway_deliver_peer(const struct rtmd_app *app, struct rtmd_str from,
-                               struct rtmd_str to, struct rtmd_str payload, uint64_t ms,
-                               uint64_t *mid_out);
+bool rtmd_gateway_deliver_peer(const struct rtmd_app *app, struct rtmd_str from, struct rtmd_str to,
+                               struct rtmd_str payload, uint64_t ms, uint64_t *mid_out);
 /* Pushes {"op":"channel_message",..} to every member except `from`'s
  * session; returns how many receivers it is sent to. */
 size_t rtmd_gateway_deliver_channel(const struct rtmd_app *app, struct rtmd_str channel,

@@ -33,6 +33,7 @@ struct gw_request {
     cJSON *root;
     bool has_id;
     int64_t id;
+    bool had_nul; /* a \u0000 was read as \u0001 (see rtmd_json_parse_object) */
 };
 
 extern const struct rtmd_config *gw_cfg;

@@ -61,7 +61,7 @@ static bool payload_arg(struct gw_client *c, const struct gw_request *r, struct 
 {
     *out = gw_string(r->root, "payload");
     if (!out->p || out->len == 0 || out->len > gw_cfg->limits.max_payload ||
-        !rtmd_utf8_valid(out->p, out->len)) {
+        !rtmd_utf8_valid(out->p, out->len) || (r->had_nul && memchr(out->p, 1, out->len))) {
         gw_reply_error(c, true, r->id, "invalid_payload",
                        "payload must be 1 to max_payload bytes of UTF-8 text");
         return false;
@@ -137,8 +137,8 @@ void gw_op_peer(struct gw_client *c, const struct gw_request *r)
         keep(p, rtmd_store_history_put(gw_store, s->app, &m, NULL, 0, on_kept, p));
     if (!delivered && offline)
         keep(p, rtmd_store_offline_put(gw_store, s->app, &m, gw_cfg->limits.offline_max_per_user,
-                                       (uint64_t)gw_cfg->limits.offline_retention_s * 1000,
-                                       on_kept, p));
+                                       (uint64_t)gw_cfg->limits.offline_retention_s * 1000, on_kept,
+                                       p));
     finish(c, r, p);
 }
 

@@ -41,6 +41,8 @@ struct rtmd_http_conn {
     size_t head_bytes;
     struct rtmd_deferred resume;
     bool resume_scheduled;
+    bool line_checked;    /* the current request's request line was checked */
+    struct rtmd_buf line; /* a request line split across reads */
 };
 
 /* A request whose connection closed while it was handled. */
@@ -157,6 +159,14 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* RFC 9110 token characters (header names, methods). */
+static bool tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct rtmd_http_conn *hc = hc_of(p);
@@ -179,6 +189,12 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         h->value = rtmd_str_make(NULL, 0);
         if (head_append(hc, "", 0, 4) < 0) /* ": " and CRLF */
             return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!tchar((unsigned char)at[i])) {
+            hc->error_status = 400;
+            return -1;
+        }
     }
     if (head_append(hc, at, len, 0) < 0)
         return -1;
@@ -244,6 +260,7 @@ static int on_message_complete(http_parser *p)
     req->keep_alive = http_should_keep_alive(p) != 0;
     req->upgrade = p->upgrade != 0;
     hc->state = ST_HANDLING;
+    hc->line_checked = false;
     http_parser_pause(p, 1);
     return 0;
 }
@@ -281,7 +298,7 @@ static void write_response(struct rtmd_conn *c, int status, const char *content_
                      close ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof(head) - 2)
         return;
-    uv_buf_t bufs[3];
+    uv_buf_t bufs[4]; /* head, extra headers, blank line, body */
     size_t nb = 0;
     bufs[nb++] = uv_buf_init(head, (unsigned)n);
     if (extra_headers.len)
@@ -340,10 +357,17 @@ void rtmd_http_respond_json(struct rtmd_http_request *req, int status, struct rt
 void rtmd_http_respond_error(struct rtmd_http_request *req, int status, const char *code,
                              const char *message)
 {
+    rtmd_http_respond_error_headers(req, status, code, message, RTMD_STR_NULL);
+}
+
+void rtmd_http_respond_error_headers(struct rtmd_http_request *req, int status, const char *code,
+                                     const char *message, struct rtmd_str extra_headers)
+{
     struct rtmd_buf b;
     rtmd_buf_init(&b, 4096);
     rtmd_http_error_body(&b, code, message, req->request_id);
-    rtmd_http_respond_json(req, status, rtmd_str_make(b.data, b.len));
+    rtmd_http_respond(req, status, "application/json;charset=utf-8", extra_headers,
+                      rtmd_str_make(b.data, b.len));
     rtmd_buf_free(&b);
 }
 
@@ -382,8 +406,64 @@ static void dispatch(struct rtmd_http_conn *hc)
 
 /* Parses n bytes at p; returns how many were consumed. On a complete
  * request, dispatches it (the parser is then paused). */
+/* The request line, checked strictly: http-parser (built lenient) lets
+ * "HTTX/1.1" or a missing version through. METHOD SP target SP HTTP/1.x. */
+static bool request_line_ok(const char *p, size_t n)
+{
+    if (n && p[n - 1] == '\r')
+        n--;
+    size_t i = 0;
+    while (i < n && tchar((unsigned char)p[i]))
+        i++;
+    if (i == 0 || i >= n || p[i] != ' ')
+        return false;
+    size_t t = ++i;
+    while (i < n && (unsigned char)p[i] > 0x20 && (unsigned char)p[i] < 0x7f)
+        i++;
+    if (i == t || i >= n || p[i] != ' ')
+        return false;
+    struct rtmd_str version = rtmd_str_make(p + i + 1, n - i - 1);
+    return rtmd_str_eq_cstr(version, "HTTP/1.1") || rtmd_str_eq_cstr(version, "HTTP/1.0");
+}
+
+/* Finds the request line at the start of p (across reads); false when it
+ * is complete and malformed. */
+static bool check_request_line(struct rtmd_http_conn *hc, const char *p, size_t n)
+{
+    while (!hc->line_checked && n > 0) {
+        const char *lf = memchr(p, '\n', n);
+        size_t take = lf ? (size_t)(lf - p) + 1 : n;
+        if (rtmd_buf_append(&hc->line, p, take) < 0) {
+            /* Longer than the head limit: the parser's own limits answer. */
+            hc->line_checked = true;
+            rtmd_buf_free(&hc->line);
+            return true;
+        }
+        p += take;
+        n -= take;
+        if (!lf)
+            return true;
+        size_t len = hc->line.len - 1; /* without the LF */
+        if (len > 0 && hc->line.data[len - 1] == '\r')
+            len--;
+        if (len == 0) { /* empty lines before a request are allowed */
+            rtmd_buf_reset(&hc->line);
+            continue;
+        }
+        bool ok = request_line_ok(hc->line.data, hc->line.len - 1);
+        rtmd_buf_free(&hc->line);
+        hc->line_checked = true;
+        return ok;
+    }
+    return true;
+}
+
 static size_t parse(struct rtmd_http_conn *hc, const char *p, size_t n)
 {
+    if (!check_request_line(hc, p, n)) {
+        fail(hc, 400, "bad_request", "malformed request line");
+        return n;
+    }
     size_t done = http_parser_execute(&hc->parser, &settings_, p, n);
     enum http_errno e = HTTP_PARSER_ERRNO(&hc->parser);
     if (e == HPE_PAUSED || (hc->state == ST_HANDLING && e == HPE_OK)) {
@@ -395,6 +475,8 @@ static size_t parse(struct rtmd_http_conn *hc, const char *p, size_t n)
             fail(hc, 413, "payload_too_large", "request body too large");
         else if (hc->error_status == 431 || e == HPE_HEADER_OVERFLOW)
             fail(hc, 431, "header_too_large", "request head too large or too many headers");
+        else if (hc->error_status == 400)
+            fail(hc, 400, "bad_request", "malformed header name");
         else if (hc->error_status == 500)
             fail(hc, 500, "internal_error", "out of memory");
         else
@@ -511,6 +593,7 @@ static void http_on_close(struct rtmd_conn *c)
             rtmd_conn_unref(c);
     }
     rtmd_buf_free(&hc->pending);
+    rtmd_buf_free(&hc->line);
     free(hc);
     c->p.http = NULL;
 }
@@ -547,6 +630,7 @@ void rtmd_http_conn_start(struct rtmd_conn *c)
     hc->conn = c;
     hc->state = ST_IDLE;
     rtmd_buf_init(&hc->pending, PENDING_MAX);
+    rtmd_buf_init(&hc->line, c->server->cfg->limits.http_max_head);
     c->p.http = hc;
     rtmd_conn_set_proto(c, &http_proto);
     /* The first request must arrive as promptly as any request head. */
@@ -565,6 +649,7 @@ int rtmd_http_upgrade(struct rtmd_http_request *req, struct rtmd_str response,
     /* Hand the input that followed the head to the next protocol. */
     *leftover = hc->pending;
     rtmd_buf_init(&hc->pending, 0);
+    rtmd_buf_free(&hc->line);
     hc->req = NULL;
     request_free(req);
     if (hc->resume_scheduled)

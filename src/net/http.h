@@ -69,6 +69,9 @@ void rtmd_http_respond_json(struct rtmd_http_request *req, int status, struct rt
  * {"code":"<code>","message":"<message>","request_id":"...","result":"failed"} */
 void rtmd_http_respond_error(struct rtmd_http_request *req, int status, const char *code,
                              const char *message);
+/* The same with extra header lines ("Name: value\r\n"...). */
+void rtmd_http_respond_error_headers(struct rtmd_http_request *req, int status, const char *code,
+                                     const char *message, struct rtmd_str extra_headers);
 /* Appends the §3.2 error body to out. */
 int rtmd_http_error_body(struct rtmd_buf *out, const char *code, const char *message,
                          const char *request_id);

@@ -160,34 +160,44 @@ static void feed(struct rtmd_conn *c, const char *p, size_t n)
     }
     if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER))
         return;
-    if (r == 0)
-        r = wslay_event_send(ws->ctx); /* pongs, close replies */
+    /* Pongs, close replies, and the close wslay queued on a violation. */
+    int sr = wslay_event_send(ws->ctx);
+    if (rtmd_conn_closing(c))
+        return;
+    if ((r != 0 || sr != 0) && !wslay_event_get_close_sent(ws->ctx)) {
+        rtmd_ws_close(c, RTMD_WS_CLOSE_PROTOCOL, "protocol error");
+        return;
+    }
     if (r != 0 || wslay_event_get_close_received(ws->ctx) || wslay_event_get_close_sent(ws->ctx) ||
         !wslay_event_want_read(ws->ctx)) {
-        /* The peer closed, or broke the protocol and wslay queued a close:
-         * flush it and end the connection. */
-        if (r == 0)
-            wslay_event_send(ws->ctx);
+        /* The peer closed, or broke the protocol and wslay sent a close. */
         rtmd_conn_close_gracefully(c);
         return;
     }
     release_ctx_if_idle(ws);
 }
 
-/* Updates in_message from the frame headers of p (complete frames only). */
-static void track_fragments(struct rtmd_ws_conn *ws, const unsigned char *p, size_t n)
+/* Updates in_message from the frame headers of p (complete frames only) and
+ * returns how many bytes of whole frames precede the first control frame
+ * that breaks RFC 6455 §5.5 (fragmented, over 125 bytes, or a close with a
+ * 1-byte body); that frame is answered with close 1002. */
+static size_t track_fragments(struct rtmd_ws_conn *ws, const unsigned char *p, size_t n)
 {
     size_t off = 0;
     while (off < n) {
         uint64_t total;
         if (rtmd_ws_frame_size(p + off, n - off, &total) != 1)
-            return;
+            return n;
         unsigned op = p[off] & 0x0f;
         bool fin = (p[off] & 0x80) != 0;
+        unsigned len7 = p[off + 1] & 0x7f;
+        if (op >= 8 && (!fin || len7 > 125 || (op == 8 && len7 == 1)))
+            return off;
         if (op < 8) /* data or continuation frame */
             ws->in_message = !fin;
         off += (size_t)total;
     }
+    return n;
 }
 
 static void too_big(struct rtmd_conn *c)
@@ -218,7 +228,11 @@ static void ws_on_data(struct rtmd_conn *c, const char *p, size_t n)
         p += take;
         n -= take;
         if (r == 1 && ws->partial.len == total) {
-            track_fragments(ws, (const unsigned char *)ws->partial.data, ws->partial.len);
+            if (track_fragments(ws, (const unsigned char *)ws->partial.data, ws->partial.len) <
+                ws->partial.len) {
+                rtmd_ws_close(c, RTMD_WS_CLOSE_PROTOCOL, "bad control frame");
+                return;
+            }
             struct rtmd_buf frame = ws->partial;
             rtmd_buf_init(&ws->partial, max_frame);
             feed(c, frame.data, frame.len);
@@ -244,8 +258,14 @@ static void ws_on_data(struct rtmd_conn *c, const char *p, size_t n)
         complete += (size_t)total;
     }
     if (complete > 0) {
-        track_fragments(ws, (const unsigned char *)p, complete);
-        feed(c, p, complete);
+        size_t good = track_fragments(ws, (const unsigned char *)p, complete);
+        if (good > 0)
+            feed(c, p, good);
+        if (good < complete) {
+            if (!rtmd_conn_closing(c) && !(c->flags & RTMD_CONN_LINGER) && c->p.ws == ws)
+                rtmd_ws_close(c, RTMD_WS_CLOSE_PROTOCOL, "bad control frame");
+            return;
+        }
         if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER) || c->p.ws != ws)
             return;
     }
@@ -340,10 +360,8 @@ void rtmd_ws_accept(struct rtmd_http_request *req)
 
     if (!upgrade.p || !header_has_token(upgrade, "websocket") ||
         !header_has_token(connection, "upgrade")) {
-        rtmd_http_respond(req, 426, "application/json;charset=utf-8",
-                          RTMD_STR_LIT("Upgrade: websocket\r\n"),
-                          RTMD_STR_LIT("{\"code\":\"upgrade_required\",\"message\":\"connect with "
-                                       "WebSocket\",\"result\":\"failed\"}"));
+        rtmd_http_respond_error_headers(req, 426, "upgrade_required", "connect with WebSocket",
+                                        RTMD_STR_LIT("Upgrade: websocket\r\n"));
         return;
     }
     if (req->method != HTTP_GET || req->http_major != 1 || req->http_minor < 1) {
@@ -351,10 +369,8 @@ void rtmd_ws_accept(struct rtmd_http_request *req)
         return;
     }
     if (!rtmd_str_eq_cstr(version, "13")) {
-        rtmd_http_respond(req, 400, "application/json;charset=utf-8",
-                          RTMD_STR_LIT("Sec-WebSocket-Version: 13\r\n"),
-                          RTMD_STR_LIT("{\"code\":\"bad_request\",\"message\":\"unsupported "
-                                       "WebSocket version\",\"result\":\"failed\"}"));
+        rtmd_http_respond_error_headers(req, 400, "bad_request", "unsupported WebSocket version",
+                                        RTMD_STR_LIT("Sec-WebSocket-Version: 13\r\n"));
         return;
     }
     /* The key is 16 random bytes in base64: 24 characters. */

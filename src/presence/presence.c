@@ -212,10 +212,11 @@ static void on_recorded(void *arg, int status)
     if (status < 0)
         rtmd_log_error("presence", "recording an event for uid %.*s failed: %s", s->uid_len, s->uid,
                        rtmd_strerror(status));
-    s->pending--;
+    /* The call still holds s while its callback runs (which may release it). */
     if (call->cb)
         call->cb(s, status, call->arg);
     free(call);
+    s->pending--;
     session_free_if_done(s);
 }
 

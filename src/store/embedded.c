@@ -1339,9 +1339,12 @@ static void embedded_stats(struct rtmd_store *base, struct rtmd_store_stats *out
 static void destroy(struct embedded *s)
 {
     db_close(s);
-    for (size_t a = 0; a < s->n_apps; a++)
+    for (size_t a = 0; a < s->n_apps; a++) {
         for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
             rtmd_evlog_free(&s->apps[a].logs[k].log);
+        for (int b = 0; b < RTMD_RATE_BUCKETS; b++)
+            rtmd_ratelimit_free(&s->apps[a].rate[b]);
+    }
     rtmd_free(s->apps);
     rtmd_buf_free(&s->scratch);
     rtmd_handles_free(&s->handles);

@@ -1007,7 +1007,7 @@ static void test_handles(void **state)
 
     /* Expiry. */
     assert_int_equal(handle_put(f, 0, &q, 1, &put1), 0);
-    uv_sleep(5);
+    uv_sleep(320);
     uv_update_time(&f->loop);
     assert_int_equal(handle_take(f, 0, put1.handle, &got), -ENOENT);
     assert_int_equal(handle_take(f, 0, put2.handle, &got), 0);
@@ -1032,14 +1032,15 @@ static void test_handle_bound_and_sweep(void **state)
     struct rtmd_history_query q = q_make("alice", NULL, T0, T0 + 5);
     struct handled h[3], extra, got;
     assert_int_equal(handle_put(f, 0, &q, 600000, &h[0]), 0);
-    assert_int_equal(handle_put(f, 0, &q, 1, &h[1]), 0);
+    /* Long enough to outlive the next two puts on a loaded machine. */
+    assert_int_equal(handle_put(f, 0, &q, 300, &h[1]), 0);
     assert_int_equal(handle_put(f, 1, &q, 600000, &h[2]), 0);
     /* Full: -EAGAIN, synchronously. */
     assert_int_equal(rtmd_store_handle_put(f->store, &f->apps[0], &q, 1000, on_handle, &extra),
                      -EAGAIN);
     /* Once one expires, the full table is swept and there is room, even
      * though the expired one is not at the head of the age list. */
-    uv_sleep(5);
+    uv_sleep(320);
     uv_update_time(&f->loop);
     assert_int_equal(handle_put(f, 0, &q, 600000, &extra), 0);
     assert_int_equal(rtmd_handles_count(&impl(f)->handles), 3);
