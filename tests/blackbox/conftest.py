@@ -23,6 +23,8 @@ def make_rtmd(tmp_path):
 
     yield make
     for r in started:
+        assert not r.died(), "rtmd died during the test (exit %s):\n%s" % (
+            r.proc.returncode, r.read_log()[-6000:])
         if r.alive():
             rc = r.stop()
             assert rc == 0, "rtmd exited %s on SIGTERM:\n%s" % (rc, r.read_log()[-4000:])

@@ -162,6 +162,7 @@ class Rtmd:
         if os.path.exists(self.ready_path):
             os.unlink(self.ready_path)
         self.log = open(self.log_path, "ab")
+        self.expect_exit = False  # set by stop() and kill9()
         self.proc = subprocess.Popen([RTMD_BIN, "--config", self.conf_path],
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -193,6 +194,7 @@ class Rtmd:
         """SIGTERM; returns the exit code."""
         if not self.proc or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
+        self.expect_exit = True
         self.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout)
@@ -204,12 +206,17 @@ class Rtmd:
         return rc
 
     def kill9(self):
+        self.expect_exit = True
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
         self.log.close()
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def died(self):
+        """True when the process exited without stop() or kill9()."""
+        return self.proc is not None and self.proc.poll() is not None and not self.expect_exit
 
     def assert_clean_log(self):
         log = self.read_log()
@@ -228,8 +235,15 @@ class Rtmd:
             return h.request(method, path, headers=headers, body=body)
 
     def events(self, kind="user", app=APP, region="default", auth=None):
-        st, hd, body = self.get("/dev/v2/project/%s/rtm/vendor/%s_events" % (app, kind),
-                                headers={"Authorization": auth or basic()}, region=region)
+        """One pull of an event log (a 429 from events_qps is retried: it
+        consumes nothing)."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            st, hd, body = self.get("/dev/v2/project/%s/rtm/vendor/%s_events" % (app, kind),
+                                    headers={"Authorization": auth or basic()}, region=region)
+            if st != 429 or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         assert st == 200, (st, body)
         return json.loads(body)["events"]
 
@@ -251,6 +265,8 @@ class Rtmd:
         """The /metrics samples as {"name{labels}": float}."""
         st, hd, body = self.get("/metrics", region=region)
         assert st == 200, (st, body)
+        assert hd.get("content-type", "").startswith("text/plain"), \
+            "GET /metrics is not Prometheus text: %r %r" % (hd.get("content-type"), body[:200])
         out = {}
         for line in body.decode().splitlines():
             if line and not line.startswith("#"):
