@@ -66,6 +66,7 @@ static void shutdown_server(void)
     shutting_down_ = true;
     rtmd_log_info("main", "shutting down: ending %zu connections", server_.n_conns);
     rtmd_server_stop_listening(&server_);
+    rtmd_gateway_stop();
     rtmd_server_close_all(&server_);
     rtmd_store_close(store_, on_store_closed, NULL);
 }

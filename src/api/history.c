@@ -90,13 +90,15 @@ static struct query_call *query_call_new(struct api_call *call)
 
 /* ---- POST query ------------------------------------------------------------------- */
 
-static struct rtmd_str json_string(const cJSON *obj, const char *name, bool *wrong_type)
+/* A string member of the filter; *wrong names the first that is not one. */
+static struct rtmd_str json_string(const cJSON *obj, const char *name, const char **wrong)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (!v || cJSON_IsNull(v))
         return RTMD_STR_NULL;
     if (!cJSON_IsString(v) || !v->valuestring) {
-        *wrong_type = true;
+        if (!*wrong)
+            *wrong = name;
         return RTMD_STR_NULL;
     }
     return rtmd_str_cstr(v->valuestring);
@@ -171,7 +173,7 @@ void api_history_create(struct api_call *call)
         return;
     struct query_call *qc = query_call_new(call);
     const cJSON *filter = cJSON_GetObjectItemCaseSensitive(body, "filter");
-    bool wrong = false;
+    const char *wrong = NULL;
     if (!cJSON_IsObject(filter)) {
         bad(call, "filter is required and must be an object");
         goto fail;
@@ -181,7 +183,9 @@ void api_history_create(struct api_call *call)
     struct rtmd_str start = json_string(filter, "start_time", &wrong);
     struct rtmd_str end = json_string(filter, "end_time", &wrong);
     if (wrong) {
-        bad(call, "filter fields must be strings");
+        char msg[64];
+        snprintf(msg, sizeof(msg), "filter.%s must be a string", wrong);
+        bad(call, msg);
         goto fail;
     }
     if (!set_filter(call, qc, source, destination, start, end) || !paging(call, body, &qc->q))

@@ -80,13 +80,33 @@ static void frame_release(struct frame *f)
         free(f);
 }
 
-/* Writes one push; true when the receiver is over its budget. */
+/* Writes one push; true when the receiver is over its budget. A client
+ * whose login is not answered yet gets it after the answer (and after its
+ * offline messages), so nothing overtakes them. */
 static bool push(struct rtmd_conn *conn, const struct frame *f)
 {
-    if (rtmd_conn_closing(conn) || rtmd_conn_write_buffered(conn, f->data, f->len) < 0)
+    struct gw_client *c = conn->user;
+    if (rtmd_conn_closing(conn))
         return false;
     deliver_stats_pushed++;
+    if (c && !c->ready) {
+        if (rtmd_buf_append(&c->held, f->data, f->len) < 0)
+            return true;
+        return c->held.len > gw_cfg->limits.ws_output_budget;
+    }
+    if (rtmd_conn_write_buffered(conn, f->data, f->len) < 0)
+        return false;
     return rtmd_conn_unsent(conn) > gw_cfg->limits.ws_output_budget;
+}
+
+void gw_client_ready(struct gw_client *c)
+{
+    if (c->ready)
+        return;
+    c->ready = true;
+    if (c->held.len && c->conn)
+        rtmd_conn_write_buffered(c->conn, c->held.data, c->held.len);
+    rtmd_buf_free(&c->held);
 }
 
 static void cut_off(struct rtmd_conn *conn)
@@ -383,6 +403,18 @@ void gw_deliver_init(void)
     rtmd_buf_init(&framed_, SIZE_MAX);
 }
 
+void gw_deliver_abort_waits(void)
+{
+    /* Waiters answer now (408): the receivers can no longer ack. */
+    struct rtmd_str k;
+    void *v;
+    size_t it = 0;
+    while (rtmd_hashmap_next(&acks_, &it, &k, &v)) {
+        ack_done(v, -ETIMEDOUT);
+        it = 0;
+    }
+}
+
 void gw_deliver_shutdown(void)
 {
     if (!initialized_)
@@ -396,14 +428,7 @@ void gw_deliver_shutdown(void)
     if (run_scheduled_)
         rtmd_defer_cancel(&run_);
     run_scheduled_ = false;
-    /* Waiters answer now: the receiver can no longer ack. */
-    struct rtmd_str k;
-    void *v;
-    size_t it = 0;
-    while (rtmd_hashmap_next(&acks_, &it, &k, &v)) {
-        ack_done(v, -ETIMEDOUT);
-        it = 0;
-    }
+    gw_deliver_abort_waits();
     rtmd_hashmap_free(&acks_);
     rtmd_timeout_queue_close(&ack_timeouts_);
     rtmd_buf_free(&json_);

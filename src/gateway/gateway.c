@@ -234,6 +234,7 @@ void gw_close(struct gw_client *c, uint16_t code, const char *reason)
 
 static void client_free(struct gw_client *c)
 {
+    rtmd_buf_free(&c->held);
     rtmd_session_release(c->session);
     free(c);
 }
@@ -255,6 +256,7 @@ static void on_open(struct rtmd_conn *conn)
     c->conn = conn;
     c->session = rtmd_session_new(c);
     rtmd_list_init(&c->queue);
+    rtmd_buf_init(&c->held, SIZE_MAX); /* bounded by ws_output_budget in push() */
     conn->user = c;
 }
 
@@ -332,6 +334,11 @@ int rtmd_gateway_init(const struct rtmd_config *cfg, struct rtmd_store *store)
     rtmd_buf_init(&out_, SIZE_MAX);
     gw_deliver_init();
     return rtmd_presence_init(cfg, store, &hooks_);
+}
+
+void rtmd_gateway_stop(void)
+{
+    gw_deliver_abort_waits();
 }
 
 void rtmd_gateway_shutdown(void)

@@ -20,6 +20,9 @@
 #include "store/store.h"
 
 int rtmd_gateway_init(const struct rtmd_config *cfg, struct rtmd_store *store);
+/* Shutdown, first step: answers every pending wait for an ack (408) while
+ * the connections can still carry the answers. */
+void rtmd_gateway_stop(void);
 void rtmd_gateway_shutdown(void);
 /* The WebSocket handler to pass to rtmd_ws_init(). */
 extern const struct rtmd_ws_handler rtmd_gateway_ws_handler;

@@ -23,9 +23,11 @@ struct gw_client {
     bool busy;      /* an op waits for the store */
     bool has_op_id; /* the id of the op that made us busy */
     int64_t op_id;
-    bool closing;   /* the gateway decided to close (logout, kick, timeout) */
-    bool dead;      /* the connection closed while gateway code was running */
-    uint32_t depth; /* gateway calls on the stack that use this client */
+    bool closing;         /* the gateway decided to close (logout, kick, timeout) */
+    bool dead;            /* the connection closed while gateway code was running */
+    bool ready;           /* login answered and offline messages out: pushes go straight out */
+    struct rtmd_buf held; /* pushes that arrived before ready, in order */
+    uint32_t depth;       /* gateway calls on the stack that use this client */
 };
 
 /* A parsed request frame. */
@@ -82,8 +84,12 @@ void gw_op_ack(struct gw_client *c, const struct gw_request *r);
 /* deliver.c */
 void gw_deliver_init(void);
 void gw_deliver_shutdown(void);
+void gw_deliver_abort_waits(void);
 void gw_member_changed(struct rtmd_channel *ch, struct rtmd_session *s, bool joined);
 void gw_ack(const struct rtmd_session *s, uint64_t mid);
+/* The client's login is answered and its offline messages are out: pushes
+ * held meanwhile follow them, in order. */
+void gw_client_ready(struct gw_client *c);
 extern uint64_t deliver_stats_pushed;
 
 /* Ends the client's session (if any), then closes with code/reason. */

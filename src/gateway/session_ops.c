@@ -17,6 +17,16 @@ static void on_offline_taken(void *arg, int status, const struct rtmd_message_ba
 {
     struct rtmd_session *s = arg;
     struct gw_client *c = s->owner;
+    if (c)
+        gw_enter(c);
+    /* Offline messages are older than anything held during the login: they
+     * go first, then the held pushes. */
+    struct rtmd_buf held = {0};
+    if (c) {
+        held = c->held;
+        rtmd_buf_init(&c->held, SIZE_MAX);
+        c->ready = true;
+    }
     if (status == 0 && s->state == RTMD_SESSION_ONLINE) {
         struct rtmd_str uid = rtmd_str_make(s->uid, s->uid_len);
         for (size_t i = 0; i < b->n; i++)
@@ -24,10 +34,12 @@ static void on_offline_taken(void *arg, int status, const struct rtmd_message_ba
                                       b->messages[i].ms, NULL);
     }
     if (c) {
-        gw_enter(c);
+        if (held.len && c->conn)
+            rtmd_conn_write_buffered(c->conn, held.data, held.len);
         gw_op_done(c);
         gw_leave(c);
     }
+    rtmd_buf_free(&held);
     rtmd_session_unhold(s);
 }
 
@@ -44,6 +56,7 @@ static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
                                 on_offline_taken, s) == 0) {
         rtmd_session_hold(s); /* busy until the offline messages are out */
     } else {
+        gw_client_ready(c);
         gw_op_done(c);
     }
     gw_leave(c);

@@ -36,7 +36,8 @@ struct write_req {
 
 /* A connection's buffered output may not grow past this (the gateway's
  * output budget cuts slow readers off long before). */
-#define WBUF_MAX (64u * 1024 * 1024)
+#define WBUF_MAX      (64u * 1024 * 1024)
+#define WBUF_FLUSH_AT (32u * 1024)
 
 static void conn_free(struct rtmd_conn *c)
 {
@@ -183,6 +184,8 @@ static int tls_flush(struct rtmd_conn *c)
     return r;
 }
 
+static void flush_one(struct rtmd_conn *c);
+
 int rtmd_conn_write_buffered(struct rtmd_conn *c, const void *p, size_t n)
 {
     if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
@@ -194,6 +197,10 @@ int rtmd_conn_write_buffered(struct rtmd_conn *c, const void *p, size_t n)
     }
     if (!rtmd_list_linked(&c->flush_link))
         rtmd_list_insert_tail(&c->server->flush, &c->flush_link);
+    /* Enough for one write: send it now, so what counts as unsent is what
+     * the kernel would not take, not what this iteration produced. */
+    if (c->wbuf.len >= WBUF_FLUSH_AT)
+        flush_one(c);
     return 0;
 }
 
