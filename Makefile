@@ -91,10 +91,10 @@ test: all
 # libFuzzer: make fuzz CC=clang; then build-fuzz/fuzz_http fuzz/corpus/http
 FUZZ_BUILD = build-fuzz
 fuzz:
-	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined" \
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" \
 	    OPT="-O1 -g" $(FUZZ_SRC:fuzz/%.c=$(FUZZ_BUILD)/fuzz/%.o) $(FUZZ_BUILD)/librtmd.a
 	@set -e; for s in $(FUZZ_SRC); do n=$$(basename $$s .c); \
-	  clang -fsanitize=fuzzer,address,undefined -o $(FUZZ_BUILD)/$$n $(FUZZ_BUILD)/fuzz/$$n.o \
+	  clang -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $(FUZZ_BUILD)/$$n $(FUZZ_BUILD)/fuzz/$$n.o \
 	    $(FUZZ_BUILD)/librtmd.a $(PKG_LIBS); echo "built $(FUZZ_BUILD)/$$n"; done
 
 format:

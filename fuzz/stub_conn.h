@@ -40,7 +40,7 @@
 #include "net/conn.h"
 #include "net/http.h"
 
-#define STUB_WBUF_MAX  (64u * 1024 * 1024)
+#define STUB_WBUF_MAX   (64u * 1024 * 1024)
 #define STUB_PASSES_MAX 100000 /* loop passes before deferred work counts as a hang */
 
 struct stub_conn {
@@ -182,7 +182,7 @@ static void stub_on_flush(struct rtmd_loop_hook *h)
 
 int rtmd_conn_write_buffered(struct rtmd_conn *c, const void *p, size_t n)
 {
-    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
+    if (rtmd_conn_ending(c))
         return RTMD_ECLOSED;
     int r = rtmd_buf_append(&c->wbuf, p, n);
     if (r < 0) {
@@ -196,7 +196,7 @@ int rtmd_conn_write_buffered(struct rtmd_conn *c, const void *p, size_t n)
 
 int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
 {
-    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
+    if (rtmd_conn_ending(c))
         return RTMD_ECLOSED;
     if (c->wbuf.len > 0) {
         for (size_t i = 0; i < nbufs; i++) {
@@ -391,8 +391,7 @@ static inline struct stub_conn *stub_conn_open(struct rtmd_server *s, struct rtm
 static inline bool stub_reading(const struct stub_conn *sc)
 {
     uint32_t f = sc->c.flags;
-    return !(f & RTMD_CONN_CLOSING) &&
-           (!(f & RTMD_CONN_READ_PAUSED) || (f & RTMD_CONN_LINGER));
+    return !(f & RTMD_CONN_CLOSING) && (!(f & RTMD_CONN_READ_PAUSED) || (f & RTMD_CONN_LINGER));
 }
 
 /* n bytes arrive, as in conn.c's on_read. */
@@ -403,7 +402,7 @@ static inline void stub_read(struct stub_conn *sc, const void *p, size_t n)
         return;
     rtmd_conn_ref(c);
     c->flags |= RTMD_CONN_IN_READ;
-    if (!(c->flags & RTMD_CONN_LINGER))
+    if (!(c->flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSE_AFTER_WRITE)))
         c->proto->on_data(c, p, n);
     c->flags &= ~(uint32_t)RTMD_CONN_IN_READ;
     rtmd_conn_unref(c);

@@ -94,13 +94,12 @@ int rtmd_buf_append_u64(struct rtmd_buf *b, uint64_t v)
 
 int rtmd_buf_append_i64(struct rtmd_buf *b, int64_t v)
 {
-    if (v < 0) {
-        int rc = rtmd_buf_append_byte(b, '-');
-        if (rc)
-            return rc;
-        return rtmd_buf_append_u64(b, (uint64_t)0 - (uint64_t)v);
-    }
-    return rtmd_buf_append_u64(b, (uint64_t)v);
+    char tmp[22];
+    size_t n = 0;
+    if (v < 0)
+        tmp[n++] = '-';
+    n += rtmd_u64_to_dec(v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, tmp + n);
+    return rtmd_buf_append(b, tmp, n); /* all or nothing */
 }
 
 int rtmd_buf_printf(struct rtmd_buf *b, const char *fmt, ...)

@@ -83,6 +83,8 @@ void rtmd_json_key(struct rtmd_json *j, const char *key)
 
 int rtmd_json_append_escaped(struct rtmd_buf *b, struct rtmd_str s)
 {
+    if (s.len == 0)
+        return rtmd_buf_append(b, "\"\"", 2);
     static const char hex[] = "0123456789abcdef";
     int rc = rtmd_buf_reserve(b, s.len + 2);
     if (rc)

@@ -109,13 +109,35 @@ void gw_client_ready(struct gw_client *c)
     rtmd_buf_free(&c->held);
 }
 
+struct cut {
+    struct rtmd_deferred d;
+    struct rtmd_conn *conn;
+};
+
+static void on_cut(struct rtmd_deferred *d)
+{
+    struct cut *k = RTMD_CONTAINER_OF(d, struct cut, d);
+    if (!rtmd_conn_closing(k->conn))
+        rtmd_conn_close(k->conn);
+    rtmd_conn_unref(k->conn);
+    free(k);
+}
+
+/* Closes a receiver that is over its output budget -- later, from the loop:
+ * closing ends its session, and that must not happen inside the presence
+ * or fan-out code that is running now (it may be removing the very
+ * channel membership whose member_left is being pushed). */
 static void cut_off(struct rtmd_conn *conn)
 {
     if (rtmd_conn_closing(conn))
         return;
     rtmd_log_info("gateway", "conn=%llu over its output budget (%zu bytes unsent): closing",
                   (unsigned long long)conn->id, rtmd_conn_unsent(conn));
-    rtmd_conn_close(conn);
+    rtmd_conn_pause_read(conn);
+    struct cut *k = rtmd_malloc(sizeof(*k));
+    k->conn = conn;
+    rtmd_conn_ref(conn);
+    rtmd_defer(&k->d, on_cut);
 }
 
 /* ---- the fan-out queue ------------------------------------------------------ */

@@ -51,6 +51,8 @@ static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
         return;
     gw_enter(c);
     gw_reply_recorded(c, status);
+    if (status < 0)
+        rtmd_presence_abandon_login(s);
     if (status == 0 && s->state == RTMD_SESSION_ONLINE &&
         rtmd_store_offline_take(gw_store, s->app, rtmd_str_make(s->uid, s->uid_len),
                                 on_offline_taken, s) == 0) {

@@ -188,7 +188,7 @@ static void flush_one(struct rtmd_conn *c);
 
 int rtmd_conn_write_buffered(struct rtmd_conn *c, const void *p, size_t n)
 {
-    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
+    if (rtmd_conn_ending(c))
         return RTMD_ECLOSED;
     int r = rtmd_buf_append(&c->wbuf, p, n);
     if (r < 0) {
@@ -227,7 +227,7 @@ static void on_flush(struct rtmd_loop_hook *h)
 
 int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
 {
-    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
+    if (rtmd_conn_ending(c))
         return RTMD_ECLOSED;
     if (c->wbuf.len > 0) {
         /* Keep order behind what is buffered. */
@@ -276,7 +276,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void deliver(struct rtmd_conn *c, const char *p, size_t n)
 {
-    if (c->flags & RTMD_CONN_LINGER)
+    if (c->flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSE_AFTER_WRITE))
         return; /* discard */
     c->proto->on_data(c, p, n);
 }

@@ -79,10 +79,10 @@ struct rtmd_conn {
     uint64_t id;
     uint32_t refs;
     uint32_t flags;
-    size_t out_pending; /* bytes handed to uv_write and not yet written */
-    struct rtmd_buf wbuf;       /* buffered output, written before the loop sleeps */
+    size_t out_pending;          /* bytes handed to uv_write and not yet written */
+    struct rtmd_buf wbuf;        /* buffered output, written before the loop sleeps */
     struct rtmd_list flush_link; /* on the server's flush list while wbuf has bytes */
-    SSL *ssl;           /* NULL for plain connections */
+    SSL *ssl;                    /* NULL for plain connections */
     const struct rtmd_proto *proto;
     union {
         struct rtmd_http_conn *http;
@@ -126,6 +126,12 @@ void rtmd_server_close_all(struct rtmd_server *s);
 static inline bool rtmd_conn_closing(const struct rtmd_conn *c)
 {
     return (c->flags & RTMD_CONN_CLOSING) != 0;
+}
+/* Closing, or closing once queued output is written (close_gracefully):
+ * no input is delivered and no output accepted any more. */
+static inline bool rtmd_conn_ending(const struct rtmd_conn *c)
+{
+    return (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER | RTMD_CONN_CLOSE_AFTER_WRITE)) != 0;
 }
 static inline void rtmd_conn_ref(struct rtmd_conn *c)
 {

@@ -333,20 +333,21 @@ void rtmd_http_respond(struct rtmd_http_request *req, int status, const char *co
     }
     struct rtmd_http_conn *hc = c->p.http;
     /* An upgrade request that was not upgraded leaves unknown bytes behind. */
-    bool close = !req->keep_alive || req->upgrade || hc->conn->server->stopping;
-    write_response(c, status, content_type, extra_headers, body, req->request_id, close);
+    bool close = !req->keep_alive || req->upgrade || c->server->stopping;
+    /* Detach the request before writing: a failed write closes the
+     * connection, and on_close must then neither orphan this request nor
+     * drop the dispatch reference; it frees hc. */
     hc->req = NULL;
+    hc->state = close ? ST_DONE : ST_IDLE;
+    write_response(c, status, content_type, extra_headers, body, req->request_id, close);
     request_free(req);
-    rtmd_conn_unref(c); /* taken at dispatch */
-    if (rtmd_conn_closing(c))
-        return;
-    if (close) {
-        hc->state = ST_DONE;
-        rtmd_conn_close_gracefully(c);
-        return;
+    if (!rtmd_conn_closing(c)) {
+        if (close)
+            rtmd_conn_close_gracefully(c);
+        else
+            schedule_resume(hc);
     }
-    hc->state = ST_IDLE;
-    schedule_resume(hc);
+    rtmd_conn_unref(c); /* taken at dispatch; c is not used after this */
 }
 
 void rtmd_http_respond_json(struct rtmd_http_request *req, int status, struct rtmd_str body)
@@ -375,21 +376,24 @@ void rtmd_http_respond_error_headers(struct rtmd_http_request *req, int status, 
  * of sync, so no further request is read). */
 static void fail(struct rtmd_http_conn *hc, int status, const char *code, const char *message)
 {
+    struct rtmd_conn *c = hc->conn;
     char id[RTMD_REQUEST_ID_MAX];
     rtmd_request_id_next(id);
-    struct rtmd_buf b;
-    rtmd_buf_init(&b, 4096);
-    rtmd_http_error_body(&b, code, message, id);
-    write_response(hc->conn, status, "application/json;charset=utf-8", RTMD_STR_NULL,
-                   rtmd_str_make(b.data, b.len), id, true);
-    rtmd_buf_free(&b);
+    /* Done with HTTP before writing: a failed write closes the connection,
+     * and on_close then frees hc. */
     hc->state = ST_DONE;
     rtmd_buf_free(&hc->pending);
     if (hc->req) {
         request_free(hc->req);
         hc->req = NULL;
     }
-    rtmd_conn_close_gracefully(hc->conn);
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, 4096);
+    rtmd_http_error_body(&b, code, message, id);
+    write_response(c, status, "application/json;charset=utf-8", RTMD_STR_NULL,
+                   rtmd_str_make(b.data, b.len), id, true);
+    rtmd_buf_free(&b);
+    rtmd_conn_close_gracefully(c); /* nothing if the write closed it */
 }
 
 /* ---- driving the parser ------------------------------------------------------ */
@@ -640,13 +644,18 @@ void rtmd_http_conn_start(struct rtmd_conn *c)
 int rtmd_http_upgrade(struct rtmd_http_request *req, struct rtmd_str response,
                       struct rtmd_buf *leftover)
 {
-    struct rtmd_conn *c = req->conn;
-    if (REQ_ORPHANED(req) || req->responded)
+    if (req->responded)
         return RTMD_ECLOSED;
-    struct rtmd_http_conn *hc = c->p.http;
     req->responded = true;
-    rtmd_conn_write(c, response.p, response.len);
-    /* Hand the input that followed the head to the next protocol. */
+    struct rtmd_conn *c = req->conn;
+    if (REQ_ORPHANED(req)) {
+        request_free(req); /* the client left while it was handled */
+        return RTMD_ECLOSED;
+    }
+    struct rtmd_http_conn *hc = c->p.http;
+    /* End HTTP before writing: a failed write closes the connection, which
+     * must then find no HTTP state to release. Hand the input that followed
+     * the head to the next protocol. */
     *leftover = hc->pending;
     rtmd_buf_init(&hc->pending, 0);
     rtmd_buf_free(&hc->line);
@@ -657,7 +666,9 @@ int rtmd_http_upgrade(struct rtmd_http_request *req, struct rtmd_str response,
     free(hc);
     c->p.http = NULL;
     c->proto = NULL;
+    rtmd_conn_write(c, response.p, response.len);
     rtmd_conn_resume_read(c);
+    bool closing = rtmd_conn_closing(c);
     rtmd_conn_unref(c); /* taken at dispatch */
-    return rtmd_conn_closing(c) ? RTMD_ECLOSED : 0;
+    return closing ? RTMD_ECLOSED : 0;
 }

@@ -68,7 +68,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     (void)flags;
     struct rtmd_conn *c = user;
     struct rtmd_ws_conn *ws = c->p.ws;
-    if (ws->feed_len == 0 || (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))) {
+    if (ws->feed_len == 0 || rtmd_conn_ending(c)) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -96,7 +96,7 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
 {
     (void)ctx;
     struct rtmd_conn *c = user;
-    if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER))
+    if (rtmd_conn_ending(c))
         return;
     if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
         handler_->on_message(c, (const char *)arg->msg, arg->msg_length);
@@ -148,21 +148,23 @@ static void feed(struct rtmd_conn *c, const char *p, size_t n)
     rtmd_ws_touch(c);
     ws->feed = p;
     ws->feed_len = n;
+    /* in_recv brackets every wslay call on ctx: a write that fails inside
+     * wslay_event_send() closes the connection too, and ctx must outlive
+     * that call as well. */
     ws->in_recv = true;
     int r = wslay_event_recv(ws->ctx);
-    ws->in_recv = false;
     ws->feed = NULL;
     ws->feed_len = 0;
+    int sr = 0;
+    if (!rtmd_conn_ending(c))
+        sr = wslay_event_send(ws->ctx); /* pongs, close replies, the close for a violation */
+    ws->in_recv = false;
     if (ws->dead) {
         ws_free(ws);
         c->p.ws = NULL;
         return;
     }
-    if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER))
-        return;
-    /* Pongs, close replies, and the close wslay queued on a violation. */
-    int sr = wslay_event_send(ws->ctx);
-    if (rtmd_conn_closing(c))
+    if (rtmd_conn_ending(c))
         return;
     if ((r != 0 || sr != 0) && !wslay_event_get_close_sent(ws->ctx)) {
         rtmd_ws_close(c, RTMD_WS_CLOSE_PROTOCOL, "protocol error");
@@ -237,7 +239,7 @@ static void ws_on_data(struct rtmd_conn *c, const char *p, size_t n)
             rtmd_buf_init(&ws->partial, max_frame);
             feed(c, frame.data, frame.len);
             rtmd_buf_free(&frame);
-            if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER) || c->p.ws != ws)
+            if (rtmd_conn_ending(c) || c->p.ws != ws)
                 return;
         }
     }
@@ -262,11 +264,11 @@ static void ws_on_data(struct rtmd_conn *c, const char *p, size_t n)
         if (good > 0)
             feed(c, p, good);
         if (good < complete) {
-            if (!rtmd_conn_closing(c) && !(c->flags & RTMD_CONN_LINGER) && c->p.ws == ws)
+            if (!rtmd_conn_ending(c) && c->p.ws == ws)
                 rtmd_ws_close(c, RTMD_WS_CLOSE_PROTOCOL, "bad control frame");
             return;
         }
-        if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER) || c->p.ws != ws)
+        if (rtmd_conn_ending(c) || c->p.ws != ws)
             return;
     }
     if (r < 0 || (r == 1 && total > max_frame)) {
@@ -457,7 +459,7 @@ int rtmd_ws_frame_text(struct rtmd_buf *out, const char *p, size_t n)
 int rtmd_ws_send_text(struct rtmd_conn *c, const char *p, size_t n)
 {
     static struct rtmd_buf frame = {NULL, 0, 0, SIZE_MAX};
-    if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER))
+    if (rtmd_conn_ending(c))
         return RTMD_ECLOSED;
     rtmd_buf_reset(&frame);
     int r = rtmd_ws_frame_text(&frame, p, n);
@@ -470,7 +472,7 @@ int rtmd_ws_send_text(struct rtmd_conn *c, const char *p, size_t n)
 
 void rtmd_ws_close(struct rtmd_conn *c, uint16_t code, const char *reason)
 {
-    if (rtmd_conn_closing(c) || (c->flags & RTMD_CONN_LINGER))
+    if (rtmd_conn_ending(c))
         return;
     /* A throwaway context frames the close; the connection's own context (if
      * any) may be inside wslay_event_recv right now. */

@@ -297,6 +297,16 @@ int rtmd_presence_login(struct rtmd_session *s, const struct rtmd_app *app, stru
     return 0;
 }
 
+void rtmd_presence_abandon_login(struct rtmd_session *s)
+{
+    if (s->state != RTMD_SESSION_ONLINE)
+        return;
+    forget(s);
+    s->state = RTMD_SESSION_NEW;
+    s->app = NULL;
+    s->uid_len = 0;
+}
+
 int rtmd_presence_join(struct rtmd_session *s, struct rtmd_str channel, rtmd_presence_cb cb,
                        void *arg)
 {

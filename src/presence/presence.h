@@ -99,6 +99,9 @@ int rtmd_presence_join(struct rtmd_session *s, struct rtmd_str channel, rtmd_pre
                        void *arg);
 int rtmd_presence_leave(struct rtmd_session *s, struct rtmd_str channel, rtmd_presence_cb cb,
                         void *arg);
+/* The login of s could not be recorded: forget it without recording
+ * anything, so the client may try again. */
+void rtmd_presence_abandon_login(struct rtmd_session *s);
 /* Leave for every channel, then Logout. cb may be NULL. */
 int rtmd_presence_end(struct rtmd_session *s, rtmd_presence_cb cb, void *arg);
 
