@@ -36,8 +36,8 @@ int rtmd_iso8601_parse(struct rtmd_str s, uint64_t *ms)
         return -EINVAL;
     int y = digits(p, 4), mo = digits(p + 5, 2), d = digits(p + 8, 2);
     int h = digits(p + 11, 2), mi = digits(p + 14, 2), sec = digits(p + 17, 2);
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
-        sec < 0 || sec > 59)
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 ||
+        sec > 59)
         return -EINVAL;
     if (d > mdays[mo - 1] + (mo == 2 && leap(y)))
         return -EINVAL;
@@ -57,8 +57,7 @@ int rtmd_iso8601_parse(struct rtmd_str s, uint64_t *ms)
     if (!rtmd_str_eq_cstr(rest, "Z") && !rtmd_str_eq_cstr(rest, "+00:00"))
         return -EINVAL;
     int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
-    *ms = ((uint64_t)days * 86400 + (uint64_t)h * 3600 + (uint64_t)mi * 60 + (uint64_t)sec) *
-              1000 +
+    *ms = ((uint64_t)days * 86400 + (uint64_t)h * 3600 + (uint64_t)mi * 60 + (uint64_t)sec) * 1000 +
           frac_ms;
     return 0;
 }
