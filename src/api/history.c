@@ -222,6 +222,15 @@ static void write_message(struct rtmd_json *j, const struct rtmd_message *m)
     rtmd_json_obj_end(j);
 }
 
+/* {"code":"ok", ... — the start of both history answers. */
+static void ok_envelope(struct rtmd_json *j, struct rtmd_buf *b)
+{
+    rtmd_json_init(j, b);
+    rtmd_json_obj_begin(j);
+    rtmd_json_key(j, "code");
+    rtmd_json_cstr(j, "ok");
+}
+
 static void on_messages(void *arg, int status, const struct rtmd_message_batch *batch)
 {
     struct api_call *call = arg;
@@ -231,10 +240,7 @@ static void on_messages(void *arg, int status, const struct rtmd_message_batch *
     }
     struct rtmd_buf *b = api_body_buf();
     struct rtmd_json j;
-    rtmd_json_init(&j, b);
-    rtmd_json_obj_begin(&j);
-    rtmd_json_key(&j, "code");
-    rtmd_json_cstr(&j, "ok");
+    ok_envelope(&j, b);
     rtmd_json_key(&j, "messages");
     rtmd_json_arr_begin(&j);
     for (size_t i = 0; i < batch->n; i++)
@@ -304,10 +310,7 @@ static void on_count(void *arg, int status, uint64_t count)
     }
     struct rtmd_buf *b = api_body_buf();
     struct rtmd_json j;
-    rtmd_json_init(&j, b);
-    rtmd_json_obj_begin(&j);
-    rtmd_json_key(&j, "code");
-    rtmd_json_cstr(&j, "ok");
+    ok_envelope(&j, b);
     rtmd_json_key(&j, "count");
     rtmd_json_u64(&j, count);
     api_json_tail(&j, call->req);

@@ -239,6 +239,33 @@ static size_t fan_out(struct rtmd_channel *ch, struct frame *f,
     return n;
 }
 
+/* A message push: {"op":op,<key>:<channel or mid>,"from":..,"payload":..,"ms":..}
+ * (the key order of SPEC §4), framed once. */
+static struct frame *message_frame(const char *op, const char *key, struct rtmd_str channel,
+                                   uint64_t mid, struct rtmd_str from, struct rtmd_str payload,
+                                   uint64_t ms)
+{
+    struct rtmd_json j;
+    rtmd_buf_reset(&json_);
+    rtmd_json_init(&j, &json_);
+    rtmd_json_obj_begin(&j);
+    rtmd_json_key(&j, "op");
+    rtmd_json_cstr(&j, op);
+    rtmd_json_key(&j, key);
+    if (channel.p)
+        rtmd_json_str(&j, channel);
+    else
+        rtmd_json_u64(&j, mid);
+    rtmd_json_key(&j, "from");
+    rtmd_json_str(&j, from);
+    rtmd_json_key(&j, "payload");
+    rtmd_json_str(&j, payload);
+    rtmd_json_key(&j, "ms");
+    rtmd_json_u64(&j, ms);
+    rtmd_json_obj_end(&j);
+    return rtmd_json_finish(&j) == 0 ? frame_make(&json_) : NULL;
+}
+
 /* ---- channel messages ---------------------------------------------------------- */
 
 static bool skip_uid(const struct rtmd_session *s, const void *arg)
@@ -253,22 +280,7 @@ size_t rtmd_gateway_deliver_channel(const struct rtmd_app *app, struct rtmd_str 
     struct rtmd_channel *ch = rtmd_presence_channel(app, channel);
     if (!ch)
         return 0;
-    struct rtmd_json j;
-    rtmd_buf_reset(&json_);
-    rtmd_json_init(&j, &json_);
-    rtmd_json_obj_begin(&j);
-    rtmd_json_key(&j, "op");
-    rtmd_json_cstr(&j, "channel_message");
-    rtmd_json_key(&j, "channel");
-    rtmd_json_str(&j, channel);
-    rtmd_json_key(&j, "from");
-    rtmd_json_str(&j, from);
-    rtmd_json_key(&j, "payload");
-    rtmd_json_str(&j, payload);
-    rtmd_json_key(&j, "ms");
-    rtmd_json_u64(&j, ms);
-    rtmd_json_obj_end(&j);
-    struct frame *f = rtmd_json_finish(&j) == 0 ? frame_make(&json_) : NULL;
+    struct frame *f = message_frame("channel_message", "channel", channel, 0, from, payload, ms);
     if (!f)
         return 0;
     size_t n = fan_out(ch, f, skip_uid, &from);
@@ -342,22 +354,7 @@ bool rtmd_gateway_deliver_peer(const struct rtmd_app *app, struct rtmd_str from,
     if (!c || !c->conn || rtmd_conn_closing(c->conn))
         return false;
     uint64_t mid = rtmd_gateway_next_mid();
-    struct rtmd_json j;
-    rtmd_buf_reset(&json_);
-    rtmd_json_init(&j, &json_);
-    rtmd_json_obj_begin(&j);
-    rtmd_json_key(&j, "op");
-    rtmd_json_cstr(&j, "peer_message");
-    rtmd_json_key(&j, "mid");
-    rtmd_json_u64(&j, mid);
-    rtmd_json_key(&j, "from");
-    rtmd_json_str(&j, from);
-    rtmd_json_key(&j, "payload");
-    rtmd_json_str(&j, payload);
-    rtmd_json_key(&j, "ms");
-    rtmd_json_u64(&j, ms);
-    rtmd_json_obj_end(&j);
-    struct frame *f = rtmd_json_finish(&j) == 0 ? frame_make(&json_) : NULL;
+    struct frame *f = message_frame("peer_message", "mid", RTMD_STR_NULL, mid, from, payload, ms);
     if (!f)
         return false;
     struct rtmd_conn *conn = c->conn;

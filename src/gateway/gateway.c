@@ -118,10 +118,9 @@ void gw_reply_recorded(struct gw_client *c, int status)
 void gw_on_recorded(struct rtmd_session *s, int status, void *arg)
 {
     (void)arg;
-    struct gw_client *c = s->owner;
+    struct gw_client *c = gw_owner_enter(s);
     if (!c)
         return;
-    gw_enter(c);
     gw_reply_recorded(c, status);
     gw_op_done(c);
     gw_leave(c);
@@ -242,6 +241,14 @@ static void client_free(struct gw_client *c)
 void gw_enter(struct gw_client *c)
 {
     c->depth++;
+}
+
+struct gw_client *gw_owner_enter(struct rtmd_session *s)
+{
+    struct gw_client *c = s->owner;
+    if (c)
+        gw_enter(c);
+    return c;
 }
 
 void gw_leave(struct gw_client *c)

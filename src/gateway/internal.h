@@ -46,6 +46,8 @@ extern struct rtmd_store *gw_store;
  * frees the client only when the outermost call leaves. */
 void gw_enter(struct gw_client *c);
 void gw_leave(struct gw_client *c);
+/* For store callbacks: s's client, entered — or NULL when it is gone. */
+struct gw_client *gw_owner_enter(struct rtmd_session *s);
 
 /* Replies; `fields` (may be NULL) writes extra members after "ok". */
 struct rtmd_json;

@@ -45,9 +45,8 @@ static void on_kept(void *arg, int status)
     if (--p->outstanding > 0)
         return;
     struct rtmd_session *s = p->s;
-    struct gw_client *c = s->owner;
+    struct gw_client *c = gw_owner_enter(s);
     if (c) {
-        gw_enter(c);
         answer(c, c->has_op_id, c->op_id, p->status, p->state);
         gw_op_done(c);
         gw_leave(c);

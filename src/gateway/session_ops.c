@@ -16,9 +16,7 @@
 static void on_offline_taken(void *arg, int status, const struct rtmd_message_batch *b)
 {
     struct rtmd_session *s = arg;
-    struct gw_client *c = s->owner;
-    if (c)
-        gw_enter(c);
+    struct gw_client *c = gw_owner_enter(s);
     /* Offline messages are older than anything held during the login: they
      * go first, then the held pushes. */
     struct rtmd_buf held = {0};
@@ -46,10 +44,9 @@ static void on_offline_taken(void *arg, int status, const struct rtmd_message_ba
 static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
 {
     (void)arg;
-    struct gw_client *c = s->owner;
+    struct gw_client *c = gw_owner_enter(s);
     if (!c)
         return;
-    gw_enter(c);
     gw_reply_recorded(c, status);
     if (status < 0)
         rtmd_presence_abandon_login(s);
@@ -118,10 +115,9 @@ void gw_op_login(struct gw_client *c, const struct gw_request *r)
 static void on_logout_recorded(struct rtmd_session *s, int status, void *arg)
 {
     (void)arg;
-    struct gw_client *c = s->owner;
+    struct gw_client *c = gw_owner_enter(s);
     if (!c)
         return;
-    gw_enter(c);
     gw_reply_recorded(c, status);
     c->busy = false;
     gw_close(c, RTMD_WS_CLOSE_NORMAL, "logout");
