@@ -51,42 +51,22 @@
 #include "net/ws.h"
 #include "stub_conn.h"
 
+#define FUZZ_NAME "fuzz_http"
+#include "fuzz_util.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define INPUT_MAX (512 * 1024)
 #define OUT_MAX   (16u * 1024 * 1024)
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_http: check failed: %s (line %d)\n", #cond, __LINE__);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static struct rtmd_config cfg_;
 static struct rtmd_server server_;
 static struct rtmd_listener listener_;
 static struct stub_conn *conn_; /* NULL once freed */
 static struct rtmd_buf out_;
-static uint32_t rng_;
-static uint8_t flags_;
 static uint64_t seq_;           /* requests handed to the handler */
 static size_t answers_pending_; /* deferred answers not yet given */
 static size_t ws_open_, ws_closed_;
-
-static uint32_t rnd(void)
-{
-    rng_ ^= rng_ << 13;
-    rng_ ^= rng_ >> 17;
-    rng_ ^= rng_ << 5;
-    return rng_;
-}
-
-static uint32_t below(uint32_t n)
-{
-    return rnd() % n;
-}
 
 /* ---- the WebSocket side: an echo handler ----------------------------------------- */
 
@@ -341,35 +321,23 @@ static void set_limits(unsigned profile)
     l->ws_output_budget = 1 << 20;
 }
 
-static size_t read_size(size_t left)
+/* The writes so far complete. */
+static void drain(void)
 {
-    size_t n;
-    switch (rnd() & 7) {
-    case 0:
-    case 1: n = 1 + below(4); break;
-    case 2:
-    case 3: n = 1 + below(32); break;
-    case 4:
-    case 5: n = 1 + below(1024); break;
-    default: n = left;
-    }
-    return RTMD_MIN(RTMD_MIN(n, left), (size_t)65536);
+    if (conn_)
+        stub_drain(conn_);
 }
 
 /* Between reads: whatever the PRNG says happens in the loop. */
-static void events(void)
+static void events(struct stub_conn **conn)
 {
-    uint32_t e = rnd() & 15;
-    if (e < 6)
-        stub_run_once();
-    else if (e < 9)
-        stub_run_loop();
-    if (!conn_)
+    uint32_t e = loop_event();
+    if (!*conn)
         return;
     if (e == 9 && (flags_ & 0x80))
-        stub_fire_timeout(conn_);
+        stub_fire_timeout(*conn);
     else if (e >= 10 && e <= 12)
-        stub_drain(conn_);
+        stub_drain(*conn);
 }
 
 /* After the input: the connection must end, with every request answered. */
@@ -404,15 +372,8 @@ static void finish(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 2 || size > INPUT_MAX)
+    if (!fuzz_begin(&data, &size, INPUT_MAX))
         return 0;
-    flags_ = data[0];
-    rng_ = 0x9e3779b9u ^ ((uint32_t)data[1] * 0x01000193u);
-    data += 2;
-    size -= 2;
-
-    stub_loop_init();
-    rtmd_log_level = RTMD_LOG_ERROR;
     set_limits(flags_ & 3);
     seq_ = 0;
     answers_pending_ = 0;
@@ -426,25 +387,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (flags_ & 0x08)
         conn_->writes_left = (long)below(6);
 
-    size_t off = 0;
-    while (off < size && conn_) {
-        if (!stub_reading(conn_)) {
-            if (conn_->c.flags & RTMD_CONN_CLOSING)
-                break;
-            /* Paused: what was asked must be answered before reading on. */
-            stub_run_loop();
-            if (conn_)
-                stub_drain(conn_);
-            stub_run_loop();
-            /* Every answer is given by now, so reading must have resumed. */
-            CHECK(!conn_ || stub_reading(conn_) || (conn_->c.flags & RTMD_CONN_CLOSING));
-            continue;
-        }
-        size_t n = read_size(size - off);
-        stub_read(conn_, data + off, n);
-        off += n;
-        events();
-    }
+    feed(&conn_, data, size, 1024, drain, events);
     finish();
     check_output();
 

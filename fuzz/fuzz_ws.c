@@ -62,6 +62,9 @@
 #include "store/store.h"
 #include "stub_conn.h"
 
+#define FUZZ_NAME "fuzz_ws"
+#include "fuzz_util.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define INPUT_MAX (256 * 1024)
@@ -72,14 +75,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define APP0      "970CA35de60c44645bbae8a215061b33"
 #define APP1      "0123456789abcdef0123456789abcdef"
 #define CERT1     "5CFd2fd1755d40ecb72977518be15d3b"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_ws: check failed: %s (line %d)\n", #cond, __LINE__);             \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static const char upgrade_request[] = "GET /v1/rtm HTTP/1.1\r\n"
                                       "Host: rtmd\r\n"
@@ -101,22 +96,7 @@ static struct rtmd_app *app_list_[2];
 static struct rtmd_server server_;
 static struct rtmd_listener listener_;
 static struct slot slots_[SLOTS];
-static uint32_t rng_;
-static uint8_t flags_;
 static int opens_;
-
-static uint32_t rnd(void)
-{
-    rng_ ^= rng_ << 13;
-    rng_ ^= rng_ >> 17;
-    rng_ ^= rng_ << 5;
-    return rng_;
-}
-
-static uint32_t below(uint32_t n)
-{
-    return rnd() % n;
-}
 
 /* ---- a model of what presence must record ------------------------------------------ */
 
@@ -215,18 +195,24 @@ static void model_reset(void)
 
 /* ---- the store stub -------------------------------------------------------------------- */
 
-struct call {
-    struct rtmd_deferred d;
-    int status;
+/* How a store call answers: one of the callbacks is set. */
+struct reply {
     rtmd_store_cb cb;
     rtmd_store_pull_cb pull_cb;
     rtmd_store_messages_cb messages_cb;
     rtmd_store_count_cb count_cb;
     rtmd_store_handle_cb handle_cb;
     rtmd_store_query_cb query_cb;
+    bool with_message; /* messages_cb: one message (if status 0), else none */
+};
+
+struct call {
+    struct rtmd_deferred d;
+    int status;
+    struct reply to;
     struct rtmd_history_query query;
-    bool with_message;
     void *arg;
+    long login_user; /* a presence call's LOGIN op: its user in the model, or -1 */
 };
 
 static struct rtmd_store store_;
@@ -236,43 +222,45 @@ static void call_done(struct rtmd_deferred *d)
 {
     struct call *k = RTMD_CONTAINER_OF(d, struct call, d);
     calls_pending_--;
-    if (k->cb) {
-        k->cb(k->arg, k->status);
-    } else if (k->pull_cb) {
+    /* A login the store failed to record is forgotten by the server (no
+     * Logout will follow): the model forgets it too. */
+    if (k->status < 0 && k->login_user >= 0 && model_on_)
+        users_[k->login_user].online = false;
+    if (k->to.cb) {
+        k->to.cb(k->arg, k->status);
+    } else if (k->to.pull_cb) {
         struct rtmd_event_batch b = {0, NULL, 0};
-        k->pull_cb(k->arg, k->status, &b);
-    } else if (k->messages_cb) {
+        k->to.pull_cb(k->arg, k->status, &b);
+    } else if (k->to.messages_cb) {
         struct rtmd_message m = {RTMD_MSG_PEER, RTMD_STR_LIT("alice"), RTMD_STR_LIT("bob"),
                                  RTMD_STR_LIT("kept for you"), 1700000000000ull};
-        struct rtmd_message_batch b = {k->with_message && k->status == 0 ? 1u : 0u, &m};
-        k->messages_cb(k->arg, k->status, &b);
-    } else if (k->count_cb) {
-        k->count_cb(k->arg, k->status, 0);
-    } else if (k->handle_cb) {
-        k->handle_cb(k->arg, k->status, "h1");
-    } else if (k->query_cb) {
-        k->query_cb(k->arg, k->status, &k->query);
+        struct rtmd_message_batch b = {k->to.with_message && k->status == 0 ? 1u : 0u, &m};
+        k->to.messages_cb(k->arg, k->status, &b);
+    } else if (k->to.count_cb) {
+        k->to.count_cb(k->arg, k->status, 0);
+    } else if (k->to.handle_cb) {
+        k->to.handle_cb(k->arg, k->status, "h1");
+    } else if (k->to.query_cb) {
+        k->to.query_cb(k->arg, k->status, &k->query);
     }
     free(k);
 }
 
-/* A new call, or NULL with *err set when the store refuses synchronously. */
-static struct call *call_new(void *arg, int *err)
+/* Starts a call that answers arg through `to` from the loop: with status 0,
+ * or an error if the flags say so; or refuses it synchronously (-EAGAIN). */
+static struct call *last_call_;
+
+static int call_start(void *arg, struct reply to)
 {
-    if ((flags_ & 0x20) && (rnd() & 3) == 0) {
-        *err = -EAGAIN;
-        return NULL;
-    }
+    if ((flags_ & 0x20) && (rnd() & 3) == 0)
+        return -EAGAIN;
     struct call *k = rtmd_calloc(1, sizeof(*k));
     k->arg = arg;
+    k->login_user = -1;
+    last_call_ = k;
     if ((flags_ & 0x10) && (rnd() & 3) == 0)
         k->status = (rnd() & 1) ? -ETIMEDOUT : RTMD_ESTORE;
-    k->with_message = (flags_ & 0x40) != 0;
-    return k;
-}
-
-static int call_start(struct call *k)
-{
+    k->to = to;
     calls_pending_++;
     rtmd_defer(&k->d, call_done);
     return 0;
@@ -282,42 +270,33 @@ static int st_presence(struct rtmd_store *s, const struct rtmd_app *app,
                        const struct rtmd_presence_op *ops, size_t n, rtmd_store_cb cb, void *arg)
 {
     CHECK(app && n > 0 && cb);
-    int err = 0;
-    struct call *k = call_new(arg, &err);
-    if (!k)
+    int err = call_start(arg, (struct reply){.cb = cb});
+    if (err)
         return err;
     struct rtmd_buf ev;
     rtmd_buf_init(&ev, 4096);
     for (size_t i = 0; i < n; i++) {
         CHECK(rtmd_event_format(&ev, &ops[i]) == 0);
-        if (model_on_)
+        if (model_on_) {
             model_apply(app, &ops[i]);
+            if (ops[i].type == RTMD_EVENT_LOGIN)
+                last_call_->login_user = (long)user_of(app, ops[i].uid);
+        }
     }
     rtmd_buf_free(&ev);
-    k->cb = cb;
-    return call_start(k);
+    return 0;
 }
 
 static int st_pull(struct rtmd_store *s, const struct rtmd_app *app, enum rtmd_evlog_kind kind,
                    uint32_t region, uint32_t max, rtmd_store_pull_cb cb, void *arg)
 {
-    int err = 0;
-    struct call *k = call_new(arg, &err);
-    if (!k)
-        return err;
-    k->pull_cb = cb;
-    return call_start(k);
+    return call_start(arg, (struct reply){.pull_cb = cb});
 }
 
 static int st_rate(struct rtmd_store *s, const struct rtmd_app *app, enum rtmd_rate_bucket bucket,
                    uint32_t qps, rtmd_store_cb cb, void *arg)
 {
-    int err = 0;
-    struct call *k = call_new(arg, &err);
-    if (!k)
-        return err;
-    k->cb = cb;
-    return call_start(k);
+    return call_start(arg, (struct reply){.cb = cb});
 }
 
 static void check_message(const struct rtmd_message *m)
@@ -335,59 +314,33 @@ static int st_history_put(struct rtmd_store *s, const struct rtmd_app *app,
     check_message(m);
     for (size_t i = 0; i < n_recipients; i++)
         CHECK(rtmd_id_valid(recipients[i]));
-    int err = 0;
-    struct call *k = call_new(arg, &err);
-    if (!k)
-        return err;
-    k->cb = cb;
-    return call_start(k);
+    return call_start(arg, (struct reply){.cb = cb});
 }
 
 static int st_history_query(struct rtmd_store *s, const struct rtmd_app *app,
                             const struct rtmd_history_query *q, rtmd_store_messages_cb cb,
                             void *arg)
 {
-    int err = 0;
-    struct call *k = call_new(arg, &err);
-    if (!k)
-        return err;
-    k->messages_cb = cb;
-    k->with_message = false;
-    return call_start(k);
+    return call_start(arg, (struct reply){.messages_cb = cb}); /* always an empty page */
 }
 
 static int st_history_count(struct rtmd_store *s, const struct rtmd_app *app,
                             const struct rtmd_history_query *q, rtmd_store_count_cb cb, void *arg)
 {
-    int err = 0;
-    struct call *k = call_new(arg, &err);
-    if (!k)
-        return err;
-    k->count_cb = cb;
-    return call_start(k);
+    return call_start(arg, (struct reply){.count_cb = cb});
 }
 
 static int st_handle_put(struct rtmd_store *s, const struct rtmd_app *app,
                          const struct rtmd_history_query *q, uint64_t ttl_ms,
                          rtmd_store_handle_cb cb, void *arg)
 {
-    int err = 0;
-    struct call *k = call_new(arg, &err);
-    if (!k)
-        return err;
-    k->handle_cb = cb;
-    return call_start(k);
+    return call_start(arg, (struct reply){.handle_cb = cb});
 }
 
 static int st_handle_take(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str handle,
                           rtmd_store_query_cb cb, void *arg)
 {
-    int err = 0;
-    struct call *k = call_new(arg, &err);
-    if (!k)
-        return err;
-    k->query_cb = cb;
-    return call_start(k);
+    return call_start(arg, (struct reply){.query_cb = cb});
 }
 
 static int st_offline_put(struct rtmd_store *s, const struct rtmd_app *app,
@@ -395,24 +348,14 @@ static int st_offline_put(struct rtmd_store *s, const struct rtmd_app *app,
                           rtmd_store_cb cb, void *arg)
 {
     check_message(m);
-    int err = 0;
-    struct call *k = call_new(arg, &err);
-    if (!k)
-        return err;
-    k->cb = cb;
-    return call_start(k);
+    return call_start(arg, (struct reply){.cb = cb});
 }
 
 static int st_offline_take(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str uid,
                            rtmd_store_messages_cb cb, void *arg)
 {
     CHECK(rtmd_id_valid(uid));
-    int err = 0;
-    struct call *k = call_new(arg, &err);
-    if (!k)
-        return err;
-    k->messages_cb = cb;
-    return call_start(k);
+    return call_start(arg, (struct reply){.messages_cb = cb, .with_message = (flags_ & 0x40) != 0});
 }
 
 static void st_stats(struct rtmd_store *s, struct rtmd_store_stats *out)
@@ -568,21 +511,6 @@ static struct slot *slot_open(int i)
     return s;
 }
 
-static size_t read_size(size_t left)
-{
-    size_t n;
-    switch (rnd() & 7) {
-    case 0:
-    case 1: n = 1 + below(4); break;
-    case 2:
-    case 3: n = 1 + below(32); break;
-    case 4:
-    case 5: n = 1 + below(512); break;
-    default: n = left;
-    }
-    return RTMD_MIN(RTMD_MIN(n, left), (size_t)65536);
-}
-
 static void drain_all(void)
 {
     for (int i = 0; i < SLOTS; i++)
@@ -590,41 +518,20 @@ static void drain_all(void)
             stub_drain(slots_[i].conn);
 }
 
-/* Between reads: loop passes, write completions, maybe a timeout. */
-static void events(struct slot *s)
+/* Between reads on *conn: loop passes, write completions, maybe a timeout. */
+static void events(struct stub_conn **conn)
 {
-    uint32_t e = rnd() & 15;
-    if (e < 6)
-        stub_run_once();
-    else if (e < 9)
-        stub_run_loop();
-    else if (e < 12)
+    uint32_t e = loop_event();
+    if (e >= 9 && e < 12)
         drain_all();
-    else if (e == 12 && (flags_ & 0x80) && s->conn)
-        stub_fire_timeout(s->conn);
+    else if (e == 12 && (flags_ & 0x80) && *conn)
+        stub_fire_timeout(*conn);
 }
 
 /* Delivers up to n of the slot's pending bytes, in reads of any size. */
 static void deliver(struct slot *s, size_t n)
 {
-    size_t off = 0;
-    n = RTMD_MIN(n, s->in.len);
-    while (off < n && s->conn) {
-        if (s->conn->c.flags & RTMD_CONN_CLOSING)
-            break;
-        if (!stub_reading(s->conn)) {
-            stub_run_loop();
-            drain_all();
-            stub_run_loop();
-            /* Every store call has completed: the gateway must read again. */
-            CHECK(!s->conn || stub_reading(s->conn) || (s->conn->c.flags & RTMD_CONN_CLOSING));
-            continue;
-        }
-        size_t k = read_size(n - off);
-        stub_read(s->conn, s->in.data + off, k);
-        off += k;
-        events(s);
-    }
+    size_t off = feed(&s->conn, s->in.data, RTMD_MIN(n, s->in.len), 512, drain_all, events);
     if (!s->conn || (s->conn->c.flags & RTMD_CONN_CLOSING))
         rtmd_buf_reset(&s->in); /* nobody reads it any more */
     else
@@ -821,15 +728,8 @@ static void finish(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 2 || size > INPUT_MAX)
+    if (!fuzz_begin(&data, &size, INPUT_MAX))
         return 0;
-    flags_ = data[0];
-    rng_ = 0x9e3779b9u ^ ((uint32_t)data[1] * 0x01000193u);
-    data += 2;
-    size -= 2;
-
-    stub_loop_init();
-    rtmd_log_level = RTMD_LOG_ERROR;
     config_init();
     store_.type = &stub_store_type;
     calls_pending_ = 0;

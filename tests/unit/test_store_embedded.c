@@ -10,116 +10,28 @@
 #include <stdio.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "store/embedded.c"
+#include "store_fixture.h"
 
-#define APP0 "970CA35de60c44645bbae8a215061b33"
-#define APP1 "0123456789abcdef0123456789abcdef"
-#define T0   1578027420761ULL
+/* ---- config and the store ---- */
 
-struct fixture {
-    uv_loop_t loop;
-    char dir[64];
-    struct rtmd_config *cfg;
-    struct rtmd_app apps[2];
-    struct rtmd_store *store;
-};
-
-/* ---- config, loop and files ---- */
-
-static struct rtmd_config *make_config(struct fixture *f, uint32_t retain)
+/* Two regions; no message limits (these tests store no messages). */
+static struct rtmd_config *make_config(struct fixture *f)
 {
-    struct rtmd_config *cfg = calloc(1, sizeof(*cfg));
-    cfg->data_dir = f->dir;
-    cfg->sync = RTMD_SYNC_FULL;
-    cfg->node_id = 7;
-    cfg->limits.events_retain = retain;
-    cfg->limits.events_max_pull = 1000;
-    snprintf(cfg->regions[0], RTMD_REGION_MAX, "default");
+    struct rtmd_config *cfg = fixture_config(f);
     snprintf(cfg->regions[1], RTMD_REGION_MAX, "eu");
     cfg->n_regions = 2;
-    cfg->apps = calloc(2, sizeof(*cfg->apps));
-    cfg->n_apps = 2;
-    rtmd_hashmap_init(&cfg->apps_by_id);
-    const char *ids[2] = {APP0, APP1};
-    for (uint32_t i = 0; i < 2; i++) {
-        struct rtmd_app *a = &f->apps[i];
-        memset(a, 0, sizeof(*a));
-        snprintf(a->id, sizeof(a->id), "%s", ids[i]);
-        a->index = i;
-        cfg->apps[i] = a;
-        rtmd_hashmap_put(&cfg->apps_by_id, rtmd_str_cstr(a->id), a);
-    }
     return cfg;
-}
-
-static void free_config(struct rtmd_config *cfg)
-{
-    if (!cfg)
-        return;
-    rtmd_hashmap_free(&cfg->apps_by_id);
-    free(cfg->apps);
-    free(cfg);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void start_loop(struct fixture *f)
-{
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    assert_int_equal(rtmd_loop_init(&f->loop), 0);
-}
-
-static void stop_loop(struct fixture *f)
-{
-    rtmd_loop_close();
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
 }
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/rtmd-store-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    /* data_dir is created by open, with its parents. */
-    strcat(f->dir, "/data");
-    f->cfg = make_config(f, 2000);
-    start_loop(f);
-    rtmd_clock_freeze(T0);
-    *state = f;
-    return 0;
+    return fixture_setup(state, "store", make_config, T0);
 }
-
-static void close_store(struct fixture *f);
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    if (f->store)
-        close_store(f);
-    stop_loop(f);
-    rtmd_clock_freeze(0);
-    free_config(f->cfg);
-    char *slash = strrchr(f->dir, '/');
-    *slash = '\0';
-    nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
-
-/* ---- synchronous wrappers ---- */
 
 static void open_store(struct fixture *f)
 {
@@ -128,33 +40,7 @@ static void open_store(struct fixture *f)
     assert_string_equal(f->store->type->name, "embedded");
 }
 
-static void on_closed(void *arg, int status)
-{
-    assert_int_equal(status, 0);
-    (*(int *)arg)++;
-}
-
-static void close_store(struct fixture *f)
-{
-    int closed = 0;
-    rtmd_store_close(f->store, on_closed, &closed);
-    assert_int_equal(closed, 0); /* never from inside close() */
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(closed, 1);
-    f->store = NULL;
-}
-
-struct result {
-    int calls;
-    int status;
-};
-
-static void on_done(void *arg, int status)
-{
-    struct result *r = arg;
-    r->calls++;
-    r->status = status;
-}
+/* ---- synchronous wrappers ---- */
 
 static struct rtmd_presence_op op_make(enum rtmd_event_type type, const char *uid,
                                        const char *channel, uint64_t ms)
@@ -166,13 +52,8 @@ static struct rtmd_presence_op op_make(enum rtmd_event_type type, const char *ui
 static int presence_n(struct fixture *f, int app, const struct rtmd_presence_op *ops, size_t n)
 {
     struct result r = {0, 0};
-    int rc = rtmd_store_presence(f->store, &f->apps[app], ops, n, on_done, &r);
-    if (rc)
-        return rc;
-    assert_int_equal(r.calls, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(r.calls, 1);
-    return r.status;
+    return await_callback(f, rtmd_store_presence(f->store, &f->apps[app], ops, n, on_done, &r),
+                          &r.calls, &r.status);
 }
 
 static int presence1(struct fixture *f, int app, enum rtmd_event_type type, const char *uid,
@@ -217,13 +98,9 @@ static int pull(struct fixture *f, int app, enum rtmd_evlog_kind kind, uint32_t 
                 uint32_t max, struct pulled *p)
 {
     memset(p, 0, sizeof(*p));
-    int rc = rtmd_store_pull(f->store, &f->apps[app], kind, region, max, on_pulled, p);
-    if (rc)
-        return rc;
-    assert_int_equal(p->calls, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(p->calls, 1);
-    return p->status;
+    return await_callback(f,
+                          rtmd_store_pull(f->store, &f->apps[app], kind, region, max, on_pulled, p),
+                          &p->calls, &p->status);
 }
 
 static void expect_user_event(const char *json, const char *type, const char *uid, uint64_t ms)
@@ -243,11 +120,6 @@ static void expect_channel_event(const char *json, const char *type, const char 
              "\"type\":\"%s\",\"user_id\":\"%s\"}",
              channel, channel, (unsigned long long)ms, (unsigned long long)ms, type, uid);
     assert_string_equal(json, want);
-}
-
-static struct embedded *impl(struct fixture *f)
-{
-    return (struct embedded *)f->store;
 }
 
 /* ---- store.c ---- */
@@ -451,8 +323,7 @@ static void test_pulls_in_flight_do_not_overlap(void **state)
 static void test_retain_and_drops(void **state)
 {
     struct fixture *f = *state;
-    free_config(f->cfg);
-    f->cfg = make_config(f, 5);
+    f->cfg->limits.events_retain = 5;
     open_store(f);
     char uid[16];
     for (int i = 1; i <= 3; i++) {
@@ -567,13 +438,7 @@ static void test_second_open_is_refused(void **state)
 static void crash_child(const char *dir)
 {
     struct fixture c;
-    memset(&c, 0, sizeof(c));
-    snprintf(c.dir, sizeof(c.dir), "%s", dir);
-    c.cfg = make_config(&c, 2000);
-    if (uv_loop_init(&c.loop) || rtmd_loop_init(&c.loop))
-        _exit(10);
-    if (rtmd_store_open(&c.store, c.cfg, &c.loop))
-        _exit(11);
+    child_open(&c, dir, make_config);
     struct rtmd_presence_op ops[] = {
         op_make(RTMD_EVENT_LOGIN, "u1", NULL, T0),
         op_make(RTMD_EVENT_JOIN, "u1", "zeta", T0 + 1),
@@ -594,12 +459,7 @@ static void crash_child(const char *dir)
 static void test_crash_recovery(void **state)
 {
     struct fixture *f = *state;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        crash_child(f->dir);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    int status = run_child(f, crash_child);
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), SIGKILL);
 
@@ -761,13 +621,7 @@ static void test_rate(void **state)
  * The worker is idle, waiting on its condition variable. */
 static void break_statement(struct fixture *f, enum stmt_id id, const char *sql)
 {
-    struct embedded *s = impl(f);
-    uv_mutex_lock(&s->mu);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), SQLITE_OK);
-    sqlite3_finalize(s->stmt[id]);
-    s->stmt[id] = st;
-    uv_mutex_unlock(&s->mu);
+    sqlite3_finalize(replace_statement(f, &impl(f)->stmt[id], sql));
 }
 
 static void test_commit_failure(void **state)
@@ -839,7 +693,7 @@ static void test_takeover_in_one_call(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_format),
         T(test_redis_stub),

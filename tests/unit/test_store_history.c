@@ -15,135 +15,25 @@
 #include <stdio.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "store/embedded.c"
+#include "store_fixture.h"
 
-#define APP0 "970CA35de60c44645bbae8a215061b33"
-#define APP1 "0123456789abcdef0123456789abcdef"
-#define T0   1578027420761ULL
-#define DAY  86400000ULL
-
-struct fixture {
-    uv_loop_t loop;
-    char dir[64];
-    struct rtmd_config *cfg;
-    struct rtmd_app apps[2];
-    struct rtmd_store *store;
-};
-
-/* ---- config, loop and files ---- */
-
-static struct rtmd_config *make_config(struct fixture *f)
-{
-    struct rtmd_config *cfg = calloc(1, sizeof(*cfg));
-    cfg->data_dir = f->dir;
-    cfg->sync = RTMD_SYNC_FULL;
-    cfg->node_id = 7;
-    cfg->limits.events_retain = 2000;
-    cfg->limits.events_max_pull = 1000;
-    cfg->limits.history_retention_s = 604800;
-    cfg->limits.max_payload = 32768;
-    cfg->limits.offline_max_per_user = 200;
-    cfg->limits.offline_retention_s = 604800;
-    cfg->limits.history_handle_ttl_s = 600;
-    cfg->limits.store_timeout_ms = 5000;
-    snprintf(cfg->regions[0], RTMD_REGION_MAX, "default");
-    cfg->n_regions = 1;
-    cfg->apps = calloc(2, sizeof(*cfg->apps));
-    cfg->n_apps = 2;
-    rtmd_hashmap_init(&cfg->apps_by_id);
-    const char *ids[2] = {APP0, APP1};
-    for (uint32_t i = 0; i < 2; i++) {
-        struct rtmd_app *a = &f->apps[i];
-        memset(a, 0, sizeof(*a));
-        snprintf(a->id, sizeof(a->id), "%s", ids[i]);
-        a->index = i;
-        cfg->apps[i] = a;
-        rtmd_hashmap_put(&cfg->apps_by_id, rtmd_str_cstr(a->id), a);
-    }
-    return cfg;
-}
-
-static void free_config(struct rtmd_config *cfg)
-{
-    if (!cfg)
-        return;
-    rtmd_hashmap_free(&cfg->apps_by_id);
-    free(cfg->apps);
-    free(cfg);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
+#define DAY 86400000ULL
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/rtmd-history-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    size_t len = strlen(f->dir);
-    snprintf(f->dir + len, sizeof(f->dir) - len, "/data");
-    f->cfg = make_config(f);
-    if (uv_loop_init(&f->loop) || rtmd_loop_init(&f->loop))
-        return -1;
-    rtmd_clock_freeze(T0 + 60000);
-    *state = f;
-    return 0;
-}
-
-static void close_store(struct fixture *f);
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    if (f->store)
-        close_store(f);
-    rtmd_loop_close();
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    rtmd_clock_freeze(0);
-    free_config(f->cfg);
-    *strrchr(f->dir, '/') = '\0';
-    nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
+    return fixture_setup(state, "history", message_config, T0 + 60000);
 }
 
 static void open_store(struct fixture *f)
 {
     assert_int_equal(rtmd_store_open(&f->store, f->cfg, &f->loop), 0);
     uv_run(&f->loop, UV_RUN_DEFAULT); /* the prune made at open */
-}
-
-static void on_closed(void *arg, int status)
-{
-    assert_int_equal(status, 0);
-    (*(int *)arg)++;
-}
-
-static void close_store(struct fixture *f)
-{
-    int closed = 0;
-    rtmd_store_close(f->store, on_closed, &closed);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(closed, 1);
-    f->store = NULL;
-}
-
-static struct embedded *impl(struct fixture *f)
-{
-    return (struct embedded *)f->store;
 }
 
 /* Smaller prune steps, so a few thousand rows take many of them. */
@@ -155,18 +45,6 @@ static void set_prune_batch(struct fixture *f, uint32_t rows)
 }
 
 /* ---- synchronous wrappers ---- */
-
-struct result {
-    int calls;
-    int status;
-};
-
-static void on_done(void *arg, int status)
-{
-    struct result *r = arg;
-    r->calls++;
-    r->status = status;
-}
 
 /* recipients: NULL-terminated uids (CHANNEL), or NULL. */
 static struct rtmd_message msg_make(enum rtmd_message_type type, const char *src, const char *dst,
@@ -199,44 +77,14 @@ static int put(struct fixture *f, int app, enum rtmd_message_type type, const ch
                const char *dst, const char *payload, uint64_t ms, const char *const *recipients)
 {
     struct result r = {0, 0};
-    int rc = put_submit(f, app, type, src, dst, payload, ms, recipients, &r);
-    if (rc)
-        return rc;
-    assert_int_equal(r.calls, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(r.calls, 1);
-    return r.status;
+    return await_callback(f, put_submit(f, app, type, src, dst, payload, ms, recipients, &r),
+                          &r.calls, &r.status);
 }
 
 /* What a query returned: "p|c src>dst @ms payload" per message. */
-struct got {
-    int calls;
-    int status;
-    size_t n;
-    char *m[200];
-};
-
 static void on_messages(void *arg, int status, const struct rtmd_message_batch *b)
 {
-    struct got *g = arg;
-    g->calls++;
-    g->status = status;
-    g->n = b->n;
-    for (size_t i = 0; i < b->n && i < RTMD_ARRAY_SIZE(g->m); i++) {
-        const struct rtmd_message *m = &b->messages[i];
-        char line[256];
-        snprintf(line, sizeof(line), "%c %.*s>%.*s @%llu %.*s",
-                 m->type == RTMD_MSG_PEER ? 'p' : 'c', (int)m->src.len, m->src.p, (int)m->dst.len,
-                 m->dst.p, (unsigned long long)(m->ms - T0), (int)m->payload.len, m->payload.p);
-        g->m[i] = strdup(line);
-    }
-}
-
-static void got_free(struct got *g)
-{
-    for (size_t i = 0; i < g->n && i < RTMD_ARRAY_SIZE(g->m); i++)
-        free(g->m[i]);
-    memset(g, 0, sizeof(*g));
+    got_batch(arg, status, b, true);
 }
 
 static struct rtmd_history_query q_make(const char *src, const char *dst, uint64_t start,
@@ -255,13 +103,8 @@ static struct rtmd_history_query q_make(const char *src, const char *dst, uint64
 static int query(struct fixture *f, int app, const struct rtmd_history_query *q, struct got *g)
 {
     memset(g, 0, sizeof(*g));
-    int rc = rtmd_store_history_query(f->store, &f->apps[app], q, on_messages, g);
-    if (rc)
-        return rc;
-    assert_int_equal(g->calls, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(g->calls, 1);
-    return g->status;
+    return await_callback(f, rtmd_store_history_query(f->store, &f->apps[app], q, on_messages, g),
+                          &g->calls, &g->status);
 }
 
 struct counted {
@@ -281,11 +124,9 @@ static void on_count(void *arg, int status, uint64_t count)
 static uint64_t count(struct fixture *f, int app, const struct rtmd_history_query *q)
 {
     struct counted c = {0, 0, 0};
-    assert_int_equal(rtmd_store_history_count(f->store, &f->apps[app], q, on_count, &c), 0);
-    assert_int_equal(c.calls, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(c.calls, 1);
-    assert_int_equal(c.status, 0);
+    int rc = rtmd_store_history_count(f->store, &f->apps[app], q, on_count, &c);
+    assert_int_equal(rc, 0);
+    assert_int_equal(await_callback(f, rc, &c.calls, &c.status), 0);
     return c.count;
 }
 
@@ -584,18 +425,11 @@ static void test_commit_failure_loses_the_whole_message(void **state)
 {
     struct fixture *f = *state;
     open_store(f);
-    struct embedded *s = impl(f);
     /* The inbox insert fails: the message row goes with it, and the query
      * made in the same transaction fails too. */
-    uv_mutex_lock(&s->mu);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(s->db,
-                                        "INSERT INTO inbox(app,uid,ms,id) VALUES(NULL,?2,?3,?4)",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_stmt *saved = s->msgdb.stmt[MSGDB_INBOX_INSERT];
-    s->msgdb.stmt[MSGDB_INBOX_INSERT] = st;
-    uv_mutex_unlock(&s->mu);
+    sqlite3_stmt **slot = &impl(f)->msgdb.stmt[MSGDB_INBOX_INSERT];
+    sqlite3_stmt *saved =
+        replace_statement(f, slot, "INSERT INTO inbox(app,uid,ms,id) VALUES(NULL,?2,?3,?4)");
     struct result r = {0, 0};
     struct got g = {0};
     struct rtmd_history_query q = q_make("alice", NULL, T0, T0 + 10);
@@ -606,10 +440,7 @@ static void test_commit_failure_loses_the_whole_message(void **state)
     assert_int_equal(g.status, RTMD_ESTORE);
     assert_int_equal(g.n, 0);
 
-    uv_mutex_lock(&s->mu);
-    sqlite3_finalize(s->msgdb.stmt[MSGDB_INBOX_INSERT]);
-    s->msgdb.stmt[MSGDB_INBOX_INSERT] = saved;
-    uv_mutex_unlock(&s->mu);
+    restore_statement(f, slot, saved);
     assert_int_equal(put(f, 0, RTMD_MSG_PEER, "alice", "bob", "kept", T0 + 1, NULL), 0);
     expect(f, "alice", NULL, T0, T0 + 10, LIST("p alice>bob @1 kept"));
     expect(f, NULL, "bob", T0, T0 + 10, LIST("p alice>bob @1 kept"));
@@ -618,28 +449,28 @@ static void test_commit_failure_loses_the_whole_message(void **state)
     assert_int_equal(stats.history_kept, 1);
 }
 
-static int64_t db_count(struct fixture *f, const char *sql)
+/* Opens the store keeping history 60 s, a day after T0; returns that time. */
+static uint64_t open_store_retaining_60s(struct fixture *f)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/rtmd.db", f->dir);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return n;
+    f->cfg->limits.history_retention_s = 60;
+    const uint64_t now = T0 + DAY;
+    rtmd_clock_freeze(now);
+    open_store(f);
+    return now;
+}
+
+/* Closes the store; the file then holds that many messages and inbox rows. */
+static void close_and_count(struct fixture *f, int64_t messages, int64_t inbox)
+{
+    close_store(f);
+    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM messages"), messages);
+    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM inbox"), inbox);
 }
 
 static void test_retention(void **state)
 {
     struct fixture *f = *state;
-    f->cfg->limits.history_retention_s = 60;
-    const uint64_t now = T0 + DAY;
-    rtmd_clock_freeze(now);
-    open_store(f);
+    const uint64_t now = open_store_retaining_60s(f);
     /* Two expired (older than 60 s), two live; channel messages with
      * inbox rows on both sides of the line. */
     assert_int_equal(put(f, 0, RTMD_MSG_PEER, "a", "b", "old1", now - 120000, NULL), 0);
@@ -680,15 +511,11 @@ static void test_retention(void **state)
     assert_int_equal(g.n, 1);
     assert_string_equal(g.m[0], "p a>b @86399000 new");
     got_free(&g);
-    close_store(f);
-    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM messages"), 2);
-    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM inbox"), 2);
+    close_and_count(f, 2, 2);
     open_store(f);
     rtmd_store_stats(f->store, &st);
     assert_int_equal(st.history_pruned, 1);
-    close_store(f);
-    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM messages"), 1);
-    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM inbox"), 1);
+    close_and_count(f, 1, 1);
 }
 
 static struct embedded *prune_probe;
@@ -704,10 +531,7 @@ static void on_put_during_prune(void *arg, int status)
 static void test_prune_in_steps_between_commits(void **state)
 {
     struct fixture *f = *state;
-    f->cfg->limits.history_retention_s = 60;
-    const uint64_t now = T0 + DAY;
-    rtmd_clock_freeze(now);
-    open_store(f);
+    const uint64_t now = open_store_retaining_60s(f);
     enum { N = 3000 };
     int done = 0;
     for (int i = 0; i < N; i++) {
@@ -738,18 +562,13 @@ static void test_prune_in_steps_between_commits(void **state)
     assert_int_equal(st.history_pruned, N);
     assert_true(impl(f)->prune_steps >= 2 * N / 100); /* 3000 messages, 3000 inbox rows */
     expect(f, "a", NULL, 0, UINT64_MAX, LIST("p a>b @86400000 live"));
-    close_store(f);
-    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM messages"), 1);
-    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM inbox"), 1);
+    close_and_count(f, 1, 1);
 }
 
 static void test_close_stops_a_running_prune(void **state)
 {
     struct fixture *f = *state;
-    f->cfg->limits.history_retention_s = 60;
-    const uint64_t now = T0 + DAY;
-    rtmd_clock_freeze(now);
-    open_store(f);
+    open_store_retaining_60s(f);
     enum { N = 5000 };
     struct result r = {0, 0};
     for (int i = 0; i < N; i++)
@@ -763,9 +582,7 @@ static void test_close_stops_a_running_prune(void **state)
     int64_t left = db_count(f, "SELECT COUNT(*) FROM messages");
     assert_true(left > 0 && left <= N);
     open_store(f); /* and the next run finishes the job */
-    close_store(f);
-    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM messages"), 0);
-    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM inbox"), 0);
+    close_and_count(f, 0, 0);
 }
 
 static void test_persists_across_reopen(void **state)
@@ -811,13 +628,7 @@ static void test_upgrades_a_version_1_database(void **state)
 static void crash_child(const char *dir)
 {
     struct fixture c;
-    memset(&c, 0, sizeof(c));
-    snprintf(c.dir, sizeof(c.dir), "%s", dir);
-    c.cfg = make_config(&c);
-    if (uv_loop_init(&c.loop) || rtmd_loop_init(&c.loop))
-        _exit(10);
-    if (rtmd_store_open(&c.store, c.cfg, &c.loop))
-        _exit(11);
+    child_open(&c, dir, message_config);
     for (int i = 0; i < 60; i++) {
         char payload[16];
         snprintf(payload, sizeof(payload), "m%02d", i);
@@ -839,12 +650,7 @@ static void crash_child(const char *dir)
 static void test_crash_keeps_acknowledged_messages(void **state)
 {
     struct fixture *f = *state;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        crash_child(f->dir);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    int status = run_child(f, crash_child);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
 
@@ -943,25 +749,16 @@ static int handle_put(struct fixture *f, int app, const struct rtmd_history_quer
                       uint64_t ttl_ms, struct handled *h)
 {
     memset(h, 0, sizeof(*h));
-    int rc = rtmd_store_handle_put(f->store, &f->apps[app], q, ttl_ms, on_handle, h);
-    if (rc)
-        return rc;
-    assert_int_equal(h->calls, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(h->calls, 1);
-    return h->status;
+    return await_callback(f,
+                          rtmd_store_handle_put(f->store, &f->apps[app], q, ttl_ms, on_handle, h),
+                          &h->calls, &h->status);
 }
 
 static int handle_take(struct fixture *f, int app, const char *handle, struct handled *h)
 {
     memset(h, 0, sizeof(*h));
     int rc = rtmd_store_handle_take(f->store, &f->apps[app], rtmd_str_cstr(handle), on_taken, h);
-    if (rc)
-        return rc;
-    assert_int_equal(h->calls, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(h->calls, 1);
-    return h->status;
+    return await_callback(f, rc, &h->calls, &h->status);
 }
 
 static void test_handles(void **state)
@@ -1285,7 +1082,7 @@ static void test_bench_history(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_filter_shapes),
         T(test_time_bounds_inclusive),

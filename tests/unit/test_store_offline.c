@@ -11,108 +11,18 @@
 #include <stdio.h>
 
 #include <cmocka.h>
-#include <ftw.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "store/embedded.c"
+#include "store_fixture.h"
 
-#define APP0 "970CA35de60c44645bbae8a215061b33"
-#define APP1 "0123456789abcdef0123456789abcdef"
-#define T0   1578027420761ULL
 #define WEEK (7 * 86400000ULL)
-
-struct fixture {
-    uv_loop_t loop;
-    char dir[64];
-    struct rtmd_config *cfg;
-    struct rtmd_app apps[2];
-    struct rtmd_store *store;
-};
-
-/* ---- config, loop and files ---- */
-
-static struct rtmd_config *make_config(struct fixture *f)
-{
-    struct rtmd_config *cfg = calloc(1, sizeof(*cfg));
-    cfg->data_dir = f->dir;
-    cfg->sync = RTMD_SYNC_FULL;
-    cfg->node_id = 7;
-    cfg->limits.events_retain = 2000;
-    cfg->limits.events_max_pull = 1000;
-    cfg->limits.history_retention_s = 604800;
-    cfg->limits.max_payload = 32768;
-    cfg->limits.offline_max_per_user = 200;
-    cfg->limits.offline_retention_s = 604800;
-    cfg->limits.history_handle_ttl_s = 600;
-    cfg->limits.store_timeout_ms = 5000;
-    snprintf(cfg->regions[0], RTMD_REGION_MAX, "default");
-    cfg->n_regions = 1;
-    cfg->apps = calloc(2, sizeof(*cfg->apps));
-    cfg->n_apps = 2;
-    rtmd_hashmap_init(&cfg->apps_by_id);
-    const char *ids[2] = {APP0, APP1};
-    for (uint32_t i = 0; i < 2; i++) {
-        struct rtmd_app *a = &f->apps[i];
-        memset(a, 0, sizeof(*a));
-        snprintf(a->id, sizeof(a->id), "%s", ids[i]);
-        a->index = i;
-        cfg->apps[i] = a;
-        rtmd_hashmap_put(&cfg->apps_by_id, rtmd_str_cstr(a->id), a);
-    }
-    return cfg;
-}
-
-static void free_config(struct rtmd_config *cfg)
-{
-    if (!cfg)
-        return;
-    rtmd_hashmap_free(&cfg->apps_by_id);
-    free(cfg->apps);
-    free(cfg);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/rtmd-offline-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    size_t len = strlen(f->dir);
-    snprintf(f->dir + len, sizeof(f->dir) - len, "/data");
-    f->cfg = make_config(f);
-    if (uv_loop_init(&f->loop) || rtmd_loop_init(&f->loop))
-        return -1;
-    rtmd_clock_freeze(T0 + 60000);
-    *state = f;
-    return 0;
-}
-
-static void close_store(struct fixture *f);
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    if (f->store)
-        close_store(f);
-    rtmd_loop_close();
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    rtmd_clock_freeze(0);
-    free_config(f->cfg);
-    *strrchr(f->dir, '/') = '\0';
-    nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
+    return fixture_setup(state, "offline", message_config, T0 + 60000);
 }
 
 static void open_store(struct fixture *f)
@@ -121,54 +31,7 @@ static void open_store(struct fixture *f)
     uv_run(&f->loop, UV_RUN_DEFAULT); /* the prune made at open */
 }
 
-static void on_closed(void *arg, int status)
-{
-    assert_int_equal(status, 0);
-    (*(int *)arg)++;
-}
-
-static void close_store(struct fixture *f)
-{
-    int closed = 0;
-    rtmd_store_close(f->store, on_closed, &closed);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(closed, 1);
-    f->store = NULL;
-}
-
-static struct embedded *impl(struct fixture *f)
-{
-    return (struct embedded *)f->store;
-}
-
-static int64_t db_count(struct fixture *f, const char *sql)
-{
-    char path[128];
-    snprintf(path, sizeof(path), "%s/rtmd.db", f->dir);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return n;
-}
-
 /* ---- synchronous wrappers ---- */
-
-struct result {
-    int calls;
-    int status;
-};
-
-static void on_done(void *arg, int status)
-{
-    struct result *r = arg;
-    r->calls++;
-    r->status = status;
-}
 
 static int put_submit(struct fixture *f, int app, const char *src, const char *dst,
                       const char *payload, uint64_t ms, uint32_t max, uint64_t ttl_ms,
@@ -183,45 +46,16 @@ static int put(struct fixture *f, int app, const char *src, const char *dst, con
                uint64_t ms, uint32_t max, uint64_t ttl_ms)
 {
     struct result r = {0, 0};
-    int rc = put_submit(f, app, src, dst, payload, ms, max, ttl_ms, &r);
-    if (rc)
-        return rc;
-    assert_int_equal(r.calls, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(r.calls, 1);
-    return r.status;
+    return await_callback(f, put_submit(f, app, src, dst, payload, ms, max, ttl_ms, &r), &r.calls,
+                          &r.status);
 }
 
 /* What a take returned: "src>dst @ms payload" per message. */
-struct got {
-    int calls;
-    int status;
-    size_t n;
-    char *m[300];
-};
-
 static void on_taken(void *arg, int status, const struct rtmd_message_batch *b)
 {
-    struct got *g = arg;
-    g->calls++;
-    g->status = status;
-    g->n = b->n;
-    for (size_t i = 0; i < b->n && i < RTMD_ARRAY_SIZE(g->m); i++) {
-        const struct rtmd_message *m = &b->messages[i];
-        assert_int_equal(m->type, RTMD_MSG_PEER);
-        char line[256];
-        snprintf(line, sizeof(line), "%.*s>%.*s @%llu %.*s", (int)m->src.len, m->src.p,
-                 (int)m->dst.len, m->dst.p, (unsigned long long)(m->ms - T0), (int)m->payload.len,
-                 m->payload.p);
-        g->m[i] = strdup(line);
-    }
-}
-
-static void got_free(struct got *g)
-{
-    for (size_t i = 0; i < g->n && i < RTMD_ARRAY_SIZE(g->m); i++)
-        free(g->m[i]);
-    memset(g, 0, sizeof(*g));
+    for (size_t i = 0; i < b->n; i++)
+        assert_int_equal(b->messages[i].type, RTMD_MSG_PEER);
+    got_batch(arg, status, b, false);
 }
 
 static int take_submit(struct fixture *f, int app, const char *uid, struct got *g)
@@ -232,13 +66,7 @@ static int take_submit(struct fixture *f, int app, const char *uid, struct got *
 
 static int take(struct fixture *f, int app, const char *uid, struct got *g)
 {
-    int rc = take_submit(f, app, uid, g);
-    if (rc)
-        return rc;
-    assert_int_equal(g->calls, 0);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    assert_int_equal(g->calls, 1);
-    return g->status;
+    return await_callback(f, take_submit(f, app, uid, g), &g->calls, &g->status);
 }
 
 /* ---- tests ---- */
@@ -431,24 +259,14 @@ static void test_failed_take_consumes_nothing(void **state)
     assert_int_equal(put(f, 0, "a", "u", "one", T0, 200, WEEK), 0);
     assert_int_equal(put(f, 0, "a", "u", "two", T0 + 1, 200, WEEK), 0);
     /* The delete fails: the take fails and both stay. */
-    struct embedded *s = impl(f);
-    uv_mutex_lock(&s->mu);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(s->db,
-                                        "INSERT INTO offline(app,uid,src,ms,expire_ms,payload)"
-                                        " VALUES(NULL,?2,'',0,0,'')",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_stmt *saved = s->msgdb.stmt[MSGDB_OFFLINE_DELETE_USER];
-    s->msgdb.stmt[MSGDB_OFFLINE_DELETE_USER] = st;
-    uv_mutex_unlock(&s->mu);
+    sqlite3_stmt **slot = &impl(f)->msgdb.stmt[MSGDB_OFFLINE_DELETE_USER];
+    sqlite3_stmt *saved = replace_statement(f, slot,
+                                            "INSERT INTO offline(app,uid,src,ms,expire_ms,payload)"
+                                            " VALUES(NULL,?2,'',0,0,'')");
     struct got g;
     assert_int_equal(take(f, 0, "u", &g), RTMD_ESTORE);
     assert_int_equal(g.n, 0);
-    uv_mutex_lock(&s->mu);
-    sqlite3_finalize(s->msgdb.stmt[MSGDB_OFFLINE_DELETE_USER]);
-    s->msgdb.stmt[MSGDB_OFFLINE_DELETE_USER] = saved;
-    uv_mutex_unlock(&s->mu);
+    restore_statement(f, slot, saved);
     assert_int_equal(take(f, 0, "u", &g), 0);
     assert_int_equal(g.n, 2);
     assert_string_equal(g.m[0], "a>u @0 one");
@@ -487,13 +305,7 @@ static void test_invalid_calls_fail_synchronously(void **state)
 static void crash_child(const char *dir)
 {
     struct fixture c;
-    memset(&c, 0, sizeof(c));
-    snprintf(c.dir, sizeof(c.dir), "%s", dir);
-    c.cfg = make_config(&c);
-    if (uv_loop_init(&c.loop) || rtmd_loop_init(&c.loop))
-        _exit(10);
-    if (rtmd_store_open(&c.store, c.cfg, &c.loop))
-        _exit(11);
+    child_open(&c, dir, message_config);
     char payload[16];
     for (int i = 0; i < 40; i++) {
         snprintf(payload, sizeof(payload), "m%02d", i);
@@ -524,12 +336,7 @@ static void crash_child(const char *dir)
 static void test_crash_durability(void **state)
 {
     struct fixture *f = *state;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        crash_child(f->dir);
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    int status = run_child(f, crash_child);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
 
@@ -559,7 +366,7 @@ static void test_crash_durability(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_cap_newest_replace_oldest),
         T(test_order),

@@ -105,6 +105,16 @@ static int verify(const char *token, const char *uid, uint64_t now, struct rtmd_
     return rtmd_token_verify(S(token), app, cert, S(uid), now, info ? info : &scratch);
 }
 
+/* token verifies for uid at `at`, which is its expire_ts, and no longer a
+ * second later. */
+static void expect_expiry(const char *token, const char *uid, uint64_t at)
+{
+    struct rtmd_token_info info;
+    assert_int_equal(verify(token, uid, at, &info), 0);
+    assert_int_equal(info.expire_ts, at);
+    assert_int_equal(verify(token, uid, at + 1, NULL), RTMD_EEXPIRED);
+}
+
 static int verify_len(const char *token, size_t len, const char *uid, uint64_t now)
 {
     struct rtmd_token_info info;
@@ -246,6 +256,17 @@ static char *make_007(const char *user, uint32_t issue, uint32_t expire, uint32_
 
 /* ---- §8.3 vectors: 006 ---------------------------------------------------- */
 
+/* rtmd_token_build_006() for test_user (salt 1, ts ISSUE, login) makes want. */
+static void expect_build_006(const char *want, uint32_t login)
+{
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, RTMD_TOKEN_MAX);
+    assert_int_equal(rtmd_token_build_006(&b, app, cert, S("test_user"), 1, ISSUE, login), 0);
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
+    rtmd_buf_free(&b);
+}
+
 static void test_vector1_verifies(void **state)
 {
     struct rtmd_token_info info;
@@ -261,12 +282,7 @@ static void test_vector1_verifies(void **state)
 
 static void test_vector1_builds_byte_for_byte(void **state)
 {
-    struct rtmd_buf b;
-    rtmd_buf_init(&b, RTMD_TOKEN_MAX);
-    assert_int_equal(rtmd_token_build_006(&b, app, cert, S("test_user"), 1, ISSUE, 1446455471), 0);
-    assert_int_equal(b.len, strlen(V1));
-    assert_memory_equal(b.data, V1, b.len);
-    rtmd_buf_free(&b);
+    expect_build_006(V1, 1446455471);
 }
 
 static void test_vector1_intermediate_values(void **state)
@@ -303,12 +319,7 @@ static void test_vector2_verifies(void **state)
 
 static void test_vector2_builds_byte_for_byte(void **state)
 {
-    struct rtmd_buf b;
-    rtmd_buf_init(&b, RTMD_TOKEN_MAX);
-    assert_int_equal(rtmd_token_build_006(&b, app, cert, S("test_user"), 1, ISSUE, 100), 0);
-    assert_int_equal(b.len, strlen(V2));
-    assert_memory_equal(b.data, V2, b.len);
-    rtmd_buf_free(&b);
+    expect_build_006(V2, 100);
 }
 
 /* Vectors 3 and 4 are RTC tokens (joinChannel only). Their signatures check
@@ -818,26 +829,19 @@ static void test_006_expiry_rules(void **state)
     /* privilege 0: only ts counts. */
     put_u32(m + 12, 0);
     char *t = make_006("test_user", m, sizeof(m), crc, 0, CERT);
-    struct rtmd_token_info info;
-    assert_int_equal(verify(t, "test_user", 5000, &info), 0);
-    assert_int_equal(info.expire_ts, 5000);
-    assert_int_equal(verify(t, "test_user", 5001, NULL), RTMD_EEXPIRED);
+    expect_expiry(t, "test_user", 5000);
     free(t);
 
     /* privilege later than ts: ts counts. */
     put_u32(m + 12, 9000);
     t = make_006("test_user", m, sizeof(m), crc, 0, CERT);
-    assert_int_equal(verify(t, "test_user", 5000, &info), 0);
-    assert_int_equal(info.expire_ts, 5000);
-    assert_int_equal(verify(t, "test_user", 5001, NULL), RTMD_EEXPIRED);
+    expect_expiry(t, "test_user", 5000);
     free(t);
 
     /* privilege earlier: it counts. */
     put_u32(m + 12, 3000);
     t = make_006("test_user", m, sizeof(m), crc, 0, CERT);
-    assert_int_equal(verify(t, "test_user", 3000, &info), 0);
-    assert_int_equal(info.expire_ts, 3000);
-    assert_int_equal(verify(t, "test_user", 3001, NULL), RTMD_EEXPIRED);
+    expect_expiry(t, "test_user", 3000);
     /* Huge now values do not wrap. */
     assert_int_equal(verify(t, "test_user", UINT64_MAX, NULL), RTMD_EEXPIRED);
     assert_int_equal(verify(t, "test_user", (uint64_t)1 << 32, NULL), RTMD_EEXPIRED);
@@ -897,21 +901,15 @@ static void test_007_expire_zero_is_24h(void **state)
 {
     struct rtmd_token_info info;
     char *t = make_007("test_user", ISSUE, 0, 0);
-    assert_int_equal(verify(t, "test_user", ISSUE + 86400, &info), 0);
-    assert_int_equal(info.expire_ts, ISSUE + 86400);
-    assert_int_equal(verify(t, "test_user", ISSUE + 86401, NULL), RTMD_EEXPIRED);
+    expect_expiry(t, "test_user", ISSUE + 86400);
     free(t);
     /* expire 0 but login 600: login counts. */
     t = make_007("test_user", ISSUE, 0, 600);
-    assert_int_equal(verify(t, "", ISSUE + 600, &info), 0);
-    assert_int_equal(info.expire_ts, ISSUE + 600);
-    assert_int_equal(verify(t, "", ISSUE + 601, NULL), RTMD_EEXPIRED);
+    expect_expiry(t, "", ISSUE + 600);
     free(t);
     /* expire 600, login 0: expire counts. */
     t = make_007("test_user", ISSUE, 600, 0);
-    assert_int_equal(verify(t, "", ISSUE + 600, &info), 0);
-    assert_int_equal(info.expire_ts, ISSUE + 600);
-    assert_int_equal(verify(t, "", ISSUE + 601, NULL), RTMD_EEXPIRED);
+    expect_expiry(t, "", ISSUE + 600);
     free(t);
     /* login shorter than expire. */
     t = make_007("test_user", ISSUE, 600, 300);
@@ -924,9 +922,7 @@ static void test_007_24h_cap(void **state)
 {
     struct rtmd_token_info info;
     char *t = make_007("test_user", ISSUE, 2 * 86400, 2 * 86400);
-    assert_int_equal(verify(t, "", ISSUE + 86400, &info), 0);
-    assert_int_equal(info.expire_ts, ISSUE + 86400);
-    assert_int_equal(verify(t, "", ISSUE + 86401, NULL), RTMD_EEXPIRED);
+    expect_expiry(t, "", ISSUE + 86400);
     free(t);
     /* An absolute time in `expire` (one Agora doc page) lives the cap. */
     t = make_007("test_user", ISSUE, ISSUE + 3600, ISSUE + 3600);
@@ -935,9 +931,7 @@ static void test_007_24h_cap(void **state)
     free(t);
     /* No wrap-around near the end of u32 time. */
     t = make_007("test_user", UINT32_MAX - 10, UINT32_MAX, UINT32_MAX);
-    assert_int_equal(verify(t, "", UINT32_MAX, &info), 0);
-    assert_int_equal(info.expire_ts, UINT32_MAX);
-    assert_int_equal(verify(t, "", (uint64_t)UINT32_MAX + 1, NULL), RTMD_EEXPIRED);
+    expect_expiry(t, "", UINT32_MAX);
     free(t);
     /* Issued in the future: not rejected, still capped. */
     t = make_007("test_user", ISSUE + 1000, 600, 600);
