@@ -49,6 +49,8 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 PYTEST  ?= /usr/bin/python3 -m pytest
 
 .PHONY: all test unit replay blackbox fuzz bench-tools clean format format-check
+# Keep the objects of pattern-rule chains (unit tests, fuzz drivers) between runs.
+.SECONDARY:
 all: $(BUILD)/rtmd $(UNIT_BIN) $(REPLAY_BIN) $(BENCH_BIN)
 
 $(BUILD)/%.o: %.c

@@ -93,13 +93,24 @@ static int write_ready_file(const struct rtmd_config *cfg)
     return rename(tmp, cfg->ready_file);
 }
 
-static void raise_fd_limit(void)
+/* Raises the open-file limit to the hard limit, and warns when
+ * max_connections cannot fit: connections past the limit would be accepted
+ * and dropped by libuv without rtmd seeing them. */
+static void raise_fd_limit(const struct rtmd_config *cfg)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+    if (rl.rlim_cur != RLIM_INFINITY && cfg->limits.max_connections + 64 > rl.rlim_cur)
+        rtmd_log_warn("main",
+                      "max_connections = %u, but the open-file limit is %llu: keep it at most "
+                      "%llu (connections past the limit are dropped unseen)",
+                      cfg->limits.max_connections, (unsigned long long)rl.rlim_cur,
+                      rl.rlim_cur > 64 ? (unsigned long long)rl.rlim_cur - 64 : 0ULL);
 }
 
 static SSL_CTX *make_tls(const struct rtmd_config *cfg)
@@ -175,10 +186,13 @@ int main(int argc, char **argv)
         return 2;
     }
     rtmd_log_level = cfg->log_level;
+    if (cfg->bench_pull_keeps_events)
+        rtmd_log_warn("main", "[store] bench_pull_keeps_events is on: event pulls do not consume "
+                              "(benchmarks only)");
 
     rtmd_request_id_init(cfg->node_id, seeds[2] >> 1);
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit();
+    raise_fd_limit(cfg);
 
     uv_loop_t *loop = uv_default_loop();
     rtmd_loop_init(loop);

@@ -232,6 +232,15 @@ static const struct opt options[] = {
      .choices = sync_choices,
      .doc = "`embedded` only: `full` fsyncs each group commit before acknowledging; `normal` "
             "leaves flushing to the OS (faster; a power loss may lose the last moments)"},
+    {.section = SEC_STORE,
+     .name = "bench_pull_keeps_events",
+     .type = T_BOOL,
+     .offset = CFG(bench_pull_keeps_events),
+     .def = "off",
+     .choices = bool_choices,
+     .doc = "Benchmarks only, never in production: `on` makes an event pull return the oldest "
+            "unread events without marking them read (the cursor write is still committed, "
+            "unchanged), so bench/rest-pull can pull the same answer again and again"},
 
     /* [limits] — field comments in config.h give the same defaults */
     LIMIT(events_retain, 2000, 1, 1000000, "Events kept per app and log; older unread ones drop"),

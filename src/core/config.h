@@ -99,7 +99,8 @@ struct rtmd_config {
     /* [store] */
     enum rtmd_store_backend backend;
     char *redis_url;
-    enum rtmd_store_sync sync; /* embedded: full = fsync every group commit */
+    enum rtmd_store_sync sync;    /* embedded: full = fsync every group commit */
+    bool bench_pull_keeps_events; /* benchmarks only: pulls leave the read position */
 
     /* [limits] */
     struct rtmd_limits limits;

