@@ -6,8 +6,10 @@ over plain HTTP or HTTPS. Standard library only; run with /usr/bin/python3.
 """
 import base64
 import http.client
+import ipaddress
 import json
 import os
+import resource
 import signal
 import ssl
 import statistics
@@ -37,6 +39,18 @@ def build(targets):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         sys.exit("make failed:\n" + r.stdout[-4000:])
+
+
+def parse_sources(text):
+    """'127.0.0.2-127.0.0.5,127.0.0.9' -> a list of addresses."""
+    out = []
+    for part in text.split(","):
+        if "-" in part:
+            a, b = (ipaddress.IPv4Address(x.strip()) for x in part.split("-", 1))
+            out.extend(str(ipaddress.IPv4Address(i)) for i in range(int(a), int(b) + 1))
+        elif part.strip():
+            out.append(str(ipaddress.IPv4Address(part.strip())))
+    return out
 
 
 def app_id(i):
@@ -202,6 +216,29 @@ def get_json(conn, path, headers=None):
     return r.status, body, raw, r.getheaders()
 
 
+def metrics(rtmd):
+    """GET /metrics as {name{labels}: value}; {} when rtmd does not serve it."""
+    try:
+        conn = rtmd.connection(timeout=10)
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        text = r.read().decode("utf-8", "replace")
+        conn.close()
+    except OSError:
+        return {}
+    out = {}
+    if r.status != 200:
+        return out
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
 def events_path(app):
     return "/dev/v2/project/%s/rtm/vendor/user_events" % app
 
@@ -237,6 +274,88 @@ def pull_all(rtmd, app, expect=None, idle_timeout=10.0, max_time=300.0):
     return events, pulls
 
 
+def _cpu_times():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]  # idle + iowait
+    return sum(v[:8]), idle
+
+
+def busy_fraction(seconds=0.5):
+    """Share of all CPUs busy over `seconds` (0..1), whoever uses them."""
+    t0, i0 = _cpu_times()
+    time.sleep(seconds)
+    t1, i1 = _cpu_times()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def proc_jiffies(pids):
+    """utime + stime (all threads) of these processes, in clock ticks."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+class ForeignCpu:
+    """How much CPU processes other than ours used meanwhile, as a share of all CPUs:
+    start(), run a child to completion, stop() -> 0..1. Ours: `pids` (read from /proc)
+    plus every child reaped meanwhile (getrusage), and all softirq time (loopback TCP)."""
+
+    def __init__(self, pids):
+        self.pids = list(pids)
+
+    @staticmethod
+    def _stat():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return v[0] + v[1] + v[2] + v[7], sum(v)  # user nice system steal; everything
+
+    @staticmethod
+    def _children_ticks():
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (ru.ru_utime + ru.ru_stime) * os.sysconf("SC_CLK_TCK")
+
+    def start(self):
+        self.b0, self.t0 = self._stat()
+        self.p0 = proc_jiffies(self.pids)
+        self.c0 = self._children_ticks()
+
+    def stop(self):
+        b1, t1 = self._stat()
+        ours = proc_jiffies(self.pids) - self.p0 + self._children_ticks() - self.c0
+        return max(0.0, ((b1 - self.b0) - ours) / max(1, t1 - self.t0))
+
+
+def wait_quiet(threshold=0.10, max_wait=120.0):
+    """Waits (up to max_wait s) until the machine is idle before a measurement: other
+    work on a 2-core machine moves every figure. Returns the busy share last seen."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        b = busy_fraction()
+        if b <= threshold or time.monotonic() > deadline:
+            return b
+        time.sleep(1.0)
+
+
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -262,7 +381,8 @@ def machine_line():
         for line in f:
             if line.startswith("MemTotal"):
                 mem = int(line.split()[1]) // 1024
-    import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return "%d x %s, kernel %s, %d MiB RAM, open files %d/%d" % (
-        len(model), model[0] if model else "?", os.uname().release, mem, soft, hard)
+    load = open("/proc/loadavg").read().split()[:3]
+    return "%d x %s, kernel %s, %d MiB RAM, open files %d/%d, load average %s" % (
+        len(model), model[0] if model else "?", os.uname().release, mem, soft, hard,
+        " ".join(load))

@@ -3,7 +3,7 @@
  * a distinct uid, holds them idle, then exits. A load generator for
  * bench/ws-hold; it needs nothing beyond libc (it ignores librtmd.a).
  *
- *   build/bench/ws_hold --port P --app APPID [--count N] [--sources A,B,...]
+ *   build/bench/ws_hold --port P --app APPID[,APPID...] [--count N] [--sources A,B,...]
  *       [--host 127.0.0.1] [--rate CONNECTS_PER_S] [--inflight N]
  *       [--hold-seconds S] [--uid-prefix PFX] [--timeout S] [--logout]
  *       [--control-stdin] [--quiet]
@@ -16,7 +16,8 @@
  *      each sends the upgrade request for /v1/rtm and waits for 101.
  *   2. login: when every connection is upgraded or failed (with
  *      --control-stdin: when a line "go" arrives on stdin), every
- *      connection sends {"op":"login","id":1,"appid":APP,"uid":PFX<i>} and
+ *      connection i sends {"op":"login","id":1,"appid":APP,"uid":PFX<i>}
+ *      (APP: the (i mod n)-th of the n App IDs of --app) and
  *      waits for its reply ({"ok":true} is sent by rtmd once the Login
  *      event is durable).
  *   3. hold: the connections stay open and idle (nothing is sent, nothing
@@ -112,7 +113,8 @@ static struct {
     uint32_t inflight;
     double hold_s;
     char uid_prefix[48];
-    const char *app;
+    const char *apps; /* comma-separated App IDs; connection i uses app i % n_apps */
+    uint32_t n_apps;
     double timeout_s;
     bool logout;
     bool control_stdin;
@@ -147,7 +149,7 @@ static void die_usage(const char *msg)
 {
     fprintf(stderr, "ws_hold: %s\n", msg);
     fprintf(stderr,
-            "usage: ws_hold --port P --app APPID [--count N] [--sources A,B,..] [--host H]\n"
+            "usage: ws_hold --port P --app APPID[,..] [--count N] [--sources A,B,..] [--host H]\n"
             "               [--rate CONNECTS_PER_S] [--inflight N] [--hold-seconds S]\n"
             "               [--uid-prefix PFX] [--timeout S] [--logout] [--control-stdin] "
             "[--quiet]\n");
@@ -246,17 +248,23 @@ static void parse_args(int argc, char **argv)
                 die_usage("--uid-prefix too long");
             snprintf(opt.uid_prefix, sizeof(opt.uid_prefix), "%s", v);
         } else if (!strcmp(a, "--app")) {
-            opt.app = v;
+            opt.apps = v;
         } else {
             die_usage("unknown option");
         }
         if (takes)
             i++;
     }
-    if (!opt.port || !opt.app)
+    if (!opt.port || !opt.apps)
         die_usage("--port and --app are required");
-    if (strlen(opt.app) != 32)
-        die_usage("--app must be a 32-character App ID");
+    for (const char *p = opt.apps; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len != 32)
+            die_usage("--app takes 32-character App IDs, comma-separated");
+        opt.n_apps++;
+        p += len + (comma ? 1 : 0);
+    }
     if (opt.inflight == 0)
         opt.inflight = 1;
     if (opt.n_sources == 0)
@@ -461,8 +469,8 @@ static void send_op(uint32_t i, bool login)
     int n;
     if (login)
         n = snprintf(payload, sizeof(payload),
-                     "{\"op\":\"login\",\"id\":1,\"appid\":\"%s\",\"uid\":\"%s%u\"}", opt.app,
-                     opt.uid_prefix, i);
+                     "{\"op\":\"login\",\"id\":1,\"appid\":\"%.32s\",\"uid\":\"%s%u\"}",
+                     opt.apps + (size_t)(i % opt.n_apps) * 33, opt.uid_prefix, i);
     else
         n = snprintf(payload, sizeof(payload), "{\"op\":\"logout\",\"id\":2}");
     size_t flen = frame_text(frame, sizeof(frame), payload, (size_t)n, i);
