@@ -229,7 +229,7 @@ static void call_done(struct rtmd_deferred *d)
     if (k->to.cb) {
         k->to.cb(k->arg, k->status);
     } else if (k->to.pull_cb) {
-        struct rtmd_event_batch b = {0, NULL, 0};
+        struct rtmd_event_batch b = {0, RTMD_STR_NULL};
         k->to.pull_cb(k->arg, k->status, &b);
     } else if (k->to.messages_cb) {
         struct rtmd_message m = {RTMD_MSG_PEER, RTMD_STR_LIT("alice"), RTMD_STR_LIT("bob"),

@@ -10,6 +10,7 @@
  * close the loop's handles → exit 0.
  */
 #include <getopt.h>
+#include <malloc.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include "core/reqid.h"
 #include "gateway/gateway.h"
 #include "net/conn.h"
+#include "net/http.h"
 #include "net/tls.h"
 #include "net/ws.h"
 #include "store/store.h"
@@ -141,6 +143,13 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return rtmd_cli_token(argc - 1, argv + 1);
 
+    /* glibc gives freed heap back to the kernel (and maps big blocks anew)
+     * all the time under rtmd's pattern of large short-lived answers; the
+     * page faults cost about 30% of a 1000-event pull (docs/BENCHMARKS.md).
+     * Keep up to 64 MiB of freed heap and serve blocks below 4 MiB from it. */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+
     static const struct option long_opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
@@ -240,6 +249,7 @@ int main(int argc, char **argv)
 out:
     rtmd_api_shutdown();
     rtmd_gateway_shutdown();
+    rtmd_http_shutdown();
     uv_loop_close(loop);
     if (ssl_ctx)
         SSL_CTX_free(ssl_ctx);

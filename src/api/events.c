@@ -19,14 +19,10 @@ static void on_pulled(void *arg, int status, const struct rtmd_event_batch *batc
     }
     struct rtmd_buf *b = api_body_buf();
     const struct rtmd_http_request *req = call->req;
-    int r = rtmd_buf_reserve(b, batch->bytes + batch->n + req->request_id_len + 64);
+    int r = rtmd_buf_reserve(b, batch->joined.len + req->request_id_len + 64);
     if (r == 0) {
         rtmd_buf_append(b, "{\"events\":[", 11);
-        for (size_t i = 0; i < batch->n; i++) {
-            if (i)
-                rtmd_buf_append_byte(b, ',');
-            rtmd_buf_append(b, batch->events[i].p, batch->events[i].len);
-        }
+        rtmd_buf_append(b, batch->joined.p, batch->joined.len);
         rtmd_buf_append(b, "],\"request_id\":\"", 16);
         rtmd_buf_append(b, req->request_id, req->request_id_len);
         r = rtmd_buf_append(b, "\",\"result\":\"success\"}", 21);

@@ -92,9 +92,9 @@ out:
     return rc;
 }
 
-/* Secrets are compared over this many bytes whatever their lengths (config
- * allows at most 128; a longer given secret cannot match). */
-#define SECRET_CMP_MAX 256
+/* Secrets are compared over this many bytes whatever their lengths (the
+ * config allows at most 128; a longer given secret cannot match). */
+#define SECRET_CMP_MAX 128
 
 /* Copies s into a zero-padded block of SECRET_CMP_MAX bytes with one pass
  * over the whole block, so the time does not depend on where s ends. */

@@ -78,29 +78,62 @@ const char *rtmd_http_status_text(int status)
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* Answered requests are kept for reuse (with their head buffer and header
+ * array), so a keep-alive client costs no allocation per request. */
+#define REQUEST_POOL_MAX 64
+static struct rtmd_http_request *pool_[REQUEST_POOL_MAX];
+static size_t pool_n_;
+
 static struct rtmd_http_request *request_new(struct rtmd_http_conn *hc)
 {
     const struct rtmd_limits *lim = &hc->conn->server->cfg->limits;
-    struct rtmd_http_request *req = rtmd_calloc(1, sizeof(*req));
+    struct rtmd_http_request *req;
+    if (pool_n_ > 0) {
+        req = pool_[--pool_n_];
+        struct rtmd_buf head = req->head;
+        struct rtmd_http_header *headers = req->headers;
+        size_t cap = req->headers_cap;
+        memset(req, 0, sizeof(*req));
+        req->head = head;
+        rtmd_buf_reset(&req->head);
+        req->headers = headers;
+        req->headers_cap = cap;
+    } else {
+        req = rtmd_calloc(1, sizeof(*req));
+        /* Reserved at its maximum up front, so views into it stay valid. The
+         * untouched part costs address space, not memory. */
+        rtmd_buf_init(&req->head, lim->http_max_head);
+        if (rtmd_buf_reserve(&req->head, lim->http_max_head) < 0) {
+            free(req);
+            return NULL;
+        }
+    }
     req->conn = hc->conn;
     req->region = hc->conn->listener->region;
-    /* Reserved at its maximum up front, so views into it stay valid. The
-     * untouched part costs address space, not memory. */
-    rtmd_buf_init(&req->head, lim->http_max_head);
-    if (rtmd_buf_reserve(&req->head, lim->http_max_head) < 0) {
-        free(req);
-        return NULL;
-    }
     rtmd_buf_init(&req->body_buf, lim->http_max_body);
     return req;
 }
 
 static void request_free(struct rtmd_http_request *req)
 {
-    rtmd_buf_free(&req->head);
     rtmd_buf_free(&req->body_buf);
+    if (pool_n_ < REQUEST_POOL_MAX) {
+        pool_[pool_n_++] = req;
+        return;
+    }
+    rtmd_buf_free(&req->head);
     free(req->headers);
     free(req);
+}
+
+void rtmd_http_shutdown(void)
+{
+    while (pool_n_ > 0) {
+        struct rtmd_http_request *req = pool_[--pool_n_];
+        rtmd_buf_free(&req->head);
+        free(req->headers);
+        free(req);
+    }
 }
 
 struct rtmd_str rtmd_http_header(const struct rtmd_http_request *req, const char *name)
@@ -291,13 +324,24 @@ static void write_response(struct rtmd_conn *c, int status, const char *content_
                            const char *request_id, bool close)
 {
     char head[512];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "X-Request-ID: %s\r\n%s",
-                     status, rtmd_http_status_text(status), content_type, body.len, request_id,
-                     close ? "Connection: close\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(head) - 2)
+    struct rtmd_buf h = {head, 0, sizeof(head), sizeof(head) - 2};
+    const char *text = rtmd_http_status_text(status);
+    rtmd_buf_append(&h, "HTTP/1.1 ", 9);
+    rtmd_buf_append_u64(&h, (uint64_t)status);
+    rtmd_buf_append_byte(&h, ' ');
+    rtmd_buf_append_cstr(&h, text);
+    rtmd_buf_append(&h, "\r\nContent-Type: ", 16);
+    rtmd_buf_append_cstr(&h, content_type);
+    rtmd_buf_append(&h, "\r\nContent-Length: ", 18);
+    rtmd_buf_append_u64(&h, body.len);
+    rtmd_buf_append(&h, "\r\nX-Request-ID: ", 16);
+    rtmd_buf_append_cstr(&h, request_id);
+    int hr = rtmd_buf_append(&h, "\r\n", 2);
+    if (close)
+        hr = rtmd_buf_append(&h, "Connection: close\r\n", 19);
+    if (hr < 0)
         return;
+    int n = (int)h.len;
     uv_buf_t bufs[4]; /* head, extra headers, blank line, body */
     size_t nb = 0;
     bufs[nb++] = uv_buf_init(head, (unsigned)n);

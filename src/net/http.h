@@ -51,6 +51,9 @@ struct rtmd_http_request {
     size_t headers_cap;
 };
 
+/* Frees the pool of reusable requests (at exit). */
+void rtmd_http_shutdown(void);
+
 /* Starts HTTP on a newly accepted connection. */
 void rtmd_http_conn_start(struct rtmd_conn *c);
 

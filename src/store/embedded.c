@@ -189,11 +189,9 @@ struct op {
     /* OP_CURSOR */
     enum rtmd_evlog_kind log;
     uint32_t region;
-    uint64_t from_seq; /* read position before this pull */
-    uint64_t seq;      /* read position after it */
-    size_t bytes;
-    struct rtmd_evrec **recs;
-    struct rtmd_str *events;
+    uint64_t from_seq;      /* read position before this pull */
+    uint64_t seq;           /* read position after it */
+    struct rtmd_buf joined; /* the pulled events, comma-separated */
     /* Message ops: strings point into the op's own bytes. */
     rtmd_store_messages_cb messages_cb;
     rtmd_store_count_cb count_cb;
@@ -712,10 +710,7 @@ static void op_free(struct op *op)
         for (size_t i = 0; i < op->n; i++)
             rtmd_evrec_release(op->items[i].rec);
         break;
-    case OP_CURSOR:
-        for (size_t i = 0; i < op->n; i++)
-            rtmd_evrec_release(op->recs[i]);
-        break;
+    case OP_CURSOR: rtmd_buf_free(&op->joined); break;
     default: rtmd_msgdb_rows_free(&op->rows); break;
     }
     rtmd_free(op);
@@ -791,10 +786,10 @@ static void complete_pull(struct embedded *s, struct op *op)
         rtmd_evlog_rewind(&ls->log, r, ls->rewind[r]);
         ls->rewind[r] = NO_REWIND;
     }
-    struct rtmd_event_batch batch = {0, op->events, 0};
+    struct rtmd_event_batch batch = {0, RTMD_STR_NULL};
     if (op->status == 0) {
         batch.n = op->n;
-        batch.bytes = op->bytes;
+        batch.joined = rtmd_str_make(op->joined.data, op->joined.len);
     }
     pending_sub(s, 1);
     op->pull_cb(op->arg, op->status, &batch);
@@ -880,12 +875,26 @@ static void on_prepare(struct rtmd_loop_hook *h)
     uv_mutex_unlock(&s->mu);
 }
 
+/* Answers known at once (rate checks, empty pulls) come often: their nodes
+ * are recycled instead of allocated each time. */
+#define QUICK_POOL_MAX 256
+static struct quick *quick_pool_[QUICK_POOL_MAX];
+static size_t quick_pool_n_;
+
+static void quick_release(struct quick *q)
+{
+    if (quick_pool_n_ < QUICK_POOL_MAX)
+        quick_pool_[quick_pool_n_++] = q;
+    else
+        rtmd_free(q);
+}
+
 static void on_quick(struct rtmd_deferred *d)
 {
     struct quick q = *RTMD_CONTAINER_OF(d, struct quick, d);
-    rtmd_free(RTMD_CONTAINER_OF(d, struct quick, d));
+    quick_release(RTMD_CONTAINER_OF(d, struct quick, d));
     if (q.pull_cb) {
-        struct rtmd_event_batch batch = {0, NULL, 0};
+        struct rtmd_event_batch batch = {0, RTMD_STR_NULL};
         q.pull_cb(q.arg, 0, &batch);
     } else {
         q.cb(q.arg, q.status);
@@ -894,7 +903,8 @@ static void on_quick(struct rtmd_deferred *d)
 
 static void defer_quick(rtmd_store_cb cb, rtmd_store_pull_cb pull_cb, void *arg, int status)
 {
-    struct quick *q = rtmd_calloc(1, sizeof(*q));
+    struct quick *q = quick_pool_n_ ? quick_pool_[--quick_pool_n_] : rtmd_malloc(sizeof(*q));
+    memset(q, 0, sizeof(*q));
     q->cb = cb;
     q->pull_cb = pull_cb;
     q->arg = arg;
@@ -992,21 +1002,23 @@ static int embedded_pull(struct rtmd_store *base, const struct rtmd_app *app,
     if (s->pending >= MAX_PENDING)
         return -EAGAIN;
 
-    struct op *op =
-        rtmd_malloc(sizeof(*op) + n * (sizeof(struct rtmd_evrec *) + sizeof(struct rtmd_str)));
-    memset(op, 0, sizeof(*op));
+    /* The events are copied out now, joined as the answer wants them: one
+     * copy, and nothing of the ring stays referenced while the cursor write
+     * commits. */
+    struct op *op = rtmd_calloc(1, sizeof(*op));
     op->kind = OP_CURSOR;
     op->app = as;
     op->pull_cb = cb;
     op->arg = arg;
     op->log = kind;
     op->region = region;
-    op->recs = (struct rtmd_evrec **)(void *)op->items;
-    op->events = (struct rtmd_str *)(void *)(op->recs + n);
-    op->n = rtmd_evlog_peek(&ls->log, region, (uint32_t)n, op->recs);
-    for (size_t i = 0; i < op->n; i++) {
-        op->events[i] = rtmd_evrec_str(op->recs[i]);
-        op->bytes += op->recs[i]->len;
+    rtmd_buf_init(&op->joined, SIZE_MAX);
+    uint64_t last_seq = 0;
+    op->n = rtmd_evlog_copy(&ls->log, region, (uint32_t)n, &op->joined, &last_seq);
+    if (op->n == 0) {
+        rtmd_buf_free(&op->joined);
+        rtmd_free(op);
+        return -ENOMEM;
     }
     op->from_seq = ls->log.cursor[region];
     if (s->cfg->bench_pull_keeps_events) {
@@ -1014,7 +1026,7 @@ static int embedded_pull(struct rtmd_store *base, const struct rtmd_app *app,
          * unchanged, so the same events answer the next pull too. */
         op->seq = op->from_seq;
     } else {
-        op->seq = op->recs[op->n - 1]->seq;
+        op->seq = last_seq;
         rtmd_evlog_advance(&ls->log, region, op->seq);
     }
     ls->inflight[region]++;

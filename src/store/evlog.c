@@ -137,6 +137,29 @@ size_t rtmd_evlog_peek(struct rtmd_evlog *l, uint32_t region, uint32_t max, stru
     return n;
 }
 
+size_t rtmd_evlog_copy(const struct rtmd_evlog *l, uint32_t region, uint32_t max,
+                       struct rtmd_buf *out, uint64_t *last_seq)
+{
+    if (!region_ok(l, region))
+        return 0;
+    uint32_t first = first_after(l, l->cursor[region]);
+    uint32_t end = first + RTMD_MIN(max, l->count - first);
+    size_t bytes = 0;
+    for (uint32_t i = first; i < end; i++)
+        bytes += at(l, i)->len + 1;
+    if (end == first || rtmd_buf_reserve(out, bytes) < 0)
+        return 0;
+    for (uint32_t i = first; i < end; i++) {
+        const struct rtmd_evrec *r = at(l, i);
+        if (i > first)
+            out->data[out->len++] = ',';
+        memcpy(out->data + out->len, r->json, r->len);
+        out->len += r->len;
+    }
+    *last_seq = at(l, end - 1)->seq;
+    return end - first;
+}
+
 void rtmd_evlog_advance(struct rtmd_evlog *l, uint32_t region, uint64_t seq)
 {
     if (!region_ok(l, region))

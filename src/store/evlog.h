@@ -27,6 +27,7 @@
 #ifndef RTMD_STORE_EVLOG_H
 #define RTMD_STORE_EVLOG_H
 
+#include "core/buf.h"
 #include "core/common.h"
 #include "core/config.h"
 
@@ -97,6 +98,12 @@ size_t rtmd_evlog_peek(struct rtmd_evlog *l, uint32_t region, uint32_t max,
                        struct rtmd_evrec **out);
 /* Records region has not read that the log still holds. */
 uint32_t rtmd_evlog_unread(const struct rtmd_evlog *l, uint32_t region);
+/* Appends the oldest (at most max) records region has not read to out as
+ * JSON joined by commas; returns how many and sets *last_seq to the seq of
+ * the last one. Nothing is appended when out's bound would be passed (0). */
+size_t rtmd_evlog_copy(const struct rtmd_evlog *l, uint32_t region, uint32_t max,
+                       struct rtmd_buf *out, uint64_t *last_seq);
+
 /* Marks everything up to seq read for region (a position never moves back). */
 void rtmd_evlog_advance(struct rtmd_evlog *l, uint32_t region, uint64_t seq);
 /* Sets region's position to seq even if that moves it back (undoing a read

@@ -63,11 +63,12 @@ struct rtmd_presence_op {
     uint64_t ms;             /* event time, wall-clock milliseconds */
 };
 
-/* The events a pull returned: each a complete JSON object, oldest first. */
+/* The events a pull returned, oldest first: `joined` holds each event's
+ * JSON object, separated by commas — the inside of a JSON array, ready to be
+ * wrapped in the answer with one copy. */
 struct rtmd_event_batch {
     size_t n;
-    const struct rtmd_str *events;
-    size_t bytes; /* sum of the events' lengths */
+    struct rtmd_str joined;
 };
 
 typedef void (*rtmd_store_cb)(void *arg, int status);
