@@ -1,8 +1,11 @@
-"""Shared helpers of rtmd's benchmark scripts (bench/ws-hold, bench/rest-pull).
+"""Shared helpers of rtmd's benchmark scripts (bench/ws-hold, bench/rest-pull,
+bench/fanout, bench/peer-rtt).
 
 Runs the real build/rtmd with a generated config on 127.0.0.1:0, reads its
-ready file, measures its memory from /proc, and speaks the vendor REST API
-over plain HTTP or HTTPS. Standard library only; run with /usr/bin/python3.
+ready file, measures its memory from /proc, speaks the vendor REST API over
+plain HTTP or HTTPS, drives build/bench/ws_swarm processes and merges their
+latency histograms, and samples the CPU time of groups of processes. Standard
+library only; run with /usr/bin/python3.
 """
 import base64
 import http.client
@@ -16,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -386,3 +390,202 @@ def machine_line():
     return "%d x %s, kernel %s, %d MiB RAM, open files %d/%d, load average %s" % (
         len(model), model[0] if model else "?", os.uname().release, mem, soft, hard,
         " ".join(load))
+
+
+# ---- ws_swarm (bench/fanout, bench/peer-rtt) --------------------------------------
+
+WS_SWARM = os.path.join(BUILD, "bench", "ws_swarm")
+
+
+class Swarm:
+    """One build/bench/ws_swarm process, driven through its stdin (see ws_swarm.c):
+    READY after setup; `go RUN T0 RATE DUR` -> SENT (senders); `stop SENT GRACE_MS` ->
+    RESULT (receivers); `quit` -> BYE."""
+
+    def __init__(self, mode, port, count, uid_prefix, sources, app=None, extra=(),
+                 taskset=None):
+        cmd = [WS_SWARM, "--mode", mode, "--port", str(port), "--app", app or app_id(0),
+               "--count", str(count), "--sources", ",".join(sources), "--uid-prefix",
+               uid_prefix, "--quiet"] + [str(x) for x in extra]
+        if taskset is not None:
+            cmd = ["taskset", "-c", str(taskset)] + cmd
+        self.count = count
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.lines = {}
+        self.eof = False
+        self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def _read(self):
+        for line in self.proc.stdout:
+            tag, _, rest = line.partition(" ")
+            try:
+                obj = json.loads(rest)
+            except ValueError:
+                obj = {"raw": rest}
+            with self.cond:
+                self.lines.setdefault(tag, []).append(obj)
+                self.cond.notify_all()
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def wait(self, tag, timeout):
+        """The next line with this tag (in order), as a dict."""
+        with self.cond:
+            ok = self.cond.wait_for(lambda: self.lines.get(tag) or self.eof, timeout)
+            if not ok or not self.lines.get(tag):
+                err = self.proc.stderr.read() if self.proc.poll() is not None else "running"
+                raise RuntimeError("ws_swarm: no %s line within %.0f s (stderr: %s)"
+                                   % (tag, timeout, err))
+            return self.lines[tag].pop(0)
+
+    def send(self, line):
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass
+
+    def quit(self, timeout=120):
+        """quit -> BYE; returns the BYE line (or None) and waits for the exit."""
+        self.send("quit")
+        bye = None
+        try:
+            bye = self.wait("BYE", timeout)
+        except RuntimeError:
+            pass
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return bye
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def hist_merge(parts):
+    """Merges ws_swarm histograms ({"count","max_ns","hist":[[low_us,width_us,n],..]})."""
+    buckets, count, max_ns = {}, 0, 0
+    for h in parts:
+        if not h:
+            continue
+        count += h["count"]
+        max_ns = max(max_ns, h["max_ns"])
+        for low, width, n in h["hist"]:
+            key = (low, width)
+            buckets[key] = buckets.get(key, 0) + n
+    return {"count": count, "max_ns": max_ns, "hist": sorted([k[0], k[1], n]
+                                                             for k, n in buckets.items())}
+
+
+def hist_pct(h, p):
+    """The p-quantile (0..1) of a merged histogram, in ms (bucket middle); None if empty."""
+    if not h or not h["count"]:
+        return None
+    if p >= 1.0:
+        return h["max_ns"] / 1e6
+    rank = p * h["count"]
+    cum = 0
+    for low, width, n in h["hist"]:
+        cum += n
+        if cum >= rank:
+            return min((low + width / 2.0) / 1000.0, h["max_ns"] / 1e6)
+    return h["max_ns"] / 1e6
+
+
+class CpuSampler:
+    """Samples, every `interval` s, the CPU time (utime+stime, all threads) of named groups of
+    processes and the machine's /proc/stat, so that the CPU use of any time window can be
+    read afterwards: share(t_a, t_b) with CLOCK_MONOTONIC ns bounds."""
+
+    def __init__(self, groups, interval=0.05):
+        self.groups = groups  # name -> list of pids
+        self.interval = interval
+        self.samples = []
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _stat():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        # user nice system idle iowait irq softirq steal
+        return {"idle": v[3] + v[4], "softirq": v[6] + v[5]}
+
+    def _sample(self):
+        s = {"t": time.monotonic_ns(), "stat": self._stat()}
+        for name, pids in self.groups.items():
+            s[name] = proc_jiffies(pids)
+        self.samples.append(s)
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            self._sample()
+            self.stop_ev.wait(self.interval)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join()
+        self._sample()
+
+    def share(self, t_a, t_b):
+        """{group: cores used, ..., "machine_busy": share of all CPUs, "softirq": share of all
+        CPUs (irq + softirq), "window_s": the sampled window} between the samples nearest to
+        t_a and t_b."""
+        if len(self.samples) < 2:
+            return {}
+        a = min(self.samples, key=lambda s: abs(s["t"] - t_a))
+        b = min(self.samples, key=lambda s: abs(s["t"] - t_b))
+        if b["t"] <= a["t"]:
+            return {}
+        secs = (b["t"] - a["t"]) / 1e9
+        tck = os.sysconf("SC_CLK_TCK")
+        out = {"window_s": secs}
+        for name in self.groups:
+            out[name] = (b[name] - a[name]) / tck / secs
+        # /proc/stat's idle time is exact, its user/system are sampled at ticks (and miss
+        # short bursts on an otherwise idle CPU): measure busy as wall time less idle.
+        cpus = os.cpu_count() or 1
+        idle = (b["stat"]["idle"] - a["stat"]["idle"]) / tck
+        out["machine_busy"] = max(0.0, 1.0 - idle / (secs * cpus))
+        out["softirq"] = (b["stat"]["softirq"] - a["stat"]["softirq"]) / tck / (secs * cpus)
+        return out
+
+
+def wait_idle(pids, max_cores=0.03, hold=1.0, max_wait=600.0):
+    """Waits until these processes together use at most max_cores for `hold` s in a row;
+    returns the seconds waited."""
+    t0 = time.monotonic()
+    tck = os.sysconf("SC_CLK_TCK")
+    quiet_since = None
+    last = proc_jiffies(pids)
+    while time.monotonic() - t0 < max_wait:
+        time.sleep(0.25)
+        now = proc_jiffies(pids)
+        if (now - last) / tck / 0.25 <= max_cores:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= hold:
+                break
+        else:
+            quiet_since = None
+        last = now
+    return time.monotonic() - t0

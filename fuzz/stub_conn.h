@@ -11,8 +11,10 @@
  *
  * The stubs follow conn.c's semantics closely, because a bug found through
  * them must be a bug over real sockets too:
- *   - a failed write closes the connection at once (rtmd_conn_close) and
- *     returns an error, as raw_writev() does when uv_try_write fails;
+ *   - a failed write marks the connection (RTMD_CONN_FAILED: no more I/O)
+ *     and returns an error; it is closed in the prepare phase, as conn.c's
+ *     fail_later() does — never inside the write;
+ *   - buffered output is written at once when 32 KiB collect (WBUF_FLUSH_AT);
  *   - with `backpressure` set, writes are "queued" (out_pending grows, each
  *     queued write holds a reference) until stub_drain(), which runs what
  *     on_write() runs: CLOSE_AFTER_WRITE → close_gracefully, else on_drain;
@@ -59,6 +61,7 @@ static uv_loop_t stub_loop_;
 static uv_idle_t stub_idle_;
 static struct rtmd_loop_hook stub_flush_hook_;
 static struct rtmd_list stub_flush_ = {&stub_flush_, &stub_flush_};
+static struct rtmd_list stub_doomed_ = {&stub_doomed_, &stub_doomed_};
 static size_t stub_live_; /* stub connections not yet freed */
 
 static inline struct stub_conn *stub_of(struct rtmd_conn *c)
@@ -135,10 +138,21 @@ void rtmd_conn_set_proto(struct rtmd_conn *c, const struct rtmd_proto *proto)
     c->proto = proto;
 }
 
+static void stub_fail_later(struct rtmd_conn *c)
+{
+    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_FAILED))
+        return;
+    c->flags |= RTMD_CONN_FAILED;
+    rtmd_buf_free(&c->wbuf);
+    if (rtmd_list_linked(&c->flush_link))
+        rtmd_list_remove(&c->flush_link);
+    rtmd_list_insert_tail(&stub_doomed_, &c->flush_link);
+}
+
 static int stub_direct_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
 {
     struct stub_conn *sc = stub_of(c);
-    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
+    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER | RTMD_CONN_FAILED))
         return RTMD_ECLOSED;
     size_t total = 0;
     for (size_t i = 0; i < nbufs; i++)
@@ -146,8 +160,8 @@ static int stub_direct_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t 
     if (total == 0)
         return 0;
     if (sc->writes_left == 0) {
-        /* The kernel refused (EPIPE, ECONNRESET): conn.c closes at once. */
-        rtmd_conn_close(c);
+        /* The kernel refused (EPIPE, ECONNRESET): doomed, closed later. */
+        stub_fail_later(c);
         return UV_EPIPE;
     }
     if (sc->writes_left > 0)
@@ -176,8 +190,14 @@ static void stub_on_flush(struct rtmd_loop_hook *h)
 {
     (void)h;
     struct rtmd_list *n;
-    while ((n = rtmd_list_first(&stub_flush_)))
-        stub_flush_one(RTMD_CONTAINER_OF(n, struct rtmd_conn, flush_link));
+    for (int round = 0; round < 8; round++) {
+        while ((n = rtmd_list_first(&stub_flush_)))
+            stub_flush_one(RTMD_CONTAINER_OF(n, struct rtmd_conn, flush_link));
+        if (rtmd_list_empty(&stub_doomed_))
+            break;
+        while ((n = rtmd_list_first(&stub_doomed_)))
+            rtmd_conn_close(RTMD_CONTAINER_OF(n, struct rtmd_conn, flush_link));
+    }
 }
 
 int rtmd_conn_write_buffered(struct rtmd_conn *c, const void *p, size_t n)
@@ -186,11 +206,13 @@ int rtmd_conn_write_buffered(struct rtmd_conn *c, const void *p, size_t n)
         return RTMD_ECLOSED;
     int r = rtmd_buf_append(&c->wbuf, p, n);
     if (r < 0) {
-        rtmd_conn_close(c);
+        stub_fail_later(c);
         return r;
     }
     if (!rtmd_list_linked(&c->flush_link))
         rtmd_list_insert_tail(&stub_flush_, &c->flush_link);
+    if (c->wbuf.len >= 32u * 1024)
+        stub_flush_one(c);
     return 0;
 }
 
@@ -309,7 +331,7 @@ static inline void stub_run_loop(void)
         /* With stub_idle_ stopped, only rtmd's own idle handle (active while
          * deferred calls wait) keeps the loop alive. */
         bool deferred = uv_loop_alive(&stub_loop_) != 0;
-        if (i > 0 && !deferred && rtmd_list_empty(&stub_flush_))
+        if (i > 0 && !deferred && rtmd_list_empty(&stub_flush_) && rtmd_list_empty(&stub_doomed_))
             return;
         if (i > STUB_PASSES_MAX) {
             fprintf(stderr, "stub_conn: deferred work does not end\n");

@@ -271,6 +271,8 @@ static const struct opt options[] = {
     LIMIT(offline_retention_s, 604800, 1, 315360000, "Seconds an offline message is kept"),
     LIMIT(history_handle_ttl_s, 600, 1, 86400,
           "Seconds a history query handle stays valid (then 410)"),
+    LIMIT(member_events_max, 512, 0, 1000000,
+          "Channels with more members send no member_joined/member_left (0: never)"),
     LIMIT(peer_ack_timeout_ms, 10000, 10, 600000,
           "Milliseconds a wait_for_ack send waits for the receiver's ack (then 408)"),
 

@@ -78,6 +78,7 @@ struct rtmd_limits {
     uint32_t offline_retention_s;    /* 604800 */
     uint32_t history_handle_ttl_s;   /* 600 */
     uint32_t peer_ack_timeout_ms;    /* 10000 */
+    uint32_t member_events_max;      /* 512 */
 };
 
 struct rtmd_config {

@@ -24,6 +24,7 @@
 
 #define FANOUT_BUDGET  4096 /* deliveries per check-phase pass */
 #define SNAPSHOT_STACK 64
+#define JOB_FRAMES_MAX 64 /* messages one job carries to the same receivers */
 
 struct frame {
     uint32_t refs;
@@ -31,9 +32,22 @@ struct frame {
     char data[];
 };
 
+/* One message of a job, and the receiver it must skip (its sender). */
+struct job_frame {
+    struct frame *frame;
+    const struct rtmd_conn *skip;
+};
+
+/* Receivers snapshotted once, and every message queued for exactly that
+ * set: a message for a channel whose membership has not changed since the
+ * last queued job (same generation) joins that job, so each receiver gets
+ * all of them in one write instead of one write each. */
 struct fanout_job {
     struct rtmd_list link;
-    struct frame *frame;
+    const struct rtmd_channel *ch;
+    uint64_t gen;
+    struct job_frame frames[JOB_FRAMES_MAX];
+    size_t n_frames;
     struct rtmd_conn **conns;
     size_t n, next;
 };
@@ -156,9 +170,20 @@ static void job_free(struct fanout_job *job)
 {
     for (size_t i = job->next; i < job->n; i++)
         rtmd_conn_unref(job->conns[i]);
-    frame_release(job->frame);
+    for (size_t i = 0; i < job->n_frames; i++)
+        frame_release(job->frames[i].frame);
     free(job->conns);
     free(job);
+}
+
+/* Writes a job's messages to one receiver; true when it went over budget. */
+static bool push_frames(struct rtmd_conn *conn, const struct job_frame *frames, size_t n)
+{
+    bool over = false;
+    for (size_t i = 0; i < n; i++)
+        if (frames[i].skip != conn)
+            over |= push(conn, frames[i].frame);
+    return over;
 }
 
 static void run_jobs(struct rtmd_deferred *d)
@@ -171,8 +196,8 @@ static void run_jobs(struct rtmd_deferred *d)
         struct fanout_job *job = RTMD_CONTAINER_OF(n, struct fanout_job, link);
         while (budget > 0 && job->next < job->n) {
             struct rtmd_conn *conn = job->conns[job->next++];
-            budget--;
-            if (push(conn, job->frame))
+            budget -= RTMD_MIN(budget, job->n_frames);
+            if (push_frames(conn, job->frames, job->n_frames))
                 cut_off(conn);
             rtmd_conn_unref(conn);
         }
@@ -185,18 +210,29 @@ static void run_jobs(struct rtmd_deferred *d)
         schedule();
 }
 
-/* Sends f to every member of ch except the sessions skip() rejects. */
-static size_t fan_out(struct rtmd_channel *ch, struct frame *f,
-                      bool (*skip)(const struct rtmd_session *s, const void *arg), const void *arg)
+/* Sends f to every member of ch but skip (may be NULL); returns how many
+ * receivers it goes to. */
+static size_t fan_out(struct rtmd_channel *ch, struct frame *f, const struct rtmd_conn *skip)
 {
+    struct rtmd_list *tail = jobs_.prev;
+    if (tail != &jobs_) {
+        struct fanout_job *job = RTMD_CONTAINER_OF(tail, struct fanout_job, link);
+        if (job->next == 0 && job->ch == ch && job->gen == ch->gen &&
+            job->n_frames < JOB_FRAMES_MAX) {
+            f->refs++;
+            job->frames[job->n_frames++] = (struct job_frame){f, skip};
+            return job->n;
+        }
+    }
     struct rtmd_conn *stack[SNAPSHOT_STACK];
     struct rtmd_conn **conns =
         ch->n_members <= SNAPSHOT_STACK ? stack : rtmd_malloc(ch->n_members * sizeof(*conns));
     size_t n = 0;
     for (uint32_t i = 0; i < ch->n_members; i++) {
-        struct rtmd_session *s = ch->members[i];
-        struct gw_client *c = s->owner;
-        if (!c || !c->conn || (skip && skip(s, arg)))
+        struct gw_client *c = ch->members[i]->owner;
+        /* Everyone, the sender too: a later message merged into this job
+         * may come from another member and be for the sender. */
+        if (!c || !c->conn)
             continue;
         rtmd_conn_ref(c->conn);
         conns[n++] = c->conn;
@@ -208,11 +244,11 @@ static size_t fan_out(struct rtmd_channel *ch, struct frame *f,
     }
     if (rtmd_list_empty(&jobs_) && n <= FANOUT_BUDGET) {
         /* Nothing queued ahead of it and small enough: deliver now. Receivers
-         * over budget are cut off after the loop (closing one runs session
-         * code that may fan out again). */
-        size_t slow = 0;
+         * over budget are cut off after the loop. */
+        size_t slow = 0, sent = 0;
         for (size_t i = 0; i < n; i++) {
-            if (push(conns[i], f))
+            bool over = conns[i] != skip && (sent++, push(conns[i], f));
+            if (over)
                 conns[slow++] = conns[i];
             else
                 rtmd_conn_unref(conns[i]);
@@ -223,17 +259,19 @@ static size_t fan_out(struct rtmd_channel *ch, struct frame *f,
         }
         if (conns != stack)
             free(conns);
-        return n;
+        return sent;
     }
     struct fanout_job *job = rtmd_calloc(1, sizeof(*job));
     if (conns == stack) {
         conns = rtmd_malloc(n * sizeof(*conns));
         memcpy(conns, stack, n * sizeof(*conns));
     }
+    job->ch = ch;
+    job->gen = ch->gen;
     job->conns = conns;
     job->n = n;
-    job->frame = f;
     f->refs++;
+    job->frames[job->n_frames++] = (struct job_frame){f, skip};
     rtmd_list_insert_tail(&jobs_, &job->link);
     schedule();
     return n;
@@ -268,10 +306,19 @@ static struct frame *message_frame(const char *op, const char *key, struct rtmd_
 
 /* ---- channel messages ---------------------------------------------------------- */
 
-static bool skip_uid(const struct rtmd_session *s, const void *arg)
+/* The connection of `uid`'s session when it is a member of ch, else NULL. */
+static const struct rtmd_conn *member_conn(struct rtmd_channel *ch, struct rtmd_str uid)
 {
-    const struct rtmd_str *uid = arg;
-    return rtmd_str_eq(rtmd_str_make(s->uid, s->uid_len), *uid);
+    struct rtmd_session *s = rtmd_presence_find(ch->app, uid);
+    struct gw_client *c = s ? s->owner : NULL;
+    if (!c || !rtmd_session_in_channel(s, rtmd_str_make(ch->name, ch->name_len)))
+        return NULL;
+    return c->conn;
+}
+
+static bool same_uid(const struct rtmd_session *s, struct rtmd_str uid)
+{
+    return rtmd_str_eq(rtmd_str_make(s->uid, s->uid_len), uid);
 }
 
 size_t rtmd_gateway_deliver_channel(const struct rtmd_app *app, struct rtmd_str channel,
@@ -283,7 +330,7 @@ size_t rtmd_gateway_deliver_channel(const struct rtmd_app *app, struct rtmd_str 
     struct frame *f = message_frame("channel_message", "channel", channel, 0, from, payload, ms);
     if (!f)
         return 0;
-    size_t n = fan_out(ch, f, skip_uid, &from);
+    size_t n = fan_out(ch, f, member_conn(ch, from));
     frame_release(f);
     return n;
 }
@@ -299,22 +346,20 @@ size_t rtmd_gateway_channel_recipients(const struct rtmd_app *app, struct rtmd_s
     size_t n = 0;
     for (uint32_t i = 0; i < ch->n_members; i++) {
         struct rtmd_session *s = ch->members[i];
-        if (!skip_uid(s, &from))
+        if (!same_uid(s, from))
             r[n++] = rtmd_str_make(s->uid, s->uid_len);
     }
     *out = r;
     return n;
 }
 
-static bool skip_session(const struct rtmd_session *s, const void *arg)
-{
-    return s == arg;
-}
-
 /* member_joined / member_left to the other members (a presence hook). */
 void gw_member_changed(struct rtmd_channel *ch, struct rtmd_session *s, bool joined)
 {
     if (ch->n_members == 0 || (ch->n_members == 1 && ch->members[0] == s))
+        return;
+    /* As Agora's SDKs: no member events in big channels (they cost members²). */
+    if (ch->n_members > gw_cfg->limits.member_events_max)
         return;
     struct rtmd_json j;
     rtmd_buf_reset(&json_);
@@ -330,7 +375,8 @@ void gw_member_changed(struct rtmd_channel *ch, struct rtmd_session *s, bool joi
     struct frame *f = rtmd_json_finish(&j) == 0 ? frame_make(&json_) : NULL;
     if (!f)
         return;
-    fan_out(ch, f, skip_session, s);
+    struct gw_client *c = s->owner;
+    fan_out(ch, f, c ? c->conn : NULL);
     frame_release(f);
 }
 

@@ -120,6 +120,22 @@ static void on_write(uv_write_t *req, int status)
     rtmd_conn_unref(c);
 }
 
+static void update_reading(struct rtmd_conn *c);
+
+/* A write failed: no more I/O; the connection is closed in the prepare phase
+ * (see rtmd_conn_write()). */
+static void fail_later(struct rtmd_conn *c)
+{
+    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_FAILED))
+        return;
+    c->flags |= RTMD_CONN_FAILED;
+    rtmd_buf_free(&c->wbuf);
+    if (rtmd_list_linked(&c->flush_link))
+        rtmd_list_remove(&c->flush_link);
+    rtmd_list_insert_tail(&c->server->doomed, &c->flush_link);
+    update_reading(c);
+}
+
 /* Writes bytes to the socket: directly when nothing is queued, the rest
  * copied into one queued write. */
 static int raw_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
@@ -134,7 +150,7 @@ static int raw_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
         if (r >= 0)
             done = (size_t)r;
         else if (r != UV_EAGAIN) {
-            rtmd_conn_close(c);
+            fail_later(c);
             return r;
         }
         if (done == total)
@@ -142,7 +158,7 @@ static int raw_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
     }
     struct write_req *w = rtmd_try_malloc(sizeof(*w) + (total - done));
     if (!w) {
-        rtmd_conn_close(c);
+        fail_later(c);
         return -ENOMEM;
     }
     size_t off = 0, skip = done;
@@ -162,7 +178,7 @@ static int raw_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
     int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (r < 0) {
         free(w);
-        rtmd_conn_close(c);
+        fail_later(c);
         return r;
     }
     c->out_pending += off;
@@ -192,7 +208,7 @@ int rtmd_conn_write_buffered(struct rtmd_conn *c, const void *p, size_t n)
         return RTMD_ECLOSED;
     int r = rtmd_buf_append(&c->wbuf, p, n);
     if (r < 0) {
-        rtmd_conn_close(c);
+        fail_later(c);
         return r;
     }
     if (!rtmd_list_linked(&c->flush_link))
@@ -221,8 +237,16 @@ static void on_flush(struct rtmd_loop_hook *h)
 {
     struct rtmd_server *s = RTMD_CONTAINER_OF(h, struct rtmd_server, flush_hook);
     struct rtmd_list *n;
-    while ((n = rtmd_list_first(&s->flush)))
-        flush_one(RTMD_CONTAINER_OF(n, struct rtmd_conn, flush_link));
+    /* Closing a doomed connection ends its session, which may push to others
+     * (member_left): flush again, a few rounds at most. */
+    for (int round = 0; round < 8; round++) {
+        while ((n = rtmd_list_first(&s->flush)))
+            flush_one(RTMD_CONTAINER_OF(n, struct rtmd_conn, flush_link));
+        if (rtmd_list_empty(&s->doomed))
+            break;
+        while ((n = rtmd_list_first(&s->doomed)))
+            rtmd_conn_close(RTMD_CONTAINER_OF(n, struct rtmd_conn, flush_link));
+    }
 }
 
 int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
@@ -241,18 +265,37 @@ int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
     return direct_writev(c, bufs, nbufs);
 }
 
+/* TLS: small pieces are joined first, so an answer is one record. */
+#define TLS_JOIN_MAX (16 * 1024)
+
 static int direct_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
 {
-    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER))
+    if (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER | RTMD_CONN_FAILED))
         return RTMD_ECLOSED;
     if (!c->ssl)
         return raw_writev(c, bufs, nbufs);
+    static char join[TLS_JOIN_MAX];
+    size_t total = 0;
+    for (size_t i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+    if (nbufs > 1 && total <= TLS_JOIN_MAX) {
+        size_t off = 0;
+        for (size_t i = 0; i < nbufs; i++) {
+            memcpy(join + off, bufs[i].base, bufs[i].len);
+            off += bufs[i].len;
+        }
+        if (SSL_write(c->ssl, join, (int)off) <= 0) {
+            fail_later(c);
+            return RTMD_ECLOSED;
+        }
+        return tls_flush(c);
+    }
     for (size_t i = 0; i < nbufs; i++) {
         if (bufs[i].len == 0)
             continue;
         int r = SSL_write(c->ssl, bufs[i].base, (int)bufs[i].len);
         if (r <= 0) {
-            rtmd_conn_close(c);
+            fail_later(c);
             return RTMD_ECLOSED;
         }
     }
@@ -349,7 +392,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void update_reading(struct rtmd_conn *c)
 {
-    bool want = !(c->flags & RTMD_CONN_CLOSING) &&
+    bool want = !(c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_FAILED)) &&
                 (!(c->flags & RTMD_CONN_READ_PAUSED) || (c->flags & RTMD_CONN_LINGER));
     if (want && !(c->flags & RTMD_CONN_READING)) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
@@ -537,6 +580,7 @@ int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_
     s->on_request = on_request;
     rtmd_list_init(&s->conns);
     rtmd_list_init(&s->flush);
+    rtmd_list_init(&s->doomed);
     rtmd_loop_on_prepare(&s->flush_hook, on_flush);
     rtmd_timeout_queue_init(&s->request_timeouts, cfg->limits.http_header_timeout_ms,
                             on_proto_timeout);

@@ -68,6 +68,7 @@ enum {
     RTMD_CONN_TLS_DONE = 1 << 5, /* TLS handshake finished */
     RTMD_CONN_IN_READ = 1 << 6,  /* inside the read callback */
     RTMD_CONN_TLS_SHUT = 1 << 7, /* close_notify sent */
+    RTMD_CONN_FAILED = 1 << 8,   /* a write failed: closed from the loop, no more I/O */
 };
 
 struct rtmd_conn {
@@ -101,7 +102,8 @@ struct rtmd_server {
     struct rtmd_listener listeners[RTMD_LISTENERS_MAX];
     size_t n_listeners;
     struct rtmd_list conns;
-    struct rtmd_list flush; /* connections with buffered output */
+    struct rtmd_list flush;  /* connections with buffered output */
+    struct rtmd_list doomed; /* connections whose write failed: closed before sleeping */
     struct rtmd_loop_hook flush_hook;
     size_t n_conns;
     uint64_t next_conn_id;
@@ -131,7 +133,8 @@ static inline bool rtmd_conn_closing(const struct rtmd_conn *c)
  * no input is delivered and no output accepted any more. */
 static inline bool rtmd_conn_ending(const struct rtmd_conn *c)
 {
-    return (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER | RTMD_CONN_CLOSE_AFTER_WRITE)) != 0;
+    return (c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_LINGER | RTMD_CONN_CLOSE_AFTER_WRITE |
+                        RTMD_CONN_FAILED)) != 0;
 }
 static inline void rtmd_conn_ref(struct rtmd_conn *c)
 {
@@ -143,7 +146,10 @@ void rtmd_conn_unref(struct rtmd_conn *c);
 void rtmd_conn_set_proto(struct rtmd_conn *c, const struct rtmd_proto *proto);
 
 /* Writes plaintext (encrypted first with TLS). 0, or a negative error after
- * which the connection is being closed. */
+ * which the connection is ending. A write never closes the connection on
+ * the spot (the caller may be walking state a close would change — a
+ * channel's members): a failed one marks it (rtmd_conn_ending()) and it is
+ * closed from the loop before it sleeps. */
 int rtmd_conn_write(struct rtmd_conn *c, const void *p, size_t n);
 int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs);
 /*

@@ -26,6 +26,7 @@ static struct rtmd_store *store_;
 static const struct rtmd_presence_hooks *hooks_;
 static struct app_state *apps_;
 static size_t n_sessions_;
+static uint64_t gen_; /* channel generations: never reused, so (pointer, gen) names one state */
 
 static struct app_state *state_of(const struct rtmd_app *app)
 {
@@ -170,6 +171,7 @@ static void add_membership(struct rtmd_session *s, struct rtmd_str name)
         s->cap_channels = (uint8_t)(s->cap_channels ? s->cap_channels * 2 : 2);
         s->channels = rtmd_realloc(s->channels, s->cap_channels * sizeof(*s->channels));
     }
+    ch->gen = ++gen_;
     s->channels[s->n_channels].channel = ch;
     s->channels[s->n_channels].pos = ch->n_members;
     s->n_channels++;
@@ -193,6 +195,7 @@ static void remove_membership(struct rtmd_session *s, int idx)
             }
         }
     }
+    ch->gen = ++gen_;
     s->channels[idx] = s->channels[--s->n_channels];
     if (hooks_ && hooks_->member)
         hooks_->member(ch, s, false);

@@ -63,6 +63,7 @@ struct rtmd_channel {
     struct rtmd_session **members;
     uint32_t n_members;
     uint32_t cap_members;
+    uint64_t gen; /* changes with every membership change; unique across channels */
 };
 
 /* What the gateway is told. */

@@ -480,6 +480,31 @@ class Ws(_Socket):
                     return b0 & 0x0F, payload
             self._fill()
 
+    def take_frame(self):
+        """The next complete text message already in the buffer (parsed), or
+        None; for callers that read the socket themselves."""
+        while len(self.buf) >= 2:
+            n = self.buf[1] & 0x7F
+            off = 2
+            if n == 126:
+                if len(self.buf) < 4:
+                    return None
+                n = struct.unpack("!H", self.buf[2:4])[0]
+                off = 4
+            elif n == 127:
+                if len(self.buf) < 10:
+                    return None
+                n = struct.unpack("!Q", self.buf[2:10])[0]
+                off = 10
+            if len(self.buf) < off + n:
+                return None
+            op = self.buf[0] & 0x0F
+            payload = self.buf[off:off + n]
+            self.buf = self.buf[off + n:]
+            if op in (1, 2):
+                return json.loads(payload)
+        return None
+
     def recv(self, timeout=10.0):
         """The next JSON message; answers pings; raises WsClosed on a close frame."""
         while True:
