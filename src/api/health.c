@@ -5,6 +5,7 @@
 
 #include "api/internal.h"
 #include "core/loop.h"
+#include "gateway/gateway.h"
 #include "presence/presence.h"
 
 void api_healthz(struct rtmd_http_request *req)
@@ -40,6 +41,15 @@ void api_metrics(struct rtmd_http_request *req)
                     "# HELP rtmd_sessions Logged-in sessions on this node.\n"
                     "# TYPE rtmd_sessions gauge\nrtmd_sessions %zu\n",
                     rtmd_presence_session_count());
+    rtmd_buf_printf(b,
+                    "# HELP rtmd_pushes_total Messages pushed to clients.\n"
+                    "# TYPE rtmd_pushes_total counter\nrtmd_pushes_total %llu\n"
+                    "# HELP rtmd_slow_consumers_closed_total Clients disconnected for not "
+                    "reading (ws_output_budget).\n"
+                    "# TYPE rtmd_slow_consumers_closed_total counter\n"
+                    "rtmd_slow_consumers_closed_total %llu\n",
+                    (unsigned long long)rtmd_gateway_pushes(),
+                    (unsigned long long)rtmd_gateway_cut_offs());
     rtmd_buf_printf(b, "# TYPE rtmd_events_recorded_total counter\n");
     for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
         rtmd_buf_printf(b, "rtmd_events_recorded_total{log=\"%s\"} %llu\n", log_names[k],

@@ -73,6 +73,7 @@ static struct rtmd_buf json_, framed_;
 static bool initialized_;
 
 uint64_t deliver_stats_pushed;
+static uint64_t cut_offs_;
 
 /* ---- frames --------------------------------------------------------------- */
 
@@ -145,6 +146,7 @@ static void cut_off(struct rtmd_conn *conn)
 {
     if (rtmd_conn_closing(conn))
         return;
+    cut_offs_++;
     rtmd_log_info("gateway", "conn=%llu over its output budget (%zu bytes unsent): closing",
                   (unsigned long long)conn->id, rtmd_conn_unsent(conn));
     rtmd_conn_pause_read(conn);
@@ -385,6 +387,11 @@ void gw_member_changed(struct rtmd_channel *ch, struct rtmd_session *s, bool joi
 uint64_t rtmd_gateway_pushes(void)
 {
     return deliver_stats_pushed;
+}
+
+uint64_t rtmd_gateway_cut_offs(void)
+{
+    return cut_offs_;
 }
 
 uint64_t rtmd_gateway_next_mid(void)

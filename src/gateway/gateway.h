@@ -51,5 +51,7 @@ int rtmd_gateway_wait_ack(uint64_t mid, const struct rtmd_app *app, struct rtmd_
                           void (*cb)(void *arg, int status), void *arg);
 /* Pushes delivered by fan-out and peer delivery (for /metrics). */
 uint64_t rtmd_gateway_pushes(void);
+/* Clients disconnected for passing ws_output_budget (for /metrics). */
+uint64_t rtmd_gateway_cut_offs(void);
 
 #endif
