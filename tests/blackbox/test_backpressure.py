@@ -113,7 +113,7 @@ def test_a_member_that_stops_reading_is_cut_off_and_the_others_keep_receiving(ma
     assert sender.call("peer", to="slow", payload="x")["state"] == "offline"
     m = r.metrics()
     assert m["rtmd_slow_consumers_closed_total"] == 1
-    assert m["rtmd_pushes_total"] >= 2 * n
+    assert m["rtmd_pushes_total"] >= n  # every message reached the member that reads
 
 
 def test_a_pipelined_flood_cuts_off_only_the_member_that_does_not_read(make_rtmd):
