@@ -40,6 +40,9 @@ extern struct rtmd_server *api_server;
 
 /* Answers and frees the call. */
 void api_respond_json(struct api_call *call, int status, struct rtmd_str body);
+/* A JSON body in parts (see rtmd_http_respond_parts). */
+void api_respond_json_parts(struct api_call *call, int status, const struct rtmd_str *parts,
+                            size_t nparts);
 void api_respond_error(struct api_call *call, int status, const char *code, const char *message);
 /* Answers a store failure: -ETIMEDOUT → 408, RTMD_ERATE → 429, else 500. */
 void api_respond_store_error(struct api_call *call, int status);

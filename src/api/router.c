@@ -70,6 +70,14 @@ void api_respond_json(struct api_call *call, int status, struct rtmd_str body)
     call_free(call);
 }
 
+void api_respond_json_parts(struct api_call *call, int status, const struct rtmd_str *parts,
+                            size_t nparts)
+{
+    api_count_status(status);
+    rtmd_http_respond_parts(call->req, status, "application/json;charset=utf-8", parts, nparts);
+    call_free(call);
+}
+
 void api_respond_error(struct api_call *call, int status, const char *code, const char *message)
 {
     api_respond_req_error(call->req, status, code, message);

@@ -230,8 +230,9 @@ static const struct opt options[] = {
      .offset = CFG(sync),
      .def = "full",
      .choices = sync_choices,
-     .doc = "`embedded` only: `full` fsyncs each group commit before acknowledging; `normal` "
-            "leaves flushing to the OS (faster; a power loss may lose the last moments)"},
+     .doc = "`embedded` only: `full` fsyncs each group commit holding events, sessions or kept "
+            "messages before acknowledging (read positions alone are left to the OS); `normal` "
+            "leaves all flushing to the OS (faster; a power loss may lose the last moments)"},
     {.section = SEC_STORE,
      .name = "bench_pull_keeps_events",
      .type = T_BOOL,

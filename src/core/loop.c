@@ -35,7 +35,16 @@ uint64_t rtmd_now_ms(void)
         return frozen_ms_;
     if (!loop_)
         return realtime_ms();
-    return (uint64_t)((int64_t)uv_now(loop_) + wall_offset_);
+    /* Never backwards: re-syncing the offset to the wall clock (every tick)
+     * may step it back a millisecond, and events of one log must carry
+     * non-decreasing times. A wall clock set back makes times stand still
+     * until it catches up. */
+    static uint64_t last;
+    uint64_t now = (uint64_t)((int64_t)uv_now(loop_) + wall_offset_);
+    if (now < last)
+        now = last;
+    last = now;
+    return now;
 }
 
 uint64_t rtmd_mono_ms(void)

@@ -27,8 +27,9 @@ int rtmd_loop_init(uv_loop_t *loop);
 void rtmd_loop_close(void);
 uv_loop_t *rtmd_loop(void);
 
-/* Wall-clock milliseconds since the epoch, as of this loop iteration. Works
- * without a loop too (reads the clock), for unit tests and tools. */
+/* Wall-clock milliseconds since the epoch, as of this loop iteration, never
+ * decreasing. Works without a loop too (reads the clock), for unit tests and
+ * tools. */
 uint64_t rtmd_now_ms(void);
 /* Monotonic milliseconds (libuv's uv_now). */
 uint64_t rtmd_mono_ms(void);

@@ -278,6 +278,27 @@ static int direct_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs
     size_t total = 0;
     for (size_t i = 0; i < nbufs; i++)
         total += bufs[i].len;
+    if (nbufs > 1 && total > TLS_JOIN_MAX) {
+        /* One SSL_write (OpenSSL cuts full records) rather than a record per
+         * piece: the small pieces around a large body would each cost one. */
+        char *all = rtmd_try_malloc(total);
+        if (!all) {
+            fail_later(c);
+            return -ENOMEM;
+        }
+        size_t off = 0;
+        for (size_t i = 0; i < nbufs; i++) {
+            memcpy(all + off, bufs[i].base, bufs[i].len);
+            off += bufs[i].len;
+        }
+        int r = SSL_write(c->ssl, all, (int)off);
+        free(all);
+        if (r <= 0) {
+            fail_later(c);
+            return RTMD_ECLOSED;
+        }
+        return tls_flush(c);
+    }
     if (nbufs > 1 && total <= TLS_JOIN_MAX) {
         size_t off = 0;
         for (size_t i = 0; i < nbufs; i++) {

@@ -319,10 +319,17 @@ int rtmd_http_error_body(struct rtmd_buf *out, const char *code, const char *mes
 }
 
 /* Writes one complete response on c. */
+#define BODY_PARTS_MAX 4
+
+/* Writes one complete response on c: head, extra header lines, and the body
+ * given in parts (written as they are, not joined). */
 static void write_response(struct rtmd_conn *c, int status, const char *content_type,
-                           struct rtmd_str extra_headers, struct rtmd_str body,
-                           const char *request_id, bool close)
+                           struct rtmd_str extra_headers, const struct rtmd_str *parts,
+                           size_t nparts, const char *request_id, bool close)
 {
+    size_t body_len = 0;
+    for (size_t i = 0; i < nparts; i++)
+        body_len += parts[i].len;
     char head[512];
     struct rtmd_buf h = {head, 0, sizeof(head), sizeof(head) - 2};
     const char *text = rtmd_http_status_text(status);
@@ -333,21 +340,21 @@ static void write_response(struct rtmd_conn *c, int status, const char *content_
     rtmd_buf_append(&h, "\r\nContent-Type: ", 16);
     rtmd_buf_append_cstr(&h, content_type);
     rtmd_buf_append(&h, "\r\nContent-Length: ", 18);
-    rtmd_buf_append_u64(&h, body.len);
+    rtmd_buf_append_u64(&h, body_len);
     rtmd_buf_append(&h, "\r\nX-Request-ID: ", 16);
     rtmd_buf_append_cstr(&h, request_id);
     int hr = rtmd_buf_append(&h, "\r\n", 2);
     if (close)
         hr = rtmd_buf_append(&h, "Connection: close\r\n", 19);
-    if (hr < 0)
+    if (hr < 0 || nparts > BODY_PARTS_MAX)
         return;
     int n = (int)h.len;
-    uv_buf_t bufs[4]; /* head, extra headers, blank line, body */
+    uv_buf_t bufs[3 + BODY_PARTS_MAX]; /* head, extra headers, blank line, body parts */
     size_t nb = 0;
     bufs[nb++] = uv_buf_init(head, (unsigned)n);
     if (extra_headers.len)
         bufs[nb++] = uv_buf_init((char *)extra_headers.p, (unsigned)extra_headers.len);
-    /* The blank line goes with the body (or alone). */
+    /* The blank line goes with the head (or alone). */
     static const char crlf[] = "\r\n";
     if (nb == 1) {
         memcpy(head + n, crlf, 2);
@@ -355,15 +362,31 @@ static void write_response(struct rtmd_conn *c, int status, const char *content_
     } else {
         bufs[nb++] = uv_buf_init((char *)crlf, 2);
     }
-    if (body.len)
-        bufs[nb++] = uv_buf_init((char *)body.p, (unsigned)body.len);
+    for (size_t i = 0; i < nparts; i++)
+        if (parts[i].len)
+            bufs[nb++] = uv_buf_init((char *)parts[i].p, (unsigned)parts[i].len);
     rtmd_conn_writev(c, bufs, nb);
 }
 
 static void schedule_resume(struct rtmd_http_conn *hc);
 
+static void respond(struct rtmd_http_request *req, int status, const char *content_type,
+                    struct rtmd_str extra_headers, const struct rtmd_str *parts, size_t nparts);
+
 void rtmd_http_respond(struct rtmd_http_request *req, int status, const char *content_type,
                        struct rtmd_str extra_headers, struct rtmd_str body)
+{
+    respond(req, status, content_type, extra_headers, &body, 1);
+}
+
+void rtmd_http_respond_parts(struct rtmd_http_request *req, int status, const char *content_type,
+                             const struct rtmd_str *parts, size_t nparts)
+{
+    respond(req, status, content_type, RTMD_STR_NULL, parts, nparts);
+}
+
+static void respond(struct rtmd_http_request *req, int status, const char *content_type,
+                    struct rtmd_str extra_headers, const struct rtmd_str *parts, size_t nparts)
 {
     if (req->responded) {
         rtmd_log_error("http", "request %s answered twice", req->request_id);
@@ -383,9 +406,9 @@ void rtmd_http_respond(struct rtmd_http_request *req, int status, const char *co
      * drop the dispatch reference; it frees hc. */
     hc->req = NULL;
     hc->state = close ? ST_DONE : ST_IDLE;
-    write_response(c, status, content_type, extra_headers, body, req->request_id, close);
+    write_response(c, status, content_type, extra_headers, parts, nparts, req->request_id, close);
     request_free(req);
-    if (!rtmd_conn_closing(c)) {
+    if (!(c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_FAILED))) {
         if (close)
             rtmd_conn_close_gracefully(c);
         else
@@ -434,8 +457,8 @@ static void fail(struct rtmd_http_conn *hc, int status, const char *code, const 
     struct rtmd_buf b;
     rtmd_buf_init(&b, 4096);
     rtmd_http_error_body(&b, code, message, id);
-    write_response(c, status, "application/json;charset=utf-8", RTMD_STR_NULL,
-                   rtmd_str_make(b.data, b.len), id, true);
+    struct rtmd_str body = rtmd_str_make(b.data, b.len);
+    write_response(c, status, "application/json;charset=utf-8", RTMD_STR_NULL, &body, 1, id, true);
     rtmd_buf_free(&b);
     rtmd_conn_close_gracefully(c); /* nothing if the write closed it */
 }

@@ -66,6 +66,9 @@ struct rtmd_str rtmd_http_header(const struct rtmd_http_request *req, const char
  * close. */
 void rtmd_http_respond(struct rtmd_http_request *req, int status, const char *content_type,
                        struct rtmd_str extra_headers, struct rtmd_str body);
+/* A body given in up to 4 parts, written as they are (no joining copy). */
+void rtmd_http_respond_parts(struct rtmd_http_request *req, int status, const char *content_type,
+                             const struct rtmd_str *parts, size_t nparts);
 /* A JSON body (application/json;charset=utf-8). */
 void rtmd_http_respond_json(struct rtmd_http_request *req, int status, struct rtmd_str body);
 /* SPEC §3.2 error body:

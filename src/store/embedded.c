@@ -35,6 +35,10 @@
  * which is right: their pull was never answered). Sessions alive at the kill
  * are ended at the next open() with Leave (in join order) and Logout events.
  *
+ * Read positions alone (a group of pulls, no event) commit without an fsync
+ * even with sync=full (set_sync_for): kill -9 cannot lose them; a power cut
+ * can, and then answers those events again — never loses one.
+ *
  * Why a pull awaits its cursor commit. A pull takes events from memory at
  * once and moves the in-memory read position (so a second pull in flight
  * cannot return them again), but its callback — the HTTP answer — waits for
@@ -278,6 +282,9 @@ struct embedded {
     uv_loop_t *loop;
     struct app_state *apps;
     size_t n_apps;
+
+    /* Worker thread: the connection's synchronous level is FULL now. */
+    bool w_sync_full;
 
     /* Loop thread. */
     struct rtmd_list batch; /* ops made during this iteration */
@@ -552,11 +559,39 @@ static size_t op_units(const struct op *op)
 /* Runs every op of work in one transaction and sets each op's status.
  * Returns the number of ops (events, cursor writes, message ops) committed:
  * all of them, or 0 when the transaction failed and was rolled back. */
+static int exec_sql(struct embedded *s, const char *sql);
+
+/*
+ * With sync=full, a transaction that holds only read positions (pulls) and
+ * reads is committed without an fsync (synchronous=NORMAL, WAL): it still
+ * survives kill -9 (the OS has it), and the next fsynced commit makes it
+ * durable against power loss too, in order. What a power cut can cost is a
+ * read position of the last moments: those events are answered again after
+ * the restart, never lost. Events, sessions and kept messages always commit
+ * with an fsync. Measured: the fsync was 12% of a 100-event pull.
+ */
+static void set_sync_for(struct embedded *s, const struct rtmd_list *work)
+{
+    if (s->cfg->sync != RTMD_SYNC_FULL)
+        return;
+    bool full = false;
+    const struct rtmd_list *n;
+    for (n = work->next; n != work && !full; n = n->next) {
+        const struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+        full = !(op->kind == OP_CURSOR || op->kind == OP_HISTORY_QUERY ||
+                 op->kind == OP_HISTORY_COUNT);
+    }
+    if (full != s->w_sync_full &&
+        exec_sql(s, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") == 0)
+        s->w_sync_full = full;
+}
+
 static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
 {
     uint64_t n_ops = 0;
     struct rtmd_list *n, *tmp;
     const char *what = "begin";
+    set_sync_for(s, work);
     int rc = run(s->stmt[ST_BEGIN]);
 
     rtmd_list_foreach_safe(n, tmp, work)
@@ -1497,6 +1532,7 @@ static int configure(struct embedded *s)
                        sqlite3_errmsg(s->db));
         return RTMD_ESTORE;
     }
+    s->w_sync_full = s->cfg->sync == RTMD_SYNC_FULL;
     if ((rc = exec_sql(s, s->cfg->sync == RTMD_SYNC_FULL ? "PRAGMA synchronous=FULL"
                                                          : "PRAGMA synchronous=NORMAL")))
         return rc;
