@@ -96,29 +96,33 @@ out:
  * config allows at most 128; a longer given secret cannot match). */
 #define SECRET_CMP_MAX 128
 
-/* Copies s into a zero-padded block of SECRET_CMP_MAX bytes with one pass
- * over the whole block, so the time does not depend on where s ends. */
-static void pad(unsigned char out[SECRET_CMP_MAX], const char *s, size_t n)
+/* Copies n bytes of s into a zeroed block of SECRET_CMP_MAX bytes. The time
+ * depends on n, which is no secret: the given secret's length is the
+ * client's own, and the expected one's has just been measured (strlen). */
+static void pad(uint64_t out[SECRET_CMP_MAX / 8], const char *s, size_t n)
 {
-    for (size_t i = 0; i < SECRET_CMP_MAX; i++) {
-        size_t in = (size_t)0 - (size_t)(i < n); /* all ones while i < n */
-        unsigned char c = (unsigned char)(i < n ? s[i] : 0);
-        out[i] = (unsigned char)(c & (unsigned char)in);
-    }
+    memset(out, 0, SECRET_CMP_MAX);
+    memcpy(out, s, n < SECRET_CMP_MAX ? n : SECRET_CMP_MAX);
 }
 
 bool rtmd_auth_secret_equal(struct rtmd_str given, const char *expected)
 {
     /* Constant time in the secret's bytes: both sides are padded to one
-     * block and compared with CRYPTO_memcmp; the lengths are compared after,
-     * whatever the bytes said. (An HMAC of each side, as before, cost a fifth
-     * of an empty event pull.) */
-    unsigned char a[SECRET_CMP_MAX], b[SECRET_CMP_MAX];
+     * block, every word of which is compared, with no early exit (the empty
+     * asm keeps the compiler from adding one); the lengths are compared
+     * after, whatever the bytes said. An HMAC of each side, as at first, cost
+     * a fifth of an empty event pull; CRYPTO_memcmp's byte loop, 2% of a
+     * 100-event pull. */
+    uint64_t a[SECRET_CMP_MAX / 8], b[SECRET_CMP_MAX / 8];
     size_t elen = expected ? strlen(expected) : 0;
     size_t glen = given.p ? given.len : 0;
-    pad(a, given.p ? given.p : "", glen < SECRET_CMP_MAX ? glen : SECRET_CMP_MAX);
-    pad(b, expected ? expected : "", elen < SECRET_CMP_MAX ? elen : SECRET_CMP_MAX);
-    int diff = CRYPTO_memcmp(a, b, SECRET_CMP_MAX);
+    pad(a, given.p ? given.p : "", glen);
+    pad(b, expected ? expected : "", elen);
+    uint64_t diff = 0;
+    for (size_t i = 0; i < SECRET_CMP_MAX / 8; i++) {
+        diff |= a[i] ^ b[i];
+        __asm__ volatile("" : "+r"(diff));
+    }
     OPENSSL_cleanse(b, sizeof(b));
     return diff == 0 && glen == elen && elen > 0 && glen <= SECRET_CMP_MAX;
 }
