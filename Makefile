@@ -3,6 +3,8 @@
 #   make                      release build: build/rtmd
 #   make test                 unit tests, fuzz-corpus replay, black-box suite
 #   make SAN=1                AddressSanitizer + UndefinedBehaviorSanitizer build in build-san/
+#   make SAN=thread CC=clang  ThreadSanitizer build in build-tsan/ (the loop and the store's
+#                             worker share the SQLite connection); a race aborts the process
 #   make CC=clang             any C17 compiler; warnings are errors everywhere
 #   make fuzz CC=clang        libFuzzer drivers in build-fuzz/ (clang only)
 #
@@ -16,6 +18,11 @@ ifeq ($(SAN),1)
 BUILD   ?= build-san
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 OPT     ?= -O1 -g
+else ifeq ($(SAN),thread)
+BUILD   ?= build-tsan
+SANFLAGS = -fsanitize=thread -fno-omit-frame-pointer
+OPT     ?= -O1 -g
+export TSAN_OPTIONS ?= halt_on_error=1 abort_on_error=1
 else
 BUILD   ?= build
 SANFLAGS =
@@ -106,7 +113,7 @@ format-check:
 	clang-format --dry-run --Werror $(LIB_SRC) $(wildcard src/*.c src/*/*.h) $(UNIT_SRC) $(wildcard fuzz/*.c bench/*.c)
 
 clean:
-	rm -rf build build-san build-fuzz build-clang
+	rm -rf build build-san build-tsan build-fuzz build-clang
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -214,6 +214,8 @@ int main(int argc, char **argv)
     }
     if (cfg->tls && !(ssl_ctx = make_tls(cfg)))
         goto out;
+    /* The store before the server: its before-sleep hook may answer pulls,
+     * and the server's, added after it, writes those answers. */
     r = rtmd_store_open(&store_, cfg, loop);
     if (r < 0) {
         rtmd_log_error("main", "cannot open the %s store: %s",

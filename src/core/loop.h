@@ -49,7 +49,9 @@ struct rtmd_deferred {
 void rtmd_defer(struct rtmd_deferred *d, void (*cb)(struct rtmd_deferred *d));
 void rtmd_defer_cancel(struct rtmd_deferred *d);
 
-/* Before-sleep hooks, run every iteration in the prepare phase. */
+/* Before-sleep hooks, run every iteration in the prepare phase, in the order
+ * they were added: the store's (which may call back, and so write) before
+ * the server's, which writes every connection's buffered output. */
 struct rtmd_loop_hook {
     struct rtmd_list link;
     void (*cb)(struct rtmd_loop_hook *h);

@@ -47,9 +47,13 @@
  * pull when both threads share a CPU. So the before-sleep hook commits a
  * batch of cursor writes itself when nothing else is owed (no op in flight,
  * so completions stay in call order) and db_mu is free at once (trylock:
- * the loop never waits for a worker's fsync). Its callbacks run deferred,
- * in the check phase after the next poll. The loop never checkpoints: the
- * WAL hook (on_wal) notes a long WAL and the worker checkpoints it.
+ * the loop never waits for a worker's fsync). Its callbacks run right
+ * there: this hook runs before the server's, which then writes the answers
+ * in the same iteration (main.c opens the store before it starts the
+ * server). Ops those callbacks start join a new batch, committed the same
+ * way (a few rounds at most) or handed to the worker, so nothing is left
+ * for after the sleep. The loop never checkpoints: the WAL hook (on_wal)
+ * notes a long WAL and the worker checkpoints it.
  *
  * Why a pull awaits its cursor commit. A pull takes events from memory at
  * once and moves the in-memory read position (so a second pull in flight
@@ -138,6 +142,9 @@
 #define COMPLETIONS_PER_WAKEUP 8192
 /* SQLite's own autocheckpoint threshold, kept, but run by the worker only. */
 #define WAL_CHECKPOINT_PAGES 1000
+/* Batches of cursor writes committed on the loop in one prepare phase (the
+ * callbacks of one may start the next); the rest goes to the worker. */
+#define LOOP_COMMIT_ROUNDS 4
 /* Bytes of one event's JSON: 64-byte IDs, escaped at most 6x. */
 #define EVENT_JSON_MAX  4096
 #define BUSY_TIMEOUT_MS 500 /* another process holding the database: fail fast */
@@ -323,7 +330,6 @@ struct embedded {
 
     size_t batch_n;   /* ops in batch */
     bool batch_other; /* batch holds an op other than a cursor write */
-    struct rtmd_deferred inline_done;
 
     /* Shared, under mu. */
     uv_mutex_t mu;
@@ -938,13 +944,9 @@ static void on_async(uv_async_t *h)
     drain_done(s);
 }
 
-static void on_inline_done(struct rtmd_deferred *d)
-{
-    drain_done(RTMD_CONTAINER_OF(d, struct embedded, inline_done));
-}
-
 /* The batch is cursor writes alone, nothing else is owed and the connection
- * is free: commit it here (see "Read positions on the loop thread"). */
+ * is free: commit it here and call back (see "Read positions on the loop
+ * thread"). */
 static bool commit_on_loop(struct embedded *s)
 {
     if (s->closing || s->batch_other || s->pending != s->batch_n ||
@@ -968,7 +970,9 @@ static bool commit_on_loop(struct embedded *s)
     }
     uv_mutex_unlock(&s->mu);
     list_splice_tail(&s->done, &s->batch);
-    rtmd_defer(&s->inline_done, on_inline_done);
+    s->batch_n = 0;
+    s->batch_other = false;
+    drain_done(s);
     return true;
 }
 
@@ -983,14 +987,15 @@ static void batch_add(struct embedded *s, struct op *op)
 static void on_prepare(struct rtmd_loop_hook *h)
 {
     struct embedded *s = RTMD_CONTAINER_OF(h, struct embedded, hook);
+    for (int round = 0; round < LOOP_COMMIT_ROUNDS && !rtmd_list_empty(&s->batch); round++)
+        if (!commit_on_loop(s))
+            break;
     if (rtmd_list_empty(&s->batch))
         return;
-    if (!commit_on_loop(s)) {
-        uv_mutex_lock(&s->mu);
-        list_splice_tail(&s->inbox, &s->batch);
-        uv_cond_signal(&s->cond);
-        uv_mutex_unlock(&s->mu);
-    }
+    uv_mutex_lock(&s->mu);
+    list_splice_tail(&s->inbox, &s->batch);
+    uv_cond_signal(&s->cond);
+    uv_mutex_unlock(&s->mu);
     s->batch_n = 0;
     s->batch_other = false;
 }
