@@ -10,7 +10,7 @@ import time
 import pytest
 
 from harness import (APP, APP_NOCERT, REQUEST_ID_RE, Http, assert_error, assert_events_envelope,
-                     basic, compact, event_path, loads_ordered)
+                     basic, compact, event_path, loads_ordered, wait_until)
 
 FAST = {"http_header_timeout_ms": 300, "http_idle_timeout_s": 1}
 
@@ -139,6 +139,31 @@ def test_healthz_and_metrics_content_types(rtmd):
     st, hd, body = rtmd.get("/metrics")
     assert st == 200 and hd["content-type"].startswith("text/plain")
     assert b"rtmd_http_responses_total" in body
+
+
+def test_metrics_count_connections_sessions_events_and_commits(rtmd):
+    """The gauges follow what is open; the counters move with the work done."""
+    before = rtmd.metrics()
+    with rtmd.ws() as a, rtmd.ws() as b:
+        assert a.login("m-alice", app=APP_NOCERT)["ok"] and b.login("m-bob", app=APP_NOCERT)["ok"]
+        m = rtmd.metrics()
+        # the two WebSockets and the connection that asks
+        assert m["rtmd_connections"] == before["rtmd_connections"] + 2
+        assert m["rtmd_connections_accepted_total"] >= before["rtmd_connections_accepted_total"] + 3
+        assert m["rtmd_sessions"] == before["rtmd_sessions"] + 2
+        assert m['rtmd_events_recorded_total{log="user"}'] == \
+            before['rtmd_events_recorded_total{log="user"}'] + 2
+        assert m["rtmd_store_commits_total"] > before["rtmd_store_commits_total"]
+    users = 'rtmd_events_recorded_total{log="user"}'
+    # the Logouts are counted once durable, a moment after the sockets close
+    def settled():
+        m = rtmd.metrics()
+        return m[users] >= before[users] + 4 and m["rtmd_connections"] == before["rtmd_connections"]
+    wait_until(settled, what="two Logouts recorded and both connections closed")
+    m = rtmd.metrics()
+    assert m[users] == before[users] + 4
+    assert m["rtmd_sessions"] == before["rtmd_sessions"]
+    assert m['rtmd_http_responses_total{code="200"}'] > before['rtmd_http_responses_total{code="200"}']
 
 
 # ---- 404 / 405 --------------------------------------------------------------------------
