@@ -167,9 +167,11 @@ struct log_state {
     int kind;
     uint32_t inflight[RTMD_REGIONS_MAX]; /* pulls awaiting their cursor commit */
     uint64_t rewind[RTMD_REGIONS_MAX];   /* position to restore after failures */
-    /* Worker thread only: logs written by the current transaction. */
+    /* Under db_mu: logs written by the current transaction, and its last
+     * cursor write per region (earlier ones are not executed). */
     struct rtmd_list w_touched;
     uint64_t w_max_seq;
+    const struct op *w_last_cursor[RTMD_REGIONS_MAX];
 };
 
 struct app_state {
@@ -284,7 +286,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_MEMBER_INSERT] =
         "INSERT OR IGNORE INTO memberships(app,uid,channel,since) VALUES(?1,?2,?3,?4)",
     [ST_MEMBER_DELETE] = "DELETE FROM memberships WHERE app=?1 AND uid=?2 AND channel=?3",
-    [ST_CURSOR_PUT] = "INSERT OR REPLACE INTO cursors(app,kind,region,seq) VALUES(?1,?2,?3,?4)",
+    [ST_CURSOR_PUT] = ("INSERT INTO cursors(app,kind,region,seq) VALUES(?1,?2,?3,?4)"
+                       " ON CONFLICT(app,kind,region) DO UPDATE SET seq=excluded.seq"),
 };
 
 static const char schema_sql[] =
@@ -549,6 +552,8 @@ static int exec_op(struct embedded *s, struct op *op)
                 return rc;
         return 0;
     case OP_CURSOR: {
+        if (op->app->logs[op->log].w_last_cursor[op->region] != op)
+            return 0; /* a later pull of this region in this transaction writes its position */
         sqlite3_stmt *st = s->stmt[ST_CURSOR_PUT];
         bind_app(st, op->app);
         sqlite3_bind_int(st, 2, (int)op->log);
@@ -614,12 +619,26 @@ static void set_sync_for(struct embedded *s, const struct rtmd_list *work)
         s->w_sync_full = full;
 }
 
+/* Notes, or (op NULL) forgets, the last cursor write of each log and region
+ * in work: only that one is executed. Concurrent pullers of one app and
+ * region (a vendor's pool of workers) share one row write per commit. */
+static void mark_last_cursors(struct rtmd_list *work, bool forget)
+{
+    struct rtmd_list *n;
+    for (n = work->next; n != work; n = n->next) {
+        const struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+        if (op->kind == OP_CURSOR)
+            op->app->logs[op->log].w_last_cursor[op->region] = forget ? NULL : op;
+    }
+}
+
 static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
 {
     uint64_t n_ops = 0;
     struct rtmd_list *n, *tmp;
     const char *what = "begin";
     set_sync_for(s, work);
+    mark_last_cursors(work, false);
     int rc = run(s->stmt[ST_BEGIN]);
 
     rtmd_list_foreach_safe(n, tmp, work)
@@ -643,6 +662,7 @@ static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
         what = "commit";
         rc = run(s->stmt[ST_COMMIT]);
     }
+    mark_last_cursors(work, true);
     if (rc != 0) {
         rtmd_log_error(MODULE, "%s failed, %llu ops not recorded: %s (%d)", what,
                        (unsigned long long)n_ops, sqlite3_errmsg(s->db), rc);

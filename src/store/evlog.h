@@ -35,7 +35,8 @@ struct rtmd_evrec {
     uint32_t refs;
     uint32_t len; /* bytes of json, no NUL counted */
     uint64_t seq;
-    char json[]; /* len bytes, then a NUL */
+    uint64_t end; /* the log's rtmd_evlog.bytes once this record was put */
+    char json[];  /* len bytes, then a NUL */
 };
 
 /* A new record holding a copy of json, with one reference owned by the
@@ -62,6 +63,7 @@ struct rtmd_evlog {
     uint32_t n_regions;
     uint64_t next_seq;                  /* the next number rtmd_evlog_reserve() hands out */
     uint64_t last_seq;                  /* seq of the newest record appended, 0 for none */
+    uint64_t bytes;                     /* len + 1 of every record ever put, summed */
     uint64_t cursor[RTMD_REGIONS_MAX];  /* last seq read, per region */
     uint64_t dropped[RTMD_REGIONS_MAX]; /* records overwritten unread */
 };

@@ -233,6 +233,49 @@ static void test_reserve_append_and_restore(void **state)
     rtmd_evlog_free(&l);
 }
 
+/* rtmd_evlog_copy joins the oldest unread records with commas, appended to
+ * what the buffer holds, across the ring's wrap, sized from the running sums. */
+static void test_copy_joins_across_the_wrap(void **state)
+{
+    (void)state;
+    struct rtmd_evlog l;
+    rtmd_evlog_init(&l, 5, 2);
+    push_n(&l, 8); /* holds e4..e8; the ring has wrapped */
+    assert_int_equal(l.head, 3);
+    struct rtmd_buf out;
+    rtmd_buf_init(&out, 1024);
+    rtmd_buf_append(&out, "[", 1);
+    uint64_t last = 0;
+    assert_int_equal(rtmd_evlog_copy(&l, 0, 3, &out, &last), 3);
+    assert_int_equal(last, 6);
+    assert_int_equal(out.len, strlen("[e4,e5,e6"));
+    assert_memory_equal(out.data, "[e4,e5,e6", out.len);
+    rtmd_evlog_advance(&l, 0, last);
+
+    rtmd_buf_reset(&out);
+    push_n(&l, 100); /* e9..e108, sizes change from 2 to 4 bytes; holds e104..e108 */
+    assert_int_equal(rtmd_evlog_copy(&l, 0, 1000, &out, &last), 5);
+    assert_int_equal(last, 108);
+    assert_int_equal(out.len, strlen("e104,e105,e106,e107,e108"));
+    assert_memory_equal(out.data, "e104,e105,e106,e107,e108", out.len);
+    rtmd_evlog_advance(&l, 0, last);
+
+    /* nothing unread, a bad region, and a buffer too small for the answer */
+    rtmd_buf_reset(&out);
+    assert_int_equal(rtmd_evlog_copy(&l, 0, 10, &out, &last), 0);
+    assert_int_equal(rtmd_evlog_copy(&l, 7, 10, &out, &last), 0);
+    assert_int_equal(out.len, 0);
+    struct rtmd_buf small;
+    rtmd_buf_init(&small, 10);
+    assert_int_equal(rtmd_evlog_copy(&l, 1, 10, &small, &last), 0);
+    assert_int_equal(small.len, 0);
+    assert_int_equal(rtmd_evlog_copy(&l, 1, 2, &small, &last), 2); /* "e104,e105" fits */
+    assert_memory_equal(small.data, "e104,e105", small.len);
+    rtmd_buf_free(&small);
+    rtmd_buf_free(&out);
+    rtmd_evlog_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_dropped_per_region),
         cmocka_unit_test(test_record_survives_overwrite),
         cmocka_unit_test(test_reserve_append_and_restore),
+        cmocka_unit_test(test_copy_joins_across_the_wrap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
