@@ -237,68 +237,24 @@ static void on_request(struct rtmd_http_request *req)
 
 /* ---- checking what the client received ------------------------------------------------ */
 
-static const char *find(const char *p, size_t n, const char *s)
-{
-    size_t m = strlen(s);
-    for (size_t i = 0; i + m <= n; i++)
-        if (memcmp(p + i, s, m) == 0)
-            return p + i;
-    return NULL;
-}
+static long long last_seq_; /* of the answers checked so far */
 
-/* The decimal number at p (at most n bytes), or -1 if there is none. */
-static long long number(const char *p, size_t n)
+static void check_body(const char *head, size_t head_len, const char *body, size_t len)
 {
-    long long v = -1;
-    for (size_t i = 0; i < n && i < 18 && p[i] >= '0' && p[i] <= '9'; i++)
-        v = (v < 0 ? 0 : v * 10) + (p[i] - '0');
-    return v;
-}
-
-/* Value of header name (with ": ") in the head [p, p+n), or NULL. */
-static const char *head_value(const char *p, size_t n, const char *name)
-{
-    const char *h = find(p, n, name);
-    return h ? h + strlen(name) : NULL;
+    (void)head;
+    (void)head_len;
+    if (len >= 4 && memcmp(body, "seq=", 4) == 0) {
+        long long s = fuzz_number(body + 4, len - 4);
+        CHECK(s > last_seq_); /* answers in request order */
+        CHECK(s < (long long)seq_);
+        last_seq_ = s;
+    }
 }
 
 static void check_output(void)
 {
-    if (out_.len == out_.max)
-        return; /* truncated: not checkable */
-    const char *p = out_.data;
-    size_t n = out_.len, pos = 0;
-    long long last_seq = -1;
-    bool closed = false;
-    while (pos < n) {
-        CHECK(!closed); /* nothing after Connection: close */
-        const char *r = p + pos;
-        size_t left = n - pos;
-        CHECK(left >= 12 && memcmp(r, "HTTP/1.1 ", 9) == 0);
-        int status = (r[9] - '0') * 100 + (r[10] - '0') * 10 + (r[11] - '0');
-        CHECK(status >= 100 && status <= 599);
-        const char *end = find(r, left, "\r\n\r\n");
-        CHECK(end != NULL);
-        size_t head_len = (size_t)(end - r) + 4;
-        if (status == 101)
-            return; /* WebSocket frames follow */
-        const char *cl = head_value(r, head_len, "\r\nContent-Length: ");
-        CHECK(cl != NULL);
-        CHECK(head_value(r, head_len, "\r\nX-Request-ID: ") != NULL);
-        long long content_length = number(cl, (size_t)(r + head_len - cl));
-        CHECK(content_length >= 0 && (size_t)content_length <= left - head_len);
-        size_t body_len = (size_t)content_length;
-        const char *body = r + head_len;
-        if (body_len >= 4 && memcmp(body, "seq=", 4) == 0) {
-            long long s = number(body + 4, body_len - 4);
-            CHECK(s > last_seq); /* answers in request order */
-            CHECK(s < (long long)seq_);
-            last_seq = s;
-        }
-        if (find(r, head_len, "\r\nConnection: close\r\n"))
-            closed = true;
-        pos += head_len + body_len;
-    }
+    last_seq_ = -1;
+    fuzz_check_responses(&out_, check_body);
 }
 
 /* ---- driving ---------------------------------------------------------------------------- */
@@ -331,39 +287,18 @@ static void drain(void)
 /* Between reads: whatever the PRNG says happens in the loop. */
 static void events(struct stub_conn **conn)
 {
-    uint32_t e = loop_event();
-    if (!*conn)
-        return;
-    if (e == 9 && (flags_ & 0x80))
-        stub_fire_timeout(*conn);
-    else if (e >= 10 && e <= 12)
-        stub_drain(*conn);
+    fuzz_loop_events(conn, (flags_ & 0x80) != 0);
+}
+
+static bool answers_owed(void)
+{
+    return answers_pending_ > 0;
 }
 
 /* After the input: the connection must end, with every request answered. */
 static void finish(void)
 {
-    if (conn_) {
-        switch ((flags_ >> 5) & 3) {
-        case 0:
-        case 1: stub_eof(conn_); break;
-        case 2: rtmd_conn_close(&conn_->c); break;
-        default: break;
-        }
-    }
-    for (int round = 0; conn_ || answers_pending_; round++) {
-        CHECK(round < 50);
-        stub_run_loop();
-        if (!conn_)
-            continue;
-        stub_drain(conn_);
-        stub_run_loop();
-        if (!conn_ || (conn_->c.flags & RTMD_CONN_CLOSING))
-            continue;
-        /* Alive, idle and not closing: only a timeout can end it now. */
-        CHECK(stub_fire_timeout(conn_));
-    }
-    stub_run_loop(); /* nothing may be left for the next input */
+    fuzz_end_conn(&conn_, (flags_ >> 5) & 3, answers_owed);
     CHECK(answers_pending_ == 0);
     CHECK(stub_live_ == 0);
     CHECK(server_.n_conns == 0);
@@ -382,10 +317,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     stub_server_init(&server_, &listener_, &cfg_, on_request);
     rtmd_buf_init(&out_, OUT_MAX);
 
-    stub_conn_open(&server_, &listener_, &out_, &conn_);
-    conn_->backpressure = (flags_ & 0x04) != 0;
-    if (flags_ & 0x08)
-        conn_->writes_left = (long)below(6);
+    fuzz_conn_open(&server_, &listener_, &out_, &conn_);
 
     feed(&conn_, data, size, 1024, drain, events);
     finish();

@@ -1,8 +1,9 @@
 /*
- * fuzz_util.h — what the drivers over stub_conn.h (fuzz_http.c, fuzz_ws.c)
- * share: CHECK, the input's two leading bytes (flags and the seed of a
- * PRNG), the PRNG, and feeding bytes to a stub connection in reads of the
- * sizes the PRNG picks.
+ * fuzz_util.h — what the drivers over stub_conn.h (fuzz_http.c, fuzz_ws.c,
+ * fuzz_api.c) share: CHECK, the input's two leading bytes (flags and the
+ * seed of a PRNG), the PRNG, feeding bytes to a stub connection in reads of
+ * the sizes the PRNG picks, ending it, and checking the HTTP responses it
+ * received.
  *
  * Define FUZZ_NAME (the driver's name, for CHECK's message) before including
  * it, from exactly one .c (it includes stub_conn.h).
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/common.h"
 #include "core/log.h"
@@ -118,6 +120,121 @@ static inline size_t feed(struct stub_conn **conn, const void *p, size_t n, uint
         between(conn);
     }
     return off;
+}
+
+/* Opens *conn on s (stub_conn_open) with what flags bits 2 and 3 say, as
+ * both HTTP drivers use them: backpressure, and a write that fails after
+ * 0-5 writes. */
+static inline void fuzz_conn_open(struct rtmd_server *s, struct rtmd_listener *l,
+                                  struct rtmd_buf *out, struct stub_conn **conn)
+{
+    stub_conn_open(s, l, out, conn);
+    (*conn)->backpressure = (flags_ & 0x04) != 0;
+    if (flags_ & 0x08)
+        (*conn)->writes_left = (long)below(6);
+}
+
+/* Between reads (feed's `between`): what loop_event() picks happens; 9 fires
+ * the connection's timeout if timeouts are on, 10-12 complete its writes. */
+static inline void fuzz_loop_events(struct stub_conn **conn, bool timeouts)
+{
+    uint32_t e = loop_event();
+    if (!*conn)
+        return;
+    if (e == 9 && timeouts)
+        stub_fire_timeout(*conn);
+    else if (e >= 10 && e <= 12)
+        stub_drain(*conn);
+}
+
+/* After the input: ends *conn as `how` says (0-1 EOF, 2 the peer resets,
+ * 3 silence), then runs the loop until the connection is freed and busy()
+ * (may be NULL) is false — only a timeout may be needed for that — and once
+ * more, so nothing is left for the next input. */
+static inline void fuzz_end_conn(struct stub_conn **conn, unsigned how, bool (*busy)(void))
+{
+    if (*conn) {
+        if (how <= 1)
+            stub_eof(*conn);
+        else if (how == 2)
+            rtmd_conn_close(&(*conn)->c);
+    }
+    for (int round = 0; *conn || (busy && busy()); round++) {
+        CHECK(round < 50);
+        stub_run_loop();
+        if (!*conn)
+            continue;
+        stub_drain(*conn);
+        stub_run_loop();
+        if (!*conn || ((*conn)->c.flags & RTMD_CONN_CLOSING))
+            continue;
+        /* Alive, idle and not closing: only a timeout can end it now. */
+        CHECK(stub_fire_timeout(*conn));
+    }
+    stub_run_loop();
+}
+
+/* ---- what the client received: HTTP/1.1 responses ---------------------------------- */
+
+static inline const char *fuzz_find(const char *p, size_t n, const char *s)
+{
+    size_t m = strlen(s);
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(p + i, s, m) == 0)
+            return p + i;
+    return NULL;
+}
+
+/* The decimal number at p (at most n bytes), or -1 if there is none. */
+static inline long long fuzz_number(const char *p, size_t n)
+{
+    long long v = -1;
+    for (size_t i = 0; i < n && i < 18 && p[i] >= '0' && p[i] <= '9'; i++)
+        v = (v < 0 ? 0 : v * 10) + (p[i] - '0');
+    return v;
+}
+
+/* Value of header name (with ": ") in the head [p, p+n), or NULL. */
+static inline const char *fuzz_head_value(const char *p, size_t n, const char *name)
+{
+    const char *h = fuzz_find(p, n, name);
+    return h ? h + strlen(name) : NULL;
+}
+
+/* Checks that out is a sequence of well-formed responses (status line,
+ * Content-Length within the output, X-Request-ID), nothing after one with
+ * "Connection: close", until a 101 (frames follow); on_body sees each. */
+static inline void fuzz_check_responses(const struct rtmd_buf *out,
+                                        void (*on_body)(const char *head, size_t head_len,
+                                                        const char *body, size_t body_len))
+{
+    if (out->len == out->max)
+        return; /* truncated: not checkable */
+    const char *p = out->data;
+    size_t n = out->len, pos = 0;
+    bool closed = false;
+    while (pos < n) {
+        CHECK(!closed);
+        const char *r = p + pos;
+        size_t left = n - pos;
+        CHECK(left >= 12 && memcmp(r, "HTTP/1.1 ", 9) == 0);
+        int status = (r[9] - '0') * 100 + (r[10] - '0') * 10 + (r[11] - '0');
+        CHECK(status >= 100 && status <= 599);
+        const char *end = fuzz_find(r, left, "\r\n\r\n");
+        CHECK(end != NULL);
+        size_t head_len = (size_t)(end - r) + 4;
+        if (status == 101)
+            return;
+        const char *cl = fuzz_head_value(r, head_len, "\r\nContent-Length: ");
+        CHECK(cl != NULL);
+        CHECK(fuzz_head_value(r, head_len, "\r\nX-Request-ID: ") != NULL);
+        long long content_length = fuzz_number(cl, (size_t)(r + head_len - cl));
+        CHECK(content_length >= 0 && (size_t)content_length <= left - head_len);
+        on_body(r, head_len, r + head_len, (size_t)content_length);
+        if (fuzz_find(r, head_len, "\r\nConnection: close\r\n"))
+            closed = true;
+        pos += head_len + (size_t)content_length;
+    }
 }
 
 #endif

@@ -6,6 +6,11 @@
  *   GET  /v1/rtm  (WebSocket upgrade)                      → gateway
  *   GET  /dev/v2/project/{appid}/rtm/vendor/user_events    events.c
  *   GET  /dev/v2/project/{appid}/rtm/vendor/channel_events events.c
+ *   POST .../rtm/users/{uid}/peer_messages[?wait_for_ack=]   messages.c
+ *   POST .../rtm/users/{uid}/channel_messages                messages.c
+ *   POST .../rtm/message/history/query                       history.c
+ *   GET  .../rtm/message/history/query/{handle}              history.c
+ *   GET  .../rtm/message/history/count?...                   history.c
  *
  * Every vendor request goes: route (404/405) → app (400 malformed, 404
  * unknown) → credentials (401) → the endpoint's rate bucket through the

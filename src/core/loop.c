@@ -155,6 +155,11 @@ void rtmd_defer(struct rtmd_deferred *d, void (*cb)(struct rtmd_deferred *d))
         uv_idle_start(&idle_, on_idle);
 }
 
+bool rtmd_defer_pending(void)
+{
+    return !rtmd_list_empty(&deferred_);
+}
+
 void rtmd_defer_cancel(struct rtmd_deferred *d)
 {
     if (d->link.next)

@@ -48,6 +48,8 @@ struct rtmd_deferred {
 };
 void rtmd_defer(struct rtmd_deferred *d, void (*cb)(struct rtmd_deferred *d));
 void rtmd_defer_cancel(struct rtmd_deferred *d);
+/* Deferred calls are waiting (tests and fuzz drivers that run the loop). */
+bool rtmd_defer_pending(void);
 
 /* Before-sleep hooks, run every iteration in the prepare phase, in the order
  * they were added: the store's (which may call back, and so write) before
