@@ -107,10 +107,10 @@ fuzz:
 	    $(FUZZ_BUILD)/librtmd.a $(PKG_LIBS); echo "built $(FUZZ_BUILD)/$$n"; done
 
 format:
-	clang-format -i $(LIB_SRC) $(wildcard src/*.c src/*/*.h) $(UNIT_SRC) $(wildcard fuzz/*.c bench/*.c)
+	clang-format -i $(LIB_SRC) $(wildcard src/*.c src/*/*.h) $(UNIT_SRC) $(wildcard fuzz/*.c fuzz/*.h bench/*.c bench/*.h)
 
 format-check:
-	clang-format --dry-run --Werror $(LIB_SRC) $(wildcard src/*.c src/*/*.h) $(UNIT_SRC) $(wildcard fuzz/*.c bench/*.c)
+	clang-format --dry-run --Werror $(LIB_SRC) $(wildcard src/*.c src/*/*.h) $(UNIT_SRC) $(wildcard fuzz/*.c fuzz/*.h bench/*.c bench/*.h)
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz build-clang

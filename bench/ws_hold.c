@@ -55,9 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
+#include "wsload.h"
 
 #define MAX_SOURCES 64
 #define CONN_BUF    256 /* a 101 head is ~130 bytes, a reply frame ~40 */
@@ -127,7 +125,6 @@ static struct sockaddr_in dst_;
 static char request_[512];
 static size_t request_len_;
 static uint64_t failures_[F_COUNT];
-static char first_error_[160];
 static uint32_t n_started_, n_pending_hs_, n_upgraded_, n_login_ok_, n_logout_ok_;
 static uint32_t n_open_;      /* sockets still open */
 static uint32_t n_wait_;      /* logins or logouts sent and not yet answered */
@@ -138,13 +135,6 @@ static volatile sig_atomic_t interrupted_;
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void die_usage(const char *msg)
 {
     fprintf(stderr, "ws_hold: %s\n", msg);
@@ -154,52 +144,6 @@ static void die_usage(const char *msg)
             "               [--uid-prefix PFX] [--timeout S] [--logout] [--control-stdin] "
             "[--quiet]\n");
     exit(2);
-}
-
-static unsigned long parse_ulong(const char *s, unsigned long max, const char *what)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || v > max) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "bad %s: %s", what, s);
-        die_usage(msg);
-    }
-    return v;
-}
-
-static double parse_double(const char *s, const char *what)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || v < 0) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "bad %s: %s", what, s);
-        die_usage(msg);
-    }
-    return v;
-}
-
-static void parse_sources(const char *list)
-{
-    const char *p = list;
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char addr[64];
-        if (len == 0 || len >= sizeof(addr) || opt.n_sources >= MAX_SOURCES)
-            die_usage("bad --sources");
-        memcpy(addr, p, len);
-        addr[len] = '\0';
-        if (inet_pton(AF_INET, addr, &opt.sources[opt.n_sources]) != 1)
-            die_usage("bad address in --sources");
-        opt.n_sources++;
-        p += len;
-        if (*p == ',')
-            p++;
-    }
 }
 
 static void parse_args(int argc, char **argv)
@@ -234,7 +178,7 @@ static void parse_args(int argc, char **argv)
         } else if (!strcmp(a, "--count")) {
             opt.count = (uint32_t)parse_ulong(v, 1000000, "--count");
         } else if (!strcmp(a, "--sources")) {
-            parse_sources(v);
+            parse_sources(v, opt.sources, &opt.n_sources, MAX_SOURCES);
         } else if (!strcmp(a, "--rate")) {
             opt.rate = parse_double(v, "--rate");
         } else if (!strcmp(a, "--inflight")) {
@@ -268,7 +212,7 @@ static void parse_args(int argc, char **argv)
     if (opt.inflight == 0)
         opt.inflight = 1;
     if (opt.n_sources == 0)
-        parse_sources("127.0.0.1");
+        parse_sources("127.0.0.1", opt.sources, &opt.n_sources, MAX_SOURCES);
     if (inet_pton(AF_INET, opt.host, &dst_.sin_addr) != 1)
         die_usage("--host must be an IPv4 address");
     dst_.sin_family = AF_INET;
@@ -278,9 +222,7 @@ static void parse_args(int argc, char **argv)
 static void note_failure(enum failure f, uint32_t i, int err, const char *what)
 {
     failures_[f]++;
-    if (!first_error_[0])
-        snprintf(first_error_, sizeof(first_error_), "conn %u: %s: %s", i, what,
-                 err ? strerror(err) : "-");
+    keep_first_error(i, err, what);
 }
 
 static void close_conn(uint32_t i, uint8_t state)
@@ -302,29 +244,6 @@ static void fail(uint32_t i, enum failure f, int err, const char *what)
         n_wait_--;
     note_failure(f, i, err, what);
     close_conn(i, ST_FAILED);
-}
-
-/* Writes a masked text frame (client frames must be masked, RFC 6455 §5.3). */
-static size_t frame_text(char *out, size_t cap, const char *payload, size_t n, uint32_t seed)
-{
-    size_t h = 0;
-    if (cap < n + 8)
-        return 0;
-    out[h++] = (char)0x81; /* FIN + text */
-    if (n < 126) {
-        out[h++] = (char)(0x80 | n);
-    } else {
-        out[h++] = (char)(0x80 | 126);
-        out[h++] = (char)(n >> 8);
-        out[h++] = (char)(n & 0xff);
-    }
-    unsigned char mask[4] = {(unsigned char)(seed * 2654435761u >> 24), (unsigned char)(seed >> 3),
-                             (unsigned char)(seed * 40503u), 0x5a};
-    memcpy(out + h, mask, 4);
-    h += 4;
-    for (size_t k = 0; k < n; k++)
-        out[h + k] = (char)(payload[k] ^ mask[k & 3]);
-    return h + n;
 }
 
 /* Sends all of buf (these requests are tiny; a short write on a fresh,
@@ -351,21 +270,11 @@ static void start_conn(uint32_t i)
     struct conn *c = &conns_[i];
     c->src = (uint8_t)(i % opt.n_sources);
     n_started_++;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const char *what;
+    int fd = socket_from(opt.sources[c->src], &what);
     if (fd < 0) {
         c->state = ST_FAILED;
-        note_failure(F_SOCKET, i, errno, "socket");
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr = opt.sources[c->src]};
-    if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
-        int e = errno;
-        close(fd);
-        c->state = ST_FAILED;
-        note_failure(F_SOCKET, i, e, "bind");
+        note_failure(F_SOCKET, i, -fd, what);
         return;
     }
     c->fd = fd;
@@ -422,15 +331,6 @@ static ssize_t read_some(struct conn *c, int *err)
     return n;
 }
 
-static const char *find_mem(const char *hay, size_t n, const char *needle)
-{
-    size_t k = strlen(needle);
-    for (size_t i = 0; i + k <= n; i++)
-        if (memcmp(hay + i, needle, k) == 0)
-            return hay + i;
-    return NULL;
-}
-
 static void on_handshake_data(uint32_t i)
 {
     struct conn *c = &conns_[i];
@@ -482,33 +382,6 @@ static void send_op(uint32_t i, bool login)
         fail(i, login ? F_LOGIN_EOF : F_LOGOUT, r, "send");
 }
 
-/* Parses one complete server frame at the start of c->in: returns its total
- * length (0 when incomplete); *op, *payload, *plen describe it. */
-static size_t parse_frame(const struct conn *c, unsigned *op, const char **payload, size_t *plen)
-{
-    const unsigned char *p = (const unsigned char *)c->in;
-    size_t n = c->in_len;
-    if (n < 2)
-        return 0;
-    size_t len = p[1] & 0x7f, h = 2;
-    if (len == 126) {
-        if (n < 4)
-            return 0;
-        len = ((size_t)p[2] << 8) | p[3];
-        h = 4;
-    } else if (len == 127) {
-        return SIZE_MAX; /* rtmd never sends 64 KiB replies to these ops */
-    }
-    if (p[1] & 0x80)
-        h += 4; /* servers do not mask, but be lenient */
-    if (n < h + len)
-        return h + len > sizeof(c->in) ? SIZE_MAX : 0;
-    *op = p[0] & 0x0f;
-    *payload = (const char *)p + h;
-    *plen = len;
-    return h + len;
-}
-
 static void on_reply_data(uint32_t i)
 {
     struct conn *c = &conns_[i];
@@ -526,7 +399,7 @@ static void on_reply_data(uint32_t i)
         unsigned op = 0;
         const char *payload = NULL;
         size_t plen = 0;
-        size_t total = parse_frame(c, &op, &payload, &plen);
+        size_t total = parse_frame(c->in, c->in_len, sizeof(c->in), &op, &payload, &plen);
         if (total == 0)
             return;
         if (total == SIZE_MAX) {
@@ -596,35 +469,23 @@ static void on_event(uint32_t i, uint32_t events)
 
 /* ---- stdin control ----------------------------------------------------------------- */
 
-static char stdin_buf_[256];
-static size_t stdin_len_;
+static struct lines stdin_;
 static bool stdin_go_, stdin_stop_;
+
+static void on_control(char *line)
+{
+    if (!strcmp(line, "go"))
+        stdin_go_ = true;
+    else if (!strcmp(line, "stop"))
+        stdin_go_ = stdin_stop_ = true;
+}
 
 static void on_stdin(void)
 {
-    ssize_t n = read(STDIN_FILENO, stdin_buf_ + stdin_len_, sizeof(stdin_buf_) - 1 - stdin_len_);
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
+    if (read_lines(&stdin_, STDIN_FILENO, on_control) < 0) {
         stdin_go_ = stdin_stop_ = true; /* EOF: the driver is gone */
         epoll_ctl(ep_, EPOLL_CTL_DEL, STDIN_FILENO, NULL);
-        return;
     }
-    stdin_len_ += (size_t)n;
-    stdin_buf_[stdin_len_] = '\0';
-    char *nl;
-    while ((nl = strchr(stdin_buf_, '\n'))) {
-        *nl = '\0';
-        if (!strcmp(stdin_buf_, "go"))
-            stdin_go_ = true;
-        else if (!strcmp(stdin_buf_, "stop"))
-            stdin_go_ = stdin_stop_ = true;
-        size_t used = (size_t)(nl - stdin_buf_) + 1;
-        memmove(stdin_buf_, nl + 1, stdin_len_ - used + 1);
-        stdin_len_ -= used;
-    }
-    if (stdin_len_ == sizeof(stdin_buf_) - 1)
-        stdin_len_ = 0;
 }
 
 /* ---- the loop ---------------------------------------------------------------------- */

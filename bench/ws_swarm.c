@@ -69,9 +69,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
+#include "wsload.h"
 
 #define MAX_SOURCES 64
 #define RBUF_SIZE   (256 * 1024) /* one read buffer for every connection */
@@ -159,7 +157,6 @@ static char *rbuf_;
 static char *sbuf_; /* one frame being built */
 static size_t carry_cap_, sbuf_cap_;
 static uint64_t failures_[F_COUNT];
-static char first_error_[160];
 static volatile sig_atomic_t interrupted_;
 
 /* setup */
@@ -190,13 +187,6 @@ static struct hist lat_, lat_half_, oneway_;
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void die_usage(const char *msg)
 {
     fprintf(stderr, "ws_swarm: %s\n", msg);
@@ -205,39 +195,6 @@ static void die_usage(const char *msg)
             "                [--sources A,B,..] [--host H] [--inflight N] [--uid-prefix PFX]\n"
             "                [--channel NAME] [--payload-bytes N] [--timeout S] [--quiet]\n");
     exit(2);
-}
-
-static unsigned long parse_ulong(const char *s, unsigned long max, const char *what)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || v > max) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "bad %s: %s", what, s);
-        die_usage(msg);
-    }
-    return v;
-}
-
-static void parse_sources(const char *list)
-{
-    const char *p = list;
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char addr[64];
-        if (len == 0 || len >= sizeof(addr) || opt.n_sources >= MAX_SOURCES)
-            die_usage("bad --sources");
-        memcpy(addr, p, len);
-        addr[len] = '\0';
-        if (inet_pton(AF_INET, addr, &opt.sources[opt.n_sources]) != 1)
-            die_usage("bad address in --sources");
-        opt.n_sources++;
-        p += len;
-        if (*p == ',')
-            p++;
-    }
 }
 
 static void parse_args(int argc, char **argv)
@@ -279,7 +236,7 @@ static void parse_args(int argc, char **argv)
         } else if (!strcmp(a, "--count")) {
             opt.count = (uint32_t)parse_ulong(v, 100000, "--count");
         } else if (!strcmp(a, "--sources")) {
-            parse_sources(v);
+            parse_sources(v, opt.sources, &opt.n_sources, MAX_SOURCES);
         } else if (!strcmp(a, "--inflight")) {
             opt.inflight = (uint32_t)parse_ulong(v, 1000000, "--inflight");
         } else if (!strcmp(a, "--uid-prefix")) {
@@ -314,20 +271,11 @@ static void parse_args(int argc, char **argv)
     if (opt.count == 0)
         die_usage("--count must be at least 1");
     if (opt.n_sources == 0)
-        parse_sources("127.0.0.1");
+        parse_sources("127.0.0.1", opt.sources, &opt.n_sources, MAX_SOURCES);
     if (inet_pton(AF_INET, opt.host, &dst_.sin_addr) != 1)
         die_usage("--host must be an IPv4 address");
     dst_.sin_family = AF_INET;
     dst_.sin_port = htons((uint16_t)opt.port);
-}
-
-static const char *find_mem(const char *hay, size_t n, const char *needle)
-{
-    size_t k = strlen(needle);
-    for (size_t i = 0; i + k <= n; i++)
-        if (hay[i] == needle[0] && memcmp(hay + i, needle, k) == 0)
-            return hay + i;
-    return NULL;
 }
 
 static bool starts_with(const char *p, size_t n, const char *prefix)
@@ -390,9 +338,7 @@ static void hist_print(const char *name, const struct hist *h)
 static void note_failure(enum failure f, uint32_t i, int err, const char *what)
 {
     failures_[f]++;
-    if (!first_error_[0])
-        snprintf(first_error_, sizeof(first_error_), "conn %u: %s: %s", i, what,
-                 err ? strerror(err) : "-");
+    keep_first_error(i, err, what);
 }
 
 static void close_conn(uint32_t i, uint8_t state)
@@ -422,29 +368,6 @@ static void fail(uint32_t i, enum failure f, int err, const char *what)
     }
     note_failure(f, i, err, what);
     close_conn(i, ST_FAILED);
-}
-
-/* Writes a masked text frame (client frames must be masked, RFC 6455 §5.3)
- * into sbuf_; returns its length. */
-static size_t frame_text(const char *payload, size_t n, uint32_t seed)
-{
-    char *out = sbuf_;
-    size_t h = 0;
-    out[h++] = (char)0x81; /* FIN + text */
-    if (n < 126) {
-        out[h++] = (char)(0x80 | n);
-    } else {
-        out[h++] = (char)(0x80 | 126);
-        out[h++] = (char)(n >> 8);
-        out[h++] = (char)(n & 0xff);
-    }
-    unsigned char mask[4] = {(unsigned char)(seed * 2654435761u >> 24), (unsigned char)(seed >> 3),
-                             (unsigned char)(seed * 40503u), 0x5a};
-    memcpy(out + h, mask, 4);
-    h += 4;
-    for (size_t k = 0; k < n; k++)
-        out[h + k] = (char)(payload[k] ^ mask[k & 3]);
-    return h + n;
 }
 
 static void set_out_interest(uint32_t i, bool want)
@@ -525,7 +448,7 @@ static int uid_of(uint32_t i, char *out, size_t cap)
 
 static void send_json(uint32_t i, const char *json, size_t n)
 {
-    conn_send(i, sbuf_, frame_text(json, n, i * 7919u + conns_[i].next_id));
+    conn_send(i, sbuf_, frame_text(sbuf_, sbuf_cap_ + 16, json, n, i * 7919u + conns_[i].next_id));
 }
 
 static void send_login(uint32_t i)
@@ -564,21 +487,11 @@ static void start_conn(uint32_t i)
     c->src = (uint8_t)(i % opt.n_sources);
     c->t_setup = now_ns();
     n_started_++;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const char *what;
+    int fd = socket_from(opt.sources[c->src], &what);
     if (fd < 0) {
         c->state = ST_FAILED;
-        note_failure(F_SOCKET, i, errno, "socket");
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr = opt.sources[c->src]};
-    if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
-        int e = errno;
-        close(fd);
-        c->state = ST_FAILED;
-        note_failure(F_SOCKET, i, e, "bind");
+        note_failure(F_SOCKET, i, -fd, what);
         return;
     }
     c->fd = fd;
@@ -611,35 +524,6 @@ static void on_connected(uint32_t i)
 }
 
 /* ---- frames ------------------------------------------------------------------------ */
-
-/* One server frame at p: its total length, 0 when incomplete, SIZE_MAX when
- * this tool cannot take it. */
-static size_t parse_frame(const char *buf, size_t n, unsigned *op, const char **payload,
-                          size_t *plen)
-{
-    const unsigned char *p = (const unsigned char *)buf;
-    if (n < 2)
-        return 0;
-    size_t len = p[1] & 0x7f, h = 2;
-    if (len == 126) {
-        if (n < 4)
-            return 0;
-        len = ((size_t)p[2] << 8) | p[3];
-        h = 4;
-    } else if (len == 127) {
-        return SIZE_MAX; /* no push of this benchmark is 64 KiB */
-    }
-    if (p[1] & 0x80)
-        h += 4; /* servers do not mask, but be lenient */
-    if (h + len > carry_cap_)
-        return SIZE_MAX;
-    if (n < h + len)
-        return 0;
-    *op = p[0] & 0x0f;
-    *payload = buf + h;
-    *plen = len;
-    return h + len;
-}
 
 /* Reads "<run>:<seq>:<time>:" at p; false if it is not that. */
 static bool parse_stamp(const char *p, size_t n, uint64_t v[3])
@@ -853,7 +737,7 @@ static void on_readable(uint32_t i)
         unsigned op = 0;
         const char *payload = NULL;
         size_t plen = 0;
-        size_t total = parse_frame(rbuf_ + off, have - off, &op, &payload, &plen);
+        size_t total = parse_frame(rbuf_ + off, have - off, carry_cap_, &op, &payload, &plen);
         if (total == 0)
             break;
         if (total == SIZE_MAX) {
@@ -1122,8 +1006,7 @@ static bool run_finished(void)
     return now_ns() - last > grace_ns_;
 }
 
-static char stdin_buf_[512];
-static size_t stdin_len_;
+static struct lines stdin_;
 static bool quit_;
 
 static void on_command(char *line)
@@ -1144,26 +1027,10 @@ static void on_command(char *line)
 
 static void on_stdin(void)
 {
-    ssize_t n = read(STDIN_FILENO, stdin_buf_ + stdin_len_, sizeof(stdin_buf_) - 1 - stdin_len_);
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
+    if (read_lines(&stdin_, STDIN_FILENO, on_command) < 0) {
         quit_ = true; /* EOF: the driver is gone */
         epoll_ctl(ep_, EPOLL_CTL_DEL, STDIN_FILENO, NULL);
-        return;
     }
-    stdin_len_ += (size_t)n;
-    stdin_buf_[stdin_len_] = '\0';
-    char *nl;
-    while ((nl = strchr(stdin_buf_, '\n'))) {
-        *nl = '\0';
-        on_command(stdin_buf_);
-        size_t used = (size_t)(nl - stdin_buf_) + 1;
-        memmove(stdin_buf_, nl + 1, stdin_len_ - used + 1);
-        stdin_len_ -= used;
-    }
-    if (stdin_len_ == sizeof(stdin_buf_) - 1)
-        stdin_len_ = 0;
 }
 
 /* ---- the loop ------------------------------------------------------------------------ */
@@ -1227,7 +1094,7 @@ int main(int argc, char **argv)
     conns_ = calloc(n_conns_, sizeof(*conns_));
     char *carries = calloc(n_conns_, carry_cap_);
     rbuf_ = malloc(RBUF_SIZE);
-    sbuf_ = malloc(sbuf_cap_ + 16);
+    sbuf_ = malloc(sbuf_cap_ + 16); /* frame_text() is told this size */
     if (!conns_ || !carries || !rbuf_ || !sbuf_) {
         fprintf(stderr, "ws_swarm: out of memory\n");
         return 1;
