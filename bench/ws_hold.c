@@ -281,22 +281,15 @@ static void start_conn(uint32_t i)
     n_open_++;
     c->state = ST_CONNECTING;
     n_pending_hs_++;
-    struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = i};
-    if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) < 0) {
-        fail(i, F_SOCKET, errno, "epoll_ctl");
-        return;
-    }
-    if (connect(fd, (struct sockaddr *)&dst_, sizeof(dst_)) < 0 && errno != EINPROGRESS)
-        fail(i, F_CONNECT, errno, "connect");
+    int r = connect_watched(ep_, fd, i, &dst_, &what);
+    if (r)
+        fail(i, strcmp(what, "connect") ? F_SOCKET : F_CONNECT, -r, what);
 }
 
 static void on_connected(uint32_t i)
 {
     struct conn *c = &conns_[i];
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
+    int err = connect_result(c->fd);
     if (err) {
         fail(i, F_CONNECT, err, "connect");
         return;

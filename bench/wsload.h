@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +115,33 @@ static inline int socket_from(struct in_addr src, const char **what)
         return -e;
     }
     return fd;
+}
+
+/* Starts a non-blocking connect() of fd to dst, watched on ep for
+ * writability under tag. 0, or -errno with *what naming the call. */
+static inline int connect_watched(int ep, int fd, uint32_t tag, const struct sockaddr_in *dst,
+                                  const char **what)
+{
+    struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = tag};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        *what = "epoll_ctl";
+        return -errno;
+    }
+    if (connect(fd, (const struct sockaddr *)dst, sizeof(*dst)) < 0 && errno != EINPROGRESS) {
+        *what = "connect";
+        return -errno;
+    }
+    return 0;
+}
+
+/* How the connect() of fd ended, once it is writable: 0 or an errno. */
+static inline int connect_result(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    return err;
 }
 
 /* Writes a masked text frame of payload[0, n) into out (client frames must
