@@ -557,29 +557,43 @@ static void count_complete(struct conn *c)
         n_complete_++;
 }
 
+/* The stamp "<run>:<seq>:<time>:" of a message of this run, in v, and its
+ * payload in p and len; false (counted stale) otherwise. */
+static bool stamp_of(const char *json, size_t n, const char **p, size_t *len, uint64_t v[3])
+{
+    if (!payload_of(json, n, p, len) || !parse_stamp(*p, *len, v) || !in_run_ || v[0] != run_) {
+        stale_++;
+        return false;
+    }
+    return true;
+}
+
+/* A message sent at ts arrived now: the round trip or publish latency. */
+static void received(int64_t ts, int64_t now)
+{
+    hist_add(&lat_, now - ts);
+    if (ts >= t_half_)
+        hist_add(&lat_half_, now - ts);
+    got_total_++;
+    if (!t_first_recv_)
+        t_first_recv_ = now;
+    t_last_recv_ = now;
+}
+
 static void on_channel_message(uint32_t i, const char *json, size_t n, int64_t now)
 {
     struct conn *c = &conns_[i];
     const char *p;
     size_t len;
     uint64_t v[3];
-    if (!payload_of(json, n, &p, &len) || !parse_stamp(p, len, v) || !in_run_ || v[0] != run_) {
-        stale_++;
+    if (!stamp_of(json, n, &p, &len, v))
         return;
-    }
-    int64_t ts = (int64_t)v[2];
-    hist_add(&lat_, now - ts);
-    if (ts >= t_half_)
-        hist_add(&lat_half_, now - ts);
     if ((int64_t)v[1] <= c->last_seq)
         order_errors_++;
     c->last_seq = (int64_t)v[1];
     c->got++;
-    got_total_++;
+    received((int64_t)v[2], now);
     count_complete(c);
-    if (!t_first_recv_)
-        t_first_recv_ = now;
-    t_last_recv_ = now;
 }
 
 static void send_peer(uint32_t from, uint32_t to, const char *payload, size_t plen)
@@ -602,29 +616,19 @@ static void on_peer_message(uint32_t i, const char *json, size_t n, int64_t now)
     const char *p;
     size_t len;
     uint64_t v[3];
-    if (!payload_of(json, n, &p, &len) || !parse_stamp(p, len, v) || !in_run_ || v[0] != run_) {
-        stale_++;
+    if (!stamp_of(json, n, &p, &len, v))
         return;
-    }
-    int64_t ts = (int64_t)v[2];
+    c->got++;
     if (i % 2) {
         /* b<j>: the one-way time, then the echo to a<j> */
-        hist_add(&oneway_, now - ts);
+        hist_add(&oneway_, now - (int64_t)v[2]);
         echoes_++;
-        c->got++;
         send_peer(i, i - 1, p, len); /* p is in rbuf_, before the part send_peer uses */
         return;
     }
-    hist_add(&lat_, now - ts);
-    if (ts >= t_half_)
-        hist_add(&lat_half_, now - ts);
-    c->got++;
-    got_total_++;
+    received((int64_t)v[2], now);
     if (expect_ && got_total_ == expect_)
         n_complete_ = 1;
-    if (!t_first_recv_)
-        t_first_recv_ = now;
-    t_last_recv_ = now;
 }
 
 static void on_reply(uint32_t i, const char *json, size_t n, int64_t now)
