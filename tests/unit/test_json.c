@@ -355,19 +355,6 @@ static void test_event_format_failure_leaves_buffer(void **state)
     }
 }
 
-static void test_event_names(void **state)
-{
-    (void)state;
-    assert_string_equal(rtmd_event_type_name(RTMD_EVENT_LOGIN), "Login");
-    assert_string_equal(rtmd_event_type_name(RTMD_EVENT_LOGOUT), "Logout");
-    assert_string_equal(rtmd_event_type_name(RTMD_EVENT_JOIN), "Join");
-    assert_string_equal(rtmd_event_type_name(RTMD_EVENT_LEAVE), "Leave");
-    assert_int_equal(rtmd_event_log_kind(RTMD_EVENT_LOGIN), RTMD_EVLOG_USER);
-    assert_int_equal(rtmd_event_log_kind(RTMD_EVENT_LOGOUT), RTMD_EVLOG_USER);
-    assert_int_equal(rtmd_event_log_kind(RTMD_EVENT_JOIN), RTMD_EVLOG_CHANNEL);
-    assert_int_equal(rtmd_event_log_kind(RTMD_EVENT_LEAVE), RTMD_EVLOG_CHANNEL);
-}
-
 /* ---- the §3.2 error body (http.c) --------------------------------------------------------------
  */
 
@@ -414,7 +401,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_event_format_each_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_format_escapes_and_appends, setup, teardown),
         cmocka_unit_test(test_event_format_failure_leaves_buffer),
-        cmocka_unit_test(test_event_names),
         cmocka_unit_test_setup_teardown(test_http_error_body, setup, teardown),
         cmocka_unit_test(test_http_error_body_too_small),
     };
