@@ -269,6 +269,8 @@ enum stmt_id {
     ST_MEMBER_INSERT,
     ST_MEMBER_DELETE,
     ST_CURSOR_PUT,
+    ST_SYNC_FULL,
+    ST_SYNC_NORMAL,
     ST_COUNT
 };
 
@@ -288,6 +290,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_MEMBER_DELETE] = "DELETE FROM memberships WHERE app=?1 AND uid=?2 AND channel=?3",
     [ST_CURSOR_PUT] = ("INSERT INTO cursors(app,kind,region,seq) VALUES(?1,?2,?3,?4)"
                        " ON CONFLICT(app,kind,region) DO UPDATE SET seq=excluded.seq"),
+    [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
 };
 
 static const char schema_sql[] =
@@ -589,11 +593,6 @@ static size_t op_units(const struct op *op)
     return op->kind == OP_PRESENCE ? op->n : 1;
 }
 
-/* Runs every op of work in one transaction and sets each op's status.
- * Returns the number of ops (events, cursor writes, message ops) committed:
- * all of them, or 0 when the transaction failed and was rolled back. */
-static int exec_sql(struct embedded *s, const char *sql);
-
 /*
  * With sync=full, a transaction that holds only read positions (pulls) and
  * reads is committed without an fsync (synchronous=NORMAL, WAL): it still
@@ -614,13 +613,12 @@ static void set_sync_for(struct embedded *s, const struct rtmd_list *work)
         full = !(op->kind == OP_CURSOR || op->kind == OP_HISTORY_QUERY ||
                  op->kind == OP_HISTORY_COUNT);
     }
-    if (full != s->w_sync_full &&
-        exec_sql(s, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") == 0)
+    if (full != s->w_sync_full && run(s->stmt[full ? ST_SYNC_FULL : ST_SYNC_NORMAL]) == 0)
         s->w_sync_full = full;
 }
 
-/* Notes, or (op NULL) forgets, the last cursor write of each log and region
- * in work: only that one is executed. Concurrent pullers of one app and
+/* Notes (or, with forget, clears) the last cursor write of each log and
+ * region in work: only that one is executed. Concurrent pullers of one app and
  * region (a vendor's pool of workers) share one row write per commit. */
 static void mark_last_cursors(struct rtmd_list *work, bool forget)
 {
@@ -632,6 +630,9 @@ static void mark_last_cursors(struct rtmd_list *work, bool forget)
     }
 }
 
+/* Runs every op of work in one transaction and sets each op's status.
+ * Returns the number of ops (events, cursor writes, message ops) committed:
+ * all of them, or 0 when the transaction failed and was rolled back. */
 static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
 {
     uint64_t n_ops = 0;
