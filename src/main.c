@@ -37,6 +37,10 @@
 static struct rtmd_server server_;
 static struct rtmd_store *store_;
 static uv_signal_t sigterm_, sigint_;
+/* Signals that must never kill rtmd (logrotate and `systemctl reload` send
+ * SIGHUP): logged and ignored. */
+static const int ignored_signals_[] = {SIGHUP, SIGUSR1, SIGUSR2};
+static uv_signal_t ignored_[RTMD_ARRAY_SIZE(ignored_signals_)];
 static bool shutting_down_;
 
 static void usage(FILE *f)
@@ -50,6 +54,21 @@ static void usage(FILE *f)
                "Configuration keys: docs/CONFIG.md. A bad config exits with status 2.\n");
 }
 
+static void ignore_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_signals_); i++)
+        sigaction(ignored_signals_[i], &sa, NULL);
+}
+
+static void on_ignored_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    rtmd_log_info("main", "signal %d (%s) ignored", signum, strsignal(signum));
+}
+
 static void on_store_closed(void *arg, int status)
 {
     (void)arg;
@@ -57,6 +76,10 @@ static void on_store_closed(void *arg, int status)
         rtmd_log_error("main", "closing the store: %s", rtmd_strerror(status));
     uv_close((uv_handle_t *)&sigterm_, NULL);
     uv_close((uv_handle_t *)&sigint_, NULL);
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_); i++)
+        if (uv_is_active((uv_handle_t *)&ignored_[i]))
+            uv_close((uv_handle_t *)&ignored_[i], NULL);
+    ignore_signals(); /* libuv put back the default action */
     rtmd_ws_shutdown();
     rtmd_loop_close();
 }
@@ -140,6 +163,7 @@ static SSL_CTX *make_tls(const struct rtmd_config *cfg)
 
 int main(int argc, char **argv)
 {
+    ignore_signals(); /* from the start; the loop logs them once it runs */
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return rtmd_cli_token(argc - 1, argv + 1);
 
@@ -237,6 +261,10 @@ int main(int argc, char **argv)
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint_);
     uv_signal_start(&sigint_, on_signal, SIGINT);
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_); i++) {
+        uv_signal_init(loop, &ignored_[i]);
+        uv_signal_start(&ignored_[i], on_ignored_signal, ignored_signals_[i]);
+    }
     if (cfg->ready_file && write_ready_file(cfg) < 0)
         rtmd_log_warn("main", "%s: cannot write the ready file", cfg->ready_file);
     for (size_t i = 0; i < server_.n_listeners; i++)
