@@ -81,18 +81,18 @@ static void check(struct rtmd_str token)
     static const struct rtmd_str app = RTMD_STR_LIT(APP), cert = RTMD_STR_LIT(CERT);
 
     /* With a uid, success means the user is that uid, for both versions. */
-    int rc = rtmd_token_verify(token, app, cert, RTMD_STR_LIT(UID), NOW, &info);
+    int rc = rtmd_token_verify(token, app, cert, RTMD_STR_LIT(UID), NOW, 300, &info);
     if (rc == 0 && (strcmp(info.user_id, UID) != 0 || NOW > info.expire_ts ||
                     (info.version == 7 && info.expire_ts > (uint64_t)info.issue_ts + 86400)))
         __builtin_trap();
 
     /* Without one, only a 007 token can pass, and its user is a valid ID. */
-    rc = rtmd_token_verify(token, app, cert, RTMD_STR_NULL, NOW, &info);
+    rc = rtmd_token_verify(token, app, cert, RTMD_STR_NULL, NOW, 300, &info);
     if (rc == 0 && (info.version != 7 || !rtmd_id_valid(rtmd_str_cstr(info.user_id))))
         __builtin_trap();
 
     /* Nothing is valid forever. */
-    if (rtmd_token_verify(token, app, cert, RTMD_STR_LIT(UID), UINT64_MAX, &info) == 0)
+    if (rtmd_token_verify(token, app, cert, RTMD_STR_LIT(UID), UINT64_MAX, 300, &info) == 0)
         __builtin_trap();
 }
 

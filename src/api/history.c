@@ -10,6 +10,9 @@
  * (default 20), offset ≥ 0 (default 0), order asc|desc (default asc). Every
  * violation is a 400 naming the field. What each source/destination shape
  * matches is the store's contract (store.h, struct rtmd_history_query).
+ * Empty source/destination are "not given"; a count and the pages of the
+ * same filter see the same messages (the retention cut-off is pinned per
+ * filter, api/pins.h).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 
 #include "api/internal.h"
 #include "core/alloc.h"
+#include "core/loop.h"
 #include "core/timefmt.h"
 #include "core/url.h"
 
@@ -77,6 +81,8 @@ static bool set_filter(struct api_call *call, struct query_call *qc, struct rtmd
     }
     set_id(qc->source, &qc->q.source, source);
     set_id(qc->destination, &qc->q.destination, destination);
+    qc->q.min_ms = rtmd_history_pins_cutoff(&api_pins, call->app->index, &qc->q, rtmd_now_ms(),
+                                            (uint64_t)api_cfg->limits.history_retention_s * 1000);
     return true;
 }
 
@@ -90,7 +96,9 @@ static struct query_call *query_call_new(struct api_call *call)
 
 /* ---- POST query ------------------------------------------------------------------- */
 
-/* A string member of the filter; *wrong names the first that is not one. */
+/* A string member of the filter; *wrong names the first that is not one.
+ * Absent, null and "" are all "not given" (clients send "" for a filter they
+ * do not use). */
 static struct rtmd_str json_string(const cJSON *obj, const char *name, const char **wrong)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
@@ -101,6 +109,8 @@ static struct rtmd_str json_string(const cJSON *obj, const char *name, const cha
             *wrong = name;
         return RTMD_STR_NULL;
     }
+    if (v->valuestring[0] == '\0')
+        return RTMD_STR_NULL;
     return rtmd_str_cstr(v->valuestring);
 }
 

@@ -5,6 +5,7 @@
 #define RTMD_API_INTERNAL_H
 
 #include "api/api.h"
+#include "api/pins.h"
 #include "auth/request.h"
 #include "core/buf.h"
 #include "core/ids.h"
@@ -28,6 +29,7 @@ struct api_route {
     int method;          /* enum http_method */
     const char *pattern; /* below /dev/v2/project/{appid}/; "*" matches one segment */
     int rate_bucket;     /* enum rtmd_rate_bucket, or -1 */
+    bool vendor_read;    /* reads every user's data: client tokens only with vendor_token_access */
     /* Optional: checks what the caller may do before the rate limit is
      * charged; false when it has answered (and freed the call). */
     bool (*authorize)(struct api_call *call);
@@ -37,6 +39,8 @@ struct api_route {
 extern const struct rtmd_config *api_cfg;
 extern struct rtmd_store *api_store;
 extern struct rtmd_server *api_server;
+/* Retention cut-offs pinned per history filter (pins.h). */
+extern struct rtmd_history_pins api_pins;
 
 /* Answers and frees the call. */
 void api_respond_json(struct api_call *call, int status, struct rtmd_str body);

@@ -129,13 +129,14 @@ static bool wait_for_ack_param(struct api_call *call, bool *wait)
     *wait = false;
     if (!rtmd_query_param(call->req->query, "wait_for_ack", &v) || v.len == 0)
         return true;
-    if (rtmd_str_eq_cstr(v, "true") || rtmd_str_eq_cstr(v, "1")) {
+    /* Any case, and 1/0 (PHP's http_build_query writes booleans so). */
+    if (rtmd_str_ieq(v, RTMD_STR_LIT("true")) || rtmd_str_eq_cstr(v, "1")) {
         *wait = true;
         return true;
     }
-    if (rtmd_str_eq_cstr(v, "false") || rtmd_str_eq_cstr(v, "0"))
+    if (rtmd_str_ieq(v, RTMD_STR_LIT("false")) || rtmd_str_eq_cstr(v, "0"))
         return true;
-    api_respond_error(call, 400, "bad_request", "wait_for_ack must be true or false");
+    api_respond_error(call, 400, "bad_request", "wait_for_ack must be true, false, 1 or 0");
     return false;
 }
 

@@ -16,21 +16,34 @@ const struct rtmd_config *api_cfg;
 struct rtmd_store *api_store;
 struct rtmd_server *api_server;
 struct api_counters api_counters;
+struct rtmd_history_pins api_pins;
+
+/* Distinct history filters pinned at once (~200 bytes each). */
+#define API_PINS_MAX 16384
 
 static struct rtmd_buf body_;
 
 static const char project_prefix[] = "/dev/v2/project/";
 
 static const struct api_route routes_[] = {
-    {HTTP_GET, "rtm/vendor/user_events", RTMD_RATE_EVENTS, NULL, api_user_events},
-    {HTTP_GET, "rtm/vendor/channel_events", RTMD_RATE_EVENTS, NULL, api_channel_events},
-    {HTTP_POST, "rtm/users/*/peer_messages", RTMD_RATE_SEND, api_authorize_sender,
+    {HTTP_GET, "rtm/vendor/user_events", RTMD_RATE_EVENTS, true, NULL, api_user_events},
+    {HTTP_GET, "rtm/vendor/channel_events", RTMD_RATE_EVENTS, true, NULL, api_channel_events},
+    {HTTP_POST, "rtm/users/*/peer_messages", RTMD_RATE_SEND, false, api_authorize_sender,
      api_peer_messages},
-    {HTTP_POST, "rtm/users/*/channel_messages", RTMD_RATE_SEND, api_authorize_sender,
+    {HTTP_POST, "rtm/users/*/channel_messages", RTMD_RATE_SEND, false, api_authorize_sender,
      api_channel_messages},
-    {HTTP_POST, "rtm/message/history/query", RTMD_RATE_HISTORY, NULL, api_history_create},
-    {HTTP_GET, "rtm/message/history/query/*", RTMD_RATE_HISTORY, NULL, api_history_get},
-    {HTTP_GET, "rtm/message/history/count", RTMD_RATE_HISTORY, NULL, api_history_count},
+    {HTTP_POST, "rtm/message/history/query", RTMD_RATE_HISTORY, true, NULL, api_history_create},
+    {HTTP_GET, "rtm/message/history/query/*", RTMD_RATE_HISTORY, true, NULL, api_history_get},
+    {HTTP_GET, "rtm/message/history/count", RTMD_RATE_HISTORY, true, NULL, api_history_count},
+};
+
+/* Stands in for an App ID that does not exist, so that the caller's
+ * credentials are checked exactly as for a real app that grants nothing:
+ * the answer cannot tell a missing app from wrong credentials. */
+static const struct rtmd_app unknown_app_ = {
+    .id = "", /* no token names it, so none verifies */
+    .certificate = "00000000000000000000000000000000",
+    .has_certificate = true,
 };
 
 const int api_counted_codes[API_COUNTED_CODES] = {200, 400, 401, 404, 405, 408,
@@ -180,10 +193,6 @@ static void handle_project(struct rtmd_http_request *req, struct rtmd_str rest)
         return;
     }
     const struct rtmd_app *app = rtmd_config_app(api_cfg, appid);
-    if (!app) {
-        api_respond_req_error(req, 404, "not_found", "unknown appid");
-        return;
-    }
     struct api_call *call = rtmd_calloc(1, sizeof(*call));
     call->req = req;
     call->app = app;
@@ -196,9 +205,22 @@ static void handle_project(struct rtmd_http_request *req, struct rtmd_str rest)
         rtmd_http_header(req, "x-agora-uid"),
     };
     const char *why = "unauthorized";
-    int r = rtmd_auth_request(api_cfg, app, &cred, rtmd_now_ms() / 1000, &call->principal, &why);
-    if (r < 0) {
+    int r = rtmd_auth_request(api_cfg, app ? app : &unknown_app_, &cred, rtmd_now_ms() / 1000,
+                              &call->principal, &why);
+    if (!app && call->principal.customer) {
+        /* An authenticated customer may learn that the App ID does not exist. */
+        api_respond_error(call, 404, "not_found", "unknown appid");
+        return;
+    }
+    if (r < 0 || !app) {
         api_respond_error(call, 401, r == RTMD_EEXPIRED ? "token_expired" : "unauthorized", why);
+        return;
+    }
+    if (route->vendor_read && call->principal.kind == RTMD_PRINCIPAL_USER &&
+        !app->vendor_token_access) {
+        api_respond_error(call, 401, "unauthorized",
+                          "this app takes no client token here (vendor_token_access = off); use "
+                          "Basic auth");
         return;
     }
     if (route->authorize && !route->authorize(call))
@@ -252,10 +274,13 @@ int rtmd_api_init(const struct rtmd_config *cfg, struct rtmd_store *store,
     api_store = store;
     api_server = server;
     rtmd_buf_init(&body_, SIZE_MAX);
+    rtmd_history_pins_init(&api_pins, API_PINS_MAX,
+                           (uint64_t)cfg->limits.history_handle_ttl_s * 1000);
     return 0;
 }
 
 void rtmd_api_shutdown(void)
 {
     rtmd_buf_free(&body_);
+    rtmd_history_pins_free(&api_pins);
 }

@@ -23,6 +23,8 @@ static struct rtmd_str trim(struct rtmd_str s)
     return s;
 }
 
+/* Basic credentials in header (`Basic <b64>`). A customer whose secret
+ * matches is reported in out->customer even when it does not own the app. */
 static int basic(const struct rtmd_config *cfg, const struct rtmd_app *app, struct rtmd_str header,
                  struct rtmd_principal *out, const char **why)
 {
@@ -38,10 +40,10 @@ static int basic(const struct rtmd_config *cfg, const struct rtmd_app *app, stru
         *why = "invalid customer ID or secret";
         return RTMD_EAUTH;
     }
+    out->customer = cust;
     for (size_t i = 0; i < cust->n_apps; i++) {
         if (cust->apps[i] == app) {
             out->kind = RTMD_PRINCIPAL_CUSTOMER;
-            out->customer = cust;
             return 0;
         }
     }
@@ -49,8 +51,23 @@ static int basic(const struct rtmd_config *cfg, const struct rtmd_app *app, stru
     return RTMD_EAUTH;
 }
 
-static int token(const struct rtmd_app *app, struct rtmd_str tok, struct rtmd_str uid,
-                 uint64_t now_s, struct rtmd_principal *out, const char **why)
+/* A bare value with no scheme is tried as the base64 of Basic's id:secret. */
+static int bare_basic(const struct rtmd_config *cfg, const struct rtmd_app *app,
+                      struct rtmd_str value, struct rtmd_principal *out, const char **why)
+{
+    char header[RTMD_AUTH_BASIC_HEADER_MAX + 1];
+    static const char scheme[] = "Basic ";
+    if (value.len > sizeof(header) - sizeof(scheme)) {
+        *why = "malformed Basic credentials";
+        return RTMD_EAUTH;
+    }
+    memcpy(header, scheme, sizeof(scheme) - 1);
+    memcpy(header + sizeof(scheme) - 1, value.p, value.len);
+    return basic(cfg, app, rtmd_str_make(header, sizeof(scheme) - 1 + value.len), out, why);
+}
+
+static int token(const struct rtmd_config *cfg, const struct rtmd_app *app, struct rtmd_str tok,
+                 struct rtmd_str uid, uint64_t now_s, struct rtmd_principal *out, const char **why)
 {
     if (!app->has_certificate) {
         *why = "this app has no certificate and accepts no token";
@@ -62,9 +79,13 @@ static int token(const struct rtmd_app *app, struct rtmd_str tok, struct rtmd_st
     }
     struct rtmd_token_info info;
     int r = rtmd_token_verify(tok, rtmd_str_cstr(app->id), rtmd_str_cstr(app->certificate), uid,
-                              now_s, &info);
+                              now_s, cfg->limits.token_clock_skew_s, &info);
     if (r == RTMD_EEXPIRED) {
         *why = "token expired";
+        return r;
+    }
+    if (r == RTMD_EFUTURE) {
+        *why = "token issued in the future (check the issuing server's clock)";
         return r;
     }
     if (r < 0) {
@@ -77,10 +98,49 @@ static int token(const struct rtmd_app *app, struct rtmd_str tok, struct rtmd_st
         return RTMD_EAUTH;
     }
     out->kind = RTMD_PRINCIPAL_USER;
-    out->customer = NULL;
     memcpy(out->uid, info.user_id, n + 1);
     out->uid_len = n;
     return 0;
+}
+
+/* A token as clients quote it: `"<t>"` → <t>. */
+static struct rtmd_str unquote(struct rtmd_str s)
+{
+    s = trim(s);
+    if (s.len >= 2 && s.p[0] == '"' && s.p[s.len - 1] == '"')
+        s = trim(rtmd_str_make(s.p + 1, s.len - 2));
+    return s;
+}
+
+/* `agora token=<t>`, `agora token = "<t>"`: the token, or p NULL. */
+static struct rtmd_str agora_token(struct rtmd_str a)
+{
+    struct rtmd_str rest;
+    if (!starts_with_ci(a, "agora ", &rest))
+        return RTMD_STR_NULL;
+    rest = trim(rest);
+    if (!starts_with_ci(rest, "token", &rest))
+        return RTMD_STR_NULL;
+    rest = trim(rest);
+    if (!rest.len || rest.p[0] != '=')
+        return RTMD_STR_NULL;
+    return unquote(rtmd_str_make(rest.p + 1, rest.len - 1));
+}
+
+static bool is_token(struct rtmd_str s)
+{
+    return s.len >= 3 && (memcmp(s.p, "006", 3) == 0 || memcmp(s.p, "007", 3) == 0);
+}
+
+/* A failure that says more than "bad credentials" wins the answer. */
+static int worse(int have, const char *have_why, int r, const char *r_why, const char **why)
+{
+    if (have == 0 || (have == RTMD_EAUTH && r != RTMD_EAUTH)) {
+        *why = r_why;
+        return r;
+    }
+    *why = have_why;
+    return have;
 }
 
 int rtmd_auth_request(const struct rtmd_config *cfg, const struct rtmd_app *app,
@@ -88,24 +148,40 @@ int rtmd_auth_request(const struct rtmd_config *cfg, const struct rtmd_app *app,
                       struct rtmd_principal *out, const char **why)
 {
     struct rtmd_str rest;
-    struct rtmd_str uid = trim(cred->x_agora_uid);
-    if (cred->authorization.len) {
-        struct rtmd_str a = trim(cred->authorization);
-        if (starts_with_ci(a, "basic ", &rest))
-            return basic(cfg, app, a, out, why);
-        if (starts_with_ci(a, "agora ", &rest)) {
-            rest = trim(rest);
-            struct rtmd_str tok;
-            if (starts_with_ci(rest, "token=", &tok))
-                return token(app, trim(tok), uid, now_s, out, why);
-        }
-        if (!cred->x_agora_token.len) {
-            *why = "unsupported Authorization scheme";
-            return RTMD_EAUTH;
-        }
-    }
-    if (cred->x_agora_token.len)
-        return token(app, trim(cred->x_agora_token), uid, now_s, out, why);
+    struct rtmd_str uid = unquote(cred->x_agora_uid);
+    int result = 0, r;
+    const char *r_why = NULL;
     *why = "missing credentials";
-    return RTMD_EAUTH;
+    memset(out, 0, sizeof(*out));
+
+    /* Every credential presented is tried; the first that verifies wins
+     * (clients send the token headers and an Authorization that repeats
+     * them, or one with a scheme rtmd does not know). */
+    struct rtmd_str a = trim(cred->authorization);
+    if (a.len) {
+        struct rtmd_str tok = agora_token(a);
+        if (starts_with_ci(a, "basic ", &rest))
+            r = basic(cfg, app, a, out, &r_why);
+        else if (tok.p)
+            r = token(cfg, app, tok, uid, now_s, out, &r_why);
+        else if (!memchr(a.p, ' ', a.len) && is_token(unquote(a)))
+            r = token(cfg, app, unquote(a), uid, now_s, out, &r_why);
+        else if (!memchr(a.p, ' ', a.len))
+            r = bare_basic(cfg, app, a, out, &r_why);
+        else {
+            r = RTMD_EAUTH;
+            r_why = "unsupported Authorization scheme";
+        }
+        if (r == 0)
+            return 0;
+        result = worse(result, *why, r, r_why, why);
+    }
+    struct rtmd_str x = unquote(cred->x_agora_token);
+    if (x.len) {
+        r = token(cfg, app, x, uid, now_s, out, &r_why);
+        if (r == 0)
+            return 0;
+        result = worse(result, *why, r, r_why, why);
+    }
+    return result ? result : RTMD_EAUTH;
 }

@@ -30,7 +30,18 @@ struct rtmd_credentials {
 };
 
 /* 0 and *out filled, or a negative error with *why set to a static message:
- * RTMD_EAUTH (missing or wrong credentials, wrong app) or RTMD_EEXPIRED. */
+ * RTMD_EAUTH (missing or wrong credentials, wrong app), RTMD_EEXPIRED or
+ * RTMD_EFUTURE (a token's clock is ahead by more than token_clock_skew_s).
+ *
+ * Every credential presented is tried, the first that verifies wins:
+ * `Authorization: Basic ...`; `Authorization: agora token=<t>` (spaces
+ * around `=` and double quotes around the token allowed; a 006 token there
+ * takes its user from x-agora-uid); an Authorization value with no scheme,
+ * as a token when it starts 006/007, else as base64(id:secret); and
+ * x-agora-token (+ x-agora-uid). An Authorization scheme rtmd does not know
+ * fails only when nothing else verifies. When a Basic credential names a
+ * customer and its secret matches, out->customer is set even on failure (the
+ * router tells such a caller that an App ID does not exist). */
 int rtmd_auth_request(const struct rtmd_config *cfg, const struct rtmd_app *app,
                       const struct rtmd_credentials *cred, uint64_t now_s,
                       struct rtmd_principal *out, const char **why);

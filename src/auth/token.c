@@ -267,7 +267,8 @@ static int parse_006_content(const void *content, size_t len, struct token_006 *
 }
 
 static int verify_006(struct rtmd_str token, struct rtmd_str app_id, struct rtmd_str certificate,
-                      struct rtmd_str uid, uint64_t now_s, struct rtmd_token_info *out)
+                      struct rtmd_str uid, uint64_t now_s, uint32_t skew_s,
+                      struct rtmd_token_info *out)
 {
     if (token.len < PREFIX_LEN + APPID_LEN)
         return RTMD_EPARSE;
@@ -301,6 +302,11 @@ static int verify_006(struct rtmd_str token, struct rtmd_str app_id, struct rtmd
         expire_ts = t.login;
     rc = RTMD_EEXPIRED;
     if (now_s > expire_ts)
+        goto out;
+    /* ts is the builder's now + its lifetime (24 h at most): one further
+     * ahead was made by a clock in the future. */
+    rc = RTMD_EFUTURE;
+    if ((uint64_t)t.ts > now_s + RTMD_TOKEN_LIFETIME_S + skew_s)
         goto out;
 
     out->version = 6;
@@ -444,7 +450,8 @@ static uint32_t expire_ts_007(const struct token_007 *t)
 }
 
 static int verify_007(struct rtmd_str token, struct rtmd_str app_id, struct rtmd_str certificate,
-                      struct rtmd_str uid, uint64_t now_s, struct rtmd_token_info *out)
+                      struct rtmd_str uid, uint64_t now_s, uint32_t skew_s,
+                      struct rtmd_token_info *out)
 {
     struct rtmd_buf packed;
     rtmd_buf_init(&packed, DECODED_MAX);
@@ -479,6 +486,9 @@ static int verify_007(struct rtmd_str token, struct rtmd_str app_id, struct rtmd
     rc = RTMD_EEXPIRED;
     if (now_s > expire_ts)
         goto out;
+    rc = RTMD_EFUTURE;
+    if ((uint64_t)t.issue_ts > now_s + skew_s)
+        goto out;
 
     out->version = 7;
     memcpy(out->user_id, t.user.p, t.user.len);
@@ -493,14 +503,17 @@ out:
 }
 
 int rtmd_token_verify(struct rtmd_str token, struct rtmd_str app_id, struct rtmd_str certificate,
-                      struct rtmd_str uid, uint64_t now_s, struct rtmd_token_info *out)
+                      struct rtmd_str uid, uint64_t now_s, uint32_t skew_s,
+                      struct rtmd_token_info *out)
 {
     if (!token.p || token.len < PREFIX_LEN || token.len > RTMD_TOKEN_MAX)
         return RTMD_EPARSE;
+    if (now_s > UINT64_MAX / 2)
+        now_s = UINT64_MAX / 2; /* the checks add lifetimes to it */
     if (memcmp(token.p, "006", PREFIX_LEN) == 0)
-        return verify_006(token, app_id, certificate, uid, now_s, out);
+        return verify_006(token, app_id, certificate, uid, now_s, skew_s, out);
     if (memcmp(token.p, "007", PREFIX_LEN) == 0)
-        return verify_007(token, app_id, certificate, uid, now_s, out);
+        return verify_007(token, app_id, certificate, uid, now_s, skew_s, out);
     return RTMD_EPARSE;
 }
 

@@ -52,9 +52,14 @@
  *           issue_ts + 86400 (the 24 h cap). `expire` is read as seconds after
  *           issue_ts, as every Agora builder writes it; a token built with an
  *           absolute time there (as one Agora doc page suggests) therefore
- *           lives the 24 h cap. An issue_ts in the future is not rejected
- *           (Agora's server does not either); the cap still bounds its life.
+ *           lives the 24 h cap (a common mistake: now + 60 days passed as
+ *           the relative value), computed in 64 bits.
  *     expire_ts saturates at UINT32_MAX.
+ *  6. Issue time (RTMD_EFUTURE): a token made by a clock ahead of ours by
+ *     more than skew_s (token_clock_skew_s) is refused, so that no token
+ *     lives longer than 24 h from now:
+ *     006 — ts (its expiry) more than 24 h + skew_s after now_s;
+ *     007 — issue_ts more than skew_s after now_s.
  *
  * On success *out is filled; on failure its contents are unspecified.
  */
@@ -91,10 +96,12 @@ struct rtmd_token_info {
  * Verifies an RTM token for app_id (signed with certificate) at time now_s;
  * see the rules above. uid: 006 — the x-agora-uid header, required;
  * 007 — optional, must equal the token's user when given.
- * Returns 0, RTMD_EPARSE, RTMD_EAUTH or RTMD_EEXPIRED.
+ * skew_s: how far in the future the issuer's clock may be.
+ * Returns 0, RTMD_EPARSE, RTMD_EAUTH, RTMD_EEXPIRED or RTMD_EFUTURE.
  */
 int rtmd_token_verify(struct rtmd_str token, struct rtmd_str app_id, struct rtmd_str certificate,
-                      struct rtmd_str uid, uint64_t now_s, struct rtmd_token_info *out);
+                      struct rtmd_str uid, uint64_t now_s, uint32_t skew_s,
+                      struct rtmd_token_info *out);
 
 /*
  * Builds a 006 RTM token exactly as Agora's RtmTokenBuilder does

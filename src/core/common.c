@@ -13,6 +13,7 @@ const char *rtmd_strerror(int err)
     case RTMD_ESTORE: return "store failure";
     case RTMD_ECLOSED: return "closed";
     case RTMD_EPARSE: return "malformed input";
+    case RTMD_EFUTURE: return "token issued in the future";
     default: break;
     }
     if (err < 0 && err > RTMD_EBASE)

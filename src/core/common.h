@@ -29,6 +29,7 @@ enum {
     RTMD_ESTORE,   /* the store failed (I/O, SQL, protocol) */
     RTMD_ECLOSED,  /* object is closing; the operation was abandoned */
     RTMD_EPARSE,   /* malformed input */
+    RTMD_EFUTURE,  /* token issued in the future, beyond the allowed clock skew */
     RTMD_ELAST
 };
 

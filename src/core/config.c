@@ -60,8 +60,10 @@ struct section_info {
 static const struct section_info sections[SEC_COUNT] = {
     [SEC_SERVER] = {"server", "[server]", "Listeners, TLS, files and the identity of this node."},
     [SEC_STORE] = {"store", "[store]", "Where events, sessions and kept messages live."},
-    [SEC_LIMITS] = {"limits", "[limits]",
-                    "Every bound rtmd enforces; the defaults are SPEC §2's. Rates are per app."},
+    [SEC_LIMITS] =
+        {"limits", "[limits]",
+         "Every bound rtmd enforces, with the defaults of Agora's documented limits where it "
+         "has one. Rates are per app."},
     [SEC_CUSTOMER] =
         {"customer", "[customer:ID]",
          "One per vendor account, repeatable. ID (the Basic-auth user name) is 1.." STR(
@@ -94,9 +96,9 @@ struct opt {
     enum section section;
     const char *name;
     enum opt_type type;
-    size_t offset;                /* into struct rtmd_config, for [server]/[store]/[limits] */
-    const char *def;              /* the default as written in a file; NULL: none */
-    uint32_t min, max;            /* T_U32: value bounds; T_STRING: length bounds */
+    size_t offset;     /* into struct rtmd_config ([server]/[store]/[limits]) or rtmd_app */
+    const char *def;   /* the default as written in a file; NULL: none */
+    uint32_t min, max; /* T_U32: value bounds; T_STRING: length bounds */
     const struct choice *choices; /* T_BOOL, T_ENUM: NULL-terminated */
     int (*validate)(struct parser *ps, const struct opt *o, struct rtmd_str v);
     const char *type_doc; /* overrides the type's name in docs */
@@ -276,6 +278,9 @@ static const struct opt options[] = {
           "Channels with more members send no member_joined/member_left (0: never)"),
     LIMIT(peer_ack_timeout_ms, 10000, 10, 600000,
           "Milliseconds a wait_for_ack send waits for the receiver's ack (then 408)"),
+    LIMIT(token_clock_skew_s, 300, 0, 86400,
+          "Seconds a token's issue time may lie in the future (clock skew); a 007 token issued "
+          "later, or a 006 token whose `ts` is more than 24 h plus this ahead, is refused"),
 
     /* [customer:ID] */
     {.section = SEC_CUSTOMER,
@@ -300,6 +305,17 @@ static const struct opt options[] = {
      .bounds = "32 hex characters",
      .doc = "App Certificate that signs tokens; without one the app takes no token, and clients "
             "log in with none"},
+    {.section = SEC_APP,
+     .name = "vendor_token_access",
+     .type = T_BOOL,
+     .offset = offsetof(struct rtmd_app, vendor_token_access),
+     .def = "on",
+     .choices = bool_choices,
+     .doc = "Whether client tokens (006/007) are accepted on the vendor's read endpoints (event "
+            "logs and history), as Agora does. With `on` any logged-in user's token can drain "
+            "the app's event logs, spend its `events_qps` and read every user's kept messages; "
+            "`off` leaves those endpoints to Basic auth (send endpoints still take a token, as "
+            "its own user only)"},
 };
 
 #define N_OPTS       RTMD_ARRAY_SIZE(options)
@@ -607,6 +623,7 @@ static struct rtmd_app *app_get(struct parser *ps, struct rtmd_str id)
         return a;
     a = rtmd_calloc(1, sizeof(*a));
     memcpy(a->id, id.p, RTMD_APPID_LEN);
+    a->vendor_token_access = true; /* the table's default */
     a->index = (uint32_t)cfg->n_apps;
     cfg->apps = grow_for(cfg->apps, cfg->n_apps, sizeof(*cfg->apps));
     ps->app_lines = grow_for(ps->app_lines, cfg->n_apps, sizeof(*ps->app_lines));
@@ -659,11 +676,13 @@ static int set_choice(struct parser *ps, const struct opt *o, struct rtmd_str v)
     for (const struct choice *c = o->choices; c->name; c++) {
         if (!ascii_ieq(v, c->name))
             continue;
+        /* Keys of an [app:] section are fields of that app. */
+        char *base = o->section == SEC_APP ? (char *)ps->app : (char *)ps->cfg;
         if (o->type == T_BOOL) {
-            *(bool *)((char *)ps->cfg + o->offset) = c->value != 0;
+            *(bool *)(base + o->offset) = c->value != 0;
         } else {
             int value = c->value;
-            memcpy((char *)ps->cfg + o->offset, &value, sizeof(value));
+            memcpy(base + o->offset, &value, sizeof(value));
         }
         return 0;
     }

@@ -32,7 +32,8 @@ struct rtmd_app {
     char id[33];          /* 32 chars [0-9A-Za-z] + NUL */
     char certificate[33]; /* 32 hex chars + NUL, or "" */
     bool has_certificate;
-    uint32_t index; /* 0..n_apps-1; indexes per-app runtime arrays */
+    bool vendor_token_access; /* tokens accepted on event and history endpoints */
+    uint32_t index;           /* 0..n_apps-1; indexes per-app runtime arrays */
     /* Customers that own this app (Basic auth grants access). */
     struct rtmd_customer **owners;
     size_t n_owners;
@@ -78,6 +79,7 @@ struct rtmd_limits {
     uint32_t offline_retention_s;    /* 604800 */
     uint32_t history_handle_ttl_s;   /* 600 */
     uint32_t peer_ack_timeout_ms;    /* 10000 */
+    uint32_t token_clock_skew_s;     /* 300: a token issued this far in the future is accepted */
     uint32_t member_events_max;      /* 512 */
 };
 

@@ -32,7 +32,7 @@ int rtmd_iso8601_parse(struct rtmd_str s, uint64_t *ms)
 {
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     const char *p = s.p;
-    if (s.len < 20 || p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':')
+    if (s.len < 19 || p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':')
         return -EINVAL;
     int y = digits(p, 4), mo = digits(p + 5, 2), d = digits(p + 8, 2);
     int h = digits(p + 11, 2), mi = digits(p + 14, 2), sec = digits(p + 17, 2);
@@ -43,7 +43,7 @@ int rtmd_iso8601_parse(struct rtmd_str s, uint64_t *ms)
         return -EINVAL;
     size_t i = 19;
     uint64_t frac_ms = 0;
-    if (p[i] == '.') {
+    if (i < s.len && p[i] == '.') {
         size_t start = ++i;
         while (i < s.len && p[i] >= '0' && p[i] <= '9')
             i++;
@@ -54,7 +54,8 @@ int rtmd_iso8601_parse(struct rtmd_str s, uint64_t *ms)
             frac_ms = frac_ms * 10 + (k < n ? (uint64_t)(p[start + k] - '0') : 0);
     }
     struct rtmd_str rest = rtmd_str_make(p + i, s.len - i);
-    if (!rtmd_str_eq_cstr(rest, "Z") && !rtmd_str_eq_cstr(rest, "+00:00"))
+    /* No zone at all is UTC too: real clients send LocalDateTime-style times. */
+    if (rest.len && !rtmd_str_eq_cstr(rest, "Z") && !rtmd_str_eq_cstr(rest, "+00:00"))
         return -EINVAL;
     int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
     *ms = ((uint64_t)days * 86400 + (uint64_t)h * 3600 + (uint64_t)mi * 60 + (uint64_t)sec) * 1000 +

@@ -15,12 +15,9 @@ int rtmd_url_decode(struct rtmd_buf *out, struct rtmd_str s, bool plus_is_space)
 {
     for (size_t i = 0; i < s.len; i++) {
         char c = s.p[i];
-        if (c == '%') {
-            if (i + 2 >= s.len)
-                return -EINVAL;
-            int hi = hexval(s.p[i + 1]), lo = hexval(s.p[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -EINVAL;
+        int hi = c == '%' && i + 2 < s.len ? hexval(s.p[i + 1]) : -1;
+        int lo = hi >= 0 ? hexval(s.p[i + 2]) : -1;
+        if (lo >= 0) {
             c = (char)(hi * 16 + lo);
             i += 2;
         } else if (c == '+' && plus_is_space) {

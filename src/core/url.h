@@ -9,7 +9,9 @@
 #include "core/common.h"
 
 /* Appends the percent-decoded s to out. In query values '+' is a space
- * (plus_is_space); in paths it stays '+'. -EINVAL on a bad escape. */
+ * (plus_is_space); in paths it stays '+'. A '%' not followed by two hex
+ * digits stays a '%' (as browsers' URL parsers do: IDs may contain '%', and
+ * clients put them in paths unencoded). 0, or RTMD_ELIMIT when out is full. */
 int rtmd_url_decode(struct rtmd_buf *out, struct rtmd_str s, bool plus_is_space);
 
 /* Finds `name` in a query string (a=1&b=2, empty items allowed); *value is

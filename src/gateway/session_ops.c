@@ -95,12 +95,15 @@ void gw_op_login(struct gw_client *c, const struct gw_request *r)
             return;
         }
         struct rtmd_token_info info;
-        int tr = rtmd_token_verify(token, rtmd_str_cstr(app->id), rtmd_str_cstr(app->certificate),
-                                   uid, rtmd_now_ms() / 1000, &info);
+        int tr =
+            rtmd_token_verify(token, rtmd_str_cstr(app->id), rtmd_str_cstr(app->certificate), uid,
+                              rtmd_now_ms() / 1000, gw_cfg->limits.token_clock_skew_s, &info);
         if (tr < 0) {
             gw_reply_error(c, true, r->id, token_error(tr),
-                           tr == RTMD_EEXPIRED ? "token expired"
-                                               : "token does not verify for this app and uid");
+                           tr == RTMD_EEXPIRED  ? "token expired"
+                           : tr == RTMD_EFUTURE ? "token issued in the future (check the "
+                                                  "issuing server's clock)"
+                                                : "token does not verify for this app and uid");
             return;
         }
     }

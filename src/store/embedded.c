@@ -89,7 +89,10 @@
  * Retention. A history message lives limits.history_retention_s after its
  * ms, an offline message until its ms + ttl_ms. Queries and takes hide what
  * has expired by the clock of the call (rtmd_now_ms()), so nothing expired is
- * ever returned; removing the rows is the prune's job. A uv_timer enqueues one
+ * ever returned — except that a history query may carry an older cut-off
+ * the API pinned for its filter (q->min_ms, at most 2 x history_handle_ttl_s
+ * old), so that a count and its pages agree; removing the rows is the
+ * prune's job, and it lags retention by that much. A uv_timer enqueues one
  * prune op every PRUNE_INTERVAL_MS (and one at open). The worker does not run
  * it inside the group commit: it runs it as separate transactions of at most
  * PRUNE_BATCH_ROWS deleted rows each (messages, inbox rows, offline messages,
@@ -1260,12 +1263,23 @@ static void op_submit(struct embedded *s, struct op *op)
     pending_add(s, 1);
 }
 
-/* The oldest ms a history query may still return. */
-static uint64_t history_min_ms(const struct embedded *s)
+/* The oldest ms a history query may return by default, and, `grace` later,
+ * what the prune removes: 2 x history_handle_ttl_s, the longest a cut-off
+ * pinned by the API (q->min_ms) is used. */
+static uint64_t history_min_ms(const struct embedded *s, bool grace)
 {
     uint64_t keep = (uint64_t)s->cfg->limits.history_retention_s * 1000;
+    if (grace)
+        keep += 2 * (uint64_t)s->cfg->limits.history_handle_ttl_s * 1000;
     uint64_t now = rtmd_now_ms();
     return now > keep ? now - keep : 0;
+}
+
+static uint64_t query_min_ms(const struct embedded *s, const struct rtmd_history_query *q)
+{
+    if (q->min_ms == 0)
+        return history_min_ms(s, false);
+    return RTMD_MAX(q->min_ms, history_min_ms(s, true));
 }
 
 static int embedded_history_put(struct rtmd_store *base, const struct rtmd_app *app,
@@ -1313,7 +1327,7 @@ static struct op *query_op(struct embedded *s, struct app_state *as, enum op_kin
     op->u.query.q = *q;
     op->u.query.q.source = copy_to(&at, q->source);
     op->u.query.q.destination = copy_to(&at, q->destination);
-    op->u.query.min_ms = history_min_ms(s);
+    op->u.query.min_ms = query_min_ms(s, q);
     return op;
 }
 
@@ -1464,7 +1478,7 @@ static void schedule_prune(struct embedded *s)
     if (s->closing || s->prune_inflight)
         return;
     struct op *op = op_new(NULL, OP_PRUNE, 0);
-    op->u.prune.before_ms = history_min_ms(s);
+    op->u.prune.before_ms = history_min_ms(s, true);
     op->u.prune.now = rtmd_now_ms();
     batch_add(s, op);
     s->prune_inflight = true;

@@ -120,6 +120,11 @@ struct rtmd_history_query {
     uint32_t offset;
     uint32_t limit; /* 20, 50 or 100 */
     bool desc;
+    /* The oldest ms shown, 0 for the store's retention cut-off at the call
+     * (history_retention_s before now). The API pins it per filter so that a
+     * count and the pages of a query agree (api/pins.h); the store keeps
+     * expired rows for 2 x history_handle_ttl_s so a pinned cut-off finds them. */
+    uint64_t min_ms;
 };
 
 /* Messages handed to a callback, oldest first unless the query said desc. */

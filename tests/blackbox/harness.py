@@ -111,7 +111,7 @@ class Rtmd:
     """One rtmd process with its own data dir and config."""
 
     def __init__(self, tmpdir, tls=False, regions=("default", "eu"), limits=None, extra="",
-                 server=None, store=None):
+                 server=None, store=None, app_extra=""):
         self.dir = str(tmpdir)
         self.tls = tls
         self.regions = list(regions)
@@ -119,6 +119,7 @@ class Rtmd:
         self.extra = extra
         self.server = dict(server or {})  # more [server] keys, e.g. {"node_id": 7}
         self.store = dict(store or {})    # [store] keys, e.g. {"sync": "normal"}
+        self.app_extra = app_extra        # more lines of APP's section
         self.proc = None
         self.ports = {}
         self.log_path = os.path.join(self.dir, "rtmd.log")
@@ -147,13 +148,13 @@ class Rtmd:
             "\n[limits]\n%s\n"
             "[customer:%s]\nsecret = %s\napps = %s, %s\n\n"
             "[customer:%s]\nsecret = %s\napps = %s\n\n"
-            "[app:%s]\ncertificate = %s\n\n"
+            "[app:%s]\ncertificate = %s\n%s\n"
             "[app:%s]\ncertificate = %s\n\n"
             "[app:%s]   ; no certificate\n%s"
             % (limits,
                CUSTOMER, SECRET, APP, APP_NOCERT,
                CUSTOMER_OTHER, SECRET_OTHER, APP_OTHER,
-               APP, CERT, APP_OTHER, CERT_OTHER, APP_NOCERT, self.extra))
+               APP, CERT, self.app_extra, APP_OTHER, CERT_OTHER, APP_NOCERT, self.extra))
         with open(self.conf_path, "w") as f:
             f.write(text)
 

@@ -221,13 +221,30 @@ def test_malformed_appid_is_400(rtmd, appid):
     rtmd.healthy()
 
 
-def test_unknown_appid_is_404(rtmd):
+def test_unknown_appid_is_401_unless_the_customer_is_authenticated(rtmd):
+    """As Agora's gateway: an unauthenticated caller cannot tell an App ID that
+    does not exist from credentials that are wrong for it (same status, same
+    body); a customer whose secret is right learns that the App ID is unknown."""
     unknown = "00000000000000000000000000000000"
-    assert_error(get_events(rtmd, app=unknown, headers={"Authorization": basic()}), 404)
-    assert_error(get_events(rtmd, app=unknown, kind="channel",
-                            headers={"x-agora-token": token("a", app=unknown), "x-agora-uid": "a"}), 404)
+    d = assert_error(get_events(rtmd, app=unknown, headers={"Authorization": basic()}), 404)
+    assert d["message"] == "unknown appid"
     # App IDs are case-sensitive
     assert_error(get_events(rtmd, app=APP.lower(), headers={"Authorization": basic()}), 404)
+
+    def same(headers):
+        known = assert_error(get_events(rtmd, app=APP, headers=headers), 401)
+        missing = assert_error(get_events(rtmd, app=unknown, headers=headers), 401)
+        assert (known["code"], known["message"]) == (missing["code"], missing["message"])
+        return missing
+
+    assert "secret" in same({"Authorization": basic(secret="0" * 32)})["message"]
+    same({"Authorization": basic(customer="nobody")})
+    same({})
+    same({"x-agora-token": token("a", app=unknown), "x-agora-uid": "a"})
+    same({"Authorization": "agora token=" + token("a", app=unknown)})
+    # the other customer's valid secret for an app it does not own: 401, unchanged
+    assert_error(get_events(rtmd, app=APP, headers={"Authorization": basic(CUSTOMER_OTHER,
+                                                                            SECRET_OTHER)}), 401)
     rtmd.healthy()
 
 

@@ -450,9 +450,12 @@ static void test_commit_failure_loses_the_whole_message(void **state)
 }
 
 /* Opens the store keeping history 60 s, a day after T0; returns that time. */
+/* Retention 60 s; handles live 1 s, so the prune lags retention by 2 s
+ * (a cut-off pinned by the API is used at most that long). */
 static uint64_t open_store_retaining_60s(struct fixture *f)
 {
     f->cfg->limits.history_retention_s = 60;
+    f->cfg->limits.history_handle_ttl_s = 1;
     const uint64_t now = T0 + DAY;
     rtmd_clock_freeze(now);
     open_store(f);
@@ -471,10 +474,10 @@ static void test_retention(void **state)
 {
     struct fixture *f = *state;
     const uint64_t now = open_store_retaining_60s(f);
-    /* Two expired (older than 60 s), two live; channel messages with
-     * inbox rows on both sides of the line. */
+    /* Two expired (older than 60 s, and than the prune's 62 s), two live;
+     * channel messages with inbox rows on both sides of the line. */
     assert_int_equal(put(f, 0, RTMD_MSG_PEER, "a", "b", "old1", now - 120000, NULL), 0);
-    assert_int_equal(put(f, 0, RTMD_MSG_CHANNEL, "a", "ch", "old2", now - 60001, LIST("b", "c")),
+    assert_int_equal(put(f, 0, RTMD_MSG_CHANNEL, "a", "ch", "old2", now - 62001, LIST("b", "c")),
                      0);
     assert_int_equal(put(f, 0, RTMD_MSG_CHANNEL, "a", "ch", "edge", now - 60000, LIST("b")), 0);
     assert_int_equal(put(f, 0, RTMD_MSG_PEER, "a", "b", "new", now - 1000, NULL), 0);
@@ -503,15 +506,21 @@ static void test_retention(void **state)
     rtmd_store_stats(f->store, &st);
     assert_int_equal(st.history_pruned, 2);
 
-    /* Time moves on: "edge" expires at once for queries, and the prune made
-     * at the next open removes it. */
+    /* Time moves on: "edge" expires at once for queries... */
     rtmd_clock_freeze(now + 1);
     q = q_make(NULL, "b", 0, UINT64_MAX);
     assert_int_equal(query(f, 0, &q, &g), 0);
     assert_int_equal(g.n, 1);
     assert_string_equal(g.m[0], "p a>b @86399000 new");
     got_free(&g);
+    /* ...except for a query whose cut-off was pinned before (within 2 s). */
+    q.min_ms = now - 60000;
+    assert_int_equal(count(f, 0, &q), 2);
+    q.min_ms = now - 70000; /* older than what the prune keeps: clamped */
+    assert_int_equal(count(f, 0, &q), 2);
     close_and_count(f, 2, 2);
+    /* The prune made at the next open, 2 s later, removes it. */
+    rtmd_clock_freeze(now + 2001);
     open_store(f);
     rtmd_store_stats(f->store, &st);
     assert_int_equal(st.history_pruned, 1);

@@ -30,6 +30,7 @@
 #define OTHER_CERT  "5CFd2fd1755d40ecb72977518be15d3c"
 #define RTC_CHANNEL "7d72365eb983485397e3e3f9d460bdda"
 #define ISSUE       1111111u
+#define SKEW        300u /* token_clock_skew_s */
 
 #define V1                                                                                         \
     "006970CA35de60c44645bbae8a215061b33IAAsR0qgiCxv0vrpRcpkz5BrbfEWCBZ6kvR6t7qG/"                 \
@@ -102,7 +103,7 @@ static void assert_hex(const void *p, size_t len, const char *hex)
 static int verify(const char *token, const char *uid, uint64_t now, struct rtmd_token_info *info)
 {
     struct rtmd_token_info scratch;
-    return rtmd_token_verify(S(token), app, cert, S(uid), now, info ? info : &scratch);
+    return rtmd_token_verify(S(token), app, cert, S(uid), now, SKEW, info ? info : &scratch);
 }
 
 /* token verifies for uid at `at`, which is its expire_ts, and no longer a
@@ -118,7 +119,7 @@ static void expect_expiry(const char *token, const char *uid, uint64_t at)
 static int verify_len(const char *token, size_t len, const char *uid, uint64_t now)
 {
     struct rtmd_token_info info;
-    return rtmd_token_verify(rtmd_str_make(token, len), app, cert, S(uid), now, &info);
+    return rtmd_token_verify(rtmd_str_make(token, len), app, cert, S(uid), now, SKEW, &info);
 }
 
 /* Inflates a 007 token into out; returns the length. */
@@ -276,7 +277,10 @@ static void test_vector1_verifies(void **state)
     assert_int_equal(info.expire_ts, ISSUE); /* ts, lower than kRtmLogin 1446455471 */
     assert_int_equal(info.salt, 1);
     assert_int_equal(info.issue_ts, 0);
-    assert_int_equal(verify(V1, "test_user", 1, NULL), 0);
+    /* ts may lie at most 24 h + token_clock_skew_s ahead of now. */
+    assert_int_equal(verify(V1, "test_user", ISSUE - 86400 - SKEW, NULL), 0);
+    assert_int_equal(verify(V1, "test_user", ISSUE - 86400 - SKEW - 1, NULL), RTMD_EFUTURE);
+    assert_int_equal(verify(V1, "test_user", 1, NULL), RTMD_EFUTURE);
     assert_int_equal(verify(V1, "test_user", ISSUE + 1, NULL), RTMD_EEXPIRED);
 }
 
@@ -308,11 +312,10 @@ static void test_vector1_intermediate_values(void **state)
 
 static void test_vector2_verifies(void **state)
 {
-    /* kRtmLogin = 100 is non-zero, so it ends the token at t = 100. */
-    struct rtmd_token_info info;
-    assert_int_equal(verify(V2, "test_user", 100, &info), 0);
-    assert_int_equal(info.expire_ts, 100);
-    assert_string_equal(info.user_id, "test_user");
+    /* kRtmLogin = 100 is non-zero, so it ends the token at t = 100; its ts
+     * (1111111) lies 12 days later, so until then it is refused as made by
+     * a clock in the future. */
+    assert_int_equal(verify(V2, "test_user", 100, NULL), RTMD_EFUTURE);
     assert_int_equal(verify(V2, "test_user", 101, NULL), RTMD_EEXPIRED);
     assert_int_equal(verify(V2, "test_user", ISSUE, NULL), RTMD_EEXPIRED);
 }
@@ -653,7 +656,7 @@ static void test_tamper_app_id(void **state)
     /* ... and when the app is that other App ID, the signature fails. */
     struct rtmd_token_info info;
     assert_int_equal(
-        rtmd_token_verify(S(t), rtmd_str_make(t + 3, 32), cert, S("test_user"), ISSUE, &info),
+        rtmd_token_verify(S(t), rtmd_str_make(t + 3, 32), cert, S("test_user"), ISSUE, SKEW, &info),
         RTMD_EAUTH);
 
     /* 007: change the packed App ID, keep the signature. */
@@ -667,7 +670,7 @@ static void test_tamper_app_id(void **state)
     char other_app[33];
     memcpy(other_app, APP, 33);
     other_app[0] = '8';
-    assert_int_equal(rtmd_token_verify(S(t7), S(other_app), cert, S(""), ISSUE + 1, &info),
+    assert_int_equal(rtmd_token_verify(S(t7), S(other_app), cert, S(""), ISSUE + 1, SKEW, &info),
                      RTMD_EAUTH);
     free(t7);
 }
@@ -679,14 +682,15 @@ static void test_wrong_certificate(void **state)
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(tokens); i++) {
         const char *uid = i == 0 ? "test_user" : "";
         uint64_t now = i == 0 ? ISSUE : ISSUE + 1;
-        assert_int_equal(rtmd_token_verify(S(tokens[i]), app, S(OTHER_CERT), S(uid), now, &info),
-                         RTMD_EAUTH);
+        assert_int_equal(
+            rtmd_token_verify(S(tokens[i]), app, S(OTHER_CERT), S(uid), now, SKEW, &info),
+            RTMD_EAUTH);
         /* Case matters: the certificate is used as ASCII. */
         assert_int_equal(rtmd_token_verify(S(tokens[i]), app, S("5cfd2fd1755d40ecb72977518be15d3b"),
-                                           S(uid), now, &info),
+                                           S(uid), now, SKEW, &info),
                          RTMD_EAUTH);
         /* An app without a certificate accepts no token. */
-        assert_int_equal(rtmd_token_verify(S(tokens[i]), app, S(""), S(uid), now, &info),
+        assert_int_equal(rtmd_token_verify(S(tokens[i]), app, S(""), S(uid), now, SKEW, &info),
                          RTMD_EAUTH);
     }
 }
@@ -695,14 +699,15 @@ static void test_wrong_app_id(void **state)
 {
     struct rtmd_token_info info;
     struct rtmd_str other = S("0123456789abcdef0123456789abcdef");
-    assert_int_equal(rtmd_token_verify(S(V1), other, cert, S("test_user"), ISSUE, &info),
+    assert_int_equal(rtmd_token_verify(S(V1), other, cert, S("test_user"), ISSUE, SKEW, &info),
                      RTMD_EAUTH);
-    assert_int_equal(rtmd_token_verify(S(V6), other, cert, S(""), ISSUE + 1, &info), RTMD_EAUTH);
+    assert_int_equal(rtmd_token_verify(S(V6), other, cert, S(""), ISSUE + 1, SKEW, &info),
+                     RTMD_EAUTH);
     /* Case matters. */
     assert_int_equal(rtmd_token_verify(S(V6), S("970ca35de60c44645bbae8a215061b33"), cert, S(""),
-                                       ISSUE + 1, &info),
+                                       ISSUE + 1, SKEW, &info),
                      RTMD_EAUTH);
-    assert_int_equal(rtmd_token_verify(S(V1), S(""), cert, S("test_user"), ISSUE, &info),
+    assert_int_equal(rtmd_token_verify(S(V1), S(""), cert, S("test_user"), ISSUE, SKEW, &info),
                      RTMD_EAUTH);
 }
 
@@ -771,7 +776,8 @@ static void test_bad_prefix_and_empty(void **state)
     assert_int_equal(verify("007", "u", 1, NULL), RTMD_EPARSE);
     assert_int_equal(verify("005" APP "IAAs", "u", 1, NULL), RTMD_EPARSE);
     assert_int_equal(verify("008eJxTYEhu", "u", 1, NULL), RTMD_EPARSE);
-    assert_int_equal(rtmd_token_verify(RTMD_STR_NULL, app, cert, S("u"), 1, &info), RTMD_EPARSE);
+    assert_int_equal(rtmd_token_verify(RTMD_STR_NULL, app, cert, S("u"), 1, SKEW, &info),
+                     RTMD_EPARSE);
     /* 006 whose base64 is URL-safe or unpadded. */
     char t[sizeof(V3)];
     memcpy(t, V3, sizeof(V3));
@@ -933,10 +939,19 @@ static void test_007_24h_cap(void **state)
     t = make_007("test_user", UINT32_MAX - 10, UINT32_MAX, UINT32_MAX);
     expect_expiry(t, "", UINT32_MAX);
     free(t);
-    /* Issued in the future: not rejected, still capped. */
-    t = make_007("test_user", ISSUE + 1000, 600, 600);
+    /* Issued in the future within token_clock_skew_s: accepted, capped. */
+    t = make_007("test_user", ISSUE + SKEW, 600, 600);
     assert_int_equal(verify(t, "", ISSUE, &info), 0);
-    assert_int_equal(info.expire_ts, ISSUE + 1600);
+    assert_int_equal(info.expire_ts, ISSUE + SKEW + 600);
+    free(t);
+    /* Beyond it: refused, so no token lives past now + 24 h + skew. */
+    t = make_007("test_user", ISSUE + SKEW + 1, 600, 600);
+    assert_int_equal(verify(t, "", ISSUE, NULL), RTMD_EFUTURE);
+    assert_int_equal(verify(t, "", ISSUE + 1, NULL), 0);
+    free(t);
+    /* expire = an absolute time 60 days ahead, as issued "now": capped at 24 h. */
+    t = make_007("test_user", ISSUE, ISSUE + 60 * 86400, 0);
+    expect_expiry(t, "", ISSUE + 86400);
     free(t);
 }
 
@@ -1453,7 +1468,8 @@ static void test_cli_token(void **state)
     assert_true(n > 4 && cli_out[n - 1] == '\n');
     assert_memory_equal(cli_out, "007", 3);
     assert_int_equal(
-        rtmd_token_verify(rtmd_str_make(cli_out, n - 1), app, cert, S("alice"), now, &info), 0);
+        rtmd_token_verify(rtmd_str_make(cli_out, n - 1), app, cert, S("alice"), now, SKEW, &info),
+        0);
     assert_true(info.salt >= 1 && info.salt <= 99999999);
     assert_true(info.expire_ts >= now + 86400 - 5 && info.expire_ts <= now + 86400 + 5);
 
@@ -1462,14 +1478,14 @@ static void test_cli_token(void **state)
     n = strlen(cli_out);
     assert_memory_equal(cli_out, "006" APP, 35);
     assert_int_equal(
-        rtmd_token_verify(rtmd_str_make(cli_out, n - 1), app, cert, S("bob"), now, &info), 0);
+        rtmd_token_verify(rtmd_str_make(cli_out, n - 1), app, cert, S("bob"), now, SKEW, &info), 0);
     assert_true(info.expire_ts >= now + 55 && info.expire_ts <= now + 65);
 
     CLI("--appid=" APP, "--certificate=" CERT, "--uid=carol d", "--expire=0", "--v=007");
     assert_int_equal(cli_rc, 0);
     n = strlen(cli_out);
-    assert_int_equal(rtmd_token_verify(rtmd_str_make(cli_out, n - 1), app, cert, S(""), now, &info),
-                     0);
+    assert_int_equal(
+        rtmd_token_verify(rtmd_str_make(cli_out, n - 1), app, cert, S(""), now, SKEW, &info), 0);
     assert_string_equal(info.user_id, "carol d");
     assert_true(info.expire_ts >= now + 86400 - 5);
 
