@@ -132,10 +132,13 @@ static bool is_token(struct rtmd_str s)
     return s.len >= 3 && (memcmp(s.p, "006", 3) == 0 || memcmp(s.p, "007", 3) == 0);
 }
 
-/* A failure that says more than "bad credentials" wins the answer. */
+static const char unsupported_[] = "unsupported Authorization scheme";
+
+/* The failure that says most wins the answer: expired or future over "bad
+ * credentials", and anything over an Authorization scheme rtmd ignores. */
 static int worse(int have, const char *have_why, int r, const char *r_why, const char **why)
 {
-    if (have == 0 || (have == RTMD_EAUTH && r != RTMD_EAUTH)) {
+    if (have == 0 || (have == RTMD_EAUTH && r != RTMD_EAUTH) || have_why == unsupported_) {
         *why = r_why;
         return r;
     }
@@ -170,7 +173,7 @@ int rtmd_auth_request(const struct rtmd_config *cfg, const struct rtmd_app *app,
             r = bare_basic(cfg, app, a, out, &r_why);
         else {
             r = RTMD_EAUTH;
-            r_why = "unsupported Authorization scheme";
+            r_why = unsupported_;
         }
         if (r == 0)
             return 0;
