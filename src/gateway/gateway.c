@@ -51,15 +51,10 @@ int gw_send(struct gw_client *c, const char *p, size_t n)
 {
     if (!c->conn)
         return RTMD_ECLOSED;
-    int r = rtmd_ws_send_text(c->conn, p, n);
-    if (r == 0 && c->conn && c->conn->out_pending > gw_cfg->limits.ws_output_budget) {
-        /* A client that does not read is cut off, not buffered for. */
-        rtmd_log_info("gateway", "conn=%llu over its output budget (%zu bytes unsent): closing",
-                      (unsigned long long)c->conn->id, c->conn->out_pending);
-        rtmd_conn_close(c->conn);
-        return RTMD_ELIMIT;
-    }
-    return r;
+    /* Replies are output the client's own frames caused: past its output
+     * budget ws.c stops reading it (it sends no more ops until it reads),
+     * and on_timeout() cuts it off if it does not read in time. */
+    return rtmd_ws_send_text(c->conn, p, n);
 }
 
 static void reply_head(struct rtmd_json *j, bool has_id, int64_t id, bool ok)
@@ -289,12 +284,27 @@ static void on_message(struct rtmd_conn *conn, const char *p, size_t n)
         rtmd_conn_pause_read(conn);
 }
 
+/* The login deadline or the heartbeat passed. */
 static void on_timeout(struct rtmd_conn *conn)
 {
     struct gw_client *c = conn->user;
-    rtmd_log_debug("gateway", "conn=%llu heartbeat timeout", (unsigned long long)conn->id);
     gw_enter(c);
-    gw_close(c, RTMD_WS_CLOSE_GOING_AWAY, "heartbeat timeout");
+    if (rtmd_conn_output_paused(conn)) {
+        /* It stopped reading what its own frames caused, and did not read
+         * it in time: cut off, like a receiver over budget. */
+        gw_cut_off_now(conn);
+    } else if (rtmd_ws_heartbeat_started(conn)) {
+        rtmd_log_debug("gateway", "conn=%llu heartbeat timeout", (unsigned long long)conn->id);
+        gw_close(c, RTMD_WS_CLOSE_GOING_AWAY, "heartbeat timeout");
+    } else if (c->busy && c->session->state == RTMD_SESSION_ONLINE) {
+        /* The login came in time and is being recorded: its answer decides
+         * (a failed one closes); the heartbeat runs meanwhile. */
+        c->login_late = true;
+        rtmd_ws_start_heartbeat(conn);
+    } else {
+        rtmd_log_debug("gateway", "conn=%llu login timeout", (unsigned long long)conn->id);
+        gw_close(c, RTMD_WS_CLOSE_POLICY, "login timeout");
+    }
     gw_leave(c);
 }
 

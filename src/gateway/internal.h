@@ -26,6 +26,7 @@ struct gw_client {
     bool closing;         /* the gateway decided to close (logout, kick, timeout) */
     bool dead;            /* the connection closed while gateway code was running */
     bool ready;           /* login answered and offline messages out: pushes go straight out */
+    bool login_late;      /* the login deadline passed while the login was being recorded */
     struct rtmd_buf held; /* pushes that arrived before ready, in order */
     uint32_t depth;       /* gateway calls on the stack that use this client */
 };
@@ -96,5 +97,7 @@ extern uint64_t deliver_stats_pushed;
 
 /* Ends the client's session (if any), then closes with code/reason. */
 void gw_close(struct gw_client *c, uint16_t code, const char *reason);
+/* Closes a connection over its output budget that did not read in time. */
+void gw_cut_off_now(struct rtmd_conn *conn);
 
 #endif

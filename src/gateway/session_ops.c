@@ -50,9 +50,15 @@ static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
     gw_reply_recorded(c, status);
     if (status < 0)
         rtmd_presence_abandon_login(s);
-    if (status == 0 && s->state == RTMD_SESSION_ONLINE &&
-        rtmd_store_offline_take(gw_store, s->app, rtmd_str_make(s->uid, s->uid_len),
-                                on_offline_taken, s) == 0) {
+    else if (s->state == RTMD_SESSION_ONLINE && c->conn)
+        rtmd_ws_start_heartbeat(c->conn);
+    if (status < 0 && c->login_late) {
+        /* Its deadline passed while it was recorded: no second chance. */
+        c->busy = false;
+        gw_close(c, RTMD_WS_CLOSE_POLICY, "login timeout");
+    } else if (status == 0 && s->state == RTMD_SESSION_ONLINE && !c->closing &&
+               rtmd_store_offline_take(gw_store, s->app, rtmd_str_make(s->uid, s->uid_len),
+                                       on_offline_taken, s) == 0) {
         rtmd_session_hold(s); /* busy until the offline messages are out */
     } else {
         gw_client_ready(c);
