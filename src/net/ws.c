@@ -512,6 +512,14 @@ void rtmd_ws_close(struct rtmd_conn *c, uint16_t code, const char *reason)
 {
     if (rtmd_conn_ending(c))
         return;
+    if (handler_->on_closing) {
+        rtmd_conn_ref(c);
+        handler_->on_closing(c, code, reason);
+        bool gone = rtmd_conn_ending(c);
+        rtmd_conn_unref(c);
+        if (gone)
+            return;
+    }
     /* A throwaway context frames the close; the connection's own context (if
      * any) may be inside wslay_event_recv right now. */
     wslay_event_context_ptr ctx;

@@ -53,6 +53,9 @@ struct rtmd_ws_handler {
     /* The login deadline or the heartbeat passed (rtmd_conn_output_paused()
      * tells whether the peer had stopped reading too). */
     void (*on_timeout)(struct rtmd_conn *c);
+    /* rtmd is about to send a close frame (rtmd_ws_close, for any reason):
+     * the last moment to write to the peer. May be NULL. */
+    void (*on_closing)(struct rtmd_conn *c, uint16_t code, const char *reason);
     /* The connection is closing, for any reason. */
     void (*on_close)(struct rtmd_conn *c);
 };

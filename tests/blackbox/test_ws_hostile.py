@@ -5,27 +5,36 @@
   passes still unread, and its memory stays bounded meanwhile (plain and
   TLS); a burst read late but read is served, not cut;
 - a connection that never logs in is closed with 1008 "login timeout" after
-  login_timeout_s, whatever it sends meanwhile, and frees its slot.
+  login_timeout_s, whatever it sends meanwhile, and frees its slot;
+- every op gets exactly one reply, before the close: a takeover storm
+  (three clients logging in as one uid, 100 times each) answers every login
+  (ok, or "superseded") and leaves a log where each Login has one Logout.
 
 Floods are bounded in bytes and seconds and target loopback only.
 """
+import json
 import select
 import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
 
 from harness import APP, APP_NOCERT, RTMD_BIN, Ws, WsClosed, wait_until
-from msgutil import is_sanitizer_build, rss_kb, utypes
+from msgutil import is_sanitizer_build, rss_kb, utypes, ctypes
 
 PING = Ws.frame(b"p" * 125, opcode=9)  # the largest control frame: a 127-byte pong each
 PONG_LEN = 2 + 125
 CHUNK = PING * 500
 FLOOD_MAX_BYTES = 48 << 20
 FLOOD_MAX_S = 20.0
+
+
+def frame(obj):
+    return Ws.frame(json.dumps(obj))
 
 
 def flood(ws, stalled_s=1.0, between=None):
@@ -253,3 +262,135 @@ def test_login_timeout_0_is_refused(tmp_path):
     p = subprocess.run([RTMD_BIN, "--config", path], cwd=tmp_path, capture_output=True, timeout=30)
     assert p.returncode == 2, p
     assert p.stderr.decode().startswith("%s:2: login_timeout_s: " % path), p.stderr
+
+
+# ---- 3. one reply per op ------------------------------------------------------------------------
+
+LOGIN, JOIN, PING_OP = 1, 2, 3
+
+
+def storm_frames(uid):
+    return (frame({"op": "login", "id": LOGIN, "appid": APP_NOCERT, "uid": uid})
+            + frame({"op": "join", "id": JOIN, "channel": "room"})
+            + frame({"op": "ping", "id": PING_OP}))
+
+
+def read_all(ws, timeout=10.0):
+    """Every message until the server's close frame (or EOF): (messages, close code)."""
+    got = []
+    try:
+        while True:
+            got.append(ws.recv(timeout))
+    except WsClosed as e:
+        return got, e.code
+    except (EOFError, OSError):
+        return got, None
+
+
+def test_a_takeover_storm_answers_every_op_exactly_once_and_pairs_every_login(rtmd):
+    uid, rounds, clients = "storm", 100, 3
+    results = [[] for _ in range(clients)]  # per client: the messages of each of its connections
+    errors = []
+    last = [None] * clients
+
+    def client(k):
+        prev = None
+        try:
+            for _ in range(rounds):
+                ws = rtmd.ws()
+                ws.send_raw(storm_frames(uid))
+                got = []
+                try:  # up to the login's reply
+                    while not any(m.get("op") == "reply" and m.get("id") == LOGIN for m in got):
+                        got.append(ws.recv(10))
+                except WsClosed as e:
+                    results[k].append((got, e.code))
+                    errors.append("a login got a close (%s) and no reply: %r" % (e.code, got))
+                    ws = None
+                if prev is not None:  # taken over by now (by this login at the latest)
+                    more, code = read_all(prev[0])
+                    results[k].append((prev[1] + more, code))
+                    prev[0].close_socket()
+                prev = (ws, got) if ws is not None else None
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            errors.append("client %d: %r" % (k, e))
+        last[k] = prev
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+        assert not t.is_alive(), "a storm client is stuck"
+    assert errors == [], errors[:5]
+    # the last session standing logs out; the others were taken over
+    for k, prev in enumerate(last):
+        ws, got = prev
+        try:
+            ws.send({"op": "logout", "id": 4})
+        except OSError:
+            pass
+        more, code = read_all(ws)
+        results[k].append((got + more, code))
+        ws.close_socket()
+    outcomes = {}
+    for conns in results:
+        assert len(conns) == rounds
+        for msgs, code in conns:
+            replies = [m for m in msgs if m.get("op") == "reply"]
+            ids = sorted(m["id"] for m in replies)
+            assert ids in ([LOGIN, JOIN, PING_OP], [LOGIN, JOIN, PING_OP, 4]), msgs
+            login = next(m for m in replies if m["id"] == LOGIN)
+            key = "ok" if login["ok"] else login["error"]
+            outcomes[key] = outcomes.get(key, 0) + 1
+            if not login["ok"]:
+                assert login["error"] == "superseded" and login["message"], login
+                assert set(m.get("error") for m in replies) == {"superseded"}, replies
+            assert code == 1000, (code, msgs)
+            kicked = [i for i, m in enumerate(msgs) if m.get("op") == "kicked"]
+            assert len(kicked) <= 1, msgs
+            if kicked:  # every reply came before the kicked push
+                assert all(m.get("op") != "reply" for m in msgs[kicked[0] + 1:]), msgs
+    assert set(outcomes) <= {"ok", "superseded"} and sum(outcomes.values()) == rounds * clients, outcomes
+    # every login was recorded: Login, Logout, Login, Logout, ... never two online
+    users = rtmd.pull_until(2 * rounds * clients, app=APP_NOCERT, timeout=30)
+    assert utypes(users) == [("Login", uid), ("Logout", uid)] * (rounds * clients), utypes(users)[:10]
+    ms = [e["ms"] for e in users]
+    assert ms == sorted(ms)
+    # and every Join has its Leave before the next Join (all durable before the last reply)
+    chans, got = [], True
+    while got:
+        got = rtmd.events("channel", app=APP_NOCERT)
+        chans.extend(got)
+    kinds = [t[0] for t in ctypes(chans)]
+    assert kinds and kinds == ["Join", "Leave"] * (len(kinds) // 2), kinds[:10]
+    assert rtmd.events("user", app=APP_NOCERT) == []
+    rtmd.healthy()
+
+
+def test_ops_queued_behind_a_logout_are_answered_before_the_close(rtmd):
+    ws = rtmd.ws()
+    assert ws.login("leaver", app=APP_NOCERT)["ok"]
+    ws.send_raw(frame({"op": "logout", "id": 2}) + frame({"op": "ping", "id": 3})
+                + frame({"op": "join", "id": 4, "channel": "late"}))
+    msgs, code = read_all(ws)
+    assert code == 1000
+    assert [m["id"] for m in msgs] == [2, 3, 4], msgs
+    assert msgs[0] == {"op": "reply", "id": 2, "ok": True}
+    for m in msgs[1:]:
+        assert m["ok"] is False and m["error"] == "closing" and m["message"], m
+    assert rtmd.events("channel", app=APP_NOCERT) == []
+
+
+def test_ops_pending_when_a_frame_is_too_big_are_answered_before_the_1009(make_rtmd):
+    r = make_rtmd(limits={"ws_max_message": 2048, "max_payload": 1000})
+    ws = r.ws()
+    ws.send_raw(frame({"op": "login", "id": 1, "appid": APP_NOCERT, "uid": "big"})
+                + frame({"op": "ping", "id": 2}) + Ws.frame("x" * 3000))
+    msgs, code = read_all(ws)
+    ws.close_socket()  # (rtmd lingers for the client's EOF before the session ends)
+    assert code == 1009
+    assert [(m["id"], m["ok"], m.get("error")) for m in msgs] == [(1, False, "closing"),
+                                                                  (2, False, "closing")], msgs
+    # the login was recorded all the same, and ended with the connection
+    assert utypes(r.pull_until(2, app=APP_NOCERT)) == [("Login", "big"), ("Logout", "big")]
