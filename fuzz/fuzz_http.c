@@ -273,6 +273,7 @@ static void set_limits(unsigned profile)
     l->http_idle_timeout_s = 60;
     l->ws_max_message = profile == 1 ? 64 : 65536;
     l->heartbeat_timeout_s = 30;
+    l->login_timeout_s = 10;
     l->max_connections = 100;
     l->ws_output_budget = 1 << 20;
 }

@@ -411,6 +411,7 @@ static void config_init(void)
     l->events_retain = 2000;
     l->events_max_pull = 1000;
     l->heartbeat_timeout_s = 30;
+    l->login_timeout_s = 10;
     l->max_channels_per_user = small ? 3 : 20;
     l->max_payload = small ? 64 : 4096;
     l->http_max_head = 16384;

@@ -23,7 +23,11 @@
  *     writes are cancelled first, as libuv does;
  *   - rtmd_conn_close_gracefully() lingers (input discarded) after a
  *     deferred "shutdown" that arms the linger timeout;
- *   - rtmd_conn_write_buffered() buffers until the loop's prepare phase;
+ *   - rtmd_conn_write_buffered() buffers until the loop's prepare phase, and
+ *     so does rtmd_conn_writev() while a write is queued;
+ *   - rtmd_conn_pause_output() stops reading until out_pending and the
+ *     buffered output are both empty (stub_drain(), a flush);
+ *   - a graceful close waiting for its output arms the drain timeout;
  *   - timeouts are armed on the real rtmd_timeout_queues; stub_fire_timeout()
  *     expires one as rtmd_timeouts_run() would, without waiting.
  * What the peer receives is appended to a buffer the caller owns, which
@@ -176,6 +180,12 @@ static int stub_direct_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t 
     return 0;
 }
 
+static void stub_resume_if_written(struct rtmd_conn *c)
+{
+    if (c->out_pending == 0 && c->wbuf.len == 0)
+        c->flags &= ~(uint32_t)RTMD_CONN_OUTPUT_PAUSED;
+}
+
 static void stub_flush_one(struct rtmd_conn *c)
 {
     rtmd_list_remove(&c->flush_link);
@@ -184,6 +194,7 @@ static void stub_flush_one(struct rtmd_conn *c)
     uv_buf_t ub = uv_buf_init(b.data, (unsigned)b.len);
     stub_direct_writev(c, &ub, 1);
     rtmd_buf_free(&b);
+    stub_resume_if_written(c);
 }
 
 static void stub_on_flush(struct rtmd_loop_hook *h)
@@ -220,7 +231,7 @@ int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
 {
     if (rtmd_conn_ending(c))
         return RTMD_ECLOSED;
-    if (c->wbuf.len > 0) {
+    if (c->wbuf.len > 0 || c->out_pending > 0) {
         for (size_t i = 0; i < nbufs; i++) {
             int r = rtmd_conn_write_buffered(c, bufs[i].base, bufs[i].len);
             if (r < 0)
@@ -247,6 +258,12 @@ void rtmd_conn_resume_read(struct rtmd_conn *c)
     c->flags &= ~(uint32_t)RTMD_CONN_READ_PAUSED;
 }
 
+void rtmd_conn_pause_output(struct rtmd_conn *c)
+{
+    if (rtmd_conn_unsent(c) > 0)
+        c->flags |= RTMD_CONN_OUTPUT_PAUSED;
+}
+
 static void stub_on_shutdown(struct rtmd_deferred *d)
 {
     struct stub_conn *sc = RTMD_CONTAINER_OF(d, struct stub_conn, shut);
@@ -268,6 +285,7 @@ void rtmd_conn_close_gracefully(struct rtmd_conn *c)
         return;
     if (c->out_pending > 0) {
         c->flags |= RTMD_CONN_CLOSE_AFTER_WRITE;
+        rtmd_conn_arm_timeout(c, &c->server->drain_timeouts);
         return;
     }
     c->flags |= RTMD_CONN_LINGER;
@@ -374,6 +392,7 @@ static inline void stub_server_init(struct rtmd_server *s, struct rtmd_listener 
     rtmd_timeout_queue_init(&s->idle_timeouts, (uint64_t)cfg->limits.http_idle_timeout_s * 1000,
                             stub_on_proto_timeout);
     rtmd_timeout_queue_init(&s->linger_timeouts, 2000, stub_on_linger_timeout);
+    rtmd_timeout_queue_init(&s->drain_timeouts, 30000, stub_on_linger_timeout);
     l->server = s;
     l->region = 0;
 }
@@ -383,6 +402,7 @@ static inline void stub_server_close(struct rtmd_server *s)
     rtmd_timeout_queue_close(&s->request_timeouts);
     rtmd_timeout_queue_close(&s->idle_timeouts);
     rtmd_timeout_queue_close(&s->linger_timeouts);
+    rtmd_timeout_queue_close(&s->drain_timeouts);
 }
 
 /* Accepts a connection as on_connection() does and starts HTTP on it. *self
@@ -421,7 +441,8 @@ static inline struct stub_conn *stub_conn_open(struct rtmd_server *s, struct rtm
 static inline bool stub_reading(const struct stub_conn *sc)
 {
     uint32_t f = sc->c.flags;
-    return !(f & RTMD_CONN_CLOSING) && (!(f & RTMD_CONN_READ_PAUSED) || (f & RTMD_CONN_LINGER));
+    return !(f & RTMD_CONN_CLOSING) &&
+           (!(f & (RTMD_CONN_READ_PAUSED | RTMD_CONN_OUTPUT_PAUSED)) || (f & RTMD_CONN_LINGER));
 }
 
 /* n bytes arrive, as in conn.c's on_read. */
@@ -464,8 +485,10 @@ static inline void stub_drain(struct stub_conn *sc)
     if (c->flags & RTMD_CONN_CLOSE_AFTER_WRITE) {
         c->flags &= ~(uint32_t)RTMD_CONN_CLOSE_AFTER_WRITE;
         rtmd_conn_close_gracefully(c);
-    } else if (c->proto && c->proto->on_drain) {
-        c->proto->on_drain(c);
+    } else {
+        stub_resume_if_written(c);
+        if (c->proto && c->proto->on_drain)
+            c->proto->on_drain(c);
     }
     rtmd_conn_unref(c);
 }

@@ -254,6 +254,9 @@ static const struct opt options[] = {
     LIMIT(history_retention_s, 604800, 1, 315360000, "Seconds a kept message stays queryable"),
     LIMIT(heartbeat_timeout_s, 30, 1, 3600,
           "Seconds without a frame before a session is ended (Leave/Logout)"),
+    LIMIT(login_timeout_s, 10, 1, 3600,
+          "Seconds a WebSocket has from its upgrade to log in, whatever it sends meanwhile "
+          "(else close 1008); `heartbeat_timeout_s` applies from the login on"),
     LIMIT(max_channels_per_user, 20, 1, 10000, "Channels one user may be in at once"),
     LIMIT(max_payload, 32768, 1, 1048576, "Bytes of one message payload"),
     LIMIT(http_max_head, 16384, 1024, 1048576, "Bytes of request line plus headers (else 431)"),

@@ -64,6 +64,7 @@ struct rtmd_limits {
     uint32_t send_qps;               /* 500 */
     uint32_t history_retention_s;    /* 604800 */
     uint32_t heartbeat_timeout_s;    /* 30 */
+    uint32_t login_timeout_s;        /* 10: upgrade to login, frames do not extend it */
     uint32_t max_channels_per_user;  /* 20 */
     uint32_t max_payload;            /* 32768 */
     uint32_t http_max_head;          /* 16384: request line + headers, bytes */

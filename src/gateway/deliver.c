@@ -156,6 +156,18 @@ static void cut_off(struct rtmd_conn *conn)
     rtmd_defer(&k->d, on_cut);
 }
 
+void gw_cut_off_now(struct rtmd_conn *conn)
+{
+    if (rtmd_conn_closing(conn))
+        return;
+    cut_offs_++;
+    rtmd_log_info("gateway",
+                  "conn=%llu over its output budget (%zu bytes unsent) and not reading in time: "
+                  "closing",
+                  (unsigned long long)conn->id, rtmd_conn_unsent(conn));
+    rtmd_conn_close(conn);
+}
+
 /* ---- the fan-out queue ------------------------------------------------------ */
 
 static void run_jobs(struct rtmd_deferred *d);

@@ -51,15 +51,10 @@ int gw_send(struct gw_client *c, const char *p, size_t n)
 {
     if (!c->conn)
         return RTMD_ECLOSED;
-    int r = rtmd_ws_send_text(c->conn, p, n);
-    if (r == 0 && c->conn && c->conn->out_pending > gw_cfg->limits.ws_output_budget) {
-        /* A client that does not read is cut off, not buffered for. */
-        rtmd_log_info("gateway", "conn=%llu over its output budget (%zu bytes unsent): closing",
-                      (unsigned long long)c->conn->id, c->conn->out_pending);
-        rtmd_conn_close(c->conn);
-        return RTMD_ELIMIT;
-    }
-    return r;
+    /* Replies are output the client's own frames caused: past its output
+     * budget ws.c stops reading it (it sends no more ops until it reads),
+     * and on_timeout() cuts it off if it does not read in time. */
+    return rtmd_ws_send_text(c->conn, p, n);
 }
 
 static void reply_head(struct rtmd_json *j, bool has_id, int64_t id, bool ok)
@@ -108,6 +103,9 @@ void gw_reply_error(struct gw_client *c, bool has_id, int64_t id, const char *co
 
 void gw_reply_recorded(struct gw_client *c, int status)
 {
+    if (!c->op_open)
+        return;
+    c->op_open = false;
     if (status == 0)
         gw_reply_ok(c, c->has_op_id, c->op_id, NULL, NULL);
     else
@@ -136,6 +134,17 @@ struct rtmd_str gw_string(const cJSON *root, const char *name)
     return rtmd_str_cstr(v->valuestring);
 }
 
+/* A request's "id": an integer JSON can carry exactly. */
+static bool request_id(const cJSON *root, int64_t *out)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
+    if (!cJSON_IsNumber(id) || id->valuedouble < -9007199254740991.0 ||
+        id->valuedouble > 9007199254740991.0 || id->valuedouble != (double)(int64_t)id->valuedouble)
+        return false;
+    *out = (int64_t)id->valuedouble;
+    return true;
+}
+
 static void handle_frame(struct gw_client *c, const char *p, size_t n)
 {
     struct gw_request r = {0};
@@ -147,13 +156,7 @@ static void handle_frame(struct gw_client *c, const char *p, size_t n)
         gw_reply_error(c, false, 0, "bad_request", msg);
         return;
     }
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(r.root, "id");
-    if (cJSON_IsNumber(id) && id->valuedouble >= -9007199254740991.0 &&
-        id->valuedouble <= 9007199254740991.0 &&
-        id->valuedouble == (double)(int64_t)id->valuedouble) {
-        r.has_id = true;
-        r.id = (int64_t)id->valuedouble;
-    }
+    r.has_id = request_id(r.root, &r.id);
     struct rtmd_str op = gw_string(r.root, "op");
     if (!r.has_id) {
         gw_reply_error(c, false, 0, "bad_request", "\"id\" must be an integer");
@@ -193,6 +196,7 @@ static void drain_queue(struct gw_client *c)
 void gw_op_begin(struct gw_client *c, const struct gw_request *r)
 {
     c->busy = true;
+    c->op_open = true;
     c->has_op_id = r->has_id;
     c->op_id = r->id;
 }
@@ -214,6 +218,32 @@ static void clear_queue(struct gw_client *c)
     c->queued_bytes = 0;
 }
 
+/* Answers the op in flight (if not answered yet) and every queued one with
+ * `error`, in order, without running them; the queue is left empty. */
+static void answer_unanswered(struct gw_client *c, const char *error, const char *message)
+{
+    if (c->busy && c->op_open && c->conn) {
+        c->op_open = false;
+        gw_reply_error(c, c->has_op_id, c->op_id, error, message);
+    }
+    struct rtmd_list *n;
+    while (c->conn && (n = rtmd_list_first(&c->queue))) {
+        rtmd_list_remove(n);
+        struct queued_frame *f = RTMD_CONTAINER_OF(n, struct queued_frame, link);
+        c->queued--;
+        c->queued_bytes -= f->len;
+        const char *why;
+        bool had_nul;
+        int64_t id = 0;
+        cJSON *root = rtmd_json_parse_object(f->data, f->len, JSON_MAX_DEPTH, &why, &had_nul);
+        bool has_id = root && request_id(root, &id);
+        cJSON_Delete(root);
+        free(f);
+        gw_reply_error(c, has_id, id, error, message);
+    }
+    clear_queue(c);
+}
+
 /* ---- connection lifecycle --------------------------------------------------------- */
 
 static void end_session(struct gw_client *c)
@@ -222,13 +252,32 @@ static void end_session(struct gw_client *c)
         rtmd_presence_end(c->session, NULL, NULL);
 }
 
-void gw_close(struct gw_client *c, uint16_t code, const char *reason)
+static const struct {
+    uint16_t code;
+    const char *reason;  /* of the close frame */
+    const char *error;   /* for the ops not answered yet */
+    const char *message; /* ... and its message */
+} close_whys_[] = {
+    [GW_CLOSE_LOGOUT] = {RTMD_WS_CLOSE_NORMAL, "logout", "closing",
+                         "the connection closes after the logout"},
+    [GW_CLOSE_KICKED] = {RTMD_WS_CLOSE_NORMAL, "remote_login", "superseded",
+                         "another login of this uid took over the session"},
+    [GW_CLOSE_HEARTBEAT] = {RTMD_WS_CLOSE_GOING_AWAY, "heartbeat timeout", "closing",
+                            "the connection closes: no frame within heartbeat_timeout_s"},
+    [GW_CLOSE_LOGIN_TIMEOUT] = {RTMD_WS_CLOSE_POLICY, "login timeout", "closing",
+                                "the connection closes: no login within login_timeout_s"},
+};
+
+void gw_close(struct gw_client *c, enum gw_close_why why)
 {
+    static const char kicked[] = "{\"op\":\"kicked\",\"reason\":\"remote_login\"}";
     c->closing = true;
+    answer_unanswered(c, close_whys_[why].error, close_whys_[why].message);
+    if (why == GW_CLOSE_KICKED)
+        gw_send(c, kicked, sizeof(kicked) - 1);
     end_session(c);
-    clear_queue(c);
     if (c->conn)
-        rtmd_ws_close(c->conn, code, reason);
+        rtmd_ws_close(c->conn, close_whys_[why].code, close_whys_[why].reason);
 }
 
 static void client_free(struct gw_client *c)
@@ -289,12 +338,44 @@ static void on_message(struct rtmd_conn *conn, const char *p, size_t n)
         rtmd_conn_pause_read(conn);
 }
 
+/* The login deadline or the heartbeat passed. */
 static void on_timeout(struct rtmd_conn *conn)
 {
     struct gw_client *c = conn->user;
-    rtmd_log_debug("gateway", "conn=%llu heartbeat timeout", (unsigned long long)conn->id);
     gw_enter(c);
-    gw_close(c, RTMD_WS_CLOSE_GOING_AWAY, "heartbeat timeout");
+    if (rtmd_conn_output_paused(conn)) {
+        /* It stopped reading what its own frames caused, and did not read
+         * it in time: cut off, like a receiver over budget. */
+        gw_cut_off_now(conn);
+    } else if (rtmd_ws_heartbeat_started(conn)) {
+        rtmd_log_debug("gateway", "conn=%llu heartbeat timeout", (unsigned long long)conn->id);
+        gw_close(c, GW_CLOSE_HEARTBEAT);
+    } else if (c->busy && c->session->state == RTMD_SESSION_ONLINE) {
+        /* The login came in time and is being recorded: its answer decides
+         * (a failed one closes); the heartbeat runs meanwhile. */
+        c->login_late = true;
+        rtmd_ws_start_heartbeat(conn);
+    } else {
+        rtmd_log_debug("gateway", "conn=%llu login timeout", (unsigned long long)conn->id);
+        gw_close(c, GW_CLOSE_LOGIN_TIMEOUT);
+    }
+    gw_leave(c);
+}
+
+/* rtmd closes the connection for a reason of the WebSocket layer (1002,
+ * 1009, ...) or its own (gw_close, which answered everything already): ops
+ * not answered yet are answered first. */
+static void on_closing(struct rtmd_conn *conn, uint16_t code, const char *reason)
+{
+    (void)code;
+    struct gw_client *c = conn->user;
+    if (!c)
+        return;
+    gw_enter(c);
+    c->closing = true;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "the connection closes: %s", reason ? reason : "closed by rtmd");
+    answer_unanswered(c, "closing", msg);
     gw_leave(c);
 }
 
@@ -317,10 +398,8 @@ static void on_kicked(struct rtmd_session *s)
     struct gw_client *c = s->owner;
     if (!c || !c->conn)
         return;
-    static const char push[] = "{\"op\":\"kicked\",\"reason\":\"remote_login\"}";
     gw_enter(c);
-    gw_send(c, push, sizeof(push) - 1);
-    gw_close(c, RTMD_WS_CLOSE_NORMAL, "remote_login");
+    gw_close(c, GW_CLOSE_KICKED);
     gw_leave(c);
 }
 
@@ -329,6 +408,7 @@ const struct rtmd_ws_handler rtmd_gateway_ws_handler = {
     .on_message = on_message,
     .on_drain = NULL,
     .on_timeout = on_timeout,
+    .on_closing = on_closing,
     .on_close = on_close,
 };
 

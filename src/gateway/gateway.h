@@ -7,7 +7,10 @@
  * request gets an error reply, never a dropped connection. Ops run one at a
  * time per connection in arrival order: while one waits for the store (a
  * login is answered only once its Login event is durable), later frames wait
- * in a small queue and reading pauses when it fills.
+ * in a small queue and reading pauses when it fills. When rtmd closes a
+ * connection (logout, takeover, timeouts, a protocol error), the ops not
+ * answered yet get error replies first ("superseded" after a takeover,
+ * "closing" otherwise), then the close frame.
  *
  * Files: gateway.c (frames → ops, replies, connection lifecycle, the queue),
  * session_ops.c (login, logout, ping), channel_ops.c (join, leave).

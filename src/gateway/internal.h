@@ -22,10 +22,12 @@ struct gw_client {
     uint32_t queued;
     bool busy;      /* an op waits for the store */
     bool has_op_id; /* the id of the op that made us busy */
+    bool op_open;   /* ... and it is not answered yet (a login waiting for offline messages is) */
     int64_t op_id;
     bool closing;         /* the gateway decided to close (logout, kick, timeout) */
     bool dead;            /* the connection closed while gateway code was running */
     bool ready;           /* login answered and offline messages out: pushes go straight out */
+    bool login_late;      /* the login deadline passed while the login was being recorded */
     struct rtmd_buf held; /* pushes that arrived before ready, in order */
     uint32_t depth;       /* gateway calls on the stack that use this client */
 };
@@ -59,7 +61,8 @@ void gw_reply_error(struct gw_client *c, bool has_id, int64_t id, const char *co
 int gw_send(struct gw_client *c, const char *p, size_t n);
 
 /* Answers the op that made c busy from the store's status (ok, or
- * store_error). */
+ * store_error) — unless it was answered already (the connection closed
+ * meanwhile: see gw_close). */
 void gw_reply_recorded(struct gw_client *c, int status);
 /* A presence callback for ops whose whole answer is that reply. */
 void gw_on_recorded(struct rtmd_session *s, int status, void *arg);
@@ -94,7 +97,18 @@ void gw_ack(const struct rtmd_session *s, uint64_t mid);
 void gw_client_ready(struct gw_client *c);
 extern uint64_t deliver_stats_pushed;
 
-/* Ends the client's session (if any), then closes with code/reason. */
-void gw_close(struct gw_client *c, uint16_t code, const char *reason);
+/* Why the gateway closes a connection. */
+enum gw_close_why {
+    GW_CLOSE_LOGOUT,        /* 1000 "logout" */
+    GW_CLOSE_KICKED,        /* 1000 "remote_login", after the kicked push */
+    GW_CLOSE_HEARTBEAT,     /* 1001 "heartbeat timeout" */
+    GW_CLOSE_LOGIN_TIMEOUT, /* 1008 "login timeout" */
+};
+/* Answers every op of c not answered yet (the one in flight, the queued
+ * ones) with an error, then ends the client's session (if any) and closes:
+ * each op a client sent gets exactly one reply, before the close frame. */
+void gw_close(struct gw_client *c, enum gw_close_why why);
+/* Closes a connection over its output budget that did not read in time. */
+void gw_cut_off_now(struct rtmd_conn *conn);
 
 #endif

@@ -47,7 +47,10 @@ static void on_kept(void *arg, int status)
     struct rtmd_session *s = p->s;
     struct gw_client *c = gw_owner_enter(s);
     if (c) {
-        answer(c, c->has_op_id, c->op_id, p->status, p->state);
+        if (c->op_open) { /* else answered when the connection closed */
+            c->op_open = false;
+            answer(c, c->has_op_id, c->op_id, p->status, p->state);
+        }
         gw_op_done(c);
         gw_leave(c);
     }

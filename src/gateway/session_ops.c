@@ -47,12 +47,18 @@ static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
     struct gw_client *c = gw_owner_enter(s);
     if (!c)
         return;
-    gw_reply_recorded(c, status);
+    gw_reply_recorded(c, status); /* unless a takeover answered it (superseded) */
     if (status < 0)
         rtmd_presence_abandon_login(s);
-    if (status == 0 && s->state == RTMD_SESSION_ONLINE &&
-        rtmd_store_offline_take(gw_store, s->app, rtmd_str_make(s->uid, s->uid_len),
-                                on_offline_taken, s) == 0) {
+    else if (s->state == RTMD_SESSION_ONLINE && c->conn)
+        rtmd_ws_start_heartbeat(c->conn);
+    if (status < 0 && c->login_late) {
+        /* Its deadline passed while it was recorded: no second chance. */
+        c->busy = false;
+        gw_close(c, GW_CLOSE_LOGIN_TIMEOUT);
+    } else if (status == 0 && s->state == RTMD_SESSION_ONLINE && !c->closing &&
+               rtmd_store_offline_take(gw_store, s->app, rtmd_str_make(s->uid, s->uid_len),
+                                       on_offline_taken, s) == 0) {
         rtmd_session_hold(s); /* busy until the offline messages are out */
     } else {
         gw_client_ready(c);
@@ -123,7 +129,7 @@ static void on_logout_recorded(struct rtmd_session *s, int status, void *arg)
         return;
     gw_reply_recorded(c, status);
     c->busy = false;
-    gw_close(c, RTMD_WS_CLOSE_NORMAL, "logout");
+    gw_close(c, GW_CLOSE_LOGOUT);
     gw_leave(c);
 }
 
@@ -132,7 +138,7 @@ void gw_op_logout(struct gw_client *c, const struct gw_request *r)
     int pr = rtmd_presence_end(c->session, on_logout_recorded, NULL);
     if (pr < 0) {
         gw_reply_error(c, true, r->id, "store_error", "the logout could not be recorded");
-        gw_close(c, RTMD_WS_CLOSE_NORMAL, "logout");
+        gw_close(c, GW_CLOSE_LOGOUT);
         return;
     }
     gw_op_begin(c, r);

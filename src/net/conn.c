@@ -20,6 +20,10 @@
 
 #define READ_BUF_SIZE (64 * 1024)
 #define LINGER_MS     2000
+/* A graceful close waits this long for the peer to read some of what is
+ * queued (each completed write restarts it): long enough for a big answer
+ * over a slow link, bounded for a peer that reads nothing. */
+#define DRAIN_MS 30000
 
 /* One loop-wide buffer for socket reads and one for TLS plaintext: reads are
  * processed synchronously inside the read callback, so one of each is
@@ -95,6 +99,17 @@ void rtmd_conn_set_proto(struct rtmd_conn *c, const struct rtmd_proto *proto)
 
 /* ---- writing ---------------------------------------------------------- */
 
+static void update_reading(struct rtmd_conn *c);
+
+/* A connection paused for its output reads again once all of it is written. */
+static void resume_if_written(struct rtmd_conn *c)
+{
+    if ((c->flags & RTMD_CONN_OUTPUT_PAUSED) && c->out_pending == 0 && c->wbuf.len == 0) {
+        c->flags &= ~(uint32_t)RTMD_CONN_OUTPUT_PAUSED;
+        update_reading(c);
+    }
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct write_req *w = RTMD_CONTAINER_OF(req, struct write_req, req);
@@ -109,18 +124,20 @@ static void on_write(uv_write_t *req, int status)
         rtmd_conn_unref(c);
         return;
     }
+    if (c->flags & RTMD_CONN_CLOSE_AFTER_WRITE) /* the peer reads: wait on */
+        rtmd_conn_arm_timeout(c, &c->server->drain_timeouts);
     if (c->out_pending == 0) {
         if (c->flags & RTMD_CONN_CLOSE_AFTER_WRITE) {
             c->flags &= ~(uint32_t)RTMD_CONN_CLOSE_AFTER_WRITE;
             rtmd_conn_close_gracefully(c);
-        } else if (c->proto && c->proto->on_drain) {
-            c->proto->on_drain(c);
+        } else {
+            resume_if_written(c);
+            if (c->proto && c->proto->on_drain)
+                c->proto->on_drain(c);
         }
     }
     rtmd_conn_unref(c);
 }
-
-static void update_reading(struct rtmd_conn *c);
 
 /* A write failed: no more I/O; the connection is closed in the prepare phase
  * (see rtmd_conn_write()). */
@@ -231,6 +248,7 @@ static void flush_one(struct rtmd_conn *c)
     uv_buf_t ub = uv_buf_init(b.data, (unsigned)b.len);
     direct_writev(c, &ub, 1);
     rtmd_buf_free(&b);
+    resume_if_written(c);
 }
 
 static void on_flush(struct rtmd_loop_hook *h)
@@ -253,8 +271,10 @@ int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
 {
     if (rtmd_conn_ending(c))
         return RTMD_ECLOSED;
-    if (c->wbuf.len > 0) {
-        /* Keep order behind what is buffered. */
+    if (c->wbuf.len > 0 || c->out_pending > 0) {
+        /* Keep order behind what is buffered; and while the kernel does not
+         * take what is queued, join the rest into one later write instead
+         * of queueing a write request (~200 bytes) per piece. */
         for (size_t i = 0; i < nbufs; i++) {
             int r = rtmd_conn_write_buffered(c, bufs[i].base, bufs[i].len);
             if (r < 0)
@@ -414,7 +434,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void update_reading(struct rtmd_conn *c)
 {
     bool want = !(c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_FAILED)) &&
-                (!(c->flags & RTMD_CONN_READ_PAUSED) || (c->flags & RTMD_CONN_LINGER));
+                (!(c->flags & (RTMD_CONN_READ_PAUSED | RTMD_CONN_OUTPUT_PAUSED)) ||
+                 (c->flags & RTMD_CONN_LINGER));
     if (want && !(c->flags & RTMD_CONN_READING)) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->flags |= RTMD_CONN_READING;
@@ -433,6 +454,14 @@ void rtmd_conn_pause_read(struct rtmd_conn *c)
 void rtmd_conn_resume_read(struct rtmd_conn *c)
 {
     c->flags &= ~(uint32_t)RTMD_CONN_READ_PAUSED;
+    update_reading(c);
+}
+
+void rtmd_conn_pause_output(struct rtmd_conn *c)
+{
+    if (rtmd_conn_unsent(c) == 0)
+        return;
+    c->flags |= RTMD_CONN_OUTPUT_PAUSED;
     update_reading(c);
 }
 
@@ -461,6 +490,7 @@ void rtmd_conn_close_gracefully(struct rtmd_conn *c)
         return;
     if (c->out_pending > 0) {
         c->flags |= RTMD_CONN_CLOSE_AFTER_WRITE;
+        rtmd_conn_arm_timeout(c, &c->server->drain_timeouts);
         return;
     }
     if (c->ssl && (c->flags & RTMD_CONN_TLS_DONE) && !(c->flags & RTMD_CONN_TLS_SHUT)) {
@@ -472,6 +502,7 @@ void rtmd_conn_close_gracefully(struct rtmd_conn *c)
             return;
         if (c->out_pending > 0) {
             c->flags |= RTMD_CONN_CLOSE_AFTER_WRITE;
+            rtmd_conn_arm_timeout(c, &c->server->drain_timeouts);
             return;
         }
     }
@@ -498,6 +529,7 @@ static void on_proto_timeout(struct rtmd_timeout *t)
         rtmd_conn_close(c);
 }
 
+/* Lingering, or waiting for output to drain: close now. */
 static void on_linger_timeout(struct rtmd_timeout *t)
 {
     rtmd_conn_close(RTMD_CONTAINER_OF(t, struct rtmd_conn, timeout));
@@ -608,6 +640,7 @@ int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_
     rtmd_timeout_queue_init(&s->idle_timeouts, (uint64_t)cfg->limits.http_idle_timeout_s * 1000,
                             on_proto_timeout);
     rtmd_timeout_queue_init(&s->linger_timeouts, LINGER_MS, on_linger_timeout);
+    rtmd_timeout_queue_init(&s->drain_timeouts, DRAIN_MS, on_linger_timeout);
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         struct rtmd_listener *l = &s->listeners[i];
         l->server = s;
@@ -645,4 +678,5 @@ void rtmd_server_close_all(struct rtmd_server *s)
     rtmd_timeout_queue_close(&s->request_timeouts);
     rtmd_timeout_queue_close(&s->idle_timeouts);
     rtmd_timeout_queue_close(&s->linger_timeouts);
+    rtmd_timeout_queue_close(&s->drain_timeouts);
 }

@@ -10,8 +10,12 @@
  *
  * Writing: rtmd_conn_write() tries a direct write first; bytes the kernel does
  * not take at once are copied into a queued uv_write. conn->out_pending
- * counts them; a protocol that cares (the gateway) compares it with its
- * output budget.
+ * counts them. While a write is queued, later writes are appended to the
+ * buffered output (wbuf) and go out as one write before the loop sleeps, so
+ * a peer that does not read costs its bytes and one write request per loop
+ * iteration, not one request per message (a ping flood answered with tiny
+ * pongs). A protocol that cares (WebSocket) compares rtmd_conn_unsent() with
+ * its output budget and stops reading past it (rtmd_conn_pause_output()).
  *
  * Lifetime (STYLE.md §9, objects die later): rtmd_conn_close() marks the
  * connection closing, tells the protocol (on_close), and starts uv_close();
@@ -65,10 +69,11 @@ enum {
     RTMD_CONN_READ_PAUSED = 1 << 2, /* the protocol asked to stop reading */
     RTMD_CONN_LINGER = 1 << 3,      /* write side shut; discarding input until EOF */
     RTMD_CONN_CLOSE_AFTER_WRITE = 1 << 4,
-    RTMD_CONN_TLS_DONE = 1 << 5, /* TLS handshake finished */
-    RTMD_CONN_IN_READ = 1 << 6,  /* inside the read callback */
-    RTMD_CONN_TLS_SHUT = 1 << 7, /* close_notify sent */
-    RTMD_CONN_FAILED = 1 << 8,   /* a write failed: closed from the loop, no more I/O */
+    RTMD_CONN_TLS_DONE = 1 << 5,      /* TLS handshake finished */
+    RTMD_CONN_IN_READ = 1 << 6,       /* inside the read callback */
+    RTMD_CONN_TLS_SHUT = 1 << 7,      /* close_notify sent */
+    RTMD_CONN_FAILED = 1 << 8,        /* a write failed: closed from the loop, no more I/O */
+    RTMD_CONN_OUTPUT_PAUSED = 1 << 9, /* not read until its unsent output is written */
 };
 
 struct rtmd_conn {
@@ -108,10 +113,12 @@ struct rtmd_server {
     size_t n_conns;
     uint64_t next_conn_id;
     rtmd_http_handler on_request;
-    /* Timeout queues: request head/body, keep-alive idle, lingering close. */
+    /* Timeout queues: request head/body, keep-alive idle, lingering close,
+     * and a graceful close waiting for its output to be written. */
     struct rtmd_timeout_queue request_timeouts;
     struct rtmd_timeout_queue idle_timeouts;
     struct rtmd_timeout_queue linger_timeouts;
+    struct rtmd_timeout_queue drain_timeouts;
     bool stopping;
     /* counters for /metrics */
     uint64_t accepted, rejected_full, closed;
@@ -167,12 +174,22 @@ static inline size_t rtmd_conn_unsent(const struct rtmd_conn *c)
 
 void rtmd_conn_pause_read(struct rtmd_conn *c);
 void rtmd_conn_resume_read(struct rtmd_conn *c);
+/* Stops reading until every unsent byte is written (out_pending and wbuf
+ * both empty); reading then resumes by itself, unless the protocol paused it
+ * too (rtmd_conn_pause_read). For a peer whose own input makes output it
+ * does not read (pongs, replies): it makes no more until it reads. */
+void rtmd_conn_pause_output(struct rtmd_conn *c);
+static inline bool rtmd_conn_output_paused(const struct rtmd_conn *c)
+{
+    return (c->flags & RTMD_CONN_OUTPUT_PAUSED) != 0;
+}
 
 /* Closes now: queued output is dropped. */
 void rtmd_conn_close(struct rtmd_conn *c);
 /* Closes once queued output is written, then lingers: the write side is
  * shut down and input discarded until EOF or a short timeout, so the peer
- * reads the last response instead of a reset. */
+ * reads the last response instead of a reset. A peer that reads nothing of
+ * the queued output for 30 s is closed without it. */
 void rtmd_conn_close_gracefully(struct rtmd_conn *c);
 
 /* Arms the connection's single timeout on q (disarming any other). */

@@ -21,11 +21,13 @@ struct rtmd_ws_conn {
     bool in_message; /* a fragmented data message is in progress */
     bool in_recv;    /* inside wslay_event_recv */
     bool dead;       /* closed during wslay_event_recv: free afterwards */
+    bool heartbeat;  /* frames re-arm the heartbeat (after login); before: the login deadline */
 };
 
 static const struct rtmd_ws_handler *handler_;
 static const struct rtmd_config *cfg_;
 static struct rtmd_timeout_queue heartbeat_;
+static struct rtmd_timeout_queue login_;
 static wslay_event_context_ptr encoder_;
 static struct rtmd_buf *encoder_out_;
 static int encoder_err_;
@@ -79,12 +81,14 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     return (ssize_t)n;
 }
 
+/* Control frames wslay writes (pongs, close replies): buffered, so the pongs
+ * of a read full of pings go out as one write. */
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
                        void *user)
 {
     (void)flags;
     struct rtmd_conn *c = user;
-    if (rtmd_conn_write(c, data, len) < 0) {
+    if (rtmd_conn_write_buffered(c, data, len) < 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
@@ -127,6 +131,21 @@ static void release_ctx_if_idle(struct rtmd_ws_conn *ws)
         wslay_event_context_free(ws->ctx);
         ws->ctx = NULL;
     }
+}
+
+/* Output the peer's own frames caused (pongs, replies) counts against
+ * ws_output_budget like any other: past it the peer is not read until it
+ * has read everything (so it makes no more), and if its deadline (login or
+ * heartbeat: nothing it sends is read meanwhile) passes first, the handler
+ * cuts it off (rtmd_conn_output_paused() tells it why). */
+static void check_output(struct rtmd_conn *c)
+{
+    if (rtmd_conn_output_paused(c) || rtmd_conn_ending(c) ||
+        rtmd_conn_unsent(c) <= cfg_->limits.ws_output_budget)
+        return;
+    rtmd_log_debug("ws", "conn=%llu %zu bytes unsent, over its output budget: not reading",
+                   (unsigned long long)c->id, rtmd_conn_unsent(c));
+    rtmd_conn_pause_output(c);
 }
 
 static void ws_free(struct rtmd_ws_conn *ws)
@@ -177,6 +196,7 @@ static void feed(struct rtmd_conn *c, const char *p, size_t n)
         return;
     }
     release_ctx_if_idle(ws);
+    check_output(c);
 }
 
 /* Updates in_message from the frame headers of p (complete frames only) and
@@ -318,7 +338,7 @@ static const struct rtmd_proto ws_proto = {
     .on_timeout = ws_on_timeout,
 };
 
-static void on_heartbeat_expired(struct rtmd_timeout *t)
+static void on_deadline(struct rtmd_timeout *t)
 {
     struct rtmd_conn *c = RTMD_CONTAINER_OF(t, struct rtmd_conn, timeout);
     if (c->proto && c->proto->on_timeout)
@@ -327,7 +347,23 @@ static void on_heartbeat_expired(struct rtmd_timeout *t)
 
 void rtmd_ws_touch(struct rtmd_conn *c)
 {
-    rtmd_conn_arm_timeout(c, &heartbeat_);
+    struct rtmd_ws_conn *ws = c->p.ws;
+    if (ws && ws->heartbeat && !rtmd_conn_ending(c))
+        rtmd_conn_arm_timeout(c, &heartbeat_);
+}
+
+bool rtmd_ws_heartbeat_started(const struct rtmd_conn *c)
+{
+    return c->p.ws && c->p.ws->heartbeat;
+}
+
+void rtmd_ws_start_heartbeat(struct rtmd_conn *c)
+{
+    struct rtmd_ws_conn *ws = c->p.ws;
+    if (!ws || ws->heartbeat)
+        return;
+    ws->heartbeat = true;
+    rtmd_ws_touch(c);
 }
 
 /* ---- the handshake ----------------------------------------------------------- */
@@ -406,7 +442,7 @@ void rtmd_ws_accept(struct rtmd_http_request *req)
     rtmd_buf_init(&ws->partial, (size_t)cfg_->limits.ws_max_message + 14);
     c->p.ws = ws;
     rtmd_conn_set_proto(c, &ws_proto);
-    rtmd_ws_touch(c);
+    rtmd_conn_arm_timeout(c, &login_); /* frames do not extend it */
     rtmd_conn_ref(c);
     handler_->on_open(c);
     if (!rtmd_conn_closing(c) && leftover.len)
@@ -467,6 +503,8 @@ int rtmd_ws_send_text(struct rtmd_conn *c, const char *p, size_t n)
         r = rtmd_conn_write(c, frame.data, frame.len);
     if (frame.cap > 256 * 1024) /* do not keep a huge buffer around */
         rtmd_buf_free(&frame);
+    if (r == 0)
+        check_output(c);
     return r;
 }
 
@@ -474,6 +512,14 @@ void rtmd_ws_close(struct rtmd_conn *c, uint16_t code, const char *reason)
 {
     if (rtmd_conn_ending(c))
         return;
+    if (handler_->on_closing) {
+        rtmd_conn_ref(c);
+        handler_->on_closing(c, code, reason);
+        bool gone = rtmd_conn_ending(c);
+        rtmd_conn_unref(c);
+        if (gone)
+            return;
+    }
     /* A throwaway context frames the close; the connection's own context (if
      * any) may be inside wslay_event_recv right now. */
     wslay_event_context_ptr ctx;
@@ -498,7 +544,8 @@ void rtmd_ws_init(const struct rtmd_config *cfg, const struct rtmd_ws_handler *h
     cfg_ = cfg;
     handler_ = handler;
     rtmd_timeout_queue_init(&heartbeat_, (uint64_t)cfg->limits.heartbeat_timeout_s * 1000,
-                            on_heartbeat_expired);
+                            on_deadline);
+    rtmd_timeout_queue_init(&login_, (uint64_t)cfg->limits.login_timeout_s * 1000, on_deadline);
     if (wslay_event_context_server_init(&encoder_, &encoder_callbacks, NULL) != 0)
         abort();
 }
@@ -506,6 +553,7 @@ void rtmd_ws_init(const struct rtmd_config *cfg, const struct rtmd_ws_handler *h
 void rtmd_ws_shutdown(void)
 {
     rtmd_timeout_queue_close(&heartbeat_);
+    rtmd_timeout_queue_close(&login_);
     if (encoder_) {
         wslay_event_context_free(encoder_);
         encoder_ = NULL;

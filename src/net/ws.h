@@ -17,8 +17,17 @@
  * once for all of its receivers.
  *
  * Frames larger than limits.ws_max_message are refused with close 1009
- * before they are buffered. No frame for heartbeat_timeout_s calls the
- * handler's on_timeout.
+ * before they are buffered.
+ *
+ * Deadlines: a new WebSocket has login_timeout_s from its upgrade, which no
+ * frame extends; once the handler calls rtmd_ws_start_heartbeat() (the
+ * client logged in), any frame re-arms heartbeat_timeout_s. Either passing
+ * calls the handler's on_timeout.
+ *
+ * Output budget: when what rtmd owes a peer (rtmd_conn_unsent) passes
+ * limits.ws_output_budget after its frames were handled or a text was sent
+ * to it, the peer is not read until it has read all of it; its frames (and
+ * the pongs they would cause) wait in the kernel, and its deadline runs on.
  */
 #ifndef RTMD_NET_WS_H
 #define RTMD_NET_WS_H
@@ -41,8 +50,12 @@ struct rtmd_ws_handler {
     void (*on_message)(struct rtmd_conn *c, const char *p, size_t n);
     /* Queued output was written (backpressure relief). */
     void (*on_drain)(struct rtmd_conn *c);
-    /* No frame for heartbeat_timeout_s. */
+    /* The login deadline or the heartbeat passed (rtmd_conn_output_paused()
+     * tells whether the peer had stopped reading too). */
     void (*on_timeout)(struct rtmd_conn *c);
+    /* rtmd is about to send a close frame (rtmd_ws_close, for any reason):
+     * the last moment to write to the peer. May be NULL. */
+    void (*on_closing)(struct rtmd_conn *c, uint16_t code, const char *reason);
     /* The connection is closing, for any reason. */
     void (*on_close)(struct rtmd_conn *c);
 };
@@ -61,8 +74,11 @@ int rtmd_ws_send_text(struct rtmd_conn *c, const char *p, size_t n);
 /* Sends a close frame, then closes the connection gracefully. */
 void rtmd_ws_close(struct rtmd_conn *c, uint16_t code, const char *reason);
 
-/* The heartbeat: any frame re-arms it. */
+/* The heartbeat: any frame re-arms it, once started. */
 void rtmd_ws_touch(struct rtmd_conn *c);
+/* The client logged in: the login deadline gives way to the heartbeat. */
+void rtmd_ws_start_heartbeat(struct rtmd_conn *c);
+bool rtmd_ws_heartbeat_started(const struct rtmd_conn *c);
 
 /* For tests and the fuzz driver: bytes a header announces in total
  * (header + payload). 0: need more bytes; 1: *total set; -1: invalid. */

@@ -193,11 +193,12 @@ def test_heartbeat_timeout_ends_the_session_leave_then_logout(make_rtmd):
     assert all(e["ms"] <= users[1]["ms"] for e in chans[2:])
 
 
-def test_heartbeat_timeout_closes_a_connection_that_never_logs_in(make_rtmd):
-    r = make_rtmd(limits=HB)
+def test_a_connection_that_never_logs_in_is_closed_at_its_login_deadline(make_rtmd):
+    """Before a login only login_timeout_s counts (test_ws_hostile.py has more)."""
+    r = make_rtmd(limits=dict(HB, login_timeout_s=1))
     ws = r.ws()
-    code, _ = ws.expect_close(timeout=10)
-    assert code == 1001
+    code, reason = ws.expect_close(timeout=10)
+    assert (code, reason) == (1008, "login timeout")
     assert r.events("user", app=APP_NOCERT) == []
 
 

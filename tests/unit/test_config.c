@@ -159,6 +159,7 @@ static void test_defaults(void **state)
     assert_int_equal(l->send_qps, 500);
     assert_int_equal(l->history_retention_s, 604800);
     assert_int_equal(l->heartbeat_timeout_s, 30);
+    assert_int_equal(l->login_timeout_s, 10);
     assert_int_equal(l->max_channels_per_user, 20);
     assert_int_equal(l->max_payload, 32768);
     assert_int_equal(l->http_max_head, 16384);
