@@ -19,6 +19,8 @@ struct call {
     struct rtmd_session *s;
     rtmd_presence_cb cb;
     void *arg;
+    uint8_t join_len; /* a join: the channel, undone if it is not recorded */
+    char join[RTMD_ID_MAX];
 };
 
 static const struct rtmd_config *cfg_;
@@ -212,9 +214,21 @@ static void on_recorded(void *arg, int status)
 {
     struct call *call = arg;
     struct rtmd_session *s = call->s;
+    /* Leaves and Logouts the store could not write yet are owed: it keeps
+     * them and writes them as soon as it can, so the change is done. */
+    if (status == -EINPROGRESS)
+        status = 0;
     if (status < 0)
         rtmd_log_error("presence", "recording an event for uid %.*s failed: %s", s->uid_len, s->uid,
                        rtmd_strerror(status));
+    /* A Join that was not recorded did not happen: the session leaves the
+     * channel again, without a Leave (a Leave the session's end recorded
+     * for it meanwhile records nothing: the store finds no membership). */
+    if (status < 0 && call->join_len && s->state == RTMD_SESSION_ONLINE) {
+        int idx = find_membership(s, rtmd_str_make(call->join, call->join_len));
+        if (idx >= 0)
+            remove_membership(s, idx);
+    }
     /* The call still holds s while its callback runs (which may release it). */
     if (call->cb)
         call->cb(s, status, call->arg);
@@ -230,6 +244,11 @@ static int record(struct rtmd_session *s, const struct rtmd_presence_op *ops, si
     call->s = s;
     call->cb = cb;
     call->arg = arg;
+    call->join_len = 0;
+    if (n == 1 && ops[0].type == RTMD_EVENT_JOIN) {
+        memcpy(call->join, ops[0].channel.p, ops[0].channel.len);
+        call->join_len = (uint8_t)ops[0].channel.len;
+    }
     int r = rtmd_store_presence(store_, s->app, ops, n, on_recorded, call);
     if (r < 0) {
         free(call);
