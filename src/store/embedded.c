@@ -239,11 +239,11 @@ enum op_kind {
 
 struct item {
     enum rtmd_event_type type;
+    bool noop;               /* set by the worker: this Leave/Logout ended nothing, no event */
     struct rtmd_str uid;     /* bytes in the op's arena */
     struct rtmd_str channel; /* JOIN and LEAVE */
     uint64_t ms;
     struct rtmd_evrec *rec; /* the event; the op owns one reference (NULL: moved to an owed op) */
-    bool noop;              /* set by the worker: this Leave/Logout ended nothing, no event */
 };
 
 /* One call waiting for a commit. One allocation: header, then items (a
