@@ -105,6 +105,7 @@ struct user {
     char uid[RTMD_ID_MAX];
     size_t uid_len;
     bool online;
+    uint32_t logins; /* which session is online */
 };
 
 struct membership {
@@ -131,6 +132,7 @@ static size_t user_of(const struct rtmd_app *app, struct rtmd_str uid)
     memcpy(u->uid, uid.p, uid.len);
     u->uid_len = uid.len;
     u->online = false;
+    u->logins = 0;
     return n_users_++;
 }
 
@@ -159,6 +161,7 @@ static void model_apply(const struct rtmd_app *app, const struct rtmd_presence_o
     case RTMD_EVENT_LOGIN:
         CHECK(!users_[u].online);
         users_[u].online = true;
+        users_[u].logins++;
         break;
     case RTMD_EVENT_JOIN:
         CHECK(rtmd_id_valid(op->channel));
@@ -213,6 +216,10 @@ struct call {
     struct rtmd_history_query query;
     void *arg;
     long login_user; /* a presence call's LOGIN op: its user in the model, or -1 */
+    long join_user;  /* a presence call of one JOIN: its user in the model, or -1 */
+    uint32_t join_session;
+    char join_channel[RTMD_ID_MAX];
+    size_t join_len;
 };
 
 static struct rtmd_store store_;
@@ -226,6 +233,14 @@ static void call_done(struct rtmd_deferred *d)
      * Logout will follow): the model forgets it too. */
     if (k->status < 0 && k->login_user >= 0 && model_on_)
         users_[k->login_user].online = false;
+    /* A join it failed to record is undone (no Leave will follow) if that
+     * session is still there. */
+    if (k->status < 0 && k->join_user >= 0 && model_on_ && users_[k->join_user].online &&
+        users_[k->join_user].logins == k->join_session) {
+        long m = member_of((size_t)k->join_user, rtmd_str_make(k->join_channel, k->join_len));
+        if (m >= 0)
+            members_[m] = members_[--n_members_];
+    }
     if (k->to.cb) {
         k->to.cb(k->arg, k->status);
     } else if (k->to.pull_cb) {
@@ -257,6 +272,7 @@ static int call_start(void *arg, struct reply to)
     struct call *k = rtmd_calloc(1, sizeof(*k));
     k->arg = arg;
     k->login_user = -1;
+    k->join_user = -1;
     last_call_ = k;
     if ((flags_ & 0x10) && (rnd() & 3) == 0)
         k->status = (rnd() & 1) ? -ETIMEDOUT : RTMD_ESTORE;
@@ -281,6 +297,13 @@ static int st_presence(struct rtmd_store *s, const struct rtmd_app *app,
             model_apply(app, &ops[i]);
             if (ops[i].type == RTMD_EVENT_LOGIN)
                 last_call_->login_user = (long)user_of(app, ops[i].uid);
+            if (ops[i].type == RTMD_EVENT_JOIN && n == 1) {
+                size_t u = user_of(app, ops[i].uid);
+                last_call_->join_user = (long)u;
+                last_call_->join_session = users_[u].logins;
+                memcpy(last_call_->join_channel, ops[i].channel.p, ops[i].channel.len);
+                last_call_->join_len = ops[i].channel.len;
+            }
         }
     }
     rtmd_buf_free(&ev);

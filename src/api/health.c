@@ -8,8 +8,21 @@
 #include "gateway/gateway.h"
 #include "presence/presence.h"
 
+/* 200 while the store writes; 503 from a failed write (a full disk) until
+ * one succeeds again, naming the cause and the records it owes. */
 void api_healthz(struct rtmd_http_request *req)
 {
+    struct rtmd_store_stats st;
+    memset(&st, 0, sizeof(st));
+    rtmd_store_stats(api_store, &st);
+    if (st.write_error) {
+        char msg[192];
+        snprintf(msg, sizeof(msg), "the store cannot write (%s); %llu Leave/Logout records owed",
+                 st.write_error == -ENOSPC ? "disk full" : rtmd_strerror(st.write_error),
+                 (unsigned long long)st.owed_records);
+        api_respond_req_error(req, 503, "unavailable", msg);
+        return;
+    }
     struct rtmd_buf *b = api_body_buf();
     rtmd_buf_printf(b, "{\"request_id\":\"%s\",\"result\":\"success\",\"status\":\"ok\"}",
                     req->request_id);
@@ -66,6 +79,14 @@ void api_metrics(struct rtmd_http_request *req)
                     "# TYPE rtmd_store_commit_ops_total counter\n"
                     "rtmd_store_commit_ops_total %llu\n",
                     (unsigned long long)st.commits, (unsigned long long)st.commit_ops);
+    rtmd_buf_printf(b,
+                    "# HELP rtmd_store_unavailable 1 from a failed write (a full disk) until a "
+                    "write succeeds.\n# TYPE rtmd_store_unavailable gauge\n"
+                    "rtmd_store_unavailable %d\n"
+                    "# HELP rtmd_store_owed_records Leaves and Logouts kept after a failed write, "
+                    "retried until written.\n# TYPE rtmd_store_owed_records gauge\n"
+                    "rtmd_store_owed_records %llu\n",
+                    st.write_error != 0, (unsigned long long)st.owed_records);
     rtmd_buf_printf(b, "# TYPE rtmd_http_responses_total counter\n");
     for (size_t i = 0; i < API_COUNTED_CODES; i++)
         rtmd_buf_printf(b, "rtmd_http_responses_total{code=\"%d\"} %llu\n", api_counted_codes[i],

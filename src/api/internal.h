@@ -82,7 +82,7 @@ void api_healthz(struct rtmd_http_request *req);
 void api_metrics(struct rtmd_http_request *req);
 
 /* Counters for /metrics: answers by status class and by these codes. */
-#define API_COUNTED_CODES 11
+#define API_COUNTED_CODES 12
 extern const int api_counted_codes[API_COUNTED_CODES];
 struct api_counters {
     uint64_t status[6]; /* by class: 1xx..5xx at [1..5] */

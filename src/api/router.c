@@ -47,7 +47,7 @@ static const struct rtmd_app unknown_app_ = {
 };
 
 const int api_counted_codes[API_COUNTED_CODES] = {200, 400, 401, 404, 405, 408,
-                                                  410, 413, 429, 431, 500};
+                                                  410, 413, 429, 431, 500, 503};
 
 void api_count_status(int status)
 {
@@ -104,6 +104,10 @@ void api_respond_store_error(struct api_call *call, int status)
                           "the backing store did not answer in time; retry later");
     else if (status == RTMD_ERATE)
         api_respond_error(call, 429, "too_many_requests", "rate limit exceeded for this app");
+    else if (status == -ENOSPC)
+        api_respond_error(call, 503, "unavailable",
+                          "the server cannot write now (its disk is full): nothing was kept or "
+                          "consumed; retry later");
     else
         api_respond_error(call, 500, "internal_error", "the store failed");
 }

@@ -108,6 +108,9 @@ void gw_reply_recorded(struct gw_client *c, int status)
     c->op_open = false;
     if (status == 0)
         gw_reply_ok(c, c->has_op_id, c->op_id, NULL, NULL);
+    else if (status == -ENOSPC)
+        gw_reply_error(c, c->has_op_id, c->op_id, "unavailable",
+                       "the server cannot record events now (its disk is full); try again later");
     else
         gw_reply_error(c, c->has_op_id, c->op_id, "store_error",
                        "the event could not be recorded; try again");

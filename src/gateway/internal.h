@@ -61,8 +61,8 @@ void gw_reply_error(struct gw_client *c, bool has_id, int64_t id, const char *co
 int gw_send(struct gw_client *c, const char *p, size_t n);
 
 /* Answers the op that made c busy from the store's status (ok, or
- * store_error) — unless it was answered already (the connection closed
- * meanwhile: see gw_close). */
+ * unavailable when the store's disk is full, or store_error) — unless it
+ * was answered already (the connection closed meanwhile: see gw_close). */
 void gw_reply_recorded(struct gw_client *c, int status);
 /* A presence callback for ops whose whole answer is that reply. */
 void gw_on_recorded(struct rtmd_session *s, int status, void *arg);

@@ -31,7 +31,10 @@ static void state_field(struct rtmd_json *j, void *arg)
 
 static void answer(struct gw_client *c, bool has_id, int64_t id, int status, const char *state)
 {
-    if (status < 0)
+    if (status == -ENOSPC)
+        gw_reply_error(c, has_id, id, "unavailable",
+                       "the server cannot keep messages now (its disk is full); try again later");
+    else if (status < 0)
         gw_reply_error(c, has_id, id, "store_error", "the message could not be kept; try again");
     else
         gw_reply_ok(c, has_id, id, state ? state_field : NULL, (void *)state);

@@ -15,10 +15,18 @@ struct app_state {
     struct rtmd_hashmap channels; /* name → channel */
 };
 
+/* One store call in flight. A join's also names its channel (to undo it):
+ * a separate shape, so that the calls of a login burst stay 24 bytes. */
 struct call {
     struct rtmd_session *s;
     rtmd_presence_cb cb;
     void *arg;
+};
+
+struct join_call {
+    struct call c; /* first: freeing the call frees all of it */
+    uint8_t len;
+    char channel[];
 };
 
 static const struct rtmd_config *cfg_;
@@ -212,6 +220,10 @@ static void on_recorded(void *arg, int status)
 {
     struct call *call = arg;
     struct rtmd_session *s = call->s;
+    /* Leaves and Logouts the store could not write yet are owed: it keeps
+     * them and writes them as soon as it can, so the change is done. */
+    if (status == -EINPROGRESS)
+        status = 0;
     if (status < 0)
         rtmd_log_error("presence", "recording an event for uid %.*s failed: %s", s->uid_len, s->uid,
                        rtmd_strerror(status));
@@ -223,14 +235,39 @@ static void on_recorded(void *arg, int status)
     session_free_if_done(s);
 }
 
+/* A Join that was not recorded did not happen: the session leaves the
+ * channel again, without a Leave (a Leave the session's end recorded for it
+ * meanwhile records nothing: the store finds no membership). */
+static void on_join_recorded(void *arg, int status)
+{
+    struct join_call *call = arg;
+    struct rtmd_session *s = call->c.s;
+    if (status < 0 && s->state == RTMD_SESSION_ONLINE) {
+        int idx = find_membership(s, rtmd_str_make(call->channel, call->len));
+        if (idx >= 0)
+            remove_membership(s, idx);
+    }
+    on_recorded(&call->c, status);
+}
+
 static int record(struct rtmd_session *s, const struct rtmd_presence_op *ops, size_t n,
                   rtmd_presence_cb cb, void *arg)
 {
-    struct call *call = rtmd_malloc(sizeof(*call));
+    struct call *call;
+    rtmd_store_cb done = on_recorded;
+    if (n == 1 && ops[0].type == RTMD_EVENT_JOIN) {
+        struct join_call *j = rtmd_malloc(sizeof(*j) + ops[0].channel.len);
+        j->len = (uint8_t)ops[0].channel.len;
+        memcpy(j->channel, ops[0].channel.p, ops[0].channel.len);
+        call = &j->c;
+        done = on_join_recorded;
+    } else {
+        call = rtmd_malloc(sizeof(*call));
+    }
     call->s = s;
     call->cb = cb;
     call->arg = arg;
-    int r = rtmd_store_presence(store_, s->app, ops, n, on_recorded, call);
+    int r = rtmd_store_presence(store_, s->app, ops, n, done, call);
     if (r < 0) {
         free(call);
         return r;

@@ -18,8 +18,9 @@
  *
  * A session's memberships change when the call is made, not when it is
  * durable, so later calls see them; the store applies calls in order, so
- * the log does too. A session lives until its owner released it and every
- * store call it made has called back.
+ * the log does too. When the store cannot write (a full disk), logins and
+ * joins fail and leaves and ends still happen: the store owes their records. A session lives until
+ * its owner released it and every store call it made has called back.
  */
 #ifndef RTMD_PRESENCE_PRESENCE_H
 #define RTMD_PRESENCE_PRESENCE_H
@@ -74,7 +75,11 @@ struct rtmd_presence_hooks {
     void (*member)(struct rtmd_channel *ch, struct rtmd_session *s, bool joined);
 };
 
-/* Completion of a presence call: status from the store (0 = durable). */
+/* Completion of a presence call: status from the store. 0: durable — or,
+ * for a leave or an end, owed by the store, which could not write it yet and
+ * writes it as soon as it can (it never loses one). A join that fails is
+ * undone (the session leaves the channel again, nothing recorded); a login
+ * that fails is the caller's to abandon (rtmd_presence_abandon_login). */
 typedef void (*rtmd_presence_cb)(struct rtmd_session *s, int status, void *arg);
 
 int rtmd_presence_init(const struct rtmd_config *cfg, struct rtmd_store *store,

@@ -27,7 +27,48 @@
  * loss); with sync=normal it was written to the OS (survives kill -9 of rtmd,
  * not a power cut). Only then are the events appended to the in-memory logs,
  * so a pull never returns an event that is not durable. A failed commit rolls
- * back the whole transaction and every op in it gets RTMD_ESTORE (logged).
+ * back the whole transaction and every op in it fails (logged): -ENOSPC when
+ * the data directory is full, RTMD_ESTORE for any other failure — except the
+ * Leaves and Logouts among them, which are kept (below).
+ *
+ * Failed writes (a full disk). A Leave or a Logout records that something
+ * ended; lost, it would leave the user online, or in the channel, in the
+ * vendor's log for good. So when a transaction fails, the worker moves the
+ * Leaves and Logouts of its presence ops into owed ops of its own (w_owed,
+ * oldest first) and retries them, alone in one transaction, RETRY_FIRST_MS
+ * later, then after waits doubling up to RETRY_MAX_MS, until they commit. A
+ * call whose records all moved completes at once with -EINPROGRESS (done, as
+ * far as its caller goes: the store owes the records); a call that also held
+ * a Login or a Join fails with the commit's error, and that Login or Join is
+ * never recorded (a takeover's Leaves and Logout still are).
+ * While records are owed, presence ops are held back, not run: a Login or a
+ * Join fails at once with the last error, a Leave or a Logout joins the tail
+ * of w_owed. Nothing recorded later can thus overtake an owed record — a
+ * retried Logout never lands after a later Login of the same uid — and the
+ * sequence numbers the owed records reserved at their call stay below those
+ * of everything committed after them, as the in-memory logs require.
+ * Messages and read positions are not held back: they touch no event log.
+ * A Leave or a Logout records its event only if it ends something: with no
+ * membership row (its Join failed) or no session row (its Login failed) it
+ * records nothing (item->noop), so no Leave ever lacks its Join.
+ * From a failed write until a write commits (w_failing) the store says so
+ * (stats: write_error, owed_records; /healthz answers 503) and the worker
+ * keeps trying on that schedule: the owed records, or with none a probe
+ * that rewrites the schema version (one page), so it sees space return with
+ * no traffic at all. A commit that writes pages (db_wrote, from the WAL
+ * hook) ends the state when nothing is owed, and brings the retry forward
+ * when something is. A read position that fails to commit on the loop
+ * hands its failure to the worker (loop_failed).
+ * Memory: while anything is owed, Logins and Joins fail, so every owed record
+ * ends a session, or a membership, that existed before: at most one Logout
+ * and max_channels_per_user Leaves per session of that time.
+ * Owed records that rtmd stops before writing (close makes one last attempt,
+ * kill -9 none) are not lost either: their session and membership rows are
+ * still in the tables, so the next open() records those Leaves and Logouts.
+ * Only a retry failing with an error that is not transient (not a full disk,
+ * I/O, out of memory or busy: a bug, since the same records committed alone
+ * fail) drops them, logged as lost, so that they cannot block every later
+ * Login.
  *
  * kill -9. Nothing acknowledged is lost: every callback with status 0 follows
  * its commit. What a kill can lose is only what was never acknowledged: ops
@@ -161,6 +202,10 @@
 #define HANDLES_MAX 100000
 /* Messages one history query returns at most. */
 #define HISTORY_LIMIT_MAX 100
+/* After a failed write: the first retry of the owed records (or probe), and
+ * the longest wait between two (the wait doubles from the first). */
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS   3200
 
 struct app_state;
 
@@ -197,10 +242,11 @@ enum op_kind {
 
 struct item {
     enum rtmd_event_type type;
+    bool noop;               /* set by the worker: this Leave/Logout ended nothing, no event */
     struct rtmd_str uid;     /* bytes in the op's arena */
     struct rtmd_str channel; /* JOIN and LEAVE */
     uint64_t ms;
-    struct rtmd_evrec *rec; /* the event; the op owns one reference */
+    struct rtmd_evrec *rec; /* the event; the op owns one reference (NULL: moved to an owed op) */
 };
 
 /* One call waiting for a commit. One allocation: header, then items (a
@@ -211,6 +257,8 @@ struct op {
     enum op_kind kind;
     int status;            /* set by the worker */
     int32_t session_delta; /* set by the worker: sessions begun - ended */
+    bool owed;             /* records the worker owes (no caller waits): see "Failed writes" */
+    bool held;             /* set by the worker: not run in this transaction (records owed) */
     struct app_state *app;
     rtmd_store_cb cb;
     rtmd_store_pull_cb pull_cb;
@@ -274,8 +322,12 @@ enum stmt_id {
     ST_CURSOR_PUT,
     ST_SYNC_FULL,
     ST_SYNC_NORMAL,
+    ST_PROBE,
     ST_COUNT
 };
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x)  STRINGIFY_(x)
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -295,6 +347,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " ON CONFLICT(app,kind,region) DO UPDATE SET seq=excluded.seq"),
     [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
     [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    /* A write of one page that changes nothing (see "Failed writes"). */
+    [ST_PROBE] = "PRAGMA user_version=" STRINGIFY(SCHEMA_VERSION),
 };
 
 static const char schema_sql[] =
@@ -352,10 +406,21 @@ struct embedded {
     uint64_t commits;
     uint64_t commit_ops;
     uint64_t history_pruned;
-    bool checkpoint_due; /* the loop committed and the WAL is long */
+    bool checkpoint_due;   /* the loop committed and the WAL is long */
+    int loop_failed;       /* a commit on the loop failed with this status */
+    uint64_t owed_records; /* copies of the worker's state, for stats */
+    int write_error;
 
     /* Worker thread. */
     uv_thread_t thread;
+    /* Worker thread only: failed writes (see "Failed writes"). */
+    struct rtmd_list w_owed; /* owed ops, oldest first */
+    uint64_t w_owed_n;       /* records (items) in them */
+    bool w_failing;          /* a write failed and none has committed since */
+    int w_error;             /* the status it failed with */
+    uint64_t w_retry_at;     /* uv_hrtime() of the next retry or probe */
+    uint32_t w_backoff_ms;   /* the wait before it */
+    bool w_last_tried;       /* stopping: the last attempt was made */
 
     /* The connection and what goes with it, under db_mu (open() and close
      * run without it: no other thread is there). */
@@ -363,6 +428,8 @@ struct embedded {
     bool db_on_loop;  /* the loop thread runs this transaction */
     bool wal_long;    /* a commit left WAL_CHECKPOINT_PAGES or more in the WAL */
     bool w_sync_full; /* the connection's synchronous level is FULL now */
+    int db_status;    /* the status of the last failed transaction */
+    bool db_wrote;    /* set by on_wal: a commit wrote pages to the WAL */
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT];
     struct rtmd_msgdb msgdb;
@@ -468,13 +535,12 @@ static void db_close(struct embedded *s)
 
 /* ---- the worker ---- */
 
-static int exec_item(struct embedded *s, struct op *op, const struct item *it)
+/* Inserts the item's event into its log and notes the log for the trim. */
+static int insert_event(struct embedded *s, struct app_state *as, const struct item *it)
 {
-    struct app_state *as = op->app;
     int kind = (int)rtmd_event_log_kind(it->type);
     sqlite3_stmt *st = s->stmt[ST_EVENT_INSERT];
     int rc;
-
     bind_app(st, as);
     sqlite3_bind_int(st, 2, kind);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)it->rec->seq);
@@ -485,9 +551,23 @@ static int exec_item(struct embedded *s, struct op *op, const struct item *it)
     ls->w_max_seq = it->rec->seq;
     if (!rtmd_list_linked(&ls->w_touched))
         rtmd_list_insert_tail(&s->w_touched, &ls->w_touched);
+    return 0;
+}
 
+/* One presence change and its event. A Leave or a Logout that finds nothing
+ * to end (no membership or session row: its Join or Login was never
+ * recorded) records no event: it->noop. */
+static int exec_item(struct embedded *s, struct op *op, struct item *it)
+{
+    struct app_state *as = op->app;
+    sqlite3_stmt *st;
+    int rc;
+
+    it->noop = false;
     switch (it->type) {
     case RTMD_EVENT_LOGIN:
+        if ((rc = insert_event(s, as, it)))
+            return rc;
         /* A new session starts with no channels. */
         st = s->stmt[ST_MEMBERS_CLEAR];
         bind_app(st, as);
@@ -519,11 +599,17 @@ static int exec_item(struct embedded *s, struct op *op, const struct item *it)
             return rc;
         if (sqlite3_changes(s->db) > 0)
             op->session_delta--;
+        else
+            it->noop = true;
         st = s->stmt[ST_MEMBERS_CLEAR];
         bind_app(st, as);
         bind_str(st, 2, it->uid);
-        return run(st);
+        if ((rc = run(st)))
+            return rc;
+        return it->noop ? 0 : insert_event(s, as, it);
     case RTMD_EVENT_JOIN:
+        if ((rc = insert_event(s, as, it)))
+            return rc;
         st = s->stmt[ST_MEMBER_INSERT];
         bind_app(st, as);
         bind_str(st, 2, it->uid);
@@ -535,7 +621,10 @@ static int exec_item(struct embedded *s, struct op *op, const struct item *it)
         bind_app(st, as);
         bind_str(st, 2, it->uid);
         bind_str(st, 3, it->channel);
-        return run(st);
+        if ((rc = run(st)))
+            return rc;
+        it->noop = sqlite3_changes(s->db) == 0;
+        return it->noop ? 0 : insert_event(s, as, it);
     }
     return SQLITE_MISUSE;
 }
@@ -555,7 +644,7 @@ static int exec_op(struct embedded *s, struct op *op)
     switch (op->kind) {
     case OP_PRESENCE:
         for (size_t i = 0; i < op->n; i++)
-            if ((rc = exec_item(s, op, &op->items[i])))
+            if (op->items[i].rec && (rc = exec_item(s, op, &op->items[i])))
                 return rc;
         return 0;
     case OP_CURSOR: {
@@ -633,12 +722,39 @@ static void mark_last_cursors(struct rtmd_list *work, bool forget)
     }
 }
 
-/* Runs every op of work in one transaction and sets each op's status.
- * Returns the number of ops (events, cursor writes, message ops) committed:
- * all of them, or 0 when the transaction failed and was rolled back. */
-static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
+/* The status a failed transaction gives its ops: -ENOSPC when the data
+ * directory is full (SQLITE_FULL, or an I/O error with ENOSPC or EDQUOT),
+ * RTMD_ESTORE for anything else. Called before the rollback. */
+static int failure_status(struct embedded *s, int rc)
 {
-    uint64_t n_ops = 0;
+    int sys = (rc & 0xff) == SQLITE_IOERR ? sqlite3_system_errno(s->db) : 0;
+    if ((rc & 0xff) == SQLITE_FULL || sys == ENOSPC || sys == EDQUOT)
+        return -ENOSPC;
+    return RTMD_ESTORE;
+}
+
+/* Errors that the same transaction may not meet again later. */
+static bool transient(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_NOMEM:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL: return true;
+    default: return false;
+    }
+}
+
+/* Runs every op of work but the held ones in one transaction and sets each
+ * one's status. Returns 0, or the SQLite error that failed the transaction
+ * (rolled back: every op that ran fails). *n_ops: the ops (events, cursor
+ * writes, message ops) committed — all that ran, or 0. */
+static int run_transaction(struct embedded *s, struct rtmd_list *work, uint64_t *n_ops)
+{
+    uint64_t n_run = 0;
     struct rtmd_list *n, *tmp;
     const char *what = "begin";
     set_sync_for(s, work);
@@ -648,9 +764,11 @@ static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
     rtmd_list_foreach_safe(n, tmp, work)
     {
         struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+        if (op->held)
+            continue;
         op->session_delta = 0;
         op->status = 0;
-        n_ops += op_units(op);
+        n_run += op_units(op);
         if (rc == 0) {
             what = "write";
             rc = exec_op(s, op);
@@ -667,23 +785,27 @@ static uint64_t run_transaction(struct embedded *s, struct rtmd_list *work)
         rc = run(s->stmt[ST_COMMIT]);
     }
     mark_last_cursors(work, true);
-    if (rc != 0) {
-        rtmd_log_error(MODULE, "%s failed, %llu ops not recorded: %s (%d)", what,
-                       (unsigned long long)n_ops, sqlite3_errmsg(s->db), rc);
-        if (!sqlite3_get_autocommit(s->db))
-            run(s->stmt[ST_ROLLBACK]);
-        while (!rtmd_list_empty(&s->w_touched))
-            rtmd_list_remove(s->w_touched.next);
-        /* Every op fails, reads too: they may have seen the lost writes. */
-        rtmd_list_foreach_safe(n, tmp, work)
-        {
-            struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
-            op->status = RTMD_ESTORE;
-            op->session_delta = 0;
-            rtmd_msgdb_rows_free(&op->rows);
-        }
+    *n_ops = rc ? 0 : n_run;
+    if (rc == 0)
+        return 0;
+    int status = s->db_status = failure_status(s, rc);
+    rtmd_log_error(MODULE, "%s failed, %llu ops not recorded: %s (%d)", what,
+                   (unsigned long long)n_run, sqlite3_errmsg(s->db), rc);
+    if (!sqlite3_get_autocommit(s->db))
+        run(s->stmt[ST_ROLLBACK]);
+    while (!rtmd_list_empty(&s->w_touched))
+        rtmd_list_remove(s->w_touched.next);
+    /* Every op fails, reads too: they may have seen the lost writes. */
+    rtmd_list_foreach_safe(n, tmp, work)
+    {
+        struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+        if (op->held)
+            continue;
+        op->status = status;
+        op->session_delta = 0;
+        rtmd_msgdb_rows_free(&op->rows);
     }
-    return rc ? 0 : n_ops;
+    return rc;
 }
 
 /* One prune transaction of at most budget deleted rows. Returns true when
@@ -718,22 +840,203 @@ static bool prune_step(struct embedded *s, struct op *op, uint32_t budget)
     return p.more;
 }
 
-static void post(struct embedded *s, struct rtmd_list *done, uint64_t n_ops)
+/* Hands done (may be empty) to the loop, with the failure state for stats
+ * (see "Failed writes"): owed records that committed are in the outbox by
+ * the time stats say none are owed. commits and n_ops count what
+ * committed. */
+static void post(struct embedded *s, struct rtmd_list *done, uint32_t commits, uint64_t n_ops)
 {
+    bool wake = !rtmd_list_empty(done);
     uv_mutex_lock(&s->mu);
     list_splice_tail(&s->outbox, done);
-    if (n_ops) {
-        s->commits++;
-        s->commit_ops += n_ops;
-    }
+    s->commits += commits;
+    s->commit_ops += n_ops;
+    s->owed_records = s->w_owed_n;
+    s->write_error = s->w_failing ? s->w_error : 0;
     uv_mutex_unlock(&s->mu);
-    uv_async_send(&s->async);
+    if (wake)
+        uv_async_send(&s->async);
+}
+
+/* ---- failed writes: owed records, retries, the probe (worker) ---- */
+
+static bool ends_something(enum rtmd_event_type type)
+{
+    return type == RTMD_EVENT_LEAVE || type == RTMD_EVENT_LOGOUT;
+}
+
+/* Moves the Leaves and Logouts of op (failed, or held back) into a new owed
+ * op at the tail of w_owed: their strings copied, their event records moved.
+ * op then completes with -EINPROGRESS if that was all of it; with a Login or
+ * a Join in it, it keeps its failure. */
+static void owe(struct embedded *s, struct op *op)
+{
+    size_t n = 0, bytes = 0;
+    for (size_t i = 0; i < op->n; i++) {
+        const struct item *it = &op->items[i];
+        if (it->rec && ends_something(it->type)) {
+            n++;
+            bytes += it->uid.len + it->channel.len;
+        }
+    }
+    if (n == 0)
+        return;
+    struct op *o = rtmd_malloc(sizeof(*o) + n * sizeof(struct item) + bytes);
+    memset(o, 0, sizeof(*o));
+    o->kind = OP_PRESENCE;
+    o->app = op->app;
+    o->owed = true;
+    o->n = n;
+    char *at = (char *)&o->items[n];
+    size_t k = 0;
+    for (size_t i = 0; i < op->n; i++) {
+        struct item *it = &op->items[i];
+        if (!it->rec || !ends_something(it->type))
+            continue;
+        struct item *to = &o->items[k++];
+        *to = *it;
+        to->noop = false;
+        memcpy(at, it->uid.p, it->uid.len);
+        to->uid = rtmd_str_make(at, it->uid.len);
+        at += it->uid.len;
+        if (it->channel.len) {
+            memcpy(at, it->channel.p, it->channel.len);
+            to->channel = rtmd_str_make(at, it->channel.len);
+            at += it->channel.len;
+        }
+        it->rec = NULL;
+    }
+    rtmd_list_insert_tail(&s->w_owed, &o->link);
+    s->w_owed_n += n;
+    if (n == op->n)
+        op->status = -EINPROGRESS;
+}
+
+/* Records are owed: the presence ops of work are not run (Logins and Joins
+ * fail with the last error, Leaves and Logouts are owed after the others).
+ * Returns how many ops are left to run. */
+static size_t hold_back(struct embedded *s, struct rtmd_list *work)
+{
+    size_t left = 0;
+    struct rtmd_list *n;
+    for (n = work->next; n != work; n = n->next) {
+        struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+        if (op->kind != OP_PRESENCE) {
+            left++;
+            continue;
+        }
+        op->held = true;
+        op->status = s->w_error;
+        op->session_delta = 0;
+        owe(s, op);
+    }
+    return left;
+}
+
+static void retry_in(struct embedded *s, uint32_t ms)
+{
+    s->w_backoff_ms = ms;
+    s->w_retry_at = uv_hrtime() + (uint64_t)ms * 1000000u;
+}
+
+/* A write failed with status: the first failure starts the retries. */
+static void write_failing(struct embedded *s, int status)
+{
+    s->w_error = status;
+    if (s->w_failing)
+        return;
+    s->w_failing = true;
+    retry_in(s, RETRY_FIRST_MS);
+    rtmd_log_warn(MODULE,
+                  "writes fail (%s): Logins and Joins fail, Leaves and Logouts are kept, "
+                  "until a retry commits",
+                  rtmd_strerror(status));
+}
+
+/* A transaction of work failed with status: its Leaves and Logouts become
+ * owed. */
+static void write_failed(struct embedded *s, struct rtmd_list *work, int status)
+{
+    struct rtmd_list *n;
+    for (n = work->next; n != work; n = n->next) {
+        struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+        if (op->kind == OP_PRESENCE && !op->held)
+            owe(s, op);
+    }
+    write_failing(s, status);
+}
+
+/* A commit wrote pages: the disk takes writes again. */
+static void write_committed(struct embedded *s)
+{
+    if (!s->w_failing)
+        return;
+    if (rtmd_list_empty(&s->w_owed)) {
+        s->w_failing = false;
+        rtmd_log_info(MODULE, "writes commit again");
+    } else {
+        s->w_retry_at = uv_hrtime(); /* the owed records may fit now */
+    }
+}
+
+/* One page written and committed, nothing changed. */
+static int probe(struct embedded *s)
+{
+    int rc = run(s->stmt[ST_BEGIN]);
+    if (rc == 0)
+        rc = run(s->stmt[ST_PROBE]);
+    if (rc == 0)
+        rc = run(s->stmt[ST_COMMIT]);
+    if (rc != 0) {
+        s->db_status = failure_status(s, rc);
+        if (!sqlite3_get_autocommit(s->db))
+            run(s->stmt[ST_ROLLBACK]);
+    }
+    return rc;
+}
+
+/* The retry due after a failed write: the owed records alone, in one
+ * transaction, or the probe when none are owed. Committed (or dropped) owed
+ * ops go to done; *n_ops counts what committed. The failure ends with a
+ * commit that wrote pages (owed records that all ended nothing write none). */
+static void retry(struct embedded *s, struct rtmd_list *done, uint64_t *n_ops)
+{
+    uint64_t owed = s->w_owed_n;
+    *n_ops = 0;
+    s->db_wrote = false;
+    int rc = owed ? run_transaction(s, &s->w_owed, n_ops) : probe(s);
+    if (rc == 0 && owed) {
+        list_splice_tail(done, &s->w_owed);
+        s->w_owed_n = 0;
+        rtmd_log_info(MODULE, "%llu owed records recorded", (unsigned long long)owed);
+    }
+    if (rc == 0 && s->db_wrote) {
+        s->w_failing = false;
+        rtmd_log_info(MODULE, "writes commit again");
+        return;
+    }
+    if (rc != 0) {
+        s->w_error = s->db_status;
+        if (owed && !transient(rc)) {
+            rtmd_log_error(MODULE, "%llu owed Leave/Logout records lost: %s (%d)",
+                           (unsigned long long)owed, sqlite3_errstr(rc), rc);
+            list_splice_tail(done, &s->w_owed);
+            s->w_owed_n = 0;
+        }
+    }
+    retry_in(s, RTMD_MIN(s->w_backoff_ms * 2, (uint32_t)RETRY_MAX_MS));
+}
+
+static bool retry_due(const struct embedded *s, uint64_t now)
+{
+    return s->w_failing && now >= s->w_retry_at;
 }
 
 /*
  * The worker: group commits of whatever the inbox holds, and, while a prune
  * op is active, one prune step after each group commit (or whenever the
- * inbox is empty) until nothing expired is left.
+ * inbox is empty) until nothing expired is left. After a failed write, the
+ * retries of owed records (or probes) when due, before anything else.
  */
 static void worker_main(void *arg)
 {
@@ -745,14 +1048,26 @@ static void worker_main(void *arg)
     rtmd_list_init(&done);
     for (;;) {
         uv_mutex_lock(&s->mu);
-        while (rtmd_list_empty(&s->inbox) && !s->stop && !prune && !s->checkpoint_due)
-            uv_cond_wait(&s->cond, &s->mu);
+        uint64_t now = uv_hrtime();
+        while (rtmd_list_empty(&s->inbox) && !s->stop && !prune && !s->checkpoint_due &&
+               !s->loop_failed && !retry_due(s, now)) {
+            if (s->w_failing)
+                uv_cond_timedwait(&s->cond, &s->mu, s->w_retry_at - now);
+            else
+                uv_cond_wait(&s->cond, &s->mu);
+            now = uv_hrtime();
+        }
+        bool stop = s->stop;
         bool halt = s->prune_halt;
         uint32_t budget = s->prune_batch;
         bool take = !rtmd_list_empty(&s->inbox) && !(prune && prune_due);
         bool checkpoint = s->checkpoint_due;
         s->checkpoint_due = false;
-        if (!take && !prune && !checkpoint) {
+        int loop_failed = s->loop_failed;
+        s->loop_failed = 0;
+        /* Stopping: one last attempt at owed records, and no probe. */
+        bool retrying = stop ? !s->w_last_tried && !rtmd_list_empty(&s->w_owed) : retry_due(s, now);
+        if (!take && !prune && !checkpoint && !retrying && !loop_failed) {
             uv_mutex_unlock(&s->mu);
             break;
         }
@@ -760,12 +1075,15 @@ static void worker_main(void *arg)
             list_splice_tail(&work, &s->inbox);
         uv_mutex_unlock(&s->mu);
 
+        uint64_t n_ops = 0, n_retried = 0;
         uv_mutex_lock(&s->db_mu);
+        if (loop_failed)
+            write_failing(s, loop_failed);
         if (checkpoint)
             sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        if (!take && !prune) {
-            uv_mutex_unlock(&s->db_mu);
-            continue;
+        if (retrying) {
+            s->w_last_tried = stop;
+            retry(s, &done, &n_retried);
         }
         if (take) {
             struct rtmd_list *n, *tmp;
@@ -780,22 +1098,31 @@ static void worker_main(void *arg)
                 else
                     prune = op;
             }
-            uint64_t n_ops = rtmd_list_empty(&work) ? 0 : run_transaction(s, &work);
+            size_t left =
+                rtmd_list_empty(&s->w_owed) ? !rtmd_list_empty(&work) : hold_back(s, &work);
+            if (left) {
+                s->db_wrote = false;
+                int rc = run_transaction(s, &work, &n_ops);
+                if (rc)
+                    write_failed(s, &work, s->db_status);
+                else if (s->db_wrote)
+                    write_committed(s);
+            }
             uv_mutex_unlock(&s->db_mu);
             list_splice_tail(&done, &work);
-            if (!rtmd_list_empty(&done))
-                post(s, &done, n_ops);
             prune_due = prune != NULL;
-            continue;
+        } else if (prune) {
+            prune_due = false;
+            bool more = !halt && prune_step(s, prune, budget);
+            uv_mutex_unlock(&s->db_mu);
+            if (!more) {
+                rtmd_list_insert_tail(&done, &prune->link);
+                prune = NULL;
+            }
+        } else {
+            uv_mutex_unlock(&s->db_mu);
         }
-        prune_due = false;
-        bool more = !halt && prune_step(s, prune, budget);
-        uv_mutex_unlock(&s->db_mu);
-        if (!more) {
-            rtmd_list_insert_tail(&done, &prune->link);
-            prune = NULL;
-            post(s, &done, 0);
-        }
+        post(s, &done, (n_ops > 0) + (n_retried > 0), n_ops + n_retried);
     }
     db_close(s);
 }
@@ -851,11 +1178,15 @@ static void maybe_finish(struct embedded *s)
     }
 }
 
+/* A presence op, or an owed op (no callback: the call it came from has
+ * completed; status < 0: dropped, see "Failed writes"). */
 static void complete_presence(struct embedded *s, struct op *op)
 {
     if (op->status == 0) {
         for (size_t i = 0; i < op->n; i++) {
             struct item *it = &op->items[i];
+            if (!it->rec || it->noop)
+                continue;
             enum rtmd_evlog_kind kind = rtmd_event_log_kind(it->type);
             /* Seqs were reserved in call order and commits complete in call
              * order, so each append is above the log's newest. */
@@ -868,6 +1199,8 @@ static void complete_presence(struct embedded *s, struct op *op)
         else
             s->sessions += (uint64_t)(int64_t)op->session_delta;
     }
+    if (op->owed)
+        return;
     pending_sub(s, op->n);
     op->cb(op->arg, op->status);
 }
@@ -977,7 +1310,8 @@ static bool commit_on_loop(struct embedded *s)
         uv_mutex_trylock(&s->db_mu) != 0)
         return false;
     s->db_on_loop = true;
-    uint64_t n_ops = run_transaction(s, &s->batch);
+    uint64_t n_ops;
+    int failed = run_transaction(s, &s->batch, &n_ops) ? s->db_status : 0;
     s->db_on_loop = false;
     bool wal_long = s->wal_long;
     s->wal_long = false;
@@ -988,10 +1322,12 @@ static bool commit_on_loop(struct embedded *s)
         s->commits++;
         s->commit_ops += n_ops;
     }
-    if (wal_long) {
+    if (wal_long)
         s->checkpoint_due = true;
+    if (failed)
+        s->loop_failed = failed; /* the worker takes the failure over */
+    if (wal_long || failed)
         uv_cond_signal(&s->cond);
-    }
     uv_mutex_unlock(&s->mu);
     list_splice_tail(&s->done, &s->batch);
     s->batch_n = 0;
@@ -1078,10 +1414,9 @@ static int embedded_presence(struct rtmd_store *base, const struct rtmd_app *app
     struct app_state *as = app_state(s, app);
     if (!as || !ops || n == 0 || !cb)
         return -EINVAL;
-    if (n > MAX_PENDING - s->pending)
-        return -EAGAIN;
 
     size_t arena = 0;
+    bool ending = true;
     for (size_t i = 0; i < n; i++) {
         const struct rtmd_presence_op *p = &ops[i];
         bool channel = rtmd_event_log_kind(p->type) == RTMD_EVLOG_CHANNEL;
@@ -1089,7 +1424,12 @@ static int embedded_presence(struct rtmd_store *base, const struct rtmd_app *app
             (channel && !id_ok(p->channel)))
             return -EINVAL;
         arena += p->uid.len + (channel ? p->channel.len : 0);
+        ending &= ends_something(p->type);
     }
+    /* Leaves and Logouts are never refused for a full queue: they are
+     * bounded by the sessions, and one refused would be lost. */
+    if (!ending && (s->pending >= MAX_PENDING || n > MAX_PENDING - s->pending))
+        return -EAGAIN;
 
     struct op *op = rtmd_malloc(sizeof(*op) + n * sizeof(struct item) + arena);
     memset(op, 0, sizeof(*op));
@@ -1508,15 +1848,34 @@ static void embedded_stats(struct rtmd_store *base, struct rtmd_store_stats *out
     out->commits = s->commits;
     out->commit_ops = s->commit_ops;
     out->history_pruned = s->history_pruned;
+    out->owed_records = s->owed_records;
+    out->write_error = s->write_error;
     uv_mutex_unlock(&s->mu);
 }
 
 /* ---- open and close ---- */
 
+/* Frees the ops of list (owed ops a stopped worker left). */
+static void free_ops(struct rtmd_list *list)
+{
+    struct rtmd_list *n;
+    while ((n = rtmd_list_first(list))) {
+        rtmd_list_remove(n);
+        op_free(RTMD_CONTAINER_OF(n, struct op, link));
+    }
+}
+
 /* Frees everything; the worker must be stopped (it closed the database). */
 static void destroy(struct embedded *s)
 {
     db_close(s);
+    if (s->w_owed_n)
+        rtmd_log_warn(MODULE,
+                      "%llu owed Leave/Logout records not written; the next start records them",
+                      (unsigned long long)s->w_owed_n);
+    free_ops(&s->w_owed);
+    free_ops(&s->outbox);
+    free_ops(&s->done);
     for (size_t a = 0; a < s->n_apps; a++) {
         for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
             rtmd_evlog_free(&s->apps[a].logs[k].log);
@@ -1635,10 +1994,12 @@ static int query_int(struct embedded *s, sqlite3_stmt *st, int64_t *out)
 }
 
 /* Replaces SQLite's autocheckpoint (which runs in the committing thread):
- * the same threshold, but a commit on the loop thread only notes it. */
+ * the same threshold, but a commit on the loop thread only notes it. SQLite
+ * calls it after each commit that wrote pages: db_wrote. */
 static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct embedded *s = arg;
+    s->db_wrote = true;
     if (pages < WAL_CHECKPOINT_PAGES)
         return SQLITE_OK;
     if (s->db_on_loop)
@@ -1911,6 +2272,7 @@ static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg,
     rtmd_list_init(&s->inbox);
     rtmd_list_init(&s->outbox);
     rtmd_list_init(&s->w_touched);
+    rtmd_list_init(&s->w_owed);
     rtmd_buf_init(&s->scratch, EVENT_JSON_MAX);
     rtmd_handles_init(&s->handles, HANDLES_MAX);
     s->prune_batch = PRUNE_BATCH_ROWS;

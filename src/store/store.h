@@ -16,7 +16,9 @@
  * A callback's status is 0, -ETIMEDOUT (the backend did not answer within
  * limits.store_timeout_ms: the API answers 408, and the backend guarantees
  * nothing was consumed — callers never give up on a call themselves),
- * RTMD_ERATE (rate limit), or another negative error.
+ * RTMD_ERATE (rate limit), -ENOSPC (nothing was written: the backend is out
+ * of space; clients are told to retry later), -EINPROGRESS (presence only,
+ * below), or another negative error.
  *
  * Synchronous errors: -ENOTSUP (the backend lacks this operation), -EINVAL (unknown app, n == 0, an
  * ID that is not 1..64 bytes, a bad kind/region/bucket, max == 0), -EAGAIN (the backend's queue is
@@ -85,6 +87,8 @@ struct rtmd_store_stats {
     uint64_t history_pruned;  /* messages removed after history_retention_s */
     uint64_t offline_kept;    /* offline messages stored */
     uint64_t offline_dropped; /* offline messages replaced by newer ones (over the cap) */
+    uint64_t owed_records;    /* Leaves and Logouts kept after a failed write, not yet written */
+    int write_error; /* 0, or the status of a failed write while none has succeeded since */
 };
 
 /* ---- messages (SPEC §3.4, §3.5) ---- */
@@ -155,6 +159,16 @@ struct rtmd_store_type {
      * Records ops of one app atomically and in order; cb runs once they are
      * durable (embedded: committed to SQLite; redis: acknowledged by every
      * region's deployment or queued in the local outbox).
+     * Leaves and Logouts are never lost: when they cannot be written, the
+     * backend keeps them and retries until they are, ahead of anything
+     * recorded later; a call of nothing else then completes with
+     * -EINPROGRESS (the change is done; its events follow). A Login or a
+     * Join that cannot be written fails, and is never recorded; when the
+     * call also held Leaves and a Logout (a takeover), those are kept as
+     * above. While records are owed, Logins and Joins fail at once. A Leave
+     * or a Logout of a membership or session that was never recorded (its
+     * Join or Login failed) records nothing. Calls of Leaves and Logouts
+     * alone are never refused with -EAGAIN.
      */
     int (*presence)(struct rtmd_store *s, const struct rtmd_app *app,
                     const struct rtmd_presence_op *ops, size_t n, rtmd_store_cb cb, void *arg);

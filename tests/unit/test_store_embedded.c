@@ -697,9 +697,474 @@ static void test_takeover_in_one_call(void **state)
     pulled_free(&p);
 }
 
+/* ---- a full disk ---- */
+
+/*
+ * A VFS over the default one whose writes fail with SQLITE_FULL while
+ * disk_full is set, as SQLite's own unix VFS fails them on ENOSPC: every
+ * commit then fails where a full disk makes it fail, deterministically.
+ * Registered as the default before the tests run (the store opens with it).
+ */
+static int disk_full;
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs full_vfs;
+static sqlite3_io_methods full_io;
+
+struct full_file {
+    sqlite3_file base;
+    sqlite3_file *real; /* right after this struct, in the same allocation */
+};
+
+static sqlite3_file *real_file(sqlite3_file *f)
+{
+    return ((struct full_file *)f)->real;
+}
+
+static void set_disk_full(bool full)
+{
+    __atomic_store_n(&disk_full, full, __ATOMIC_SEQ_CST);
+}
+
+static int full_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
+{
+    if (__atomic_load_n(&disk_full, __ATOMIC_SEQ_CST))
+        return SQLITE_FULL;
+    return real_file(f)->pMethods->xWrite(real_file(f), p, n, off);
+}
+
+#define FORWARD(name, params, args)                                                                \
+    static int full_##name params                                                                  \
+    {                                                                                              \
+        return real_file(f)->pMethods->name args;                                                  \
+    }
+FORWARD(xRead, (sqlite3_file * f, void *p, int n, sqlite3_int64 off), (real_file(f), p, n, off))
+FORWARD(xTruncate, (sqlite3_file * f, sqlite3_int64 size), (real_file(f), size))
+FORWARD(xSync, (sqlite3_file * f, int flags), (real_file(f), flags))
+FORWARD(xFileSize, (sqlite3_file * f, sqlite3_int64 *size), (real_file(f), size))
+FORWARD(xLock, (sqlite3_file * f, int lock), (real_file(f), lock))
+FORWARD(xUnlock, (sqlite3_file * f, int lock), (real_file(f), lock))
+FORWARD(xCheckReservedLock, (sqlite3_file * f, int *out), (real_file(f), out))
+FORWARD(xFileControl, (sqlite3_file * f, int op, void *arg), (real_file(f), op, arg))
+FORWARD(xSectorSize, (sqlite3_file * f), (real_file(f)))
+FORWARD(xDeviceCharacteristics, (sqlite3_file * f), (real_file(f)))
+FORWARD(xShmMap, (sqlite3_file * f, int pg, int size, int extend, void volatile **out),
+        (real_file(f), pg, size, extend, out))
+FORWARD(xShmLock, (sqlite3_file * f, int off, int n, int flags), (real_file(f), off, n, flags))
+FORWARD(xShmUnmap, (sqlite3_file * f, int del), (real_file(f), del))
+FORWARD(xFetch, (sqlite3_file * f, sqlite3_int64 off, int n, void **out),
+        (real_file(f), off, n, out))
+FORWARD(xUnfetch, (sqlite3_file * f, sqlite3_int64 off, void *p), (real_file(f), off, p))
+#undef FORWARD
+
+static void full_xShmBarrier(sqlite3_file *f)
+{
+    real_file(f)->pMethods->xShmBarrier(real_file(f));
+}
+
+static int full_close(sqlite3_file *f)
+{
+    int rc = real_file(f)->pMethods ? real_file(f)->pMethods->xClose(real_file(f)) : SQLITE_OK;
+    f->pMethods = NULL;
+    return rc;
+}
+
+static int full_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags)
+{
+    (void)vfs;
+    struct full_file *ff = (struct full_file *)f;
+    ff->real = (sqlite3_file *)&ff[1];
+    memset(ff->real, 0, (size_t)real_vfs->szOsFile);
+    int rc = real_vfs->xOpen(real_vfs, name, ff->real, flags, out_flags);
+    f->pMethods = ff->real->pMethods ? &full_io : NULL;
+    return rc;
+}
+
+#define VFS_FORWARD(name, params, args)                                                            \
+    static int full_##name params                                                                  \
+    {                                                                                              \
+        (void)vfs;                                                                                 \
+        return real_vfs->name args;                                                                \
+    }
+VFS_FORWARD(xDelete, (sqlite3_vfs * vfs, const char *name, int sync), (real_vfs, name, sync))
+VFS_FORWARD(xAccess, (sqlite3_vfs * vfs, const char *name, int flags, int *out),
+            (real_vfs, name, flags, out))
+VFS_FORWARD(xFullPathname, (sqlite3_vfs * vfs, const char *name, int n, char *out),
+            (real_vfs, name, n, out))
+VFS_FORWARD(xRandomness, (sqlite3_vfs * vfs, int n, char *out), (real_vfs, n, out))
+VFS_FORWARD(xSleep, (sqlite3_vfs * vfs, int us), (real_vfs, us))
+VFS_FORWARD(xCurrentTime, (sqlite3_vfs * vfs, double *out), (real_vfs, out))
+VFS_FORWARD(xGetLastError, (sqlite3_vfs * vfs, int n, char *out), (real_vfs, n, out))
+VFS_FORWARD(xCurrentTimeInt64, (sqlite3_vfs * vfs, sqlite3_int64 *out), (real_vfs, out))
+#undef VFS_FORWARD
+
+static void install_full_vfs(void)
+{
+    real_vfs = sqlite3_vfs_find(NULL);
+    full_io = (sqlite3_io_methods){
+        .iVersion = 3,
+        .xClose = full_close,
+        .xRead = full_xRead,
+        .xWrite = full_write,
+        .xTruncate = full_xTruncate,
+        .xSync = full_xSync,
+        .xFileSize = full_xFileSize,
+        .xLock = full_xLock,
+        .xUnlock = full_xUnlock,
+        .xCheckReservedLock = full_xCheckReservedLock,
+        .xFileControl = full_xFileControl,
+        .xSectorSize = full_xSectorSize,
+        .xDeviceCharacteristics = full_xDeviceCharacteristics,
+        .xShmMap = full_xShmMap,
+        .xShmLock = full_xShmLock,
+        .xShmBarrier = full_xShmBarrier,
+        .xShmUnmap = full_xShmUnmap,
+        .xFetch = full_xFetch,
+        .xUnfetch = full_xUnfetch,
+    };
+    full_vfs = (sqlite3_vfs){
+        .iVersion = 2,
+        .szOsFile = (int)sizeof(struct full_file) + real_vfs->szOsFile,
+        .mxPathname = real_vfs->mxPathname,
+        .zName = "rtmd-test-full",
+        .xOpen = full_open,
+        .xDelete = full_xDelete,
+        .xAccess = full_xAccess,
+        .xFullPathname = full_xFullPathname,
+        .xRandomness = full_xRandomness,
+        .xSleep = full_xSleep,
+        .xCurrentTime = full_xCurrentTime,
+        .xGetLastError = full_xGetLastError,
+        .xCurrentTimeInt64 = full_xCurrentTimeInt64,
+    };
+    sqlite3_vfs_register(&full_vfs, 1);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Runs the loop until cond(f) holds (the worker retries on its own clock;
+ * a 1 ms timer keeps the loop alive, as a server's listeners do): fails
+ * after 10 s. */
+static void run_until(struct fixture *f, bool (*cond)(struct fixture *f))
+{
+    uv_timer_t tick;
+    uv_timer_init(&f->loop, &tick);
+    uv_timer_start(&tick, on_tick, 1, 1);
+    uint64_t deadline = uv_hrtime() + 10000000000ull;
+    while (!cond(f)) {
+        assert_true(uv_hrtime() < deadline);
+        uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    uv_close((uv_handle_t *)&tick, on_tick_closed);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static struct rtmd_store_stats stats_of(struct fixture *f)
+{
+    struct rtmd_store_stats st;
+    rtmd_store_stats(f->store, &st);
+    return st;
+}
+
+/* Nothing owed, no write failing, and what the worker finished is called
+ * back. */
+static bool nothing_owed(struct fixture *f)
+{
+    struct embedded *s = impl(f);
+    struct rtmd_store_stats st = stats_of(f);
+    uv_mutex_lock(&s->mu);
+    bool posted = rtmd_list_empty(&s->outbox);
+    uv_mutex_unlock(&s->mu);
+    return st.owed_records == 0 && st.write_error == 0 && posted && rtmd_list_empty(&s->done);
+}
+
+/* Each test starts with room on the disk, whatever the last one left. */
+static int full_setup(void **state)
+{
+    set_disk_full(false);
+    return setup(state);
+}
+
+static bool store_failing(struct fixture *f)
+{
+    return stats_of(f).write_error != 0;
+}
+
+static int history_put1(struct fixture *f, const char *src, const char *dst)
+{
+    struct rtmd_message m = {RTMD_MSG_PEER, rtmd_str_cstr(src), rtmd_str_cstr(dst),
+                             rtmd_str_cstr("hi"), T0};
+    struct result r = {0, 0};
+    return await_callback(f,
+                          rtmd_store_history_put(f->store, &f->apps[0], &m, NULL, 0, on_done, &r),
+                          &r.calls, &r.status);
+}
+
+static void test_full_disk_keeps_leaves_and_logouts_in_order(void **state)
+{
+    struct fixture *f = *state;
+    open_store(f);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "a", NULL, T0), 0);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_JOIN, "a", "x", T0 + 1), 0);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "b", NULL, T0 + 2), 0);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "d", NULL, T0 + 3), 0);
+
+    set_disk_full(true);
+    /* a's session ends: not written, but kept; the call is done. */
+    struct rtmd_presence_op end_a[2] = {
+        op_make(RTMD_EVENT_LEAVE, "a", "x", T0 + 10),
+        op_make(RTMD_EVENT_LOGOUT, "a", NULL, T0 + 10),
+    };
+    assert_int_equal(presence_n(f, 0, end_a, 2), -EINPROGRESS);
+    struct rtmd_store_stats st = stats_of(f);
+    assert_int_equal(st.owed_records, 2);
+    assert_int_equal(st.write_error, -ENOSPC);
+    /* While records are owed: a Login fails at once, a Logout is owed after
+     * them, and a takeover's Login fails while its Logout is owed. */
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "c", NULL, T0 + 11), -ENOSPC);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGOUT, "b", NULL, T0 + 12), -EINPROGRESS);
+    struct rtmd_presence_op takeover[2] = {
+        op_make(RTMD_EVENT_LOGOUT, "d", NULL, T0 + 13),
+        op_make(RTMD_EVENT_LOGIN, "d", NULL, T0 + 13),
+    };
+    assert_int_equal(presence_n(f, 0, takeover, 2), -ENOSPC);
+    assert_int_equal(stats_of(f).owed_records, 4);
+    /* A pull whose read position cannot be written fails and consumes
+     * nothing; a message to keep fails. */
+    struct pulled p;
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), -ENOSPC);
+    assert_int_equal(p.n, 0);
+    assert_int_equal(rtmd_evlog_unread(&impl(f)->apps[0].logs[RTMD_EVLOG_USER].log, 0), 3);
+    assert_int_equal(history_put1(f, "a", "b"), -ENOSPC);
+
+    set_disk_full(false);
+    run_until(f, nothing_owed); /* with no call made: the retry comes by itself */
+    /* Written once, in call order, after the Logins they end; no Login of c,
+     * no second Login of d. */
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), 0);
+    assert_int_equal(p.n, 6);
+    expect_user_event(p.ev[0], "Login", "a", T0);
+    expect_user_event(p.ev[1], "Login", "b", T0 + 2);
+    expect_user_event(p.ev[2], "Login", "d", T0 + 3);
+    expect_user_event(p.ev[3], "Logout", "a", T0 + 10);
+    expect_user_event(p.ev[4], "Logout", "b", T0 + 12);
+    expect_user_event(p.ev[5], "Logout", "d", T0 + 13);
+    pulled_free(&p);
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_CHANNEL, 0, 1000, &p), 0);
+    assert_int_equal(p.n, 2);
+    expect_channel_event(p.ev[1], "Leave", "a", "x", T0 + 10);
+    pulled_free(&p);
+    st = stats_of(f);
+    assert_int_equal(st.sessions, 0);
+    assert_int_equal(st.events_recorded[RTMD_EVLOG_USER], 6);
+    /* And writes go on as before. */
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "c", NULL, T0 + 20), 0);
+    assert_int_equal(history_put1(f, "c", "b"), 0);
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), 0);
+    assert_int_equal(p.n, 1);
+    expect_user_event(p.ev[0], "Login", "c", T0 + 20);
+    pulled_free(&p);
+    /* The other region reads the same log, each event once. */
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 1, 1000, &p), 0);
+    assert_int_equal(p.n, 7);
+    pulled_free(&p);
+}
+
+static void test_full_disk_a_login_never_overtakes_an_owed_logout(void **state)
+{
+    struct fixture *f = *state;
+    open_store(f);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "a", NULL, T0), 0);
+    set_disk_full(true);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGOUT, "a", NULL, T0 + 1), -EINPROGRESS);
+    /* Space is back before the retry is due: the same user logs in again at
+     * once. Its Login must not be written ahead of the owed Logout: it is
+     * refused until the retry wrote that, or comes after it. */
+    set_disk_full(false);
+    int login = presence1(f, 0, RTMD_EVENT_LOGIN, "a", NULL, T0 + 2);
+    assert_true(login == 0 || login == -ENOSPC);
+    run_until(f, nothing_owed);
+    if (login != 0)
+        assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "a", NULL, T0 + 2), 0);
+    struct pulled p;
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), 0);
+    assert_int_equal(p.n, 3);
+    expect_user_event(p.ev[0], "Login", "a", T0);
+    expect_user_event(p.ev[1], "Logout", "a", T0 + 1);
+    expect_user_event(p.ev[2], "Login", "a", T0 + 2);
+    pulled_free(&p);
+    assert_int_equal(stats_of(f).sessions, 1);
+}
+
+static void test_full_disk_ends_of_what_was_never_recorded_record_nothing(void **state)
+{
+    struct fixture *f = *state;
+    open_store(f);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "a", NULL, T0), 0);
+    set_disk_full(true);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "e", NULL, T0 + 1), -ENOSPC);
+    /* Ending what was never recorded writes nothing: it needs no space. */
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGOUT, "e", NULL, T0 + 2), 0);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGOUT, "a", NULL, T0 + 3), -EINPROGRESS);
+    /* Behind a's owed Logout, the same is owed too, and ends nothing. */
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "e", NULL, T0 + 4), -ENOSPC);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGOUT, "e", NULL, T0 + 5), -EINPROGRESS);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_JOIN, "e", "y", T0 + 6), -ENOSPC);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LEAVE, "e", "y", T0 + 7), -EINPROGRESS);
+    assert_int_equal(stats_of(f).owed_records, 3);
+    set_disk_full(false);
+    run_until(f, nothing_owed);
+    struct rtmd_store_stats st = stats_of(f);
+    assert_int_equal(st.events_recorded[RTMD_EVLOG_USER], 2);
+    assert_int_equal(st.events_recorded[RTMD_EVLOG_CHANNEL], 0);
+    struct pulled p;
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), 0);
+    assert_int_equal(p.n, 2);
+    expect_user_event(p.ev[0], "Login", "a", T0);
+    expect_user_event(p.ev[1], "Logout", "a", T0 + 3);
+    pulled_free(&p);
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_CHANNEL, 0, 1000, &p), 0);
+    assert_int_equal(p.n, 0);
+}
+
+static uint32_t backoff_ms(struct fixture *f)
+{
+    uv_mutex_lock(&impl(f)->db_mu); /* the worker changes it under db_mu */
+    uint32_t ms = impl(f)->w_backoff_ms;
+    uv_mutex_unlock(&impl(f)->db_mu);
+    return ms;
+}
+
+static bool backed_off(struct fixture *f)
+{
+    return backoff_ms(f) >= 800;
+}
+
+static void test_full_disk_probes_back_off_and_notice_space_without_traffic(void **state)
+{
+    struct fixture *f = *state;
+    open_store(f);
+    set_disk_full(true);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "a", NULL, T0), -ENOSPC);
+    assert_true(store_failing(f));
+    assert_int_equal(stats_of(f).owed_records, 0);
+    assert_int_equal(backoff_ms(f), RETRY_FIRST_MS);
+    /* Probes every 100, 200, 400 ms...: doubling, never past the cap. */
+    uint64_t t = uv_hrtime();
+    run_until(f, backed_off);
+    assert_true(uv_hrtime() - t >= 600000000ull); /* 100 + 200 + 400 ms, less slack */
+    assert_true(backoff_ms(f) <= RETRY_MAX_MS);
+    assert_true(store_failing(f));
+    set_disk_full(false);
+    run_until(f, nothing_owed);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "a", NULL, T0), 0);
+}
+
+static void test_full_disk_a_pull_consumes_nothing_and_tells_the_store(void **state)
+{
+    struct fixture *f = *state;
+    open_store(f);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "a", NULL, T0), 0);
+    set_disk_full(true);
+    /* The read position is written on the loop (nothing else in flight). */
+    struct pulled p;
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), -ENOSPC);
+    assert_int_equal(p.n, 0);
+    assert_int_equal(rtmd_evlog_unread(&impl(f)->apps[0].logs[RTMD_EVLOG_USER].log, 0), 1);
+    run_until(f, store_failing); /* the worker takes the failure over: /healthz says so */
+    assert_int_equal(stats_of(f).write_error, -ENOSPC);
+    set_disk_full(false);
+    run_until(f, nothing_owed);
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), 0);
+    assert_int_equal(p.n, 1);
+    expect_user_event(p.ev[0], "Login", "a", T0);
+    pulled_free(&p);
+}
+
+static void test_full_disk_at_close_leaves_the_ends_to_the_next_open(void **state)
+{
+    struct fixture *f = *state;
+    open_store(f);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "a", NULL, T0), 0);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_JOIN, "a", "x", T0 + 1), 0);
+    set_disk_full(true);
+    struct rtmd_presence_op end_a[2] = {
+        op_make(RTMD_EVENT_LEAVE, "a", "x", T0 + 10),
+        op_make(RTMD_EVENT_LOGOUT, "a", NULL, T0 + 10),
+    };
+    assert_int_equal(presence_n(f, 0, end_a, 2), -EINPROGRESS);
+    close_store(f); /* one last attempt fails; the owed ops are freed */
+    set_disk_full(false);
+    rtmd_clock_freeze(T0 + 60000);
+    open_store(f);
+    struct pulled p;
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), 0);
+    assert_int_equal(p.n, 2);
+    expect_user_event(p.ev[1], "Logout", "a", T0 + 60000);
+    pulled_free(&p);
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_CHANNEL, 0, 1000, &p), 0);
+    assert_int_equal(p.n, 2);
+    expect_channel_event(p.ev[1], "Leave", "a", "x", T0 + 60000);
+    pulled_free(&p);
+}
+
+static void test_owed_records_that_can_never_commit_are_dropped(void **state)
+{
+    struct fixture *f = *state;
+    open_store(f);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "p", NULL, T0), 0);
+    sqlite3_stmt *saved =
+        replace_statement(f, &impl(f)->stmt[ST_SESSION_DELETE],
+                          "INSERT INTO sessions(app,uid,node,login_ms) VALUES(NULL,?2,0,0)");
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGOUT, "p", NULL, T0 + 1), -EINPROGRESS);
+    assert_int_equal(stats_of(f).write_error, RTMD_ESTORE);
+    /* Its retry fails the same way (not a full disk): dropped, and the probe
+     * then ends the failure; Logins are not blocked for good. */
+    run_until(f, nothing_owed);
+    restore_statement(f, &impl(f)->stmt[ST_SESSION_DELETE], saved);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "q", NULL, T0 + 2), 0);
+    /* The session row is still there: the next open ends it. */
+    close_store(f);
+    open_store(f);
+    struct pulled p;
+    assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), 0);
+    assert_int_equal(p.n, 4);
+    expect_user_event(p.ev[2], "Logout", "p", T0);
+    expect_user_event(p.ev[3], "Logout", "q", T0);
+    pulled_free(&p);
+}
+
+static void test_ends_are_never_refused_for_a_full_queue(void **state)
+{
+    struct fixture *f = *state;
+    open_store(f);
+    assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "a", NULL, T0), 0);
+    struct result r = {0, 0}, login = {0, 0};
+    struct rtmd_presence_op end = op_make(RTMD_EVENT_LOGOUT, "a", NULL, T0 + 1);
+    struct rtmd_presence_op in = op_make(RTMD_EVENT_LOGIN, "b", NULL, T0 + 1);
+    impl(f)->pending = MAX_PENDING;
+    assert_int_equal(rtmd_store_presence(f->store, &f->apps[0], &in, 1, on_done, &login), -EAGAIN);
+    assert_int_equal(rtmd_store_presence(f->store, &f->apps[0], &end, 1, on_done, &r), 0);
+    assert_int_equal(impl(f)->pending, MAX_PENDING + 1);
+    assert_int_equal(rtmd_store_presence(f->store, &f->apps[0], &in, 1, on_done, &login), -EAGAIN);
+    impl(f)->pending = 1;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(login.calls, 0);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, fixture_teardown)
+#define F(name) cmocka_unit_test_setup_teardown(name, full_setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_format),
         T(test_redis_stub),
@@ -717,7 +1182,16 @@ int main(void)
         T(test_rate),
         T(test_commit_failure),
         T(test_takeover_in_one_call),
+        F(test_full_disk_keeps_leaves_and_logouts_in_order),
+        F(test_full_disk_a_login_never_overtakes_an_owed_logout),
+        F(test_full_disk_ends_of_what_was_never_recorded_record_nothing),
+        F(test_full_disk_probes_back_off_and_notice_space_without_traffic),
+        F(test_full_disk_a_pull_consumes_nothing_and_tells_the_store),
+        F(test_full_disk_at_close_leaves_the_ends_to_the_next_open),
+        F(test_owed_records_that_can_never_commit_are_dropped),
+        F(test_ends_are_never_refused_for_a_full_queue),
     };
     rtmd_log_level = RTMD_LOG_WARN;
+    install_full_vfs();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
