@@ -66,6 +66,13 @@ void api_metrics(struct rtmd_http_request *req)
                     "# TYPE rtmd_store_commit_ops_total counter\n"
                     "rtmd_store_commit_ops_total %llu\n",
                     (unsigned long long)st.commits, (unsigned long long)st.commit_ops);
+    rtmd_buf_printf(b, "# HELP rtmd_http_request_errors_total Requests refused by the HTTP layer "
+                       "before routing: malformed (400), body too large (413), head too large "
+                       "(431), out of memory (500), transfer coding not supported (501).\n"
+                       "# TYPE rtmd_http_request_errors_total counter\n");
+    for (size_t i = 0; i < RTMD_HTTP_ERROR_STATUSES; i++)
+        rtmd_buf_printf(b, "rtmd_http_request_errors_total{status=\"%d\"} %llu\n",
+                        rtmd_http_error_statuses[i], (unsigned long long)rtmd_http_errors(i));
     rtmd_buf_printf(b, "# TYPE rtmd_http_responses_total counter\n");
     for (size_t i = 0; i < API_COUNTED_CODES; i++)
         rtmd_buf_printf(b, "rtmd_http_responses_total{code=\"%d\"} %llu\n", api_counted_codes[i],

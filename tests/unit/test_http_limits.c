@@ -4,7 +4,8 @@
  * head limit and header count (431), Content-Length and chunked bodies over
  * the maximum (413), malformed requests (400), pipelined requests answered
  * in order, keep-alive by version and Connection, and the exact bytes of an
- * error answer.
+ * error answer; RFC 9112 strictness (Host, obs-fold, transfer codings: 501,
+ * absolute-form targets) and HEAD.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,7 +38,9 @@ struct fixture {
 };
 
 /* What the handler saw and does. */
-static int handled_;        /* requests handed to the handler */
+static int handled_;       /* requests handed to the handler */
+static char last_url_[64]; /* the url of the last one */
+static size_t last_n_headers_;
 static int in_handler_;     /* handed over and not answered yet */
 static int max_in_handler_; /* the most at once */
 static int defer_passes_[8];
@@ -73,6 +76,8 @@ static void on_request(struct rtmd_http_request *req)
     int seq = handled_++;
     req->data = (void *)(intptr_t)seq;
     last_body_len_ = req->body.len;
+    last_n_headers_ = req->n_headers;
+    snprintf(last_url_, sizeof(last_url_), "%.*s", (int)req->url.len, req->url.p);
     if (++in_handler_ > max_in_handler_)
         max_in_handler_ = in_handler_;
     int passes = seq < 8 ? defer_passes_[seq] : 0;
@@ -188,15 +193,16 @@ static void assert_error_answer(struct fixture *f, const char *status)
     assert_true(!f->conn || (f->conn->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING)));
 }
 
-/* A request with one header whose value makes the head exactly head_bytes
- * as http.c counts it: the URL, and name + value + 4 for each header. */
+/* A request with Host and one header whose value makes the head exactly
+ * head_bytes as http.c counts it: the URL, and name + value + 4 for each
+ * header. */
 static char *request_with_head(size_t head_bytes)
 {
-    const size_t url = 2, name = 1; /* "/x", "H" */
-    size_t vlen = head_bytes - url - name - 4;
+    const size_t url = 2, name = 1, host = 4 + 1 + 4; /* "/x", "H", "Host" "x" */
+    size_t vlen = head_bytes - url - host - name - 4;
     struct rtmd_buf b;
     rtmd_buf_init(&b, SIZE_MAX);
-    rtmd_buf_append_cstr(&b, "GET /x HTTP/1.1\r\nH: ");
+    rtmd_buf_append_cstr(&b, "GET /x HTTP/1.1\r\nHost: x\r\nH: ");
     for (size_t i = 0; i < vlen; i++)
         rtmd_buf_append_byte(&b, 'v');
     rtmd_buf_append_cstr(&b, "\r\n\r\n");
@@ -248,12 +254,13 @@ static void test_16k_head_431(void **state)
     assert_error_answer(f, status_431);
 }
 
+/* A request with n headers, Host the first. */
 static char *request_with_headers(int n)
 {
     struct rtmd_buf b;
     rtmd_buf_init(&b, SIZE_MAX);
-    rtmd_buf_append_cstr(&b, "GET /h HTTP/1.1\r\n");
-    for (int i = 0; i < n; i++)
+    rtmd_buf_append_cstr(&b, "GET /h HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 1; i < n; i++)
         rtmd_buf_printf(&b, "X-Header-%d: %d\r\n", i, i);
     rtmd_buf_append_cstr(&b, "\r\n");
     rtmd_buf_append_byte(&b, '\0');
@@ -287,7 +294,8 @@ static void test_content_length_over_max_413(void **state)
     struct fixture *f = *state;
     /* refused as soon as the head is read, before any of the body */
     char req[128];
-    snprintf(req, sizeof(req), "POST /b HTTP/1.1\r\nContent-Length: %d\r\n\r\n", MAX_BODY + 1);
+    snprintf(req, sizeof(req), "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+             MAX_BODY + 1);
     send_str(f, req);
     assert_error_answer(f, status_413);
 }
@@ -295,7 +303,7 @@ static void test_content_length_over_max_413(void **state)
 static void test_content_length_huge_413(void **state)
 {
     struct fixture *f = *state;
-    send_str(f, "POST /b HTTP/1.1\r\nContent-Length: 18446744073709551614\r\n\r\n");
+    send_str(f, "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551614\r\n\r\n");
     stub_run_loop();
     /* over 2^64-2 http-parser itself refuses (400); either way an error */
     assert_true(starts_with(f, status_413) || starts_with(f, status_400));
@@ -306,7 +314,8 @@ static void test_content_length_at_max_accepted(void **state)
 {
     struct fixture *f = *state;
     char head[128];
-    snprintf(head, sizeof(head), "PUT /b HTTP/1.1\r\nContent-Length: %d\r\n\r\n", MAX_BODY);
+    snprintf(head, sizeof(head), "PUT /b HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+             MAX_BODY);
     send_str(f, head);
     char *body = malloc(MAX_BODY);
     memset(body, 'b', MAX_BODY);
@@ -322,7 +331,7 @@ static void test_content_length_at_max_accepted(void **state)
 /* A chunked body of `total` bytes in chunks of at most 64 KiB. */
 static void send_chunked(struct fixture *f, size_t total)
 {
-    send_str(f, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    send_str(f, "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
     char *chunk = malloc(65536);
     memset(chunk, 'c', 65536);
     for (size_t left = total; left > 0 && f->conn && stub_reading(f->conn);) {
@@ -366,13 +375,24 @@ static void test_malformed_400(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", /* a TLS ClientHello */
-        "GET / HTTP/1.1\r\nbad header: x\r\n\r\n",      /* space in a header name */
-        "GET / HTTX/1.1\r\n\r\n",                       /* not HTTP */
-        "GET / HTTP/1.1\r\nContent-Length: 12a\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",       /* a TLS ClientHello */
+        "GET / HTTP/1.1\r\nHost: x\r\nbad header: x\r\n\r\n", /* space in a header name */
+        "GET / HTTX/1.1\r\nHost: x\r\n\r\n",                  /* not HTTP */
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 12a\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         "GET /\r\n\r\n", /* no version (HTTP/0.9) */
+        /* RFC 9112 strictness */
+        "GET / HTTP/1.1\r\n\r\n",                             /* HTTP/1.1 without Host */
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",       /* Host twice */
+        "GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n",       /* in 1.0 too */
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",                /* invalid Host */
+        "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",                /* invalid Host */
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n",  /* obs-fold */
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\t2\r\n\r\n", /* obs-fold, tab */
+        "GET / HTTP/1.1\r\n Host: x\r\n\r\n",                 /* space before a field */
+        "GET http:///x HTTP/1.1\r\nHost: x\r\n\r\n",          /* empty authority */
+        "GET http://u@h/x HTTP/1.1\r\nHost: x\r\n\r\n",       /* user information */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         void *st;
@@ -400,8 +420,8 @@ static void test_pipelined_answered_in_order(void **state)
     defer_passes_[3] = -1;
     send_str(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
                 "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
-                "POST /c HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
-                "GET /d HTTP/1.1\r\n\r\n");
+                "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+                "GET /d HTTP/1.1\r\nHost: x\r\n\r\n");
     /* one at a time: only the first is being handled */
     assert_int_equal(handled_, 1);
     stub_run_loop();
@@ -423,8 +443,8 @@ static void test_pipelined_split_anywhere(void **state)
 {
     (void)state;
     static const char reqs[] =
-        "GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\n"
-        "hiGET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+        "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        "X: 1\r\n\r\nhiGET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
     /* every split point of the same three requests gives the same answers */
     for (size_t cut = 1; cut < sizeof(reqs) - 1; cut++) {
         void *st;
@@ -453,10 +473,10 @@ static void test_keep_alive_and_close(void **state)
 {
     (void)state;
     static const struct keepalive_case cases[] = {
-        {"GET / HTTP/1.1\r\n\r\n", true},
-        {"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", true},
-        {"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false},
-        {"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: x\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n", false},
         {"GET / HTTP/1.0\r\n\r\n", false},
         {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true},
         {"GET / HTTP/1.0\r\nConnection: close\r\n\r\n", false},
@@ -479,14 +499,14 @@ static void test_keep_alive_and_close(void **state)
             assert_non_null(f->conn);
             assert_false(f->conn->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING));
             assert_ptr_equal(f->conn->armed, &f->server.idle_timeouts);
-            send_str(f, "GET /again HTTP/1.1\r\n\r\n");
+            send_str(f, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
             stub_run_loop();
             assert_int_equal(handled_, 2);
         } else {
             assert_true(!f->conn || (f->conn->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING)));
             /* input after the answer is discarded */
             if (f->conn && !(f->conn->c.flags & RTMD_CONN_CLOSING))
-                stub_read(f->conn, "GET / HTTP/1.1\r\n\r\n", 18);
+                stub_read(f->conn, "GET / HTTP/1.0\r\n\r\n", 18);
             stub_run_loop();
             assert_int_equal(handled_, 1);
         }
@@ -498,7 +518,7 @@ static void test_half_close_answered_then_closed(void **state)
 {
     struct fixture *f = *state;
     defer_passes_[0] = 2;
-    send_str(f, "GET /slow HTTP/1.1\r\n\r\n");
+    send_str(f, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
     stub_eof(f->conn); /* the client shuts its write side while we work */
     assert_non_null(f->conn);
     stub_run_loop();
@@ -548,7 +568,7 @@ static void test_exact_431_bytes(void **state)
 static void test_exact_200_bytes(void **state)
 {
     struct fixture *f = *state;
-    send_str(f, "GET /x HTTP/1.1\r\n\r\n");
+    send_str(f, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
     stub_run_loop();
     static const char want[] = "HTTP/1.1 200 OK\r\n"
                                "Content-Type: text/plain\r\n"
@@ -556,6 +576,136 @@ static void test_exact_200_bytes(void **state)
                                "X-Request-ID: 7_100\r\n"
                                "\r\n"
                                "seq=0";
+    assert_int_equal(f->out.len, sizeof(want) - 1);
+    assert_memory_equal(f->out.data, want, sizeof(want) - 1);
+}
+
+/* ---- RFC 9112 strictness -------------------------------------------------------------------- */
+
+static void test_transfer_coding_other_than_chunked_501(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: identity\r\n",
+        "Transfer-Encoding: chunked, chunked\r\n",
+        "Transfer-Encoding: xchunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: identity\r\nContent-Length: 3\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        void *st;
+        setup(&st);
+        struct fixture *f = st;
+        char req[256];
+        snprintf(req, sizeof(req), "POST /t HTTP/1.1\r\nHost: x\r\n%s\r\n0\r\n\r\n", bad[i]);
+        send_str(f, req);
+        stub_run_loop();
+        if (!starts_with(f, "HTTP/1.1 501 Not Implemented\r\n"))
+            fail_msg("case %zu: want 501, got: %.40s", i, out_str(f));
+        assert_non_null(strstr(out_str(f), "\"code\":\"not_implemented\""));
+        assert_error_answer(f, "HTTP/1.1 501 ");
+        teardown(&st);
+    }
+}
+
+/* "chunked" in any case is read; trailer fields are dropped, not merged
+ * into the headers (a second Host there is not a second Host). */
+static void test_chunked_any_case_accepted_trailers_dropped(void **state)
+{
+    struct fixture *f = *state;
+    send_str(f, "POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:  Chunked \r\n\r\n"
+                "2\r\nab\r\n0\r\nHost: y\r\nX-T: 1\r\n\r\n");
+    stub_run_loop();
+    assert_int_equal(handled_, 1);
+    assert_int_equal(last_body_len_, 2);
+    assert_int_equal(last_n_headers_, 2);
+    assert_true(starts_with(f, status_200));
+}
+
+static void test_http10_without_host_and_absolute_form_accepted(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"GET /a?b HTTP/1.0\r\n\r\n", "/a?b"},
+        {"GET http://h:1/dev/v2/x?y=1 HTTP/1.1\r\nHost: other\r\n\r\n", "/dev/v2/x?y=1"},
+        {"GET HTTPS://h/ HTTP/1.1\r\nHost: h\r\n\r\n", "/"},
+        {"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", "/"},
+        {"GET http://h?q=1 HTTP/1.0\r\n\r\n", "/?q=1"},
+        {"GET /x HTTP/1.1\r\nHost:\r\n\r\n", "/x"}, /* empty Host is allowed */
+        {"GET /x HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n", "/x"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        void *st;
+        setup(&st);
+        struct fixture *f = st;
+        send_str(f, cases[i][0]);
+        stub_run_loop();
+        if (handled_ != 1 || strcmp(last_url_, cases[i][1]) != 0)
+            fail_msg("case %zu: handled %d, url %s, out %.40s", i, handled_, last_url_, out_str(f));
+        teardown(&st);
+    }
+}
+
+static void test_obs_fold_split_across_reads_400(void **state)
+{
+    (void)state;
+    static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n";
+    for (size_t cut = 1; cut < sizeof(req) - 1; cut++) {
+        void *st;
+        setup(&st);
+        struct fixture *f = st;
+        send_bytes(f, req, cut);
+        if (f->conn && stub_reading(f->conn))
+            send_bytes(f, req + cut, sizeof(req) - 1 - cut);
+        assert_error_answer(f, status_400);
+        teardown(&st);
+    }
+}
+
+/* A body that looks like a folded header line is a body. */
+static void test_body_is_not_scanned(void **state)
+{
+    struct fixture *f = *state;
+    send_str(f, "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n\n x\r\n\t"
+                "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    stub_run_loop();
+    assert_int_equal(handled_, 2);
+    assert_int_equal(count(out_str(f), status_200), 2);
+}
+
+/* ---- HEAD ----------------------------------------------------------------------------------- */
+
+static void test_head_answer_has_no_body(void **state)
+{
+    struct fixture *f = *state;
+    send_str(f, "HEAD /x HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n");
+    stub_run_loop();
+    assert_int_equal(handled_, 2);
+    static const char want[] = "HTTP/1.1 200 OK\r\n"
+                               "Content-Type: text/plain\r\n"
+                               "X-Request-ID: 7_100\r\n"
+                               "\r\n"
+                               "HTTP/1.1 200 OK\r\n"
+                               "Content-Type: text/plain\r\n"
+                               "Content-Length: 5\r\n"
+                               "X-Request-ID: 7_101\r\n"
+                               "\r\n"
+                               "seq=1";
+    assert_int_equal(f->out.len, sizeof(want) - 1);
+    assert_memory_equal(f->out.data, want, sizeof(want) - 1);
+}
+
+static void test_head_error_answer_has_no_body(void **state)
+{
+    struct fixture *f = *state;
+    send_str(f, "HEAD /x HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n");
+    stub_run_loop();
+    static const char want[] = "HTTP/1.1 400 Bad Request\r\n"
+                               "Content-Type: application/json;charset=utf-8\r\n"
+                               "X-Request-ID: 7_100\r\n"
+                               "Connection: close\r\n"
+                               "\r\n";
     assert_int_equal(f->out.len, sizeof(want) - 1);
     assert_memory_equal(f->out.data, want, sizeof(want) - 1);
 }
@@ -582,6 +732,13 @@ int main(void)
         T(test_timeouts),
         T(test_exact_431_bytes),
         T(test_exact_200_bytes),
+        cmocka_unit_test(test_transfer_coding_other_than_chunked_501),
+        T(test_chunked_any_case_accepted_trailers_dropped),
+        cmocka_unit_test(test_http10_without_host_and_absolute_form_accepted),
+        cmocka_unit_test(test_obs_fold_split_across_reads_400),
+        T(test_body_is_not_scanned),
+        T(test_head_answer_has_no_body),
+        T(test_head_error_answer_has_no_body),
     };
 #undef T
     return cmocka_run_group_tests_name("http_limits", tests, group_setup, group_teardown);
