@@ -32,9 +32,10 @@
  * HTTP/1.1 request has exactly one Host); the output is a sequence of
  * well-formed responses (status line, Content-Length, X-Request-ID), answers
  * leave in request order, an answer to HEAD has no body nor Content-Length,
- * nothing follows "Connection: close"; the connection always ends (freed)
- * with no request left unanswered, and while alive and idle it has a timeout
- * armed. Leaks show under ASan.
+ * nothing follows "Connection: close"; no request is parsed while more than
+ * 64 KiB of answers are unsent; the connection always ends (freed) with no
+ * request left unanswered, and while alive and idle it has a timeout armed.
+ * Leaks show under ASan.
  *
  * Inputs that still make this driver fail are kept in fuzz/known_bugs/ until
  * their bug is fixed (see the README there).
@@ -153,6 +154,8 @@ static void check_request(const struct rtmd_http_request *req)
     for (size_t i = 0; i < req->n_headers; i++)
         hosts += rtmd_str_ieq(req->headers[i].name, RTMD_STR_LIT("Host"));
     CHECK(hosts <= 1 && (req->http_minor == 0 || hosts == 1));
+    /* pipelined requests wait while the client does not read */
+    CHECK(req->conn->out_pending <= 64 * 1024);
 }
 
 static void answer_now(struct rtmd_http_request *req, char action)

@@ -12,6 +12,11 @@
  * request order. The parser is paused in on_message_complete so that one
  * http_parser_execute() call never runs past the end of one request.
  *
+ * A client that pipelines requests without reading the answers would make
+ * every answer wait in memory: no new request starts while more than
+ * UNSENT_MAX bytes of answers are unsent; parsing resumes when they are
+ * written (on_drain). Its input meanwhile stays in `pending`, as above.
+ *
  * http-parser is lenient where RFC 9112 is not; what it lets through is
  * checked here: the request line (request_line_ok), lines of the head that
  * start with whitespace (obs-fold), Host (missing in HTTP/1.1, repeated,
@@ -32,6 +37,8 @@
 #define PENDING_MAX     (256 * 1024)
 #define PENDING_PAUSE   (128 * 1024)
 #define HEADERS_INITIAL 16
+/* Unsent answers above which no further pipelined request is parsed. */
+#define UNSENT_MAX (64 * 1024)
 
 enum http_state { ST_IDLE, ST_READING, ST_HANDLING, ST_DONE };
 enum last_cb { CB_NONE, CB_URL, CB_FIELD, CB_VALUE };
@@ -56,6 +63,9 @@ struct rtmd_http_conn {
     size_t head_bytes;
     struct rtmd_deferred resume;
     bool resume_scheduled;
+    bool waiting_reader;  /* the next request waits for the client to read (UNSENT_MAX) */
+    bool logged_waiting;  /* said so once in the log */
+    bool eof;             /* the client sent EOF: answer what it sent, then close */
     uint8_t n_host;       /* Host headers of the current request */
     bool te_seen;         /* a Transfer-Encoding header was seen */
     bool head_complete;   /* the current request's head was parsed */
@@ -542,8 +552,10 @@ static void respond(struct rtmd_http_request *req, int status, const char *conte
         return;
     }
     struct rtmd_http_conn *hc = c->p.http;
-    /* An upgrade request that was not upgraded leaves unknown bytes behind. */
-    bool close = !req->keep_alive || req->upgrade || c->server->stopping;
+    /* An upgrade request that was not upgraded leaves unknown bytes behind.
+     * After EOF, the answer to the last request the client sent closes. */
+    bool close = !req->keep_alive || req->upgrade || c->server->stopping ||
+                 (hc->eof && hc->pending.len == 0);
     /* Detach the request before writing: a failed write closes the
      * connection, and on_close must then neither orphan this request nor
      * drop the dispatch reference; it frees hc. */
@@ -553,10 +565,13 @@ static void respond(struct rtmd_http_request *req, int status, const char *conte
                    req->method == HTTP_HEAD);
     request_free(req);
     if (!(c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_FAILED))) {
-        if (close)
+        if (close) {
+            /* The answer must be read within the idle timeout. */
+            rtmd_conn_arm_timeout(c, &c->server->idle_timeouts);
             rtmd_conn_close_gracefully(c);
-        else
+        } else {
             schedule_resume(hc);
+        }
     }
     rtmd_conn_unref(c); /* taken at dispatch; c is not used after this */
 }
@@ -757,12 +772,35 @@ static int keep_pending(struct rtmd_http_conn *hc, const char *p, size_t n)
     return 0;
 }
 
+/* True when the next request must wait until the client reads: more than
+ * UNSENT_MAX bytes of answers are queued (counted as out_pending alone, the
+ * bytes whose write completion calls on_drain; HTTP answers are never
+ * buffered in wbuf). Then the idle timeout runs: a client that reads
+ * nothing for http_idle_timeout_s is closed. */
+static bool must_wait_for_reader(struct rtmd_http_conn *hc)
+{
+    struct rtmd_conn *c = hc->conn;
+    if (c->out_pending <= UNSENT_MAX)
+        return false;
+    hc->waiting_reader = true;
+    if (!hc->logged_waiting) {
+        hc->logged_waiting = true;
+        rtmd_log_info("http",
+                      "conn=%llu does not read its answers (%zu bytes unsent): its pipelined "
+                      "requests wait",
+                      (unsigned long long)c->id, c->out_pending);
+    }
+    rtmd_conn_arm_timeout(c, &c->server->idle_timeouts);
+    return true;
+}
+
 static void http_on_data(struct rtmd_conn *c, const char *p, size_t n)
 {
     struct rtmd_http_conn *hc = c->p.http;
     if (hc->state == ST_DONE)
         return;
-    if (hc->state == ST_HANDLING || hc->pending.len > 0) {
+    if (hc->state == ST_HANDLING || hc->pending.len > 0 || hc->waiting_reader ||
+        (hc->state == ST_IDLE && must_wait_for_reader(hc))) {
         keep_pending(hc, p, n);
         return;
     }
@@ -778,22 +816,38 @@ static void http_on_data(struct rtmd_conn *c, const char *p, size_t n)
     }
 }
 
+/* After EOF, once every complete request was answered: the queued answers
+ * are written, then the connection closes (within the idle timeout). */
+static void end_after_eof(struct rtmd_http_conn *hc)
+{
+    struct rtmd_conn *c = hc->conn;
+    hc->state = ST_DONE;
+    rtmd_conn_arm_timeout(c, &c->server->idle_timeouts);
+    rtmd_conn_close_gracefully(c);
+}
+
 static void parse_pending(struct rtmd_http_conn *hc)
 {
     struct rtmd_conn *c = hc->conn;
     while (hc->state == ST_IDLE || hc->state == ST_READING) {
         if (hc->pending.len == 0) {
+            if (hc->eof) {
+                end_after_eof(hc);
+                return;
+            }
             rtmd_conn_resume_read(c);
             if (hc->state == ST_IDLE)
                 rtmd_conn_arm_timeout(c, &c->server->idle_timeouts);
             return;
         }
+        if (hc->state == ST_IDLE && must_wait_for_reader(hc))
+            return;
         size_t done = parse(hc, hc->pending.data, hc->pending.len);
         if (rtmd_conn_closing(c) || hc->state == ST_DONE)
             return;
         rtmd_buf_consume(&hc->pending, done);
         if (hc->state == ST_HANDLING) {
-            if (hc->pending.len < PENDING_PAUSE)
+            if (hc->pending.len < PENDING_PAUSE && !hc->eof)
                 rtmd_conn_resume_read(c);
             dispatch(hc);
             return;
@@ -810,7 +864,7 @@ static void on_resume(struct rtmd_deferred *d)
 
 static void schedule_resume(struct rtmd_http_conn *hc)
 {
-    if (hc->pending.len == 0) {
+    if (hc->pending.len == 0 && !hc->eof) {
         /* The common case (no pipelining): nothing to parse, wait for input. */
         rtmd_conn_arm_timeout(hc->conn, &hc->conn->server->idle_timeouts);
         return;
@@ -823,17 +877,43 @@ static void schedule_resume(struct rtmd_http_conn *hc)
 
 /* ---- connection protocol hooks ------------------------------------------------ */
 
+/* Half-closed client: answer every request it sent, then close. */
 static void http_on_eof(struct rtmd_conn *c)
 {
     struct rtmd_http_conn *hc = c->p.http;
+    if (hc->state == ST_DONE) {
+        /* Closing once the last answer is written: let it be. */
+        if (c->out_pending == 0)
+            rtmd_conn_close(c);
+        return;
+    }
+    hc->eof = true;
+    rtmd_conn_pause_read(c);
     if (hc->state == ST_HANDLING) {
-        /* Half-closed client: answer what it asked, then close. */
-        if (hc->req)
-            hc->req->keep_alive = false;
-        rtmd_conn_pause_read(c);
+        if (hc->req && hc->pending.len == 0)
+            hc->req->keep_alive = false; /* the answer says Connection: close */
+        return;
+    }
+    if (hc->pending.len > 0) {
+        if (!hc->waiting_reader)
+            schedule_resume(hc);
+        return;
+    }
+    if (c->out_pending > 0) {
+        end_after_eof(hc); /* answers the client has not read yet */
         return;
     }
     rtmd_conn_close(c);
+}
+
+/* Queued answers were written: requests waiting for that resume. */
+static void http_on_drain(struct rtmd_conn *c)
+{
+    struct rtmd_http_conn *hc = c->p.http;
+    if (!hc || !hc->waiting_reader)
+        return;
+    hc->waiting_reader = false;
+    schedule_resume(hc);
 }
 
 static void http_on_close(struct rtmd_conn *c)
@@ -866,7 +946,7 @@ static const struct rtmd_proto http_proto = {
     .name = "http",
     .on_data = http_on_data,
     .on_eof = http_on_eof,
-    .on_drain = NULL,
+    .on_drain = http_on_drain,
     .on_close = http_on_close,
     .on_timeout = http_on_timeout,
 };

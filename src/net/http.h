@@ -2,9 +2,12 @@
  * http.h — HTTP/1.1 server semantics over Debian's http-parser.
  *
  * One request at a time per connection: pipelined requests are parsed only
- * after the current one is answered, so responses leave in request order.
- * Keep-alive by HTTP version and `Connection`; chunked and Content-Length
- * bodies decoded by the parser. Limits (config [limits]): request head (request line + headers)
+ * after the current one is answered, so responses leave in request order,
+ * and only while the client reads its answers (at most 64 KiB of them wait
+ * unsent; the input behind them is bounded too). Keep-alive by HTTP version
+ * and `Connection`; a client's EOF ends the connection once every request
+ * it sent is answered. Chunked and Content-Length bodies decoded by the
+ * parser. Limits (config [limits]): request head (request line + headers)
  * http_max_head bytes and http_max_headers headers → 431; body
  * http_max_body → 413; malformed (bad request line, obs-fold, Host missing
  * in HTTP/1.1, repeated or invalid) → 400; a Transfer-Encoding other than

@@ -5,7 +5,8 @@
  * the maximum (413), malformed requests (400), pipelined requests answered
  * in order, keep-alive by version and Connection, and the exact bytes of an
  * error answer; RFC 9112 strictness (Host, obs-fold, transfer codings: 501,
- * absolute-form targets) and HEAD.
+ * absolute-form targets), HEAD, pipelined requests that wait while the
+ * client does not read, and a half-closed client's pipelined requests.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -710,6 +711,73 @@ static void test_head_error_answer_has_no_body(void **state)
     assert_memory_equal(f->out.data, want, sizeof(want) - 1);
 }
 
+/* ---- a client that does not read ------------------------------------------------------------ */
+
+static void test_pipelined_requests_wait_while_answers_are_unsent(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 3000 };
+    f->conn->backpressure = true; /* nothing is written until stub_drain() */
+    static const char one[] = "GET /p HTTP/1.1\r\nHost: x\r\n\r\n";
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, SIZE_MAX);
+    for (int i = 0; i < N; i++)
+        rtmd_buf_append(&b, one, sizeof(one) - 1);
+    size_t sent = 0;
+    int rounds = 0;
+    while (handled_ < N) {
+        assert_true(++rounds < 100);
+        /* the client sends what the server reads, and reads nothing */
+        while (sent < b.len && f->conn && stub_reading(f->conn)) {
+            size_t n = RTMD_MIN(b.len - sent, (size_t)65536);
+            send_bytes(f, b.data + sent, n);
+            sent += n;
+            stub_run_loop();
+        }
+        stub_run_loop();
+        /* stopped: at most 64 KiB of answers wait, and one more answer */
+        assert_true(f->conn->c.out_pending <= 64 * 1024 + 128);
+        assert_true(handled_ == N || f->conn->c.out_pending > 64 * 1024);
+        if (handled_ < N) {
+            assert_ptr_equal(f->conn->armed, &f->server.idle_timeouts);
+            assert_true(sent < b.len || handled_ < N);
+        }
+        stub_drain(f->conn); /* the client reads everything */
+        stub_run_loop();
+    }
+    rtmd_buf_free(&b);
+    assert_int_equal(sent, N * (sizeof(one) - 1));
+    /* every answer, in order */
+    const char *out = out_str(f);
+    assert_int_equal(count(out, status_200), N);
+    char want[32];
+    const char *at = out;
+    for (int i = 0; i < N; i++) {
+        snprintf(want, sizeof(want), "\r\n\r\nseq=%d", i);
+        at = strstr(at, want);
+        assert_non_null(at);
+    }
+    assert_true(rounds >= 4); /* ~270 KiB of answers, 64 KiB at a time */
+}
+
+static void test_eof_after_pipelined_requests_answers_them_all(void **state)
+{
+    struct fixture *f = *state;
+    defer_passes_[0] = 2;
+    send_str(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+                "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    stub_eof(f->conn);
+    stub_run_loop();
+    assert_int_equal(handled_, 3);
+    const char *out = out_str(f);
+    assert_int_equal(count(out, status_200), 3);
+    /* only the last answer closes */
+    const char *close = strstr(out, "\r\nConnection: close\r\n");
+    assert_non_null(close);
+    assert_true(close > strstr(out, "seq=1"));
+    assert_true(!f->conn || (f->conn->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING)));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -739,6 +807,8 @@ int main(void)
         T(test_body_is_not_scanned),
         T(test_head_answer_has_no_body),
         T(test_head_error_answer_has_no_body),
+        T(test_pipelined_requests_wait_while_answers_are_unsent),
+        T(test_eof_after_pipelined_requests_answers_them_all),
     };
 #undef T
     return cmocka_run_group_tests_name("http_limits", tests, group_setup, group_teardown);
