@@ -34,9 +34,16 @@ void api_metrics(struct rtmd_http_request *req)
     rtmd_buf_printf(b,
                     "# TYPE rtmd_connections_accepted_total counter\n"
                     "rtmd_connections_accepted_total %llu\n"
+                    "# HELP rtmd_connections_rejected_total Connections over max_connections "
+                    "(or arriving during shutdown).\n"
                     "# TYPE rtmd_connections_rejected_total counter\n"
-                    "rtmd_connections_rejected_total %llu\n",
-                    (unsigned long long)s->accepted, (unsigned long long)s->rejected_full);
+                    "rtmd_connections_rejected_total %llu\n"
+                    "# HELP rtmd_connections_rejected_answered_total Connections over "
+                    "max_connections answered 503 (the others were closed at once).\n"
+                    "# TYPE rtmd_connections_rejected_answered_total counter\n"
+                    "rtmd_connections_rejected_answered_total %llu\n",
+                    (unsigned long long)s->accepted, (unsigned long long)s->rejected_full,
+                    (unsigned long long)s->rejected_answered);
     rtmd_buf_printf(b,
                     "# HELP rtmd_sessions Logged-in sessions on this node.\n"
                     "# TYPE rtmd_sessions gauge\nrtmd_sessions %zu\n",

@@ -1007,3 +1007,55 @@ int rtmd_http_upgrade(struct rtmd_http_request *req, struct rtmd_str response,
     rtmd_conn_unref(c); /* taken at dispatch */
     return closing ? RTMD_ECLOSED : 0;
 }
+
+/* ---- over max_connections ------------------------------------------------------ */
+
+/* Seconds a client turned away should wait before it tries again. */
+#define BUSY_HEADERS "Retry-After: 1\r\n"
+
+/* The first bytes of the client (its request, or part of it) are answered
+ * 503 at once, without parsing; then the connection closes gracefully. */
+static void busy_on_data(struct rtmd_conn *c, const char *p, size_t n)
+{
+    (void)p;
+    (void)n;
+    if (rtmd_conn_ending(c))
+        return;
+    char id[RTMD_REQUEST_ID_MAX];
+    rtmd_request_id_next(id);
+    char body[256];
+    struct rtmd_buf b = {body, 0, sizeof(body), sizeof(body)};
+    rtmd_http_error_body(&b, "service_unavailable", "too many connections; retry later", id);
+    struct rtmd_str part = rtmd_str_make(b.data, b.len);
+    write_response(c, 503, "application/json;charset=utf-8", RTMD_STR_LIT(BUSY_HEADERS), &part, 1,
+                   id, true, false);
+    rtmd_conn_close_gracefully(c);
+}
+
+static void busy_on_eof(struct rtmd_conn *c)
+{
+    if (c->out_pending > 0)
+        return; /* the answer is being written; the timeout still runs */
+    rtmd_conn_close(c);
+}
+
+static void busy_close(struct rtmd_conn *c)
+{
+    rtmd_conn_close(c);
+}
+
+static const struct rtmd_proto busy_proto = {
+    .name = "http-busy",
+    .on_data = busy_on_data,
+    .on_eof = busy_on_eof,
+    .on_drain = NULL,
+    .on_close = NULL,
+    .on_timeout = busy_close,
+};
+
+void rtmd_http_conn_busy(struct rtmd_conn *c)
+{
+    c->p.http = NULL;
+    rtmd_conn_set_proto(c, &busy_proto);
+    rtmd_conn_arm_timeout(c, &c->server->request_timeouts);
+}

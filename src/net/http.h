@@ -64,6 +64,10 @@ void rtmd_http_shutdown(void);
 
 /* Starts HTTP on a newly accepted connection. */
 void rtmd_http_conn_start(struct rtmd_conn *c);
+/* Starts the answer of a connection over max_connections: its first bytes
+ * are answered 503 (the §3.2 error body, Retry-After: 1) and it closes
+ * gracefully; a client silent for http_header_timeout_ms is closed. */
+void rtmd_http_conn_busy(struct rtmd_conn *c);
 
 /* Answers http.c gave itself (refused requests), counted by status for
  * /metrics: rtmd_http_errors(i) is the count of rtmd_http_error_statuses[i]. */

@@ -6,7 +6,8 @@
  * in order, keep-alive by version and Connection, and the exact bytes of an
  * error answer; RFC 9112 strictness (Host, obs-fold, transfer codings: 501,
  * absolute-form targets), HEAD, pipelined requests that wait while the
- * client does not read, and a half-closed client's pipelined requests.
+ * client does not read, a half-closed client's pipelined requests, and the
+ * 503 of a connection over max_connections.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -778,6 +779,74 @@ static void test_eof_after_pipelined_requests_answers_them_all(void **state)
     assert_true(!f->conn || (f->conn->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING)));
 }
 
+/* ---- over max_connections ------------------------------------------------------------------- */
+
+static void test_over_max_connections_is_answered_503(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.limits.max_connections = 1; /* f->conn is the one */
+    struct rtmd_buf out2;
+    rtmd_buf_init(&out2, 1 << 16);
+    struct stub_conn *c2;
+    stub_conn_open(&f->server, &f->listener, &out2, &c2);
+    assert_non_null(c2);
+    assert_int_equal(f->server.n_busy, 1);
+    assert_ptr_equal(c2->armed, &f->server.request_timeouts);
+    stub_read(c2, "GET /x HTTP/1.1\r\n", 17);
+    stub_read(c2, "Host: x\r\n\r\n", 11); /* discarded: answered already */
+    stub_run_loop();
+    rtmd_buf_append_byte(&out2, '\0');
+    static const char head[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                               "Content-Type: application/json;charset=utf-8\r\n";
+    assert_memory_equal(out2.data, head, sizeof(head) - 1);
+    assert_non_null(strstr(out2.data, "\r\nRetry-After: 1\r\n"));
+    assert_non_null(strstr(out2.data, "\r\nConnection: close\r\n"));
+    assert_non_null(strstr(out2.data, "\r\n\r\n{\"code\":\"service_unavailable\","));
+    assert_int_equal(count(out2.data, "HTTP/1.1 "), 1);
+    assert_true(!c2 || (c2->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING)));
+    if (c2)
+        rtmd_conn_close(&c2->c);
+    stub_run_loop();
+    assert_null(c2);
+    assert_int_equal(f->server.n_busy, 0);
+    assert_int_equal(f->server.rejected_full, 1);
+    assert_int_equal(f->server.rejected_answered, 1);
+    /* the first connection was served all along */
+    send_str(f, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    stub_run_loop();
+    assert_int_equal(handled_, 1);
+    rtmd_buf_free(&out2);
+}
+
+static void test_busy_answers_are_bounded(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.limits.max_connections = 1;
+    enum { N = 40 };
+    struct stub_conn *cs[N];
+    struct rtmd_buf outs[N];
+    for (int i = 0; i < N; i++) {
+        rtmd_buf_init(&outs[i], 1 << 16);
+        stub_conn_open(&f->server, &f->listener, &outs[i], &cs[i]);
+    }
+    /* 32 are answered; the rest were closed at once */
+    assert_int_equal(f->server.n_busy, 32);
+    assert_int_equal(f->server.rejected_full, N);
+    assert_int_equal(f->server.rejected_answered, 32);
+    stub_run_loop();
+    for (int i = 0; i < N; i++) {
+        if (i < 32) {
+            /* silent: closed at the request timeout, unanswered */
+            assert_true(stub_fire_timeout(cs[i]));
+            stub_run_loop();
+        }
+        assert_null(cs[i]);
+        assert_int_equal(outs[i].len, 0);
+        rtmd_buf_free(&outs[i]);
+    }
+    assert_int_equal(f->server.n_busy, 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -809,6 +878,8 @@ int main(void)
         T(test_head_error_answer_has_no_body),
         T(test_pipelined_requests_wait_while_answers_are_unsent),
         T(test_eof_after_pipelined_requests_answers_them_all),
+        T(test_over_max_connections_is_answered_503),
+        T(test_busy_answers_are_bounded),
     };
 #undef T
     return cmocka_run_group_tests_name("http_limits", tests, group_setup, group_teardown);
