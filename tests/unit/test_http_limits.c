@@ -761,6 +761,27 @@ static void test_pipelined_requests_wait_while_answers_are_unsent(void **state)
     assert_true(rounds >= 4); /* ~270 KiB of answers, 64 KiB at a time */
 }
 
+/* A malformed request pipelined behind one whose answer the client has not
+ * read: the error answer waits to be written, with a timeout running (the
+ * request's was disarmed at the dispatch before), even after EOF. */
+static void test_error_answer_waiting_for_the_reader_has_a_timeout(void **state)
+{
+    struct fixture *f = *state;
+    f->conn->backpressure = true;
+    send_str(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTTP/1.1\r\n\r\n");
+    stub_run_loop();
+    assert_int_equal(handled_, 1);
+    assert_non_null(strstr(out_str(f), "HTTP/1.1 400 "));
+    assert_true(f->conn->c.flags & RTMD_CONN_CLOSE_AFTER_WRITE);
+    stub_eof(f->conn);
+    stub_run_loop();
+    assert_non_null(f->conn);
+    assert_ptr_equal(f->conn->armed, &f->server.idle_timeouts);
+    assert_true(stub_fire_timeout(f->conn));
+    stub_run_loop();
+    assert_null(f->conn);
+}
+
 static void test_eof_after_pipelined_requests_answers_them_all(void **state)
 {
     struct fixture *f = *state;
@@ -878,6 +899,7 @@ int main(void)
         T(test_head_error_answer_has_no_body),
         T(test_pipelined_requests_wait_while_answers_are_unsent),
         T(test_eof_after_pipelined_requests_answers_them_all),
+        T(test_error_answer_waiting_for_the_reader_has_a_timeout),
         T(test_over_max_connections_is_answered_503),
         T(test_busy_answers_are_bounded),
     };
