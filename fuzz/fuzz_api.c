@@ -136,10 +136,11 @@ static void setup(void)
     stub_run_loop(); /* the prune the store starts with */
 }
 
-/* Every JSON answer is one object. */
+/* Every JSON answer is one object (an answer to HEAD has none). */
 static void check_body(const char *head, size_t head_len, const char *body, size_t len)
 {
-    if (!fuzz_find(head, head_len, "\r\nContent-Type: application/json"))
+    if (!fuzz_find(head, head_len, "\r\nContent-Type: application/json") ||
+        !fuzz_find(head, head_len, "\r\nContent-Length: "))
         return;
     cJSON *j = cJSON_ParseWithLength(body, len);
     CHECK(j != NULL && cJSON_IsObject(j));

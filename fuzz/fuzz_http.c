@@ -28,11 +28,14 @@
  * the input are WebSocket frames for an echo handler.
  *
  * Checked: every request handed to the handler is within the limits and its
- * views are consistent; the output is a sequence of well-formed responses
- * (status line, Content-Length, X-Request-ID), answers leave in request
- * order, nothing follows "Connection: close"; the connection always ends
- * (freed) with no request left unanswered, and while alive and idle it has a
- * timeout armed. Leaks show under ASan.
+ * views are consistent (an absolute-form target arrives in origin form, an
+ * HTTP/1.1 request has exactly one Host); the output is a sequence of
+ * well-formed responses (status line, Content-Length, X-Request-ID), answers
+ * leave in request order, an answer to HEAD has no body nor Content-Length,
+ * nothing follows "Connection: close"; no request is parsed while more than
+ * 64 KiB of answers are unsent; the connection always ends (freed) with no
+ * request left unanswered, and while alive and idle it has a timeout armed.
+ * Leaks show under ASan.
  *
  * Inputs that still make this driver fail are kept in fuzz/known_bugs/ until
  * their bug is fixed (see the README there).
@@ -41,6 +44,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <http_parser.h>
 
 #include "core/alloc.h"
 #include "core/buf.h"
@@ -64,8 +69,10 @@ static struct rtmd_server server_;
 static struct rtmd_listener listener_;
 static struct stub_conn *conn_; /* NULL once freed */
 static struct rtmd_buf out_;
-static uint64_t seq_;           /* requests handed to the handler */
-static size_t answers_pending_; /* deferred answers not yet given */
+static uint64_t seq_; /* requests handed to the handler */
+#define HEADS_TRACKED 4096
+static bool is_head_[HEADS_TRACKED]; /* request seq was a HEAD */
+static size_t answers_pending_;      /* deferred answers not yet given */
 static size_t ws_open_, ws_closed_;
 
 /* ---- the WebSocket side: an echo handler ----------------------------------------- */
@@ -138,6 +145,17 @@ static void check_request(const struct rtmd_http_request *req)
         CHECK(inside(req, req->headers[i].name) && inside(req, req->headers[i].value));
     CHECK(req->body.len <= lim->http_max_body);
     CHECK(req->request_id_len > 0 && req->request_id[req->request_id_len] == '\0');
+    /* absolute form was rewritten; HTTP/1.1 has its one Host */
+    CHECK(!(req->url.len >= 7 &&
+            rtmd_str_ieq(rtmd_str_make(req->url.p, 7), RTMD_STR_LIT("http://"))));
+    CHECK(!(req->url.len >= 8 &&
+            rtmd_str_ieq(rtmd_str_make(req->url.p, 8), RTMD_STR_LIT("https://"))));
+    size_t hosts = 0;
+    for (size_t i = 0; i < req->n_headers; i++)
+        hosts += rtmd_str_ieq(req->headers[i].name, RTMD_STR_LIT("Host"));
+    CHECK(hosts <= 1 && (req->http_minor == 0 || hosts == 1));
+    /* pipelined requests wait while the client does not read */
+    CHECK(req->conn->out_pending <= 64 * 1024);
 }
 
 static void answer_now(struct rtmd_http_request *req, char action)
@@ -208,6 +226,8 @@ static void on_disconnect(struct rtmd_deferred *d)
 static void on_request(struct rtmd_http_request *req)
 {
     check_request(req);
+    if (seq_ < HEADS_TRACKED)
+        is_head_[seq_] = req->method == HTTP_HEAD;
     req->data = (void *)(uintptr_t)seq_++;
     if (flags_ & 0x10)
         server_.stopping = true;
@@ -237,12 +257,17 @@ static void on_request(struct rtmd_http_request *req)
 
 /* ---- checking what the client received ------------------------------------------------ */
 
-static long long last_seq_; /* of the answers checked so far */
+static long long last_seq_;  /* of the answers checked so far */
+static size_t answers_seen_; /* answers checked so far */
 
 static void check_body(const char *head, size_t head_len, const char *body, size_t len)
 {
-    (void)head;
-    (void)head_len;
+    /* The i-th answer is that of the i-th request handed over (or, after
+     * them all, the parser's error answer): only a HEAD's has no length. */
+    size_t i = answers_seen_++;
+    bool has_length = fuzz_head_value(head, head_len, "\r\nContent-Length: ") != NULL;
+    if (i < seq_ && i < HEADS_TRACKED)
+        CHECK(has_length == !is_head_[i]);
     if (len >= 4 && memcmp(body, "seq=", 4) == 0) {
         long long s = fuzz_number(body + 4, len - 4);
         CHECK(s > last_seq_); /* answers in request order */
@@ -254,6 +279,7 @@ static void check_body(const char *head, size_t head_len, const char *body, size
 static void check_output(void)
 {
     last_seq_ = -1;
+    answers_seen_ = 0;
     fuzz_check_responses(&out_, check_body);
 }
 

@@ -118,6 +118,8 @@ void rtmd_conn_close(struct rtmd_conn *c)
     rtmd_buf_free(&c->wbuf);
     c->server->n_conns--;
     c->server->closed++;
+    if (c->flags & RTMD_CONN_BUSY)
+        c->server->n_busy--;
     if (c->proto && c->proto->on_close)
         c->proto->on_close(c);
     rtmd_defer(&stub_of(c)->closed, stub_on_closed);
@@ -427,10 +429,18 @@ static inline struct stub_conn *stub_conn_open(struct rtmd_server *s, struct rtm
     sc->writes_left = -1;
     *self = sc;
     stub_live_++;
-    if (s->n_conns > s->cfg->limits.max_connections || s->stopping) {
+    bool busy = s->stopping || s->n_conns - s->n_busy > s->cfg->limits.max_connections;
+    if (busy) {
         s->rejected_full++;
-        c->proto = NULL;
-        rtmd_conn_close(c);
+        if (s->stopping || s->n_busy >= 32) { /* conn.c's BUSY_MAX */
+            c->proto = NULL;
+            rtmd_conn_close(c);
+            return sc;
+        }
+        c->flags |= RTMD_CONN_BUSY;
+        s->n_busy++;
+        s->rejected_answered++;
+        rtmd_http_conn_busy(c);
         return sc;
     }
     rtmd_http_conn_start(c);

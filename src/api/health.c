@@ -47,9 +47,16 @@ void api_metrics(struct rtmd_http_request *req)
     rtmd_buf_printf(b,
                     "# TYPE rtmd_connections_accepted_total counter\n"
                     "rtmd_connections_accepted_total %llu\n"
+                    "# HELP rtmd_connections_rejected_total Connections over max_connections "
+                    "(or arriving during shutdown).\n"
                     "# TYPE rtmd_connections_rejected_total counter\n"
-                    "rtmd_connections_rejected_total %llu\n",
-                    (unsigned long long)s->accepted, (unsigned long long)s->rejected_full);
+                    "rtmd_connections_rejected_total %llu\n"
+                    "# HELP rtmd_connections_rejected_answered_total Connections over "
+                    "max_connections answered 503 (the others were closed at once).\n"
+                    "# TYPE rtmd_connections_rejected_answered_total counter\n"
+                    "rtmd_connections_rejected_answered_total %llu\n",
+                    (unsigned long long)s->accepted, (unsigned long long)s->rejected_full,
+                    (unsigned long long)s->rejected_answered);
     rtmd_buf_printf(b,
                     "# HELP rtmd_sessions Logged-in sessions on this node.\n"
                     "# TYPE rtmd_sessions gauge\nrtmd_sessions %zu\n",
@@ -87,6 +94,13 @@ void api_metrics(struct rtmd_http_request *req)
                     "retried until written.\n# TYPE rtmd_store_owed_records gauge\n"
                     "rtmd_store_owed_records %llu\n",
                     st.write_error != 0, (unsigned long long)st.owed_records);
+    rtmd_buf_printf(b, "# HELP rtmd_http_request_errors_total Requests refused by the HTTP layer "
+                       "before routing: malformed (400), body too large (413), head too large "
+                       "(431), out of memory (500), transfer coding not supported (501).\n"
+                       "# TYPE rtmd_http_request_errors_total counter\n");
+    for (size_t i = 0; i < RTMD_HTTP_ERROR_STATUSES; i++)
+        rtmd_buf_printf(b, "rtmd_http_request_errors_total{status=\"%d\"} %llu\n",
+                        rtmd_http_error_statuses[i], (unsigned long long)rtmd_http_errors(i));
     rtmd_buf_printf(b, "# TYPE rtmd_http_responses_total counter\n");
     for (size_t i = 0; i < API_COUNTED_CODES; i++)
         rtmd_buf_printf(b, "rtmd_http_responses_total{code=\"%d\"} %llu\n", api_counted_codes[i],

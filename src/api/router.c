@@ -3,6 +3,7 @@
  * request, and the shared answer helpers.
  */
 #include <http_parser.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "api/internal.h"
@@ -69,6 +70,17 @@ void api_respond_req_error(struct rtmd_http_request *req, int status, const char
 {
     api_count_status(status);
     rtmd_http_respond_error(req, status, code, message);
+}
+
+/* 405 with the Allow header (RFC 9110 §15.5.6): allow is the methods the
+ * resource takes, "GET, HEAD". */
+static void method_not_allowed(struct rtmd_http_request *req, const char *allow)
+{
+    char line[128];
+    int n = snprintf(line, sizeof(line), "Allow: %s\r\n", allow);
+    api_count_status(405);
+    rtmd_http_respond_error_headers(req, 405, "method_not_allowed", "method not allowed here",
+                                    rtmd_str_make(line, (size_t)n));
 }
 
 static void call_free(struct api_call *call)
@@ -175,6 +187,7 @@ static void handle_project(struct rtmd_http_request *req, struct rtmd_str rest)
     const struct api_route *route = NULL;
     bool path_known = false;
     struct rtmd_str params[API_MAX_PARAMS] = {{0}};
+    char allow[64] = "";
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(routes_); i++) {
         if (below.p && match(routes_[i].pattern, below, params)) {
             path_known = true;
@@ -182,14 +195,18 @@ static void handle_project(struct rtmd_http_request *req, struct rtmd_str rest)
                 route = &routes_[i];
                 break;
             }
+            size_t at = strlen(allow);
+            snprintf(allow + at, sizeof(allow) - at, "%s%s", at ? ", " : "",
+                     http_method_str((enum http_method)routes_[i].method));
         }
     }
     if (!path_known) {
         api_respond_req_error(req, 404, "not_found", "no such endpoint");
         return;
     }
+    /* HEAD of a vendor route is refused too: its GET would consume events. */
     if (!route) {
-        api_respond_req_error(req, 405, "method_not_allowed", "method not allowed here");
+        method_not_allowed(req, allow);
         return;
     }
     if (!rtmd_appid_valid(appid)) {
@@ -250,16 +267,16 @@ void rtmd_api_handle(struct rtmd_http_request *req)
     }
     if (rtmd_str_eq_cstr(path, "/v1/rtm")) {
         if (req->method != HTTP_GET) {
-            api_respond_req_error(req, 405, "method_not_allowed",
-                                  "use GET with a WebSocket upgrade");
+            method_not_allowed(req, "GET");
             return;
         }
         rtmd_ws_accept(req);
         return;
     }
     if (rtmd_str_eq_cstr(path, "/healthz") || rtmd_str_eq_cstr(path, "/metrics")) {
-        if (req->method != HTTP_GET) {
-            api_respond_req_error(req, 405, "method_not_allowed", "use GET");
+        /* HEAD is answered as GET (http.c leaves the body out). */
+        if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
+            method_not_allowed(req, "GET, HEAD");
             return;
         }
         if (rtmd_str_eq_cstr(path, "/healthz"))

@@ -75,6 +75,8 @@ void rtmd_conn_close(struct rtmd_conn *c)
     rtmd_buf_free(&c->wbuf);
     c->server->n_conns--;
     c->server->closed++;
+    if (c->flags & RTMD_CONN_BUSY)
+        c->server->n_busy--;
     if (c->proto && c->proto->on_close)
         c->proto->on_close(c);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -537,6 +539,45 @@ static void on_linger_timeout(struct rtmd_timeout *t)
 
 /* ---- accepting ----------------------------------------------------------- */
 
+/* Connections over max_connections that are answered 503 at one time; past
+ * them, a connection over the limit is closed at once, unanswered. Each
+ * costs a connection (with TLS, a handshake) for at most
+ * http_header_timeout_ms and the linger after the answer. */
+#define BUSY_MAX           32
+#define FULL_LOG_PERIOD_MS 10000
+
+static int tls_start(struct rtmd_conn *c)
+{
+    c->ssl = SSL_new(c->server->ssl_ctx);
+    BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+    if (!c->ssl || !rbio || !wbio) {
+        BIO_free(rbio);
+        BIO_free(wbio);
+        return -ENOMEM;
+    }
+    SSL_set_bio(c->ssl, rbio, wbio);
+    SSL_set_accept_state(c->ssl);
+    return 0;
+}
+
+/* Whether a new connection is over max_connections (busy ones do not count:
+ * they are on their way out). */
+static bool over_limit(struct rtmd_server *s)
+{
+    if (s->n_conns - s->n_busy <= s->cfg->limits.max_connections)
+        return false;
+    uint64_t now = rtmd_now_ms();
+    if (s->full_logged_ms == 0 || now - s->full_logged_ms >= FULL_LOG_PERIOD_MS) {
+        s->full_logged_ms = now;
+        rtmd_log_warn("net",
+                      "max_connections (%u) reached: new connections are answered 503 (%llu so "
+                      "far)",
+                      (unsigned)s->cfg->limits.max_connections,
+                      (unsigned long long)s->rejected_full + 1);
+    }
+    return true;
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     struct rtmd_listener *l = RTMD_CONTAINER_OF((uv_tcp_t *)ls, struct rtmd_listener, tcp);
@@ -561,26 +602,27 @@ static void on_connection(uv_stream_t *ls, int status)
     rtmd_list_insert_tail(&s->conns, &c->link);
     s->n_conns++;
     s->accepted++;
-    if (s->n_conns > s->cfg->limits.max_connections || s->stopping) {
+    bool busy = s->stopping || over_limit(s);
+    if (busy) {
         s->rejected_full++;
-        c->proto = NULL;
-        rtmd_conn_close(c);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    if (s->ssl_ctx) {
-        c->ssl = SSL_new(s->ssl_ctx);
-        BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
-        if (!c->ssl || !rbio || !wbio) {
-            BIO_free(rbio);
-            BIO_free(wbio);
+        if (s->stopping || s->n_busy >= BUSY_MAX) {
+            c->proto = NULL;
             rtmd_conn_close(c);
             return;
         }
-        SSL_set_bio(c->ssl, rbio, wbio);
-        SSL_set_accept_state(c->ssl);
+        c->flags |= RTMD_CONN_BUSY;
+        s->n_busy++;
+        s->rejected_answered++;
     }
-    rtmd_http_conn_start(c);
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (s->ssl_ctx && tls_start(c) < 0) {
+        rtmd_conn_close(c);
+        return;
+    }
+    if (busy)
+        rtmd_http_conn_busy(c);
+    else
+        rtmd_http_conn_start(c);
     update_reading(c);
 }
 

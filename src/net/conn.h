@@ -74,6 +74,7 @@ enum {
     RTMD_CONN_TLS_SHUT = 1 << 7,      /* close_notify sent */
     RTMD_CONN_FAILED = 1 << 8,        /* a write failed: closed from the loop, no more I/O */
     RTMD_CONN_OUTPUT_PAUSED = 1 << 9, /* not read until its unsent output is written */
+    RTMD_CONN_BUSY = 1 << 10,         /* over max_connections: answered 503, then closed */
 };
 
 struct rtmd_conn {
@@ -110,7 +111,9 @@ struct rtmd_server {
     struct rtmd_list flush;  /* connections with buffered output */
     struct rtmd_list doomed; /* connections whose write failed: closed before sleeping */
     struct rtmd_loop_hook flush_hook;
-    size_t n_conns;
+    size_t n_conns;          /* every open connection, busy ones included */
+    size_t n_busy;           /* connections over max_connections being answered 503 */
+    uint64_t full_logged_ms; /* when the log last said max_connections was reached */
     uint64_t next_conn_id;
     rtmd_http_handler on_request;
     /* Timeout queues: request head/body, keep-alive idle, lingering close,
@@ -120,8 +123,9 @@ struct rtmd_server {
     struct rtmd_timeout_queue linger_timeouts;
     struct rtmd_timeout_queue drain_timeouts;
     bool stopping;
-    /* counters for /metrics */
-    uint64_t accepted, rejected_full, closed;
+    /* counters for /metrics: rejected_full counts every connection over
+     * max_connections, rejected_answered those of them answered 503 */
+    uint64_t accepted, rejected_full, rejected_answered, closed;
 };
 
 /* Binds every listener of cfg (ssl_ctx may be NULL). On error writes a message to err. */

@@ -2,13 +2,21 @@
  * http.h — HTTP/1.1 server semantics over Debian's http-parser.
  *
  * One request at a time per connection: pipelined requests are parsed only
- * after the current one is answered, so responses leave in request order.
- * Keep-alive by HTTP version and `Connection`; chunked and Content-Length
- * bodies decoded by the parser. Limits (config [limits]): request head
- * (request line + headers) http_max_head bytes and http_max_headers headers
- * → 431; body http_max_body → 413; malformed → 400; the whole request must
- * arrive within http_header_timeout_ms; an idle keep-alive connection closes
- * after http_idle_timeout_s. Error answers close the connection gracefully.
+ * after the current one is answered, so responses leave in request order,
+ * and only while the client reads its answers (at most 64 KiB of them wait
+ * unsent; the input behind them is bounded too). Keep-alive by HTTP version
+ * and `Connection`; a client's EOF ends the connection once every request
+ * it sent is answered. Chunked and Content-Length bodies decoded by the
+ * parser. Limits (config [limits]): request head (request line + headers)
+ * http_max_head bytes and http_max_headers headers → 431; body
+ * http_max_body → 413; malformed (bad request line, obs-fold, Host missing
+ * in HTTP/1.1, repeated or invalid) → 400; a Transfer-Encoding other than
+ * "chunked" → 501; the whole request must arrive within
+ * http_header_timeout_ms; an idle keep-alive connection closes after
+ * http_idle_timeout_s. Error answers close the connection gracefully and are
+ * counted (rtmd_http_errors). An absolute-form target reaches the handler in
+ * origin form (url, path). A HEAD request is answered without body and
+ * without Content-Length.
  *
  * A handler receives a complete request and must answer it exactly once,
  * now or later (after a store callback), with rtmd_http_respond*(). The
@@ -56,6 +64,16 @@ void rtmd_http_shutdown(void);
 
 /* Starts HTTP on a newly accepted connection. */
 void rtmd_http_conn_start(struct rtmd_conn *c);
+/* Starts the answer of a connection over max_connections: its first bytes
+ * are answered 503 (the §3.2 error body, Retry-After: 1) and it closes
+ * gracefully; a client silent for http_header_timeout_ms is closed. */
+void rtmd_http_conn_busy(struct rtmd_conn *c);
+
+/* Answers http.c gave itself (refused requests), counted by status for
+ * /metrics: rtmd_http_errors(i) is the count of rtmd_http_error_statuses[i]. */
+#define RTMD_HTTP_ERROR_STATUSES 5
+extern const int rtmd_http_error_statuses[RTMD_HTTP_ERROR_STATUSES];
+uint64_t rtmd_http_errors(size_t i);
 
 /* Value of the first header named name (case-insensitive), or an empty view
  * with p == NULL. */

@@ -4,7 +4,10 @@
  * head limit and header count (431), Content-Length and chunked bodies over
  * the maximum (413), malformed requests (400), pipelined requests answered
  * in order, keep-alive by version and Connection, and the exact bytes of an
- * error answer.
+ * error answer; RFC 9112 strictness (Host, obs-fold, transfer codings: 501,
+ * absolute-form targets), HEAD, pipelined requests that wait while the
+ * client does not read, a half-closed client's pipelined requests, and the
+ * 503 of a connection over max_connections.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,7 +40,9 @@ struct fixture {
 };
 
 /* What the handler saw and does. */
-static int handled_;        /* requests handed to the handler */
+static int handled_;       /* requests handed to the handler */
+static char last_url_[64]; /* the url of the last one */
+static size_t last_n_headers_;
 static int in_handler_;     /* handed over and not answered yet */
 static int max_in_handler_; /* the most at once */
 static int defer_passes_[8];
@@ -73,6 +78,8 @@ static void on_request(struct rtmd_http_request *req)
     int seq = handled_++;
     req->data = (void *)(intptr_t)seq;
     last_body_len_ = req->body.len;
+    last_n_headers_ = req->n_headers;
+    snprintf(last_url_, sizeof(last_url_), "%.*s", (int)req->url.len, req->url.p);
     if (++in_handler_ > max_in_handler_)
         max_in_handler_ = in_handler_;
     int passes = seq < 8 ? defer_passes_[seq] : 0;
@@ -188,15 +195,16 @@ static void assert_error_answer(struct fixture *f, const char *status)
     assert_true(!f->conn || (f->conn->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING)));
 }
 
-/* A request with one header whose value makes the head exactly head_bytes
- * as http.c counts it: the URL, and name + value + 4 for each header. */
+/* A request with Host and one header whose value makes the head exactly
+ * head_bytes as http.c counts it: the URL, and name + value + 4 for each
+ * header. */
 static char *request_with_head(size_t head_bytes)
 {
-    const size_t url = 2, name = 1; /* "/x", "H" */
-    size_t vlen = head_bytes - url - name - 4;
+    const size_t url = 2, name = 1, host = 4 + 1 + 4; /* "/x", "H", "Host" "x" */
+    size_t vlen = head_bytes - url - host - name - 4;
     struct rtmd_buf b;
     rtmd_buf_init(&b, SIZE_MAX);
-    rtmd_buf_append_cstr(&b, "GET /x HTTP/1.1\r\nH: ");
+    rtmd_buf_append_cstr(&b, "GET /x HTTP/1.1\r\nHost: x\r\nH: ");
     for (size_t i = 0; i < vlen; i++)
         rtmd_buf_append_byte(&b, 'v');
     rtmd_buf_append_cstr(&b, "\r\n\r\n");
@@ -248,12 +256,13 @@ static void test_16k_head_431(void **state)
     assert_error_answer(f, status_431);
 }
 
+/* A request with n headers, Host the first. */
 static char *request_with_headers(int n)
 {
     struct rtmd_buf b;
     rtmd_buf_init(&b, SIZE_MAX);
-    rtmd_buf_append_cstr(&b, "GET /h HTTP/1.1\r\n");
-    for (int i = 0; i < n; i++)
+    rtmd_buf_append_cstr(&b, "GET /h HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 1; i < n; i++)
         rtmd_buf_printf(&b, "X-Header-%d: %d\r\n", i, i);
     rtmd_buf_append_cstr(&b, "\r\n");
     rtmd_buf_append_byte(&b, '\0');
@@ -287,7 +296,8 @@ static void test_content_length_over_max_413(void **state)
     struct fixture *f = *state;
     /* refused as soon as the head is read, before any of the body */
     char req[128];
-    snprintf(req, sizeof(req), "POST /b HTTP/1.1\r\nContent-Length: %d\r\n\r\n", MAX_BODY + 1);
+    snprintf(req, sizeof(req), "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+             MAX_BODY + 1);
     send_str(f, req);
     assert_error_answer(f, status_413);
 }
@@ -295,7 +305,7 @@ static void test_content_length_over_max_413(void **state)
 static void test_content_length_huge_413(void **state)
 {
     struct fixture *f = *state;
-    send_str(f, "POST /b HTTP/1.1\r\nContent-Length: 18446744073709551614\r\n\r\n");
+    send_str(f, "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551614\r\n\r\n");
     stub_run_loop();
     /* over 2^64-2 http-parser itself refuses (400); either way an error */
     assert_true(starts_with(f, status_413) || starts_with(f, status_400));
@@ -306,7 +316,8 @@ static void test_content_length_at_max_accepted(void **state)
 {
     struct fixture *f = *state;
     char head[128];
-    snprintf(head, sizeof(head), "PUT /b HTTP/1.1\r\nContent-Length: %d\r\n\r\n", MAX_BODY);
+    snprintf(head, sizeof(head), "PUT /b HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+             MAX_BODY);
     send_str(f, head);
     char *body = malloc(MAX_BODY);
     memset(body, 'b', MAX_BODY);
@@ -322,7 +333,7 @@ static void test_content_length_at_max_accepted(void **state)
 /* A chunked body of `total` bytes in chunks of at most 64 KiB. */
 static void send_chunked(struct fixture *f, size_t total)
 {
-    send_str(f, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    send_str(f, "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
     char *chunk = malloc(65536);
     memset(chunk, 'c', 65536);
     for (size_t left = total; left > 0 && f->conn && stub_reading(f->conn);) {
@@ -366,13 +377,24 @@ static void test_malformed_400(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", /* a TLS ClientHello */
-        "GET / HTTP/1.1\r\nbad header: x\r\n\r\n",      /* space in a header name */
-        "GET / HTTX/1.1\r\n\r\n",                       /* not HTTP */
-        "GET / HTTP/1.1\r\nContent-Length: 12a\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",       /* a TLS ClientHello */
+        "GET / HTTP/1.1\r\nHost: x\r\nbad header: x\r\n\r\n", /* space in a header name */
+        "GET / HTTX/1.1\r\nHost: x\r\n\r\n",                  /* not HTTP */
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 12a\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         "GET /\r\n\r\n", /* no version (HTTP/0.9) */
+        /* RFC 9112 strictness */
+        "GET / HTTP/1.1\r\n\r\n",                             /* HTTP/1.1 without Host */
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",       /* Host twice */
+        "GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n",       /* in 1.0 too */
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",                /* invalid Host */
+        "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",                /* invalid Host */
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n",  /* obs-fold */
+        "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\t2\r\n\r\n", /* obs-fold, tab */
+        "GET / HTTP/1.1\r\n Host: x\r\n\r\n",                 /* space before a field */
+        "GET http:///x HTTP/1.1\r\nHost: x\r\n\r\n",          /* empty authority */
+        "GET http://u@h/x HTTP/1.1\r\nHost: x\r\n\r\n",       /* user information */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         void *st;
@@ -400,8 +422,8 @@ static void test_pipelined_answered_in_order(void **state)
     defer_passes_[3] = -1;
     send_str(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
                 "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
-                "POST /c HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
-                "GET /d HTTP/1.1\r\n\r\n");
+                "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+                "GET /d HTTP/1.1\r\nHost: x\r\n\r\n");
     /* one at a time: only the first is being handled */
     assert_int_equal(handled_, 1);
     stub_run_loop();
@@ -423,8 +445,8 @@ static void test_pipelined_split_anywhere(void **state)
 {
     (void)state;
     static const char reqs[] =
-        "GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\n"
-        "hiGET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+        "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        "X: 1\r\n\r\nhiGET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
     /* every split point of the same three requests gives the same answers */
     for (size_t cut = 1; cut < sizeof(reqs) - 1; cut++) {
         void *st;
@@ -453,10 +475,10 @@ static void test_keep_alive_and_close(void **state)
 {
     (void)state;
     static const struct keepalive_case cases[] = {
-        {"GET / HTTP/1.1\r\n\r\n", true},
-        {"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", true},
-        {"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false},
-        {"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: x\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n", false},
         {"GET / HTTP/1.0\r\n\r\n", false},
         {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true},
         {"GET / HTTP/1.0\r\nConnection: close\r\n\r\n", false},
@@ -479,14 +501,14 @@ static void test_keep_alive_and_close(void **state)
             assert_non_null(f->conn);
             assert_false(f->conn->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING));
             assert_ptr_equal(f->conn->armed, &f->server.idle_timeouts);
-            send_str(f, "GET /again HTTP/1.1\r\n\r\n");
+            send_str(f, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
             stub_run_loop();
             assert_int_equal(handled_, 2);
         } else {
             assert_true(!f->conn || (f->conn->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING)));
             /* input after the answer is discarded */
             if (f->conn && !(f->conn->c.flags & RTMD_CONN_CLOSING))
-                stub_read(f->conn, "GET / HTTP/1.1\r\n\r\n", 18);
+                stub_read(f->conn, "GET / HTTP/1.0\r\n\r\n", 18);
             stub_run_loop();
             assert_int_equal(handled_, 1);
         }
@@ -498,7 +520,7 @@ static void test_half_close_answered_then_closed(void **state)
 {
     struct fixture *f = *state;
     defer_passes_[0] = 2;
-    send_str(f, "GET /slow HTTP/1.1\r\n\r\n");
+    send_str(f, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
     stub_eof(f->conn); /* the client shuts its write side while we work */
     assert_non_null(f->conn);
     stub_run_loop();
@@ -548,7 +570,7 @@ static void test_exact_431_bytes(void **state)
 static void test_exact_200_bytes(void **state)
 {
     struct fixture *f = *state;
-    send_str(f, "GET /x HTTP/1.1\r\n\r\n");
+    send_str(f, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
     stub_run_loop();
     static const char want[] = "HTTP/1.1 200 OK\r\n"
                                "Content-Type: text/plain\r\n"
@@ -558,6 +580,292 @@ static void test_exact_200_bytes(void **state)
                                "seq=0";
     assert_int_equal(f->out.len, sizeof(want) - 1);
     assert_memory_equal(f->out.data, want, sizeof(want) - 1);
+}
+
+/* ---- RFC 9112 strictness -------------------------------------------------------------------- */
+
+static void test_transfer_coding_other_than_chunked_501(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: identity\r\n",
+        "Transfer-Encoding: chunked, chunked\r\n",
+        "Transfer-Encoding: xchunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: identity\r\nContent-Length: 3\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        void *st;
+        setup(&st);
+        struct fixture *f = st;
+        char req[256];
+        snprintf(req, sizeof(req), "POST /t HTTP/1.1\r\nHost: x\r\n%s\r\n0\r\n\r\n", bad[i]);
+        send_str(f, req);
+        stub_run_loop();
+        if (!starts_with(f, "HTTP/1.1 501 Not Implemented\r\n"))
+            fail_msg("case %zu: want 501, got: %.40s", i, out_str(f));
+        assert_non_null(strstr(out_str(f), "\"code\":\"not_implemented\""));
+        assert_error_answer(f, "HTTP/1.1 501 ");
+        teardown(&st);
+    }
+}
+
+/* "chunked" in any case is read; trailer fields are dropped, not merged
+ * into the headers (a second Host there is not a second Host). */
+static void test_chunked_any_case_accepted_trailers_dropped(void **state)
+{
+    struct fixture *f = *state;
+    send_str(f, "POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:  Chunked \r\n\r\n"
+                "2\r\nab\r\n0\r\nHost: y\r\nX-T: 1\r\n\r\n");
+    stub_run_loop();
+    assert_int_equal(handled_, 1);
+    assert_int_equal(last_body_len_, 2);
+    assert_int_equal(last_n_headers_, 2);
+    assert_true(starts_with(f, status_200));
+}
+
+static void test_http10_without_host_and_absolute_form_accepted(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"GET /a?b HTTP/1.0\r\n\r\n", "/a?b"},
+        {"GET http://h:1/dev/v2/x?y=1 HTTP/1.1\r\nHost: other\r\n\r\n", "/dev/v2/x?y=1"},
+        {"GET HTTPS://h/ HTTP/1.1\r\nHost: h\r\n\r\n", "/"},
+        {"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", "/"},
+        {"GET http://h?q=1 HTTP/1.0\r\n\r\n", "/?q=1"},
+        {"GET /x HTTP/1.1\r\nHost:\r\n\r\n", "/x"}, /* empty Host is allowed */
+        {"GET /x HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n", "/x"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        void *st;
+        setup(&st);
+        struct fixture *f = st;
+        send_str(f, cases[i][0]);
+        stub_run_loop();
+        if (handled_ != 1 || strcmp(last_url_, cases[i][1]) != 0)
+            fail_msg("case %zu: handled %d, url %s, out %.40s", i, handled_, last_url_, out_str(f));
+        teardown(&st);
+    }
+}
+
+static void test_obs_fold_split_across_reads_400(void **state)
+{
+    (void)state;
+    static const char req[] = "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n";
+    for (size_t cut = 1; cut < sizeof(req) - 1; cut++) {
+        void *st;
+        setup(&st);
+        struct fixture *f = st;
+        send_bytes(f, req, cut);
+        if (f->conn && stub_reading(f->conn))
+            send_bytes(f, req + cut, sizeof(req) - 1 - cut);
+        assert_error_answer(f, status_400);
+        teardown(&st);
+    }
+}
+
+/* A body that looks like a folded header line is a body. */
+static void test_body_is_not_scanned(void **state)
+{
+    struct fixture *f = *state;
+    send_str(f, "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n\n x\r\n\t"
+                "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    stub_run_loop();
+    assert_int_equal(handled_, 2);
+    assert_int_equal(count(out_str(f), status_200), 2);
+}
+
+/* ---- HEAD ----------------------------------------------------------------------------------- */
+
+static void test_head_answer_has_no_body(void **state)
+{
+    struct fixture *f = *state;
+    send_str(f, "HEAD /x HTTP/1.1\r\nHost: x\r\n\r\nGET /y HTTP/1.1\r\nHost: x\r\n\r\n");
+    stub_run_loop();
+    assert_int_equal(handled_, 2);
+    static const char want[] = "HTTP/1.1 200 OK\r\n"
+                               "Content-Type: text/plain\r\n"
+                               "X-Request-ID: 7_100\r\n"
+                               "\r\n"
+                               "HTTP/1.1 200 OK\r\n"
+                               "Content-Type: text/plain\r\n"
+                               "Content-Length: 5\r\n"
+                               "X-Request-ID: 7_101\r\n"
+                               "\r\n"
+                               "seq=1";
+    assert_int_equal(f->out.len, sizeof(want) - 1);
+    assert_memory_equal(f->out.data, want, sizeof(want) - 1);
+}
+
+static void test_head_error_answer_has_no_body(void **state)
+{
+    struct fixture *f = *state;
+    send_str(f, "HEAD /x HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n");
+    stub_run_loop();
+    static const char want[] = "HTTP/1.1 400 Bad Request\r\n"
+                               "Content-Type: application/json;charset=utf-8\r\n"
+                               "X-Request-ID: 7_100\r\n"
+                               "Connection: close\r\n"
+                               "\r\n";
+    assert_int_equal(f->out.len, sizeof(want) - 1);
+    assert_memory_equal(f->out.data, want, sizeof(want) - 1);
+}
+
+/* ---- a client that does not read ------------------------------------------------------------ */
+
+static void test_pipelined_requests_wait_while_answers_are_unsent(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 3000 };
+    f->conn->backpressure = true; /* nothing is written until stub_drain() */
+    static const char one[] = "GET /p HTTP/1.1\r\nHost: x\r\n\r\n";
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, SIZE_MAX);
+    for (int i = 0; i < N; i++)
+        rtmd_buf_append(&b, one, sizeof(one) - 1);
+    size_t sent = 0;
+    int rounds = 0;
+    while (handled_ < N) {
+        assert_true(++rounds < 100);
+        /* the client sends what the server reads, and reads nothing */
+        while (sent < b.len && f->conn && stub_reading(f->conn)) {
+            size_t n = RTMD_MIN(b.len - sent, (size_t)65536);
+            send_bytes(f, b.data + sent, n);
+            sent += n;
+            stub_run_loop();
+        }
+        stub_run_loop();
+        /* stopped: at most 64 KiB of answers wait, and one more answer */
+        assert_true(f->conn->c.out_pending <= 64 * 1024 + 128);
+        assert_true(handled_ == N || f->conn->c.out_pending > 64 * 1024);
+        if (handled_ < N) {
+            assert_ptr_equal(f->conn->armed, &f->server.idle_timeouts);
+            assert_true(sent < b.len || handled_ < N);
+        }
+        stub_drain(f->conn); /* the client reads everything */
+        stub_run_loop();
+    }
+    rtmd_buf_free(&b);
+    assert_int_equal(sent, N * (sizeof(one) - 1));
+    /* every answer, in order */
+    const char *out = out_str(f);
+    assert_int_equal(count(out, status_200), N);
+    char want[32];
+    const char *at = out;
+    for (int i = 0; i < N; i++) {
+        snprintf(want, sizeof(want), "\r\n\r\nseq=%d", i);
+        at = strstr(at, want);
+        assert_non_null(at);
+    }
+    assert_true(rounds >= 4); /* ~270 KiB of answers, 64 KiB at a time */
+}
+
+/* A malformed request pipelined behind one whose answer the client has not
+ * read: the error answer waits to be written, with a timeout running (the
+ * request's was disarmed at the dispatch before), even after EOF. */
+static void test_error_answer_waiting_for_the_reader_has_a_timeout(void **state)
+{
+    struct fixture *f = *state;
+    f->conn->backpressure = true;
+    send_str(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTTP/1.1\r\n\r\n");
+    stub_run_loop();
+    assert_int_equal(handled_, 1);
+    assert_non_null(strstr(out_str(f), "HTTP/1.1 400 "));
+    assert_true(f->conn->c.flags & RTMD_CONN_CLOSE_AFTER_WRITE);
+    stub_eof(f->conn);
+    stub_run_loop();
+    assert_non_null(f->conn);
+    assert_ptr_equal(f->conn->armed, &f->server.idle_timeouts);
+    assert_true(stub_fire_timeout(f->conn));
+    stub_run_loop();
+    assert_null(f->conn);
+}
+
+static void test_eof_after_pipelined_requests_answers_them_all(void **state)
+{
+    struct fixture *f = *state;
+    defer_passes_[0] = 2;
+    send_str(f, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+                "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    stub_eof(f->conn);
+    stub_run_loop();
+    assert_int_equal(handled_, 3);
+    const char *out = out_str(f);
+    assert_int_equal(count(out, status_200), 3);
+    /* only the last answer closes */
+    const char *close = strstr(out, "\r\nConnection: close\r\n");
+    assert_non_null(close);
+    assert_true(close > strstr(out, "seq=1"));
+    assert_true(!f->conn || (f->conn->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING)));
+}
+
+/* ---- over max_connections ------------------------------------------------------------------- */
+
+static void test_over_max_connections_is_answered_503(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.limits.max_connections = 1; /* f->conn is the one */
+    struct rtmd_buf out2;
+    rtmd_buf_init(&out2, 1 << 16);
+    struct stub_conn *c2;
+    stub_conn_open(&f->server, &f->listener, &out2, &c2);
+    assert_non_null(c2);
+    assert_int_equal(f->server.n_busy, 1);
+    assert_ptr_equal(c2->armed, &f->server.request_timeouts);
+    stub_read(c2, "GET /x HTTP/1.1\r\n", 17);
+    stub_read(c2, "Host: x\r\n\r\n", 11); /* discarded: answered already */
+    stub_run_loop();
+    rtmd_buf_append_byte(&out2, '\0');
+    static const char head[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                               "Content-Type: application/json;charset=utf-8\r\n";
+    assert_memory_equal(out2.data, head, sizeof(head) - 1);
+    assert_non_null(strstr(out2.data, "\r\nRetry-After: 1\r\n"));
+    assert_non_null(strstr(out2.data, "\r\nConnection: close\r\n"));
+    assert_non_null(strstr(out2.data, "\r\n\r\n{\"code\":\"service_unavailable\","));
+    assert_int_equal(count(out2.data, "HTTP/1.1 "), 1);
+    assert_true(!c2 || (c2->c.flags & (RTMD_CONN_LINGER | RTMD_CONN_CLOSING)));
+    if (c2)
+        rtmd_conn_close(&c2->c);
+    stub_run_loop();
+    assert_null(c2);
+    assert_int_equal(f->server.n_busy, 0);
+    assert_int_equal(f->server.rejected_full, 1);
+    assert_int_equal(f->server.rejected_answered, 1);
+    /* the first connection was served all along */
+    send_str(f, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    stub_run_loop();
+    assert_int_equal(handled_, 1);
+    rtmd_buf_free(&out2);
+}
+
+static void test_busy_answers_are_bounded(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.limits.max_connections = 1;
+    enum { N = 40 };
+    struct stub_conn *cs[N];
+    struct rtmd_buf outs[N];
+    for (int i = 0; i < N; i++) {
+        rtmd_buf_init(&outs[i], 1 << 16);
+        stub_conn_open(&f->server, &f->listener, &outs[i], &cs[i]);
+    }
+    /* 32 are answered; the rest were closed at once */
+    assert_int_equal(f->server.n_busy, 32);
+    assert_int_equal(f->server.rejected_full, N);
+    assert_int_equal(f->server.rejected_answered, 32);
+    stub_run_loop();
+    for (int i = 0; i < N; i++) {
+        if (i < 32) {
+            /* silent: closed at the request timeout, unanswered */
+            assert_true(stub_fire_timeout(cs[i]));
+            stub_run_loop();
+        }
+        assert_null(cs[i]);
+        assert_int_equal(outs[i].len, 0);
+        rtmd_buf_free(&outs[i]);
+    }
+    assert_int_equal(f->server.n_busy, 0);
 }
 
 int main(void)
@@ -582,6 +890,18 @@ int main(void)
         T(test_timeouts),
         T(test_exact_431_bytes),
         T(test_exact_200_bytes),
+        cmocka_unit_test(test_transfer_coding_other_than_chunked_501),
+        T(test_chunked_any_case_accepted_trailers_dropped),
+        cmocka_unit_test(test_http10_without_host_and_absolute_form_accepted),
+        cmocka_unit_test(test_obs_fold_split_across_reads_400),
+        T(test_body_is_not_scanned),
+        T(test_head_answer_has_no_body),
+        T(test_head_error_answer_has_no_body),
+        T(test_pipelined_requests_wait_while_answers_are_unsent),
+        T(test_eof_after_pipelined_requests_answers_them_all),
+        T(test_error_answer_waiting_for_the_reader_has_a_timeout),
+        T(test_over_max_connections_is_answered_503),
+        T(test_busy_answers_are_bounded),
     };
 #undef T
     return cmocka_run_group_tests_name("http_limits", tests, group_setup, group_teardown);
