@@ -634,11 +634,9 @@ static void fail(struct rtmd_http_conn *hc, int status, const char *message)
     write_response(c, status, "application/json;charset=utf-8", RTMD_STR_NULL, &body, 1, id, true,
                    head_only);
     rtmd_buf_free(&b);
-    /* The answer must be read within the idle timeout (no other may be
-     * armed: a pipelined request is parsed after the last one's dispatch
-     * disarmed the request timeout). */
-    rtmd_conn_arm_timeout(c, &c->server->idle_timeouts);
-    rtmd_conn_close_gracefully(c); /* nothing if the write closed it */
+    /* Nothing if the write closed it; an answer the client does not read
+     * is given up under the drain timeout (conn.c). */
+    rtmd_conn_close_gracefully(c);
 }
 
 /* ---- driving the parser ------------------------------------------------------ */

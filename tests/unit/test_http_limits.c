@@ -776,7 +776,8 @@ static void test_error_answer_waiting_for_the_reader_has_a_timeout(void **state)
     stub_eof(f->conn);
     stub_run_loop();
     assert_non_null(f->conn);
-    assert_ptr_equal(f->conn->armed, &f->server.idle_timeouts);
+    /* the graceful close waits for the output under the drain timeout */
+    assert_ptr_equal(f->conn->armed, &f->server.drain_timeouts);
     assert_true(stub_fire_timeout(f->conn));
     stub_run_loop();
     assert_null(f->conn);
