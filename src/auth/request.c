@@ -12,17 +12,6 @@ static bool starts_with_ci(struct rtmd_str s, const char *prefix, struct rtmd_st
     return true;
 }
 
-static struct rtmd_str trim(struct rtmd_str s)
-{
-    while (s.len && (s.p[0] == ' ' || s.p[0] == '\t')) {
-        s.p++;
-        s.len--;
-    }
-    while (s.len && (s.p[s.len - 1] == ' ' || s.p[s.len - 1] == '\t'))
-        s.len--;
-    return s;
-}
-
 /* Basic credentials in header (`Basic <b64>`). A customer whose secret
  * matches is reported in out->customer even when it does not own the app. */
 static int basic(const struct rtmd_config *cfg, const struct rtmd_app *app, struct rtmd_str header,
@@ -106,9 +95,9 @@ static int token(const struct rtmd_config *cfg, const struct rtmd_app *app, stru
 /* A token as clients quote it: `"<t>"` → <t>. */
 static struct rtmd_str unquote(struct rtmd_str s)
 {
-    s = trim(s);
+    s = rtmd_str_trim_ows(s);
     if (s.len >= 2 && s.p[0] == '"' && s.p[s.len - 1] == '"')
-        s = trim(rtmd_str_make(s.p + 1, s.len - 2));
+        s = rtmd_str_trim_ows(rtmd_str_make(s.p + 1, s.len - 2));
     return s;
 }
 
@@ -118,10 +107,10 @@ static struct rtmd_str agora_token(struct rtmd_str a)
     struct rtmd_str rest;
     if (!starts_with_ci(a, "agora ", &rest))
         return RTMD_STR_NULL;
-    rest = trim(rest);
+    rest = rtmd_str_trim_ows(rest);
     if (!starts_with_ci(rest, "token", &rest))
         return RTMD_STR_NULL;
-    rest = trim(rest);
+    rest = rtmd_str_trim_ows(rest);
     if (!rest.len || rest.p[0] != '=')
         return RTMD_STR_NULL;
     return unquote(rtmd_str_make(rest.p + 1, rest.len - 1));
@@ -160,7 +149,7 @@ int rtmd_auth_request(const struct rtmd_config *cfg, const struct rtmd_app *app,
     /* Every credential presented is tried; the first that verifies wins
      * (clients send the token headers and an Authorization that repeats
      * them, or one with a scheme rtmd does not know). */
-    struct rtmd_str a = trim(cred->authorization);
+    struct rtmd_str a = rtmd_str_trim_ows(cred->authorization);
     if (a.len) {
         struct rtmd_str tok = agora_token(a);
         if (starts_with_ci(a, "basic ", &rest))

@@ -55,3 +55,14 @@ int rtmd_str_to_u64(struct rtmd_str s, uint64_t max, uint64_t *out)
     *out = v;
     return 0;
 }
+
+struct rtmd_str rtmd_str_trim_ows(struct rtmd_str s)
+{
+    while (s.len && (s.p[0] == ' ' || s.p[0] == '\t')) {
+        s.p++;
+        s.len--;
+    }
+    while (s.len && (s.p[s.len - 1] == ' ' || s.p[s.len - 1] == '\t'))
+        s.len--;
+    return s;
+}

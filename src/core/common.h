@@ -73,6 +73,9 @@ static inline bool rtmd_str_eq_cstr(struct rtmd_str a, const char *b)
 /* ASCII case-insensitive equality (HTTP header names, tokens). */
 bool rtmd_str_ieq(struct rtmd_str a, struct rtmd_str b);
 
+/* s without leading and trailing spaces and tabs (HTTP's OWS). */
+struct rtmd_str rtmd_str_trim_ows(struct rtmd_str s);
+
 /* Parses a decimal unsigned integer that fills the whole view; no sign, no
  * spaces. Returns 0, -EINVAL (not a number) or -ERANGE (above max). */
 int rtmd_str_to_u64(struct rtmd_str s, uint64_t max, uint64_t *out);

@@ -251,18 +251,6 @@ static bool tchar(unsigned char c)
     return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
-/* s without leading and trailing spaces and tabs. */
-static struct rtmd_str trim_ows(struct rtmd_str s)
-{
-    while (s.len && (s.p[0] == ' ' || s.p[0] == '\t')) {
-        s.p++;
-        s.len--;
-    }
-    while (s.len && (s.p[s.len - 1] == ' ' || s.p[s.len - 1] == '\t'))
-        s.len--;
-    return s;
-}
-
 /* A Host value: uri-host [":" port] (RFC 9110 §7.2), possibly empty; checked
  * by its characters only (reg-name, IP literal, port). */
 static bool host_ok(struct rtmd_str v)
@@ -287,10 +275,10 @@ static int header_done(struct rtmd_http_conn *hc)
     if (rtmd_str_ieq(h->name, RTMD_STR_LIT("Host"))) {
         if (++hc->n_host > 1)
             return reject(hc, 400, "more than one Host header");
-        if (!host_ok(trim_ows(h->value)))
+        if (!host_ok(rtmd_str_trim_ows(h->value)))
             return reject(hc, 400, "invalid Host header");
     } else if (rtmd_str_ieq(h->name, RTMD_STR_LIT("Transfer-Encoding"))) {
-        if (hc->te_seen || !rtmd_str_ieq(trim_ows(h->value), RTMD_STR_LIT("chunked")))
+        if (hc->te_seen || !rtmd_str_ieq(rtmd_str_trim_ows(h->value), RTMD_STR_LIT("chunked")))
             return reject(hc, 501, "only Transfer-Encoding: chunked is supported");
         hc->te_seen = true;
     }
