@@ -91,6 +91,9 @@ static struct rtmd_config *cfg_;
 static struct rtmd_store *store_;
 static char data_dir_[64];
 static struct rtmd_server server_;
+static struct rtmd_messaging messaging_;
+static struct rtmd_gateway gateway_;
+static struct rtmd_api api_;
 static struct rtmd_listener listener_;
 static struct stub_conn *conn_; /* NULL once freed */
 static struct rtmd_buf out_;
@@ -130,9 +133,11 @@ static void setup(void)
     rtmd_request_id_init(1, 1);
     CHECK(rtmd_store_open(&store_, cfg_, &stub_loop_) == 0);
     stub_server_init(&server_, &listener_, cfg_, rtmd_api_handle);
-    CHECK(rtmd_gateway_init(cfg_, store_) == 0);
-    rtmd_ws_init(cfg_, &rtmd_gateway_ws_handler);
-    CHECK(rtmd_api_init(cfg_, store_, &server_) == 0);
+    CHECK(rtmd_messaging_init(&messaging_, cfg_, store_) == 0);
+    CHECK(rtmd_gateway_init(&gateway_, cfg_, store_, &messaging_) == 0);
+    rtmd_ws_init(cfg_, &gateway_.ws_handler);
+    CHECK(rtmd_api_init(&api_, cfg_, store_, &server_, &messaging_, &gateway_) == 0);
+    server_.request_ctx = &api_;
     stub_run_loop(); /* the prune the store starts with */
 }
 

@@ -77,7 +77,7 @@ static size_t ws_open_, ws_closed_;
 
 /* ---- the WebSocket side: an echo handler ----------------------------------------- */
 
-static void ws_open(struct rtmd_conn *c)
+static void ws_open(void *ctx, struct rtmd_conn *c)
 {
     (void)c;
     ws_open_++;

@@ -223,6 +223,8 @@ struct call {
 };
 
 static struct rtmd_store store_;
+static struct rtmd_messaging messaging_;
+static struct rtmd_gateway gateway_;
 static size_t calls_pending_;
 
 static void call_done(struct rtmd_deferred *d)
@@ -765,8 +767,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         slots_[i].conn = NULL;
         slots_[i].used = false;
     }
-    CHECK(rtmd_gateway_init(&cfg_, &store_) == 0);
-    rtmd_ws_init(&cfg_, &rtmd_gateway_ws_handler);
+    CHECK(rtmd_messaging_init(&messaging_, &cfg_, &store_) == 0);
+    CHECK(rtmd_gateway_init(&gateway_, &cfg_, &store_, &messaging_) == 0);
+    rtmd_ws_init(&cfg_, &gateway_.ws_handler);
     stub_server_init(&server_, &listener_, &cfg_, on_request);
 
     if (flags_ & 0x01) {
@@ -780,7 +783,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     stub_server_close(&server_);
     rtmd_ws_shutdown();
-    rtmd_gateway_shutdown();
+    rtmd_gateway_shutdown(&gateway_);
+    rtmd_messaging_shutdown(&messaging_);
     for (int i = 0; i < SLOTS; i++) {
         rtmd_buf_free(&slots_[i].out);
         rtmd_buf_free(&slots_[i].in);

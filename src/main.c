@@ -36,6 +36,9 @@
 
 static struct rtmd_server server_;
 static struct rtmd_store *store_;
+static struct rtmd_messaging messaging_;
+static struct rtmd_gateway gateway_;
+static struct rtmd_api api_;
 static uv_signal_t sigterm_, sigint_;
 /* Signals that must never kill rtmd (logrotate and `systemctl reload` send
  * SIGHUP): logged and ignored. */
@@ -91,7 +94,7 @@ static void shutdown_server(void)
     shutting_down_ = true;
     rtmd_log_info("main", "shutting down: ending %zu connections", server_.n_conns);
     rtmd_server_stop_listening(&server_);
-    rtmd_gateway_stop();
+    rtmd_gateway_stop(&gateway_);
     rtmd_server_close_all(&server_);
     rtmd_store_close(store_, on_store_closed, NULL);
 }
@@ -246,10 +249,11 @@ int main(int argc, char **argv)
                        cfg->backend == RTMD_STORE_REDIS ? "redis" : "embedded", rtmd_strerror(r));
         goto out;
     }
-    rtmd_gateway_init(cfg, store_);
-    rtmd_ws_init(cfg, &rtmd_gateway_ws_handler);
-    rtmd_api_init(cfg, store_, &server_);
-    if (rtmd_server_start(&server_, cfg, ssl_ctx, rtmd_api_handle, err, sizeof(err)) < 0) {
+    rtmd_messaging_init(&messaging_, cfg, store_);
+    rtmd_gateway_init(&gateway_, cfg, store_, &messaging_);
+    rtmd_ws_init(cfg, &gateway_.ws_handler);
+    rtmd_api_init(&api_, cfg, store_, &server_, &messaging_, &gateway_);
+    if (rtmd_server_start(&server_, cfg, ssl_ctx, rtmd_api_handle, &api_, err, sizeof(err)) < 0) {
         rtmd_log_error("main", "%s", err);
         rtmd_store_close(store_, on_store_closed, NULL);
         uv_signal_init(loop, &sigterm_);
@@ -277,8 +281,9 @@ int main(int argc, char **argv)
     rtmd_log_info("main", "stopped");
     rc = 0;
 out:
-    rtmd_api_shutdown();
-    rtmd_gateway_shutdown();
+    rtmd_api_shutdown(&api_);
+    rtmd_gateway_shutdown(&gateway_);
+    rtmd_messaging_shutdown(&messaging_);
     rtmd_http_shutdown();
     uv_loop_close(loop);
     if (ssl_ctx)

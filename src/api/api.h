@@ -1,5 +1,5 @@
 /*
- * api.h — the vendor REST API (SPEC §3) and the operational endpoints.
+ * api.h — the vendor REST API (Agora-compatible) and the operational endpoints.
  *
  *   GET  /healthz                                          health.c
  *   GET  /metrics                                          health.c
@@ -20,15 +20,38 @@
 #ifndef RTMD_API_API_H
 #define RTMD_API_API_H
 
+#include "api/pins.h"
+#include "core/buf.h"
 #include "core/config.h"
+#include "gateway/gateway.h"
+#include "messaging/messaging.h"
 #include "net/conn.h"
 #include "net/http.h"
 #include "store/store.h"
 
-int rtmd_api_init(const struct rtmd_config *cfg, struct rtmd_store *store,
-                  struct rtmd_server *server);
-void rtmd_api_shutdown(void);
-/* The server's request handler. */
+/* Answers counted for /metrics, by these codes. */
+#define RTMD_API_COUNTED_CODES 12
+
+/* The API's context: what its files share, passed explicitly (each call
+ * points to it; rtmd_api_handle finds it in server->request_ctx, which main
+ * gives rtmd_server_start()). Owned by main. */
+struct rtmd_api {
+    const struct rtmd_config *cfg;
+    struct rtmd_store *store;
+    struct rtmd_server *server;
+    struct rtmd_messaging *messaging;
+    const struct rtmd_gateway *gateway; /* its counters, for /metrics */
+    struct rtmd_history_pins pins;      /* retention cut-offs per history filter */
+    struct rtmd_buf body;               /* answers are written at once */
+    uint64_t status[6];                 /* answers by class: 1xx..5xx at [1..5] */
+    uint64_t by_code[RTMD_API_COUNTED_CODES];
+};
+
+int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rtmd_store *store,
+                  struct rtmd_server *server, struct rtmd_messaging *messaging,
+                  const struct rtmd_gateway *gateway);
+void rtmd_api_shutdown(struct rtmd_api *api);
+/* The server's request handler (the API is server->request_ctx). */
 void rtmd_api_handle(struct rtmd_http_request *req);
 
 #endif

@@ -60,7 +60,7 @@ bool api_payload_field(struct api_call *call, const cJSON *obj, struct rtmd_str 
         return false;
     }
     *out = rtmd_str_cstr(v->valuestring);
-    if (out->len == 0 || out->len > api_cfg->limits.max_payload ||
+    if (out->len == 0 || out->len > call->api->cfg->limits.max_payload ||
         !rtmd_utf8_valid(out->p, out->len) || (call->body_had_nul && memchr(out->p, 1, out->len))) {
         field_error(call, "payload", "must be 1 to max_payload bytes of UTF-8 text");
         return false;

@@ -36,8 +36,8 @@ static void pull(struct api_call *call, enum rtmd_evlog_kind kind)
         api_respond_error(call, 408, "request_timeout", "client went away");
         return;
     }
-    int r = rtmd_store_pull(api_store, call->app, kind, call->req->region,
-                            api_cfg->limits.events_max_pull, on_pulled, call);
+    int r = rtmd_store_pull(call->api->store, call->app, kind, call->req->region,
+                            call->api->cfg->limits.events_max_pull, on_pulled, call);
     if (r < 0)
         api_respond_store_error(call, r);
 }

@@ -10,35 +10,35 @@
 
 /* 200 while the store writes; 503 from a failed write (a full disk) until
  * one succeeds again, naming the cause and the records it owes. */
-void api_healthz(struct rtmd_http_request *req)
+void api_healthz(struct rtmd_api *api, struct rtmd_http_request *req)
 {
     struct rtmd_store_stats st;
     memset(&st, 0, sizeof(st));
-    rtmd_store_stats(api_store, &st);
+    rtmd_store_stats(api->store, &st);
     if (st.write_error) {
         char msg[192];
         snprintf(msg, sizeof(msg), "the store cannot write (%s); %llu Leave/Logout records owed",
                  st.write_error == -ENOSPC ? "disk full" : rtmd_strerror(st.write_error),
                  (unsigned long long)st.owed_records);
-        api_respond_req_error(req, 503, "unavailable", msg);
+        api_respond_req_error(api, req, 503, "unavailable", msg);
         return;
     }
-    struct rtmd_buf *b = api_body_buf();
+    struct rtmd_buf *b = api_body_buf(api);
     rtmd_buf_printf(b, "{\"request_id\":\"%s\",\"result\":\"success\",\"status\":\"ok\"}",
                     req->request_id);
-    api_count_status(200);
+    api_count_status(api, 200);
     rtmd_http_respond_json(req, 200, rtmd_str_make(b->data, b->len));
 }
 
 static const char *const log_names[RTMD_EVLOG_KINDS] = {"user", "channel"};
 
-void api_metrics(struct rtmd_http_request *req)
+void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req)
 {
-    struct rtmd_buf *b = api_body_buf();
+    struct rtmd_buf *b = api_body_buf(api);
     struct rtmd_store_stats st;
     memset(&st, 0, sizeof(st));
-    rtmd_store_stats(api_store, &st);
-    const struct rtmd_server *s = api_server;
+    rtmd_store_stats(api->store, &st);
+    const struct rtmd_server *s = api->server;
 
     rtmd_buf_printf(b,
                     "# HELP rtmd_connections Open client connections.\n"
@@ -68,18 +68,18 @@ void api_metrics(struct rtmd_http_request *req)
                     "reading (ws_output_budget).\n"
                     "# TYPE rtmd_slow_consumers_closed_total counter\n"
                     "rtmd_slow_consumers_closed_total %llu\n",
-                    (unsigned long long)rtmd_gateway_pushes(),
-                    (unsigned long long)rtmd_gateway_cut_offs());
+                    (unsigned long long)api->gateway->pushes,
+                    (unsigned long long)api->gateway->cut_offs);
     rtmd_buf_printf(b, "# TYPE rtmd_events_recorded_total counter\n");
     for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
         rtmd_buf_printf(b, "rtmd_events_recorded_total{log=\"%s\"} %llu\n", log_names[k],
                         (unsigned long long)st.events_recorded[k]);
     rtmd_buf_printf(b, "# HELP rtmd_events_dropped_total Events overwritten before this region "
                        "read them.\n# TYPE rtmd_events_dropped_total counter\n");
-    for (size_t r = 0; r < api_cfg->n_regions; r++)
+    for (size_t r = 0; r < api->cfg->n_regions; r++)
         for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
             rtmd_buf_printf(b, "rtmd_events_dropped_total{region=\"%s\",log=\"%s\"} %llu\n",
-                            api_cfg->regions[r], log_names[k],
+                            api->cfg->regions[r], log_names[k],
                             (unsigned long long)st.events_dropped[r][k]);
     rtmd_buf_printf(b,
                     "# TYPE rtmd_store_commits_total counter\nrtmd_store_commits_total %llu\n"
@@ -102,10 +102,10 @@ void api_metrics(struct rtmd_http_request *req)
         rtmd_buf_printf(b, "rtmd_http_request_errors_total{status=\"%d\"} %llu\n",
                         rtmd_http_error_statuses[i], (unsigned long long)rtmd_http_errors(i));
     rtmd_buf_printf(b, "# TYPE rtmd_http_responses_total counter\n");
-    for (size_t i = 0; i < API_COUNTED_CODES; i++)
+    for (size_t i = 0; i < RTMD_API_COUNTED_CODES; i++)
         rtmd_buf_printf(b, "rtmd_http_responses_total{code=\"%d\"} %llu\n", api_counted_codes[i],
-                        (unsigned long long)api_counters.by_code[i]);
-    api_count_status(200);
+                        (unsigned long long)api->by_code[i]);
+    api_count_status(api, 200);
     rtmd_http_respond(req, 200, "text/plain; version=0.0.4", RTMD_STR_NULL,
                       rtmd_str_make(b->data, b->len));
 }

@@ -81,8 +81,9 @@ static bool set_filter(struct api_call *call, struct query_call *qc, struct rtmd
     }
     set_id(qc->source, &qc->q.source, source);
     set_id(qc->destination, &qc->q.destination, destination);
-    qc->q.min_ms = rtmd_history_pins_cutoff(&api_pins, call->app->index, &qc->q, rtmd_now_ms(),
-                                            (uint64_t)api_cfg->limits.history_retention_s * 1000);
+    qc->q.min_ms =
+        rtmd_history_pins_cutoff(&call->api->pins, call->app->index, &qc->q, rtmd_now_ms(),
+                                 (uint64_t)call->api->cfg->limits.history_retention_s * 1000);
     return true;
 }
 
@@ -157,7 +158,7 @@ static void on_handle(void *arg, int status, const char *handle)
         free(qc);
         return;
     }
-    struct rtmd_buf *b = api_body_buf();
+    struct rtmd_buf *b = api_body_buf(call->api);
     struct rtmd_json j;
     rtmd_json_init(&j, b);
     rtmd_json_obj_begin(&j);
@@ -201,9 +202,9 @@ void api_history_create(struct api_call *call)
     if (!set_filter(call, qc, source, destination, start, end) || !paging(call, body, &qc->q))
         goto fail;
     cJSON_Delete(body);
-    int r =
-        rtmd_store_handle_put(api_store, call->app, &qc->q,
-                              (uint64_t)api_cfg->limits.history_handle_ttl_s * 1000, on_handle, qc);
+    int r = rtmd_store_handle_put(call->api->store, call->app, &qc->q,
+                                  (uint64_t)call->api->cfg->limits.history_handle_ttl_s * 1000,
+                                  on_handle, qc);
     if (r < 0) {
         api_respond_store_error(call, r);
         free(qc);
@@ -248,7 +249,7 @@ static void on_messages(void *arg, int status, const struct rtmd_message_batch *
         api_respond_store_error(call, status);
         return;
     }
-    struct rtmd_buf *b = api_body_buf();
+    struct rtmd_buf *b = api_body_buf(call->api);
     struct rtmd_json j;
     ok_envelope(&j, b);
     rtmd_json_key(&j, "messages");
@@ -276,7 +277,7 @@ static void on_taken(void *arg, int status, const struct rtmd_history_query *q)
         api_respond_store_error(call, status);
         return;
     }
-    int r = rtmd_store_history_query(api_store, call->app, q, on_messages, call);
+    int r = rtmd_store_history_query(call->api->store, call->app, q, on_messages, call);
     if (r < 0)
         api_respond_store_error(call, r);
 }
@@ -302,7 +303,7 @@ void api_history_get(struct api_call *call)
         api_respond_error(call, 410, "gone", "no such query handle; POST the query again");
         return;
     }
-    int r = rtmd_store_handle_take(api_store, call->app, handle, on_taken, call);
+    int r = rtmd_store_handle_take(call->api->store, call->app, handle, on_taken, call);
     if (r < 0)
         api_respond_store_error(call, r);
 }
@@ -318,7 +319,7 @@ static void on_count(void *arg, int status, uint64_t count)
         api_respond_store_error(call, status);
         return;
     }
-    struct rtmd_buf *b = api_body_buf();
+    struct rtmd_buf *b = api_body_buf(call->api);
     struct rtmd_json j;
     ok_envelope(&j, b);
     rtmd_json_key(&j, "count");
@@ -372,7 +373,7 @@ void api_history_count(struct api_call *call)
     if (!set_filter(call, qc, source, destination, start, end))
         goto fail;
     rtmd_buf_free(&buf);
-    int r = rtmd_store_history_count(api_store, call->app, &qc->q, on_count, qc);
+    int r = rtmd_store_history_count(call->api->store, call->app, &qc->q, on_count, qc);
     if (r < 0) {
         api_respond_store_error(call, r);
         free(qc);

@@ -5,7 +5,6 @@
 #define RTMD_API_INTERNAL_H
 
 #include "api/api.h"
-#include "api/pins.h"
 #include "auth/request.h"
 #include "core/buf.h"
 #include "core/ids.h"
@@ -15,6 +14,7 @@
 
 /* A vendor request after routing and authentication. */
 struct api_call {
+    struct rtmd_api *api;
     struct rtmd_http_request *req;
     const struct rtmd_app *app;
     struct rtmd_principal principal;
@@ -36,12 +36,6 @@ struct api_route {
     void (*handle)(struct api_call *call);
 };
 
-extern const struct rtmd_config *api_cfg;
-extern struct rtmd_store *api_store;
-extern struct rtmd_server *api_server;
-/* Retention cut-offs pinned per history filter (pins.h). */
-extern struct rtmd_history_pins api_pins;
-
 /* Answers and frees the call. */
 void api_respond_json(struct api_call *call, int status, struct rtmd_str body);
 /* A JSON body in parts (see rtmd_http_respond_parts). */
@@ -51,12 +45,13 @@ void api_respond_error(struct api_call *call, int status, const char *code, cons
 /* Answers a store failure: -ETIMEDOUT → 408, RTMD_ERATE → 429, else 500. */
 void api_respond_store_error(struct api_call *call, int status);
 /* Answers a plain request (no call yet), counting it. */
-void api_respond_req_error(struct rtmd_http_request *req, int status, const char *code,
-                           const char *message);
-void api_count_status(int status);
+void api_respond_req_error(struct rtmd_api *api, struct rtmd_http_request *req, int status,
+                           const char *code, const char *message);
+void api_count_status(struct rtmd_api *api, int status);
 
-/* A loop-wide scratch buffer for response bodies (answers are written at once). */
-struct rtmd_buf *api_body_buf(void);
+/* The API's scratch buffer for response bodies, emptied (answers are
+ * written at once). */
+struct rtmd_buf *api_body_buf(struct rtmd_api *api);
 
 /* Endpoints. */
 void api_user_events(struct api_call *call);
@@ -78,16 +73,10 @@ bool api_payload_field(struct api_call *call, const struct cJSON *obj, struct rt
 bool api_bool_field(struct api_call *call, const struct cJSON *obj, const char *name, bool *out);
 /* Writes the §3.3-style success envelope tail: ,"request_id":"..","result":"success"} */
 void api_json_tail(struct rtmd_json *j, const struct rtmd_http_request *req);
-void api_healthz(struct rtmd_http_request *req);
-void api_metrics(struct rtmd_http_request *req);
+void api_healthz(struct rtmd_api *api, struct rtmd_http_request *req);
+void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req);
 
-/* Counters for /metrics: answers by status class and by these codes. */
-#define API_COUNTED_CODES 12
-extern const int api_counted_codes[API_COUNTED_CODES];
-struct api_counters {
-    uint64_t status[6]; /* by class: 1xx..5xx at [1..5] */
-    uint64_t by_code[API_COUNTED_CODES];
-};
-extern struct api_counters api_counters;
+/* The codes counted in rtmd_api.by_code, in order. */
+extern const int api_counted_codes[RTMD_API_COUNTED_CODES];
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * messages.c — POST rtm/users/{user_id}/peer_messages[?wait_for_ack=] and
- * rtm/users/{user_id}/channel_messages (SPEC §3.5).
+ * rtm/users/{user_id}/channel_messages, through messaging/ (the one send
+ * path, shared with the client ops).
  *
  * Answers (keys alphabetical):
  *   {"code":"message_sent","request_id":"..","result":"success"}       accepted
@@ -18,17 +19,6 @@
 #include "core/alloc.h"
 #include "core/loop.h"
 #include "core/url.h"
-#include "gateway/gateway.h"
-
-/* One send's outstanding work: store calls and an ack. */
-struct send {
-    struct api_call *call;
-    int outstanding;
-    int status; /* first store failure */
-    bool delivered;
-    bool wait;
-    int ack_status;
-};
 
 bool api_authorize_sender(struct api_call *call)
 {
@@ -63,7 +53,7 @@ static struct rtmd_str sender(const struct api_call *call)
 
 static void answer_code(struct api_call *call, const char *code, bool with_result)
 {
-    struct rtmd_buf *b = api_body_buf();
+    struct rtmd_buf *b = api_body_buf(call->api);
     struct rtmd_json j;
     rtmd_json_init(&j, b);
     rtmd_json_obj_begin(&j);
@@ -79,48 +69,41 @@ static void answer_code(struct api_call *call, const char *code, bool with_resul
     api_respond_json(call, 200, rtmd_str_make(b->data, b->len));
 }
 
-static void send_done(struct send *s)
+/* The answer to a send, from its result. */
+static void answer(struct api_call *call, bool wait, const struct rtmd_send_result *r)
 {
-    if (--s->outstanding > 0)
-        return;
-    struct api_call *call = s->call;
-    if (s->status < 0)
-        api_respond_store_error(call, s->status);
-    else if (!s->delivered)
+    if (r->status < 0)
+        api_respond_store_error(call, r->status);
+    else if (!r->delivered)
         answer_code(call, "message_offline", false);
-    else if (!s->wait)
+    else if (!wait)
         answer_code(call, "message_sent", true);
-    else if (s->ack_status == 0)
+    else if (r->ack_status == 0)
         answer_code(call, "message_delivered", true);
     else
         api_respond_error(call, 408, "request_timeout",
                           "the receiver did not acknowledge the message in time");
-    free(s);
 }
 
-static void on_kept(void *arg, int status)
+static void on_sent_nowait(void *arg, const struct rtmd_send_result *r)
 {
-    struct send *s = arg;
-    if (status < 0 && s->status == 0)
-        s->status = status;
-    send_done(s);
+    answer(arg, false, r);
 }
 
-static void on_ack(void *arg, int status)
+static void on_sent_wait(void *arg, const struct rtmd_send_result *r)
 {
-    struct send *s = arg;
-    s->ack_status = status;
-    send_done(s);
+    answer(arg, true, r);
 }
 
-/* Starts a store call on behalf of s; a synchronous failure counts as its
- * status. */
-static void keep(struct send *s, int r)
+static void send_message(struct api_call *call, const struct rtmd_send_request *rq)
 {
-    if (r == 0)
-        s->outstanding++;
-    else if (s->status == 0)
-        s->status = r;
+    struct rtmd_send_result now;
+    int rc = rtmd_messaging_send(call->api->messaging, rq, &now,
+                                 rq->wait_ack ? on_sent_wait : on_sent_nowait, call);
+    if (rc < 0)
+        api_respond_error(call, 400, "bad_request", "the message could not be sent");
+    else if (rc == 1)
+        answer(call, rq->wait_ack, &now);
 }
 
 static bool wait_for_ack_param(struct api_call *call, bool *wait)
@@ -156,23 +139,19 @@ void api_peer_messages(struct api_call *call)
         cJSON_Delete(body);
         return;
     }
-    struct rtmd_message m = {RTMD_MSG_PEER, sender(call), dst, payload, rtmd_now_ms()};
-    struct send *s = rtmd_calloc(1, sizeof(*s));
-    s->call = call;
-    s->outstanding = 1; /* released at the end of this function */
-    uint64_t mid = 0;
-    s->delivered = rtmd_gateway_deliver_peer(call->app, m.src, dst, payload, m.ms, &mid);
-    s->wait = wait && s->delivered;
-    if (history)
-        keep(s, rtmd_store_history_put(api_store, call->app, &m, NULL, 0, on_kept, s));
-    if (!s->delivered && offline)
-        keep(s, rtmd_store_offline_put(
-                    api_store, call->app, &m, api_cfg->limits.offline_max_per_user,
-                    (uint64_t)api_cfg->limits.offline_retention_s * 1000, on_kept, s));
-    if (s->wait && rtmd_gateway_wait_ack(mid, call->app, dst, on_ack, s) == 0)
-        s->outstanding++;
+    struct rtmd_send_request rq = {
+        .type = RTMD_MSG_PEER,
+        .app = call->app,
+        .from = sender(call),
+        .to = dst,
+        .payload = payload,
+        .ms = rtmd_now_ms(),
+        .history = history,
+        .offline = offline,
+        .wait_ack = wait,
+    };
+    send_message(call, &rq);
     cJSON_Delete(body);
-    send_done(s);
 }
 
 void api_channel_messages(struct api_call *call)
@@ -188,18 +167,21 @@ void api_channel_messages(struct api_call *call)
         cJSON_Delete(body);
         return;
     }
-    struct rtmd_message m = {RTMD_MSG_CHANNEL, sender(call), channel, payload, rtmd_now_ms()};
-    struct send *s = rtmd_calloc(1, sizeof(*s));
-    s->call = call;
-    s->outstanding = 1;
-    s->delivered = true;
-    if (history) {
-        struct rtmd_str *recipients;
-        size_t n = rtmd_gateway_channel_recipients(call->app, channel, m.src, &recipients);
-        keep(s, rtmd_store_history_put(api_store, call->app, &m, recipients, n, on_kept, s));
-        free(recipients);
-    }
-    rtmd_gateway_deliver_channel(call->app, channel, m.src, payload, m.ms);
+    /* Resolved once: the channel here, and the sender's own session in it
+     * (it gets no copy), if the sender is online here and a member. */
+    struct rtmd_channel *ch = rtmd_presence_channel(call->app, channel);
+    struct rtmd_session *own = rtmd_presence_find(call->app, sender(call));
+    struct rtmd_send_request rq = {
+        .type = RTMD_MSG_CHANNEL,
+        .app = call->app,
+        .from = sender(call),
+        .to = channel,
+        .payload = payload,
+        .ms = rtmd_now_ms(),
+        .channel = ch,
+        .sender = own && ch && rtmd_session_channel(own, channel) == ch ? own : NULL,
+        .history = history,
+    };
+    send_message(call, &rq);
     cJSON_Delete(body);
-    send_done(s);
 }

@@ -13,16 +13,8 @@
 #include "core/loop.h"
 #include "net/ws.h"
 
-const struct rtmd_config *api_cfg;
-struct rtmd_store *api_store;
-struct rtmd_server *api_server;
-struct api_counters api_counters;
-struct rtmd_history_pins api_pins;
-
 /* Distinct history filters pinned at once (~200 bytes each). */
 #define API_PINS_MAX 16384
-
-static struct rtmd_buf body_;
 
 static const char project_prefix[] = "/dev/v2/project/";
 
@@ -47,38 +39,39 @@ static const struct rtmd_app unknown_app_ = {
     .has_certificate = true,
 };
 
-const int api_counted_codes[API_COUNTED_CODES] = {200, 400, 401, 404, 405, 408,
-                                                  410, 413, 429, 431, 500, 503};
+const int api_counted_codes[RTMD_API_COUNTED_CODES] = {200, 400, 401, 404, 405, 408,
+                                                       410, 413, 429, 431, 500, 503};
 
-void api_count_status(int status)
+void api_count_status(struct rtmd_api *api, int status)
 {
     if (status >= 100 && status < 600)
-        api_counters.status[status / 100]++;
-    for (size_t i = 0; i < API_COUNTED_CODES; i++)
+        api->status[status / 100]++;
+    for (size_t i = 0; i < RTMD_API_COUNTED_CODES; i++)
         if (api_counted_codes[i] == status)
-            api_counters.by_code[i]++;
+            api->by_code[i]++;
 }
 
-struct rtmd_buf *api_body_buf(void)
+struct rtmd_buf *api_body_buf(struct rtmd_api *api)
 {
-    rtmd_buf_reset(&body_);
-    return &body_;
+    rtmd_buf_reset(&api->body);
+    return &api->body;
 }
 
-void api_respond_req_error(struct rtmd_http_request *req, int status, const char *code,
-                           const char *message)
+void api_respond_req_error(struct rtmd_api *api, struct rtmd_http_request *req, int status,
+                           const char *code, const char *message)
 {
-    api_count_status(status);
+    api_count_status(api, status);
     rtmd_http_respond_error(req, status, code, message);
 }
 
 /* 405 with the Allow header (RFC 9110 §15.5.6): allow is the methods the
  * resource takes, "GET, HEAD". */
-static void method_not_allowed(struct rtmd_http_request *req, const char *allow)
+static void method_not_allowed(struct rtmd_api *api, struct rtmd_http_request *req,
+                               const char *allow)
 {
     char line[128];
     int n = snprintf(line, sizeof(line), "Allow: %s\r\n", allow);
-    api_count_status(405);
+    api_count_status(api, 405);
     rtmd_http_respond_error_headers(req, 405, "method_not_allowed", "method not allowed here",
                                     rtmd_str_make(line, (size_t)n));
 }
@@ -90,7 +83,7 @@ static void call_free(struct api_call *call)
 
 void api_respond_json(struct api_call *call, int status, struct rtmd_str body)
 {
-    api_count_status(status);
+    api_count_status(call->api, status);
     rtmd_http_respond_json(call->req, status, body);
     call_free(call);
 }
@@ -98,14 +91,14 @@ void api_respond_json(struct api_call *call, int status, struct rtmd_str body)
 void api_respond_json_parts(struct api_call *call, int status, const struct rtmd_str *parts,
                             size_t nparts)
 {
-    api_count_status(status);
+    api_count_status(call->api, status);
     rtmd_http_respond_parts(call->req, status, "application/json;charset=utf-8", parts, nparts);
     call_free(call);
 }
 
 void api_respond_error(struct api_call *call, int status, const char *code, const char *message)
 {
-    api_respond_req_error(call->req, status, code, message);
+    api_respond_req_error(call->api, call->req, status, code, message);
     call_free(call);
 }
 
@@ -168,16 +161,17 @@ static void after_rate(void *arg, int status)
     call->route->handle(call);
 }
 
-static uint32_t bucket_qps(int bucket)
+static uint32_t bucket_qps(const struct rtmd_api *api, int bucket)
 {
     switch (bucket) {
-    case RTMD_RATE_EVENTS: return api_cfg->limits.events_qps;
-    case RTMD_RATE_HISTORY: return api_cfg->limits.history_qps;
-    default: return api_cfg->limits.send_qps;
+    case RTMD_RATE_EVENTS: return api->cfg->limits.events_qps;
+    case RTMD_RATE_HISTORY: return api->cfg->limits.history_qps;
+    default: return api->cfg->limits.send_qps;
     }
 }
 
-static void handle_project(struct rtmd_http_request *req, struct rtmd_str rest)
+static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
+                           struct rtmd_str rest)
 {
     const char *slash = memchr(rest.p, '/', rest.len);
     struct rtmd_str appid = rtmd_str_make(rest.p, slash ? (size_t)(slash - rest.p) : rest.len);
@@ -201,20 +195,22 @@ static void handle_project(struct rtmd_http_request *req, struct rtmd_str rest)
         }
     }
     if (!path_known) {
-        api_respond_req_error(req, 404, "not_found", "no such endpoint");
+        api_respond_req_error(api, req, 404, "not_found", "no such endpoint");
         return;
     }
     /* HEAD of a vendor route is refused too: its GET would consume events. */
     if (!route) {
-        method_not_allowed(req, allow);
+        method_not_allowed(api, req, allow);
         return;
     }
     if (!rtmd_appid_valid(appid)) {
-        api_respond_req_error(req, 400, "invalid_appid", "appid must be 32 characters [0-9A-Za-z]");
+        api_respond_req_error(api, req, 400, "invalid_appid",
+                              "appid must be 32 characters [0-9A-Za-z]");
         return;
     }
-    const struct rtmd_app *app = rtmd_config_app(api_cfg, appid);
+    const struct rtmd_app *app = rtmd_config_app(api->cfg, appid);
     struct api_call *call = rtmd_calloc(1, sizeof(*call));
+    call->api = api;
     call->req = req;
     call->app = app;
     call->route = route;
@@ -226,7 +222,7 @@ static void handle_project(struct rtmd_http_request *req, struct rtmd_str rest)
         rtmd_http_header(req, "x-agora-uid"),
     };
     const char *why = "unauthorized";
-    int r = rtmd_auth_request(api_cfg, app ? app : &unknown_app_, &cred, rtmd_now_ms() / 1000,
+    int r = rtmd_auth_request(api->cfg, app ? app : &unknown_app_, &cred, rtmd_now_ms() / 1000,
                               &call->principal, &why);
     if (!app && call->principal.customer) {
         /* An authenticated customer may learn that the App ID does not exist. */
@@ -250,24 +246,26 @@ static void handle_project(struct rtmd_http_request *req, struct rtmd_str rest)
         route->handle(call);
         return;
     }
-    r = rtmd_store_rate(api_store, app, (enum rtmd_rate_bucket)route->rate_bucket,
-                        bucket_qps(route->rate_bucket), after_rate, call);
+    r = rtmd_store_rate(api->store, app, (enum rtmd_rate_bucket)route->rate_bucket,
+                        bucket_qps(api, route->rate_bucket), after_rate, call);
     if (r < 0)
         api_respond_store_error(call, r);
 }
 
 void rtmd_api_handle(struct rtmd_http_request *req)
 {
+    struct rtmd_api *api = req->conn->server->request_ctx;
     struct rtmd_str path = req->path;
     if (path.len > sizeof(project_prefix) - 1 &&
         memcmp(path.p, project_prefix, sizeof(project_prefix) - 1) == 0) {
-        handle_project(req, rtmd_str_make(path.p + sizeof(project_prefix) - 1,
-                                          path.len - (sizeof(project_prefix) - 1)));
+        handle_project(api, req,
+                       rtmd_str_make(path.p + sizeof(project_prefix) - 1,
+                                     path.len - (sizeof(project_prefix) - 1)));
         return;
     }
     if (rtmd_str_eq_cstr(path, "/v1/rtm")) {
         if (req->method != HTTP_GET) {
-            method_not_allowed(req, "GET");
+            method_not_allowed(api, req, "GET");
             return;
         }
         rtmd_ws_accept(req);
@@ -276,32 +274,39 @@ void rtmd_api_handle(struct rtmd_http_request *req)
     if (rtmd_str_eq_cstr(path, "/healthz") || rtmd_str_eq_cstr(path, "/metrics")) {
         /* HEAD is answered as GET (http.c leaves the body out). */
         if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
-            method_not_allowed(req, "GET, HEAD");
+            method_not_allowed(api, req, "GET, HEAD");
             return;
         }
         if (rtmd_str_eq_cstr(path, "/healthz"))
-            api_healthz(req);
+            api_healthz(api, req);
         else
-            api_metrics(req);
+            api_metrics(api, req);
         return;
     }
-    api_respond_req_error(req, 404, "not_found", "no such endpoint");
+    api_respond_req_error(api, req, 404, "not_found", "no such endpoint");
 }
 
-int rtmd_api_init(const struct rtmd_config *cfg, struct rtmd_store *store,
-                  struct rtmd_server *server)
+int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rtmd_store *store,
+                  struct rtmd_server *server, struct rtmd_messaging *messaging,
+                  const struct rtmd_gateway *gateway)
 {
-    api_cfg = cfg;
-    api_store = store;
-    api_server = server;
-    rtmd_buf_init(&body_, SIZE_MAX);
-    rtmd_history_pins_init(&api_pins, API_PINS_MAX,
+    memset(api, 0, sizeof(*api));
+    api->cfg = cfg;
+    api->store = store;
+    api->server = server;
+    api->messaging = messaging;
+    api->gateway = gateway;
+    rtmd_buf_init(&api->body, SIZE_MAX);
+    rtmd_history_pins_init(&api->pins, API_PINS_MAX,
                            (uint64_t)cfg->limits.history_handle_ttl_s * 1000);
     return 0;
 }
 
-void rtmd_api_shutdown(void)
+void rtmd_api_shutdown(struct rtmd_api *api)
 {
-    rtmd_buf_free(&body_);
-    rtmd_history_pins_free(&api_pins);
+    if (!api->cfg)
+        return;
+    rtmd_buf_free(&api->body);
+    rtmd_history_pins_free(&api->pins);
+    api->cfg = NULL;
 }

@@ -26,6 +26,10 @@ static uint64_t realtime_ms(void)
 
 static void clock_sync(void)
 {
+    /* Both clocks read now: the loop's cached time may be from the start of
+     * an iteration a busy (or preempted) process began long ago, and an
+     * offset against it would put rtmd's time ahead by that much. */
+    uv_update_time(loop_);
     wall_offset_ = (int64_t)realtime_ms() - (int64_t)uv_now(loop_);
 }
 

@@ -15,9 +15,6 @@
 #define QUEUE_MAX_BYTES  (512 * 1024)
 #define JSON_MAX_DEPTH   8
 
-const struct rtmd_config *gw_cfg;
-struct rtmd_store *gw_store;
-
 struct queued_frame {
     struct rtmd_list link;
     size_t len;
@@ -42,8 +39,6 @@ static const struct op_entry ops_[] = {
     {"ack",     gw_op_ack,     true},
     /* clang-format on */
 };
-
-static struct rtmd_buf out_; /* loop-wide: replies are written at once */
 
 /* ---- sending ------------------------------------------------------------------ */
 
@@ -74,23 +69,25 @@ static void reply_head(struct rtmd_json *j, bool has_id, int64_t id, bool ok)
 void gw_reply_ok(struct gw_client *c, bool has_id, int64_t id,
                  void (*fields)(struct rtmd_json *j, void *arg), void *arg)
 {
+    struct rtmd_buf *out = &c->gw->out;
     struct rtmd_json j;
-    rtmd_buf_reset(&out_);
-    rtmd_json_init(&j, &out_);
+    rtmd_buf_reset(out);
+    rtmd_json_init(&j, out);
     reply_head(&j, has_id, id, true);
     if (fields)
         fields(&j, arg);
     rtmd_json_obj_end(&j);
     if (rtmd_json_finish(&j) == 0)
-        gw_send(c, out_.data, out_.len);
+        gw_send(c, out->data, out->len);
 }
 
 void gw_reply_error(struct gw_client *c, bool has_id, int64_t id, const char *code,
                     const char *message)
 {
+    struct rtmd_buf *out = &c->gw->out;
     struct rtmd_json j;
-    rtmd_buf_reset(&out_);
-    rtmd_json_init(&j, &out_);
+    rtmd_buf_reset(out);
+    rtmd_json_init(&j, out);
     reply_head(&j, has_id, id, false);
     rtmd_json_key(&j, "error");
     rtmd_json_cstr(&j, code);
@@ -98,7 +95,7 @@ void gw_reply_error(struct gw_client *c, bool has_id, int64_t id, const char *co
     rtmd_json_cstr(&j, message);
     rtmd_json_obj_end(&j);
     if (rtmd_json_finish(&j) == 0)
-        gw_send(c, out_.data, out_.len);
+        gw_send(c, out->data, out->len);
 }
 
 void gw_reply_recorded(struct gw_client *c, int status)
@@ -309,9 +306,10 @@ void gw_leave(struct gw_client *c)
         client_free(c);
 }
 
-static void on_open(struct rtmd_conn *conn)
+static void on_open(void *ctx, struct rtmd_conn *conn)
 {
     struct gw_client *c = rtmd_calloc(1, sizeof(*c));
+    c->gw = ctx;
     c->conn = conn;
     c->session = rtmd_session_new(c);
     rtmd_list_init(&c->queue);
@@ -349,7 +347,7 @@ static void on_timeout(struct rtmd_conn *conn)
     if (rtmd_conn_output_paused(conn)) {
         /* It stopped reading what its own frames caused, and did not read
          * it in time: cut off, like a receiver over budget. */
-        gw_cut_off_now(conn);
+        gw_cut_off(c->gw, conn, "did not read its own answers in time");
     } else if (rtmd_ws_heartbeat_started(conn)) {
         rtmd_log_debug("gateway", "conn=%llu heartbeat timeout", (unsigned long long)conn->id);
         gw_close(c, GW_CLOSE_HEARTBEAT);
@@ -396,8 +394,9 @@ static void on_close(struct rtmd_conn *conn)
         client_free(c);
 }
 
-static void on_kicked(struct rtmd_session *s)
+static void on_kicked(void *ctx, struct rtmd_session *s)
 {
+    (void)ctx;
     struct gw_client *c = s->owner;
     if (!c || !c->conn)
         return;
@@ -406,34 +405,39 @@ static void on_kicked(struct rtmd_session *s)
     gw_leave(c);
 }
 
-const struct rtmd_ws_handler rtmd_gateway_ws_handler = {
-    .on_open = on_open,
-    .on_message = on_message,
-    .on_drain = NULL,
-    .on_timeout = on_timeout,
-    .on_closing = on_closing,
-    .on_close = on_close,
-};
-
 static const struct rtmd_presence_hooks hooks_ = {.kicked = on_kicked, .member = gw_member_changed};
 
-int rtmd_gateway_init(const struct rtmd_config *cfg, struct rtmd_store *store)
+int rtmd_gateway_init(struct rtmd_gateway *gw, const struct rtmd_config *cfg,
+                      struct rtmd_store *store, struct rtmd_messaging *messaging)
 {
-    gw_cfg = cfg;
-    gw_store = store;
-    rtmd_buf_init(&out_, SIZE_MAX);
-    gw_deliver_init();
-    return rtmd_presence_init(cfg, store, &hooks_);
+    memset(gw, 0, sizeof(*gw));
+    gw->cfg = cfg;
+    gw->store = store;
+    gw->messaging = messaging;
+    gw->ws_handler = (struct rtmd_ws_handler){
+        .ctx = gw,
+        .on_open = on_open,
+        .on_message = on_message,
+        .on_drain = NULL,
+        .on_timeout = on_timeout,
+        .on_closing = on_closing,
+        .on_close = on_close,
+    };
+    rtmd_buf_init(&gw->out, SIZE_MAX);
+    gw_deliver_init(gw);
+    return rtmd_presence_init(cfg, store, &hooks_, gw);
 }
 
-void rtmd_gateway_stop(void)
+void rtmd_gateway_stop(struct rtmd_gateway *gw)
 {
-    gw_deliver_abort_waits();
+    rtmd_messaging_abort_waits(gw->messaging);
 }
 
-void rtmd_gateway_shutdown(void)
+void rtmd_gateway_shutdown(struct rtmd_gateway *gw)
 {
-    gw_deliver_shutdown();
+    if (!gw->initialized)
+        return;
+    gw_deliver_shutdown(gw);
     rtmd_presence_shutdown();
-    rtmd_buf_free(&out_);
+    rtmd_buf_free(&gw->out);
 }

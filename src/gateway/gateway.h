@@ -13,48 +13,47 @@
  * "closing" otherwise), then the close frame.
  *
  * Files: gateway.c (frames → ops, replies, connection lifecycle, the queue),
- * session_ops.c (login, logout, ping), channel_ops.c (join, leave).
+ * session_ops.c (login, logout, ping), channel_ops.c (join, leave),
+ * message_ops.c (peer, publish, ack: through messaging/), deliver.c (pushes
+ * to this node's clients: the delivery table messaging calls, member
+ * events, fan-out).
  */
 #ifndef RTMD_GATEWAY_GATEWAY_H
 #define RTMD_GATEWAY_GATEWAY_H
 
+#include "core/buf.h"
 #include "core/config.h"
+#include "core/list.h"
+#include "core/loop.h"
+#include "messaging/messaging.h"
 #include "net/ws.h"
 #include "store/store.h"
 
-int rtmd_gateway_init(const struct rtmd_config *cfg, struct rtmd_store *store);
+/* The gateway's context: what its files share, passed explicitly (each
+ * client points to it). Owned by main. */
+struct rtmd_gateway {
+    const struct rtmd_config *cfg;
+    struct rtmd_store *store;
+    struct rtmd_messaging *messaging;
+    struct rtmd_ws_handler ws_handler; /* to pass to rtmd_ws_init() */
+    struct rtmd_buf out;               /* replies are written at once */
+    /* deliver.c: pushes framed once, fan-out jobs run in bounded passes */
+    struct rtmd_buf json, framed;
+    struct rtmd_list jobs;
+    struct rtmd_deferred run;
+    bool run_scheduled;
+    bool initialized;
+    /* for /metrics */
+    uint64_t pushes;   /* pushes written by fan-out and peer delivery */
+    uint64_t cut_offs; /* clients disconnected for passing ws_output_budget */
+};
+
+/* Sets up gw (and presence); registers this node's delivery with messaging. */
+int rtmd_gateway_init(struct rtmd_gateway *gw, const struct rtmd_config *cfg,
+                      struct rtmd_store *store, struct rtmd_messaging *messaging);
 /* Shutdown, first step: answers every pending wait for an ack (408) while
  * the connections can still carry the answers. */
-void rtmd_gateway_stop(void);
-void rtmd_gateway_shutdown(void);
-/* The WebSocket handler to pass to rtmd_ws_init(). */
-extern const struct rtmd_ws_handler rtmd_gateway_ws_handler;
-
-/*
- * Delivery to clients on this node (deliver.c), for the REST send API and
- * the client ops alike.
- */
-uint64_t rtmd_gateway_next_mid(void);
-/* Pushes {"op":"peer_message","mid":..} to `to` if it is online here; false
- * when it is not (the caller decides about offline storage). */
-bool rtmd_gateway_deliver_peer(const struct rtmd_app *app, struct rtmd_str from, struct rtmd_str to,
-                               struct rtmd_str payload, uint64_t ms, uint64_t *mid_out);
-/* Pushes {"op":"channel_message",..} to every member except `from`'s
- * session; returns how many receivers it is sent to. */
-size_t rtmd_gateway_deliver_channel(const struct rtmd_app *app, struct rtmd_str channel,
-                                    struct rtmd_str from, struct rtmd_str payload, uint64_t ms);
-/* The uids a channel message from `from` goes to, as views into the
- * sessions (valid until the caller returns to the loop); *out is freed by
- * the caller. */
-size_t rtmd_gateway_channel_recipients(const struct rtmd_app *app, struct rtmd_str channel,
-                                       struct rtmd_str from, struct rtmd_str **out);
-/* Calls cb(arg, 0) when receiver acks mid, or cb(arg, -ETIMEDOUT) after
- * limits.peer_ack_timeout_ms. */
-int rtmd_gateway_wait_ack(uint64_t mid, const struct rtmd_app *app, struct rtmd_str receiver,
-                          void (*cb)(void *arg, int status), void *arg);
-/* Pushes delivered by fan-out and peer delivery (for /metrics). */
-uint64_t rtmd_gateway_pushes(void);
-/* Clients disconnected for passing ws_output_budget (for /metrics). */
-uint64_t rtmd_gateway_cut_offs(void);
+void rtmd_gateway_stop(struct rtmd_gateway *gw);
+void rtmd_gateway_shutdown(struct rtmd_gateway *gw);
 
 #endif

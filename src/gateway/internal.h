@@ -9,12 +9,14 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/list.h"
+#include "gateway/gateway.h"
 #include "net/conn.h"
 #include "presence/presence.h"
 #include "store/store.h"
 
 /* One WebSocket connection's protocol state (conn->user). */
 struct gw_client {
+    struct rtmd_gateway *gw;
     struct rtmd_conn *conn; /* NULL once the connection is gone */
     struct rtmd_session *session;
     struct rtmd_list queue; /* frames waiting while busy */
@@ -28,6 +30,7 @@ struct gw_client {
     bool dead;            /* the connection closed while gateway code was running */
     bool ready;           /* login answered and offline messages out: pushes go straight out */
     bool login_late;      /* the login deadline passed while the login was being recorded */
+    bool cut;             /* gw_cut_off() is closing it */
     struct rtmd_buf held; /* pushes that arrived before ready, in order */
     uint32_t depth;       /* gateway calls on the stack that use this client */
 };
@@ -39,9 +42,6 @@ struct gw_request {
     int64_t id;
     bool had_nul; /* a \u0000 was read as \u0001 (see rtmd_json_parse_object) */
 };
-
-extern const struct rtmd_config *gw_cfg;
-extern struct rtmd_store *gw_store;
 
 /* Every entry into gateway code that uses a client brackets it with these:
  * a connection closing underneath (a failed write, the output budget) then
@@ -87,15 +87,23 @@ void gw_op_publish(struct gw_client *c, const struct gw_request *r);
 void gw_op_ack(struct gw_client *c, const struct gw_request *r);
 
 /* deliver.c */
-void gw_deliver_init(void);
-void gw_deliver_shutdown(void);
-void gw_deliver_abort_waits(void);
-void gw_member_changed(struct rtmd_channel *ch, struct rtmd_session *s, bool joined);
-void gw_ack(const struct rtmd_session *s, uint64_t mid);
+void gw_deliver_init(struct rtmd_gateway *gw);
+void gw_deliver_shutdown(struct rtmd_gateway *gw);
+/* The presence hook: member_joined / member_left to the other members. */
+void gw_member_changed(void *ctx, struct rtmd_channel *ch, struct rtmd_session *s, bool joined);
+/* Pushes a peer message to uid's session on this node (see struct
+ * rtmd_delivery); false when it holds none. */
+bool gw_push_peer(struct rtmd_gateway *gw, const struct rtmd_app *app, struct rtmd_str from,
+                  struct rtmd_str to, struct rtmd_str payload, uint64_t ms, uint64_t mid);
 /* The client's login is answered and its offline messages are out: pushes
  * held meanwhile follow them, in order. */
 void gw_client_ready(struct gw_client *c);
-extern uint64_t deliver_stats_pushed;
+/* The one way rtmd cuts a client off for its output (pushes over
+ * ws_output_budget, or its own output not read in time): counted, logged,
+ * reading stopped at once, and closed from the loop — never inside the
+ * presence, fan-out or op code that found it (that code may be walking the
+ * very membership the close removes). */
+void gw_cut_off(struct rtmd_gateway *gw, struct rtmd_conn *conn, const char *why);
 
 /* Why the gateway closes a connection. */
 enum gw_close_why {
@@ -108,7 +116,5 @@ enum gw_close_why {
  * ones) with an error, then ends the client's session (if any) and closes:
  * each op a client sent gets exactly one reply, before the close frame. */
 void gw_close(struct gw_client *c, enum gw_close_why why);
-/* Closes a connection over its output budget that did not read in time. */
-void gw_cut_off_now(struct rtmd_conn *conn);
 
 #endif

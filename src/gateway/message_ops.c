@@ -1,9 +1,11 @@
 /*
- * message_ops.c — peer, publish, ack (SPEC §4).
+ * message_ops.c — peer, publish, ack.
  *
- * A message is pushed at once; when it must also be kept (history, or
- * offline storage for a receiver that is not online), the reply waits until
- * the store has it durably, and the connection's later ops wait behind it.
+ * Both sends go through messaging/ (the one send path, shared with the REST
+ * API). A message is pushed at once; when it must also be kept (history,
+ * or offline storage for a receiver that is not online), the reply waits
+ * until the store has it durably, and the connection's later ops wait
+ * behind it.
  */
 #include <stdlib.h>
 
@@ -14,14 +16,6 @@
 #include "gateway/gateway.h"
 #include "gateway/internal.h"
 
-/* Store calls of one op still outstanding. */
-struct pending {
-    struct rtmd_session *s;
-    int outstanding;
-    int status;
-    const char *state; /* "delivered" / "offline" for peer, NULL for publish */
-};
-
 static void state_field(struct rtmd_json *j, void *arg)
 {
     const char *state = arg;
@@ -29,30 +23,36 @@ static void state_field(struct rtmd_json *j, void *arg)
     rtmd_json_cstr(j, state);
 }
 
-static void answer(struct gw_client *c, bool has_id, int64_t id, int status, const char *state)
+/* The reply to a peer or publish: "delivered"/"offline" for peer. */
+static void answer(struct gw_client *c, bool has_id, int64_t id, int type,
+                   const struct rtmd_send_result *r)
 {
-    if (status == -ENOSPC)
+    const char *state = type == RTMD_MSG_PEER ? (r->delivered ? "delivered" : "offline") : NULL;
+    if (r->status == -ENOSPC)
         gw_reply_error(c, has_id, id, "unavailable",
                        "the server cannot keep messages now (its disk is full); try again later");
-    else if (status < 0)
+    else if (r->status < 0)
         gw_reply_error(c, has_id, id, "store_error", "the message could not be kept; try again");
     else
         gw_reply_ok(c, has_id, id, state ? state_field : NULL, (void *)state);
 }
 
-static void on_kept(void *arg, int status)
+/* An op whose message had to be kept first: the session waits for it (the
+ * answer is given unless the connection's close answered the op already). */
+struct pending {
+    struct rtmd_session *s;
+    int type;
+};
+
+static void on_sent(void *arg, const struct rtmd_send_result *r)
 {
     struct pending *p = arg;
-    if (status < 0 && p->status == 0)
-        p->status = status;
-    if (--p->outstanding > 0)
-        return;
     struct rtmd_session *s = p->s;
     struct gw_client *c = gw_owner_enter(s);
     if (c) {
-        if (c->op_open) { /* else answered when the connection closed */
+        if (c->op_open) {
             c->op_open = false;
-            answer(c, c->has_op_id, c->op_id, p->status, p->state);
+            answer(c, c->has_op_id, c->op_id, p->type, r);
         }
         gw_op_done(c);
         gw_leave(c);
@@ -61,11 +61,33 @@ static void on_kept(void *arg, int status)
     rtmd_session_unhold(s);
 }
 
+/* Sends rq for the op r: answers now when nothing had to be kept, else
+ * once it is (later ops wait behind it). */
+static void send_message(struct gw_client *c, const struct gw_request *r,
+                         struct rtmd_send_request *rq)
+{
+    struct pending *p = rtmd_malloc(sizeof(*p));
+    p->s = c->session;
+    p->type = rq->type;
+    struct rtmd_send_result now;
+    int rc = rtmd_messaging_send(c->gw->messaging, rq, &now, on_sent, p);
+    if (rc == 0) {
+        rtmd_session_hold(p->s);
+        gw_op_begin(c, r);
+        return;
+    }
+    free(p);
+    if (rc < 0)
+        gw_reply_error(c, true, r->id, "bad_request", "the message could not be sent");
+    else
+        answer(c, true, r->id, rq->type, &now);
+}
+
 /* Reads "payload": a string of 1..max_payload bytes of UTF-8. */
 static bool payload_arg(struct gw_client *c, const struct gw_request *r, struct rtmd_str *out)
 {
     *out = gw_string(r->root, "payload");
-    if (!out->p || out->len == 0 || out->len > gw_cfg->limits.max_payload ||
+    if (!out->p || out->len == 0 || out->len > c->gw->cfg->limits.max_payload ||
         !rtmd_utf8_valid(out->p, out->len) || (r->had_nul && memchr(out->p, 1, out->len))) {
         gw_reply_error(c, true, r->id, "invalid_payload",
                        "payload must be 1 to max_payload bytes of UTF-8 text");
@@ -90,38 +112,6 @@ static bool bool_arg(struct gw_client *c, const struct gw_request *r, const char
     return true;
 }
 
-static struct pending *pending_new(struct gw_client *c, const char *state)
-{
-    struct pending *p = rtmd_calloc(1, sizeof(*p));
-    p->s = c->session;
-    p->state = state;
-    p->outstanding = 1; /* released by finish() */
-    rtmd_session_hold(p->s);
-    return p;
-}
-
-/* Called once every store call of the op was made: replies now if none
- * was needed, else when the last completes. */
-static void finish(struct gw_client *c, const struct gw_request *r, struct pending *p)
-{
-    if (p->outstanding == 1) {
-        answer(c, true, r->id, p->status, p->state);
-        rtmd_session_unhold(p->s);
-        free(p);
-        return;
-    }
-    gw_op_begin(c, r);
-    on_kept(p, 0);
-}
-
-static void keep(struct pending *p, int r)
-{
-    if (r == 0)
-        p->outstanding++;
-    else if (p->status == 0)
-        p->status = r;
-}
-
 void gw_op_peer(struct gw_client *c, const struct gw_request *r)
 {
     struct rtmd_str to = gw_string(r->root, "to"), payload;
@@ -134,17 +124,17 @@ void gw_op_peer(struct gw_client *c, const struct gw_request *r)
         !bool_arg(c, r, "history", &history))
         return;
     struct rtmd_session *s = c->session;
-    struct rtmd_str from = rtmd_str_make(s->uid, s->uid_len);
-    struct rtmd_message m = {RTMD_MSG_PEER, from, to, payload, rtmd_now_ms()};
-    bool delivered = rtmd_gateway_deliver_peer(s->app, from, to, payload, m.ms, NULL);
-    struct pending *p = pending_new(c, delivered ? "delivered" : "offline");
-    if (history)
-        keep(p, rtmd_store_history_put(gw_store, s->app, &m, NULL, 0, on_kept, p));
-    if (!delivered && offline)
-        keep(p, rtmd_store_offline_put(gw_store, s->app, &m, gw_cfg->limits.offline_max_per_user,
-                                       (uint64_t)gw_cfg->limits.offline_retention_s * 1000, on_kept,
-                                       p));
-    finish(c, r, p);
+    struct rtmd_send_request rq = {
+        .type = RTMD_MSG_PEER,
+        .app = s->app,
+        .from = rtmd_str_make(s->uid, s->uid_len),
+        .to = to,
+        .payload = payload,
+        .ms = rtmd_now_ms(),
+        .history = history,
+        .offline = offline,
+    };
+    send_message(c, r, &rq);
 }
 
 void gw_op_publish(struct gw_client *c, const struct gw_request *r)
@@ -155,24 +145,27 @@ void gw_op_publish(struct gw_client *c, const struct gw_request *r)
         gw_reply_error(c, true, r->id, "invalid_channel", "\"channel\" must be a valid name");
         return;
     }
-    if (!rtmd_session_in_channel(c->session, channel)) {
+    /* The membership check resolves the channel too: it is passed down. */
+    struct rtmd_channel *ch = rtmd_session_channel(c->session, channel);
+    if (!ch) {
         gw_reply_error(c, true, r->id, "not_joined", "join the channel before publishing");
         return;
     }
     if (!payload_arg(c, r, &payload) || !bool_arg(c, r, "history", &history))
         return;
     struct rtmd_session *s = c->session;
-    struct rtmd_str from = rtmd_str_make(s->uid, s->uid_len);
-    struct rtmd_message m = {RTMD_MSG_CHANNEL, from, channel, payload, rtmd_now_ms()};
-    struct pending *p = pending_new(c, NULL);
-    if (history) {
-        struct rtmd_str *recipients;
-        size_t n = rtmd_gateway_channel_recipients(s->app, channel, from, &recipients);
-        keep(p, rtmd_store_history_put(gw_store, s->app, &m, recipients, n, on_kept, p));
-        free(recipients);
-    }
-    rtmd_gateway_deliver_channel(s->app, channel, from, payload, m.ms);
-    finish(c, r, p);
+    struct rtmd_send_request rq = {
+        .type = RTMD_MSG_CHANNEL,
+        .app = s->app,
+        .from = rtmd_str_make(s->uid, s->uid_len),
+        .to = channel,
+        .payload = payload,
+        .ms = rtmd_now_ms(),
+        .channel = ch,
+        .sender = s,
+        .history = history,
+    };
+    send_message(c, r, &rq);
 }
 
 void gw_op_ack(struct gw_client *c, const struct gw_request *r)
@@ -183,6 +176,6 @@ void gw_op_ack(struct gw_client *c, const struct gw_request *r)
         gw_reply_error(c, true, r->id, "bad_request", "\"mid\" must be a positive integer");
         return;
     }
-    gw_ack(c->session, (uint64_t)mid->valuedouble);
+    rtmd_messaging_ack(c->gw->messaging, c->session, (uint64_t)mid->valuedouble);
     gw_reply_ok(c, true, r->id, NULL, NULL);
 }

@@ -2,8 +2,10 @@
  * session_ops.c — login, logout, ping.
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "auth/token.h"
+#include "core/alloc.h"
 #include "core/ids.h"
 #include "core/json.h"
 #include "core/loop.h"
@@ -11,11 +13,20 @@
 #include "gateway/internal.h"
 #include "net/ws.h"
 
+/* A login's take of its offline messages. */
+struct offline_take {
+    struct rtmd_gateway *gw;
+    struct rtmd_session *s;
+};
+
 /* Offline messages kept for this user arrive right after its login reply,
  * oldest first, before the answers to any later op. */
 static void on_offline_taken(void *arg, int status, const struct rtmd_message_batch *b)
 {
-    struct rtmd_session *s = arg;
+    struct offline_take *t = arg;
+    struct rtmd_gateway *gw = t->gw;
+    struct rtmd_session *s = t->s;
+    free(t);
     struct gw_client *c = gw_owner_enter(s);
     /* Offline messages are older than anything held during the login: they
      * go first, then the held pushes. */
@@ -28,8 +39,8 @@ static void on_offline_taken(void *arg, int status, const struct rtmd_message_ba
     if (status == 0 && s->state == RTMD_SESSION_ONLINE) {
         struct rtmd_str uid = rtmd_str_make(s->uid, s->uid_len);
         for (size_t i = 0; i < b->n; i++)
-            rtmd_gateway_deliver_peer(s->app, b->messages[i].src, uid, b->messages[i].payload,
-                                      b->messages[i].ms, NULL);
+            rtmd_messaging_deliver_local(gw->messaging, s->app, b->messages[i].src, uid,
+                                         b->messages[i].payload, b->messages[i].ms);
     }
     if (c) {
         if (held.len && c->conn)
@@ -39,6 +50,18 @@ static void on_offline_taken(void *arg, int status, const struct rtmd_message_ba
     }
     rtmd_buf_free(&held);
     rtmd_session_unhold(s);
+}
+
+static int take_offline(struct rtmd_gateway *gw, struct rtmd_session *s)
+{
+    struct offline_take *t = rtmd_malloc(sizeof(*t));
+    t->gw = gw;
+    t->s = s;
+    int r = rtmd_store_offline_take(gw->store, s->app, rtmd_str_make(s->uid, s->uid_len),
+                                    on_offline_taken, t);
+    if (r < 0)
+        free(t);
+    return r;
 }
 
 static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
@@ -57,8 +80,7 @@ static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
         c->busy = false;
         gw_close(c, GW_CLOSE_LOGIN_TIMEOUT);
     } else if (status == 0 && s->state == RTMD_SESSION_ONLINE && !c->closing &&
-               rtmd_store_offline_take(gw_store, s->app, rtmd_str_make(s->uid, s->uid_len),
-                                       on_offline_taken, s) == 0) {
+               take_offline(c->gw, s) == 0) {
         rtmd_session_hold(s); /* busy until the offline messages are out */
     } else {
         gw_client_ready(c);
@@ -85,7 +107,7 @@ void gw_op_login(struct gw_client *c, const struct gw_request *r)
         gw_reply_error(c, true, r->id, "invalid_appid", "appid must be 32 characters [0-9A-Za-z]");
         return;
     }
-    const struct rtmd_app *app = rtmd_config_app(gw_cfg, appid);
+    const struct rtmd_app *app = rtmd_config_app(c->gw->cfg, appid);
     if (!app) {
         gw_reply_error(c, true, r->id, "invalid_appid", "unknown appid");
         return;
@@ -103,7 +125,7 @@ void gw_op_login(struct gw_client *c, const struct gw_request *r)
         struct rtmd_token_info info;
         int tr =
             rtmd_token_verify(token, rtmd_str_cstr(app->id), rtmd_str_cstr(app->certificate), uid,
-                              rtmd_now_ms() / 1000, gw_cfg->limits.token_clock_skew_s, &info);
+                              rtmd_now_ms() / 1000, c->gw->cfg->limits.token_clock_skew_s, &info);
         if (tr < 0) {
             gw_reply_error(c, true, r->id, token_error(tr),
                            tr == RTMD_EEXPIRED  ? "token expired"

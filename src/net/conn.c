@@ -667,12 +667,13 @@ static int bind_listener(struct rtmd_listener *l, char *err, size_t errlen)
 }
 
 int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_CTX *ssl_ctx,
-                      rtmd_http_handler on_request, char *err, size_t errlen)
+                      rtmd_http_handler on_request, void *request_ctx, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
     s->ssl_ctx = ssl_ctx;
     s->on_request = on_request;
+    s->request_ctx = request_ctx;
     rtmd_list_init(&s->conns);
     rtmd_list_init(&s->flush);
     rtmd_list_init(&s->doomed);

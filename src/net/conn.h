@@ -116,6 +116,7 @@ struct rtmd_server {
     uint64_t full_logged_ms; /* when the log last said max_connections was reached */
     uint64_t next_conn_id;
     rtmd_http_handler on_request;
+    void *request_ctx; /* the request handler's context (the API) */
     /* Timeout queues: request head/body, keep-alive idle, lingering close,
      * and a graceful close waiting for its output to be written. */
     struct rtmd_timeout_queue request_timeouts;
@@ -130,7 +131,7 @@ struct rtmd_server {
 
 /* Binds every listener of cfg (ssl_ctx may be NULL). On error writes a message to err. */
 int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_CTX *ssl_ctx,
-                      rtmd_http_handler on_request, char *err, size_t errlen);
+                      rtmd_http_handler on_request, void *request_ctx, char *err, size_t errlen);
 /* Stops accepting (listeners closed); existing connections stay. */
 void rtmd_server_stop_listening(struct rtmd_server *s);
 /* Closes every connection (their protocols' on_close run). */

@@ -444,7 +444,7 @@ void rtmd_ws_accept(struct rtmd_http_request *req)
     rtmd_conn_set_proto(c, &ws_proto);
     rtmd_conn_arm_timeout(c, &login_); /* frames do not extend it */
     rtmd_conn_ref(c);
-    handler_->on_open(c);
+    handler_->on_open(handler_->ctx, c);
     if (!rtmd_conn_closing(c) && leftover.len)
         ws_on_data(c, leftover.data, leftover.len);
     rtmd_conn_unref(c);

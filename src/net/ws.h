@@ -44,8 +44,9 @@
 #define RTMD_WS_CLOSE_ERROR      1011
 
 struct rtmd_ws_handler {
+    void *ctx; /* handed to on_open (which sets c->user for the others) */
     /* The connection just became a WebSocket. */
-    void (*on_open)(struct rtmd_conn *c);
+    void (*on_open)(void *ctx, struct rtmd_conn *c);
     /* One complete text (or binary) message. */
     void (*on_message)(struct rtmd_conn *c, const char *p, size_t n);
     /* Queued output was written (backpressure relief). */

@@ -32,6 +32,7 @@ struct join_call {
 static const struct rtmd_config *cfg_;
 static struct rtmd_store *store_;
 static const struct rtmd_presence_hooks *hooks_;
+static void *hooks_ctx_;
 static struct app_state *apps_;
 static size_t n_sessions_;
 static uint64_t gen_; /* channel generations: never reused, so (pointer, gen) names one state */
@@ -52,11 +53,12 @@ static struct rtmd_str name_of(const struct rtmd_channel *ch)
 }
 
 int rtmd_presence_init(const struct rtmd_config *cfg, struct rtmd_store *store,
-                       const struct rtmd_presence_hooks *hooks)
+                       const struct rtmd_presence_hooks *hooks, void *hooks_ctx)
 {
     cfg_ = cfg;
     store_ = store;
     hooks_ = hooks;
+    hooks_ctx_ = hooks_ctx;
     apps_ = rtmd_calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*apps_));
     for (size_t i = 0; i < cfg->n_apps; i++) {
         rtmd_hashmap_init(&apps_[i].sessions);
@@ -158,6 +160,12 @@ bool rtmd_session_in_channel(const struct rtmd_session *s, struct rtmd_str chann
     return find_membership(s, channel) >= 0;
 }
 
+struct rtmd_channel *rtmd_session_channel(const struct rtmd_session *s, struct rtmd_str channel)
+{
+    int i = find_membership(s, channel);
+    return i >= 0 ? s->channels[i].channel : NULL;
+}
+
 /* ---- channel membership ------------------------------------------------------------ */
 
 static void add_membership(struct rtmd_session *s, struct rtmd_str name)
@@ -185,7 +193,7 @@ static void add_membership(struct rtmd_session *s, struct rtmd_str name)
     s->n_channels++;
     ch->members[ch->n_members++] = s;
     if (hooks_ && hooks_->member)
-        hooks_->member(ch, s, true);
+        hooks_->member(hooks_ctx_, ch, s, true);
 }
 
 static void remove_membership(struct rtmd_session *s, int idx)
@@ -206,7 +214,7 @@ static void remove_membership(struct rtmd_session *s, int idx)
     ch->gen = ++gen_;
     s->channels[idx] = s->channels[--s->n_channels];
     if (hooks_ && hooks_->member)
-        hooks_->member(ch, s, false);
+        hooks_->member(hooks_ctx_, ch, s, false);
     if (ch->n_members == 0) {
         rtmd_hashmap_remove(&state_of(ch->app)->channels, name_of(ch));
         free(ch->members);
@@ -329,7 +337,7 @@ int rtmd_presence_login(struct rtmd_session *s, const struct rtmd_app *app, stru
     if (old) {
         forget(old);
         if (hooks_ && hooks_->kicked)
-            hooks_->kicked(old);
+            hooks_->kicked(hooks_ctx_, old);
     }
     s->state = RTMD_SESSION_ONLINE;
     rtmd_hashmap_put(&st->sessions, uid_of(s), s);

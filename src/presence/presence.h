@@ -67,12 +67,12 @@ struct rtmd_channel {
     uint64_t gen; /* changes with every membership change; unique across channels */
 };
 
-/* What the gateway is told. */
+/* What the gateway is told (ctx: the one given to rtmd_presence_init). */
 struct rtmd_presence_hooks {
     /* s was taken over by a new login of the same uid (it is already ENDED). */
-    void (*kicked)(struct rtmd_session *s);
+    void (*kicked)(void *ctx, struct rtmd_session *s);
     /* s joined ch, or left it (s is then no longer among ch's members). */
-    void (*member)(struct rtmd_channel *ch, struct rtmd_session *s, bool joined);
+    void (*member)(void *ctx, struct rtmd_channel *ch, struct rtmd_session *s, bool joined);
 };
 
 /* Completion of a presence call: status from the store. 0: durable — or,
@@ -83,7 +83,7 @@ struct rtmd_presence_hooks {
 typedef void (*rtmd_presence_cb)(struct rtmd_session *s, int status, void *arg);
 
 int rtmd_presence_init(const struct rtmd_config *cfg, struct rtmd_store *store,
-                       const struct rtmd_presence_hooks *hooks);
+                       const struct rtmd_presence_hooks *hooks, void *hooks_ctx);
 void rtmd_presence_shutdown(void);
 
 struct rtmd_session *rtmd_session_new(void *owner);
@@ -114,6 +114,9 @@ int rtmd_presence_end(struct rtmd_session *s, rtmd_presence_cb cb, void *arg);
 struct rtmd_session *rtmd_presence_find(const struct rtmd_app *app, struct rtmd_str uid);
 struct rtmd_channel *rtmd_presence_channel(const struct rtmd_app *app, struct rtmd_str name);
 bool rtmd_session_in_channel(const struct rtmd_session *s, struct rtmd_str channel);
+/* The channel of that name s is a member of, or NULL: a membership check
+ * and the channel's lookup in one. */
+struct rtmd_channel *rtmd_session_channel(const struct rtmd_session *s, struct rtmd_str channel);
 size_t rtmd_presence_session_count(void);
 
 /* Calls fn for every session this node holds (the map must not change). */
