@@ -36,6 +36,9 @@ static void *hooks_ctx_;
 static struct app_state *apps_;
 static size_t n_sessions_;
 static uint64_t gen_; /* channel generations: never reused, so (pointer, gen) names one state */
+/* Session ids: unique on this node across restarts (they start from the
+ * clock in microseconds), so a backend can name a session by node + id. */
+static uint64_t next_session_id_;
 
 static struct app_state *state_of(const struct rtmd_app *app)
 {
@@ -59,6 +62,8 @@ int rtmd_presence_init(const struct rtmd_config *cfg, struct rtmd_store *store,
     store_ = store;
     hooks_ = hooks;
     hooks_ctx_ = hooks_ctx;
+    if (next_session_id_ == 0)
+        next_session_id_ = rtmd_now_ms() * 1000 + 1;
     apps_ = rtmd_calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*apps_));
     for (size_t i = 0; i < cfg->n_apps; i++) {
         rtmd_hashmap_init(&apps_[i].sessions);
@@ -290,8 +295,8 @@ static size_t end_ops(const struct rtmd_session *s, struct rtmd_presence_op *ops
     size_t n = 0;
     for (int i = 0; i < s->n_channels; i++)
         ops[n++] = (struct rtmd_presence_op){RTMD_EVENT_LEAVE, uid_of(s),
-                                             name_of(s->channels[i].channel), ms};
-    ops[n++] = (struct rtmd_presence_op){RTMD_EVENT_LOGOUT, uid_of(s), RTMD_STR_NULL, ms};
+                                             name_of(s->channels[i].channel), ms, s->id};
+    ops[n++] = (struct rtmd_presence_op){RTMD_EVENT_LOGOUT, uid_of(s), RTMD_STR_NULL, ms, s->id};
     return n;
 }
 
@@ -325,7 +330,8 @@ int rtmd_presence_login(struct rtmd_session *s, const struct rtmd_app *app, stru
     s->app = app;
     memcpy(s->uid, uid.p, uid.len);
     s->uid_len = (uint8_t)uid.len;
-    ops[n++] = (struct rtmd_presence_op){RTMD_EVENT_LOGIN, uid_of(s), RTMD_STR_NULL, ms};
+    s->id = next_session_id_++;
+    ops[n++] = (struct rtmd_presence_op){RTMD_EVENT_LOGIN, uid_of(s), RTMD_STR_NULL, ms, s->id};
     int r = record(s, ops, n, cb, arg);
     if (ops != ops_stack)
         free(ops);
@@ -364,7 +370,7 @@ int rtmd_presence_join(struct rtmd_session *s, struct rtmd_str channel, rtmd_pre
         return -EALREADY;
     if (s->n_channels >= cfg_->limits.max_channels_per_user || s->n_channels >= 255)
         return RTMD_ELIMIT;
-    struct rtmd_presence_op op = {RTMD_EVENT_JOIN, uid_of(s), channel, rtmd_now_ms()};
+    struct rtmd_presence_op op = {RTMD_EVENT_JOIN, uid_of(s), channel, rtmd_now_ms(), s->id};
     int r = record(s, &op, 1, cb, arg);
     if (r < 0)
         return r;
@@ -380,7 +386,7 @@ int rtmd_presence_leave(struct rtmd_session *s, struct rtmd_str channel, rtmd_pr
     int idx = find_membership(s, channel);
     if (idx < 0)
         return -ENOENT;
-    struct rtmd_presence_op op = {RTMD_EVENT_LEAVE, uid_of(s), channel, rtmd_now_ms()};
+    struct rtmd_presence_op op = {RTMD_EVENT_LEAVE, uid_of(s), channel, rtmd_now_ms(), s->id};
     int r = record(s, &op, 1, cb, arg);
     if (r < 0)
         return r;

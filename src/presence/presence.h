@@ -46,6 +46,7 @@ struct rtmd_membership {
 
 struct rtmd_session {
     const struct rtmd_app *app;
+    uint64_t id; /* set at login: this session among every one of this node, ever */
     char uid[RTMD_ID_MAX + 1];
     uint8_t uid_len;
     uint8_t n_channels;

@@ -2107,7 +2107,7 @@ static int recover_app(struct embedded *s, struct app_state *as, uint64_t now,
     while (rc == 0 && (step = sqlite3_step(q_sessions)) == SQLITE_ROW) {
         struct rtmd_str uid = rtmd_str_make((const char *)sqlite3_column_text(q_sessions, 0),
                                             (size_t)sqlite3_column_bytes(q_sessions, 0));
-        struct rtmd_presence_op p = {RTMD_EVENT_LEAVE, uid, RTMD_STR_NULL, now};
+        struct rtmd_presence_op p = {RTMD_EVENT_LEAVE, uid, RTMD_STR_NULL, now, 0};
         sqlite3_bind_text(q_members, 1, as->app->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(q_members, 2, uid.p, (int)uid.len, SQLITE_STATIC);
         while (rc == 0 && (step = sqlite3_step(q_members)) == SQLITE_ROW) {

@@ -63,6 +63,8 @@ struct rtmd_presence_op {
     struct rtmd_str uid;
     struct rtmd_str channel; /* JOIN and LEAVE only */
     uint64_t ms;             /* event time, wall-clock milliseconds */
+    uint64_t session;        /* the session on this node (rtmd_session.id): with the node's
+                                id it names the session across nodes (cluster fencing) */
 };
 
 /* The events a pull returned, oldest first: `joined` holds each event's

@@ -293,7 +293,7 @@ static void event(struct rtmd_buf *b, enum rtmd_event_type type, const char *uid
                   const char *channel, uint64_t ms)
 {
     struct rtmd_presence_op op = {type, rtmd_str_cstr(uid),
-                                  channel ? rtmd_str_cstr(channel) : RTMD_STR_NULL, ms};
+                                  channel ? rtmd_str_cstr(channel) : RTMD_STR_NULL, ms, 0};
     assert_int_equal(rtmd_event_format(b, &op), 0);
 }
 
@@ -335,8 +335,8 @@ static void test_event_format_failure_leaves_buffer(void **state)
 {
     (void)state;
     static const char prefix[] = "kept";
-    struct rtmd_presence_op op = {RTMD_EVENT_JOIN, RTMD_STR_LIT("alice"), RTMD_STR_LIT("lobby"),
-                                  T0};
+    struct rtmd_presence_op op = {RTMD_EVENT_JOIN, RTMD_STR_LIT("alice"), RTMD_STR_LIT("lobby"), T0,
+                                  0};
     /* The whole event is 111 bytes; every smaller room fails cleanly. */
     for (size_t max = sizeof(prefix) - 1; max < 128; max++) {
         struct rtmd_buf b;

@@ -45,7 +45,7 @@ static void open_store(struct fixture *f)
 static struct rtmd_presence_op op_make(enum rtmd_event_type type, const char *uid,
                                        const char *channel, uint64_t ms)
 {
-    struct rtmd_presence_op op = {type, rtmd_str_cstr(uid), rtmd_str_cstr(channel), ms};
+    struct rtmd_presence_op op = {type, rtmd_str_cstr(uid), rtmd_str_cstr(channel), ms, 0};
     return op;
 }
 

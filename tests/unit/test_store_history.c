@@ -1002,7 +1002,7 @@ static double presence_latency(struct fixture *f, int i)
 {
     char uid[16];
     snprintf(uid, sizeof(uid), "p%d", i);
-    struct rtmd_presence_op op = {RTMD_EVENT_LOGIN, rtmd_str_cstr(uid), RTMD_STR_NULL, T0};
+    struct rtmd_presence_op op = {RTMD_EVENT_LOGIN, rtmd_str_cstr(uid), RTMD_STR_NULL, T0, 0};
     struct result r = {0, 0};
     double t = mono_s();
     assert_int_equal(rtmd_store_presence(f->store, &f->apps[1], &op, 1, on_done, &r), 0);
