@@ -26,6 +26,7 @@
  * Parsing stops at the first error; the message names file, line and key.
  */
 #include "core/config.h"
+#include "core/redis_url.h"
 
 #include <arpa/inet.h>
 #include <ini.h>
@@ -126,6 +127,7 @@ _Static_assert(sizeof(enum rtmd_store_backend) == sizeof(int), "enum fields are 
 _Static_assert(sizeof(enum rtmd_store_sync) == sizeof(int), "enum fields are stored as int");
 
 static int validate_redis_url(struct parser *ps, const struct opt *o, struct rtmd_str v);
+static int validate_node_id(struct parser *ps, const struct opt *o, struct rtmd_str v);
 
 #define CFG(field) offsetof(struct rtmd_config, field)
 #define LIMIT(key, dflt, lo, hi, text)                                                             \
@@ -185,12 +187,26 @@ static const struct opt options[] = {
             "directory"},
     {.section = SEC_SERVER,
      .name = "node_id",
-     .type = T_U32,
-     .offset = CFG(node_id),
-     .def = "1",
+     .type = T_STRING,
+     .offset = CFG(node_name),
      .min = 1,
-     .max = 999999,
-     .doc = "The `<node>` in request IDs; unique per node in a cluster"},
+     .max = RTMD_NODE_ID_MAX - 1,
+     .validate = validate_node_id,
+     .type_doc = "name",
+     .bounds = "1.." STR(RTMD_NODE_ID_MAX_STR) " characters `[A-Za-z0-9_-]`",
+     .doc = "This node's name, unique among the nodes sharing a store. Without it: `1` with the "
+            "embedded store; with `redis`, a name made at the first start and kept in "
+            "`data_dir/node_id`. The `<node>` of request IDs is node_id when it is a number "
+            "1..999999, else a number made from it"},
+    {.section = SEC_SERVER,
+     .name = "reuse_port",
+     .type = T_BOOL,
+     .offset = CFG(reuse_port),
+     .def = "off",
+     .choices = bool_choices,
+     .doc = "`on` lets several nodes on one machine listen on the same ports (SO_REUSEPORT; the "
+            "kernel spreads connections over them): one node per core. Only with "
+            "`backend = redis` (the embedded store is one node)"},
     {.section = SEC_SERVER,
      .name = "ready_file",
      .type = T_STRING,
@@ -223,9 +239,29 @@ static const struct opt options[] = {
      .min = 1,
      .max = PATH_MAX_LEN,
      .validate = validate_redis_url,
-     .type_doc = "URL",
-     .bounds = "`redis://`, `rediss://` or `unix://`, then 1.." STR(PATH_MAX_LEN) " bytes",
-     .doc = "Where the `redis` backend connects (a Cluster node is enough)"},
+     .type_doc = "list",
+     .bounds = "1.." STR(RTMD_REDIS_SEEDS_MAX) " URLs `redis://[[USER]:PASSWORD@]HOST[:PORT][/0]`",
+     .doc = "Where the `redis` backend connects: one instance, or any nodes of a Redis Cluster "
+            "(found out when connecting), comma separated. With a password rtmd sends AUTH "
+            "first; user and password are %-decoded"},
+    {.section = SEC_STORE,
+     .name = "redis_timeout_ms",
+     .type = T_U32,
+     .offset = CFG(redis_timeout_ms),
+     .def = "1000",
+     .min = 10,
+     .max = 600000,
+     .doc = "A Redis call not answered by then fails: REST answers 408, a client op "
+            "`unavailable`; a pull that failed so consumes nothing, even if Redis runs it later"},
+    {.section = SEC_STORE,
+     .name = "node_timeout_s",
+     .type = T_U32,
+     .offset = CFG(node_timeout_s),
+     .def = "10",
+     .min = 2,
+     .max = 3600,
+     .doc = "`redis`: a node whose heartbeat is older than this is dead, and another node ends "
+            "its sessions (Leave, Logout)"},
     {.section = SEC_STORE,
      .name = "sync",
      .type = T_ENUM,
@@ -510,13 +546,27 @@ static uint32_t *u32_field(struct rtmd_config *cfg, const struct opt *o)
 
 static int validate_redis_url(struct parser *ps, const struct opt *o, struct rtmd_str v)
 {
-    static const char *const schemes[] = {"redis://", "rediss://", "unix://"};
-    for (size_t i = 0; i < RTMD_ARRAY_SIZE(schemes); i++)
-        if (has_prefix(v, schemes[i]) && v.len > strlen(schemes[i]))
-            return 0;
-    char q[QUOTE_MAX];
-    return config_fail(ps, ps->lineno, o->name, "%s must start with redis://, rediss:// or unix://",
-                       quote(q, v));
+    struct rtmd_redis_seed seeds[RTMD_REDIS_SEEDS_MAX];
+    size_t n, bad;
+    const char *why;
+    if (rtmd_redis_urls_parse(v, seeds, RTMD_ARRAY_SIZE(seeds), &n, &why, &bad) == 0)
+        return 0;
+    /* The URL may hold a password: name its position, not its text. */
+    return config_fail(ps, ps->lineno, o->name, "URL %zu: %s", bad + 1, why);
+}
+
+static int validate_node_id(struct parser *ps, const struct opt *o, struct rtmd_str v)
+{
+    for (size_t i = 0; i < v.len; i++) {
+        char c = v.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-')) {
+            char q[QUOTE_MAX];
+            return config_fail(ps, ps->lineno, o->name, "must be characters [A-Za-z0-9_-] (got %s)",
+                               quote(q, v));
+        }
+    }
+    return 0;
 }
 
 static int region_index(struct parser *ps, const struct opt *o, struct rtmd_str item,
@@ -1110,6 +1160,15 @@ static void finish(struct parser *ps)
         return;
     }
 
+    if (cfg->reuse_port && cfg->backend != RTMD_STORE_REDIS) {
+        const struct opt *rp = find_opt(SEC_SERVER, "reuse_port");
+        config_fail(ps, ps->opt_line[opt_index(rp)], rp->name,
+                    "needs backend = redis (the embedded store is one node: one database, one "
+                    "process)");
+        return;
+    }
+    cfg->node_id = rtmd_config_node_number(cfg->node_name);
+
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(rules); i++) {
         const struct rule *r = &rules[i];
         const struct opt *a = opt_by_name(r->key), *b = opt_by_name(r->other);
@@ -1148,6 +1207,19 @@ static void finish(struct parser *ps)
             return;
         }
     }
+}
+
+uint32_t rtmd_config_node_number(const char *name)
+{
+    if (!name)
+        return 1;
+    uint64_t n;
+    if (rtmd_str_to_u64(rtmd_str_cstr(name), 999999, &n) == 0 && n >= 1)
+        return (uint32_t)n;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return 1 + h % 999999;
 }
 
 static struct rtmd_config *load_text(const char *name, const char *text, size_t len, char *err,
@@ -1273,6 +1345,7 @@ void rtmd_config_free(struct rtmd_config *cfg)
     rtmd_free(cfg->data_dir);
     rtmd_free(cfg->ready_file);
     rtmd_free(cfg->redis_url);
+    rtmd_free(cfg->node_name);
     rtmd_free(cfg);
 }
 

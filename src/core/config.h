@@ -25,6 +25,8 @@
 #define RTMD_CONFIG_FILE_MAX (1024 * 1024) /* bytes in a config file */
 #define RTMD_CONFIG_LINE_MAX 4096          /* bytes in one line, without its newline */
 #define RTMD_CONFIG_EXIT     2             /* exit status for a bad config */
+#define RTMD_NODE_ID_MAX     33            /* bytes in a node id, with the NUL */
+#define RTMD_NODE_ID_MAX_STR 32
 
 struct rtmd_customer;
 
@@ -96,13 +98,17 @@ struct rtmd_config {
     char *tls_cert; /* NULL: self-signed pair in data_dir */
     char *tls_key;
     char *data_dir;
-    uint32_t node_id; /* the <node> in request IDs; unique per node in a cluster */
+    char *node_name;  /* [server] node_id as given, or NULL (see rtmd_config_node) */
+    uint32_t node_id; /* the <node> in request IDs, from node_name (1 without one) */
+    bool reuse_port;  /* SO_REUSEPORT on the listeners (redis backend only) */
     char *ready_file; /* NULL, or a file written with the bound addresses once serving */
     enum rtmd_log_level log_level;
 
     /* [store] */
     enum rtmd_store_backend backend;
-    char *redis_url;
+    char *redis_url;              /* comma-separated seeds (core/redis_url.h) */
+    uint32_t redis_timeout_ms;    /* a Redis call not answered by then fails */
+    uint32_t node_timeout_s;      /* a node whose heartbeat is older is dead */
     enum rtmd_store_sync sync;    /* embedded: full = fsync every group commit */
     bool bench_pull_keeps_events; /* benchmarks only: pulls leave the read position */
 
@@ -128,6 +134,10 @@ struct rtmd_config *rtmd_config_load(const char *path, char *err, size_t errlen)
 struct rtmd_config *rtmd_config_load_string(const char *name, const char *text, char *err,
                                             size_t errlen);
 void rtmd_config_free(struct rtmd_config *cfg);
+
+/* The <node> of request IDs for a node_id (NULL: 1): the number itself when
+ * it is 1..999999, else a number 1..999999 made from the name. */
+uint32_t rtmd_config_node_number(const char *name);
 
 struct rtmd_app *rtmd_config_app(const struct rtmd_config *cfg, struct rtmd_str id);
 struct rtmd_customer *rtmd_config_customer(const struct rtmd_config *cfg, struct rtmd_str id);

@@ -236,10 +236,14 @@ static void test_lists(void **state)
     assert_int_equal(cfg->n_regions, 2);
     assert_false(cfg->tls);
     assert_int_equal(cfg->node_id, 42);
+    assert_string_equal(cfg->node_name, "42");
+    assert_int_equal(cfg->redis_timeout_ms, 1000);
+    assert_int_equal(cfg->node_timeout_s, 10);
     assert_string_equal(cfg->ready_file, "/tmp/rtmd.ready");
     assert_int_equal(cfg->log_level, RTMD_LOG_DEBUG);
     assert_int_equal(cfg->backend, RTMD_STORE_REDIS);
-    assert_string_equal(cfg->redis_url, "rediss://cache.example:6380/2");
+    assert_non_null(strstr(cfg->redis_url, "redis://:pw@cache.example:6380/0"));
+    assert_non_null(strstr(cfg->redis_url, "redis://[::1]:7001"));
     assert_int_equal(cfg->sync, RTMD_SYNC_NORMAL);
 
     struct rtmd_customer *c1 = rtmd_config_customer(cfg, RTMD_STR_LIT("c1"));
@@ -356,8 +360,7 @@ static const struct {
     {"bad_section_text.ini", ":1: [server]: text after ']' (comments start with \" ;\")"},
     {"bad_empty_value.ini", ":2: data_dir: missing value"},
     {"bad_backend.ini", ":2: backend: must be one of embedded, redis (got \"postgres\")"},
-    {"bad_redis_url.ini",
-     ":3: redis_url: \"127.0.0.1:6379\" must start with redis://, rediss:// or unix://"},
+    {"bad_redis_url.ini", ":3: redis_url: URL 1: must start with redis://"},
     {"bad_empty_listen.ini", ":2: listen: no listener given"},
     {"bad_control_char.ini", ":2: data_dir: control character \\x01 in line"},
     {"bad_dup_listener.ini", ":3: listen: \"127.0.0.1:8443@b\": address and port listed twice"},
@@ -598,14 +601,35 @@ static void test_listen_forms(void **state)
     rtmd_buf_free(&b);
 }
 
+static void test_node_numbers(void **state)
+{
+    (void)state;
+    assert_int_equal(rtmd_config_node_number(NULL), 1);
+    assert_int_equal(rtmd_config_node_number("7"), 7);
+    assert_int_equal(rtmd_config_node_number("999999"), 999999);
+    uint32_t a = rtmd_config_node_number("n1"), b = rtmd_config_node_number("n2");
+    assert_true(a >= 1 && a <= 999999 && b >= 1 && b <= 999999 && a != b);
+    assert_int_equal(rtmd_config_node_number("n1"), a); /* stable */
+    uint32_t big = rtmd_config_node_number("1000000");
+    assert_true(big >= 1 && big <= 999999);
+}
+
 static void test_more_errors(void **state)
 {
     (void)state;
-    str_bad("[server]\nnode_id = 0\n", "t.ini:2: node_id: must be 1..999999 (got \"0\")");
-    str_bad("[server]\nnode_id = 99999999999999999999999\n",
-            "t.ini:2: node_id: must be 1..999999 (got \"99999999999999999999999\")");
-    str_bad("[server]\nnode_id = -1\n", "t.ini:2: node_id: must be a whole number (got \"-1\")");
-    str_bad("[server]\nnode_id = 1 2\n", "t.ini:2: node_id: must be a whole number (got \"1 2\")");
+    str_bad("[server]\nnode_id = n.1\n",
+            "t.ini:2: node_id: must be characters [A-Za-z0-9_-] (got \"n.1\")");
+    str_bad("[server]\nnode_id = 123456789012345678901234567890123\n",
+            "t.ini:2: node_id: must be 1..32 bytes");
+    str_bad("[server]\nnode_id = 1 2\n",
+            "t.ini:2: node_id: must be characters [A-Za-z0-9_-] (got \"1 2\")");
+    str_bad("[server]\nreuse_port = on\n",
+            "t.ini:2: reuse_port: needs backend = redis (the embedded store is one node: one "
+            "database, one process)");
+    str_bad("[store]\nbackend = redis\nredis_url = redis://a, rediss://b\n",
+            "t.ini:3: redis_url: URL 2: rediss:// (TLS to Redis) is not supported");
+    str_bad("[store]\nredis_url = redis://:secret@h:99999\n",
+            "t.ini:2: redis_url: URL 1: the port must be 1..65535");
     str_bad("[server]\nlog_level = verbose\n",
             "t.ini:2: log_level: must be one of error, warn, info, debug (got \"verbose\")");
     str_bad("[store]\nsync = always\n",
@@ -916,6 +940,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_crlf_bom_tabs),
         cmocka_unit_test(test_bool_spellings),
         cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_node_numbers),
         cmocka_unit_test(test_more_errors),
         cmocka_unit_test(test_nul_byte),
         cmocka_unit_test(test_long_customer_ids),
