@@ -27,7 +27,8 @@
  * status 0; a reply or push is a well-formed tree (strings NUL-terminated at
  * their length, every element of an array present, depth at most 8); a
  * timeout comes at or after its deadline; the deadline heap is a heap and
- * holds exactly the commands still waiting for a callback; the reader never
+ * holds exactly the commands waiting for a callback outside the in-order
+ * chain, whose waiting commands' deadlines do not decrease; the reader never
  * holds more than max_reply bytes unparsed; once dropped, nothing more is
  * read; close completes the rest with RTMD_ECLOSED and frees everything
  * before its done callback (leaks show under ASan).
@@ -100,10 +101,17 @@ static void check_heap(void)
 {
     struct rtmd_redis_conn *c = conn_;
     uint32_t waiting = 0;
+    uint64_t chain_deadline = 0;
     for (uint64_t seq = c->head; seq < c->tail; seq++) {
         struct cmd *m = cmd_at(c, seq);
         bool in_heap = m->heap_index != NOT_IN_HEAP;
-        CHECK(in_heap == (m->cb != NULL && m->deadline != NO_DEADLINE));
+        CHECK(!(in_heap && m->in_chain));
+        if (m->in_chain && m->cb) { /* waiting chain commands: deadlines in FIFO order */
+            CHECK(seq >= c->chain_next);
+            CHECK(m->deadline >= chain_deadline && m->deadline <= c->chain_last);
+            chain_deadline = m->deadline;
+        }
+        CHECK(in_heap == (m->cb != NULL && m->deadline != NO_DEADLINE && !m->in_chain));
         if (in_heap) {
             CHECK(m->heap_index < c->heap_n && c->heap[m->heap_index] == seq);
             waiting++;

@@ -6,11 +6,15 @@
  *   - the FIFO: a ring of commands in the order they were sent, indexed by a
  *     sequence number (seq & mask), that grows by doubling up to
  *     max_pending; a reply completes the oldest (the head);
- *   - the deadline heap: a binary min-heap of the seqs of commands still
- *     waiting for their callback, ordered by deadline (each command knows
- *     its index in it, so an answered command leaves it in O(log n)); one
- *     uv timer is armed for the earliest of the heap's root deadline and the
- *     head's deadline + stuck_grace_ms;
+ *   - deadlines: a command issued with a deadline no earlier than every
+ *     waiting command's before it (the usual case: now + a fixed timeout)
+ *     joins the "chain", whose waiting commands have non-decreasing
+ *     deadlines in FIFO order, so the earliest is the first of them still
+ *     waiting (found by a cursor that only moves forward: O(1) amortized);
+ *     any other goes into a binary min-heap by deadline (each command knows
+ *     its index in it, so an answered one leaves in O(log n)). One uv timer
+ *     is armed for the earliest of the two and of the head's deadline +
+ *     stuck_grace_ms;
  *   - output: commands are appended to `out`; a deferred call writes it
  *     (uv_try_write, the rest with one uv_write from a second buffer that
  *     the two swap, so steady traffic allocates nothing);
@@ -95,6 +99,7 @@ struct cmd {
     void *arg;
     uint64_t deadline;
     uint32_t heap_index; /* in the deadline heap, or NOT_IN_HEAP */
+    bool in_chain;       /* its deadline is in FIFO order (see above) */
     uint32_t expect;     /* replies still owed (confirmations of a pub/sub command) */
     enum kind kind;
     /* Pub/sub: the channels named, in order, each as a 4-byte length and
@@ -147,6 +152,8 @@ struct rtmd_redis_conn {
     uint64_t head, tail, unsent;
     uint64_t *heap;
     uint32_t heap_n;
+    uint64_t chain_next; /* no chain command before it is still waiting */
+    uint64_t chain_last; /* the latest deadline in the chain, 0 when none waits */
     redisReader *reader;
     size_t building;               /* bytes allocated for the reply being parsed */
     bool over_reply;               /* ...and they would have passed max_reply */
@@ -296,6 +303,28 @@ static rtmd_redis_cb pop_head(struct rtmd_redis_conn *c, void **arg)
     return cb;
 }
 
+/* The first chain command still waiting for its callback (tail if none). */
+static uint64_t chain_first(struct rtmd_redis_conn *c)
+{
+    uint64_t seq = RTMD_MAX(c->chain_next, c->head);
+    while (seq < c->tail && !(cmd_at(c, seq)->in_chain && cmd_at(c, seq)->cb))
+        seq++;
+    c->chain_next = seq;
+    if (seq == c->tail)
+        c->chain_last = 0;
+    return seq;
+}
+
+/* The command whose deadline comes first among those waiting for their
+ * callback, or tail if none. */
+static uint64_t first_deadline(struct rtmd_redis_conn *c)
+{
+    uint64_t seq = chain_first(c);
+    if (c->heap_n > 0 && (seq == c->tail || heap_before(c, c->heap[0], seq)))
+        seq = c->heap[0];
+    return seq;
+}
+
 static size_t unsent_bytes(const struct rtmd_redis_conn *c)
 {
     size_t n = c->out.len;
@@ -331,18 +360,28 @@ static int enqueue(struct rtmd_redis_conn *c, const char *bytes, size_t len, uin
     r = rtmd_buf_append(&c->out, bytes, len);
     if (r < 0)
         return r == RTMD_ELIMIT ? -EAGAIN : r;
+    bool chain = false;
+    if (deadline != NO_DEADLINE) {
+        chain_first(c); /* forgets chain_last when no chain command waits */
+        chain = deadline >= c->chain_last;
+    }
     uint64_t seq = c->tail++;
     struct cmd *m = cmd_at(c, seq);
     m->cb = cb;
     m->arg = arg;
     m->deadline = deadline;
     m->heap_index = NOT_IN_HEAP;
+    m->in_chain = false;
     m->expect = expect;
     m->kind = kind;
     m->channels = channels;
     m->channels_off = 0;
-    if (deadline != NO_DEADLINE)
+    if (chain) {
+        m->in_chain = true;
+        c->chain_last = deadline;
+    } else if (deadline != NO_DEADLINE) {
         heap_push(c, seq);
+    }
     c->stats.commands++;
     if (!rtmd_list_linked(&c->flush.link))
         rtmd_defer(&c->flush, on_flush);
@@ -682,9 +721,13 @@ static void on_deadline(uv_timer_t *t)
     if (c->closing)
         return;
     uint64_t now = rtmd_now_ms(), epoch = c->epoch;
-    while (c->heap_n > 0 && cmd_at(c, c->heap[0])->deadline <= now) {
-        struct cmd *m = cmd_at(c, c->heap[0]);
-        heap_remove(c, 0);
+    for (;;) {
+        uint64_t seq = first_deadline(c);
+        if (seq == c->tail || cmd_at(c, seq)->deadline > now)
+            break;
+        struct cmd *m = cmd_at(c, seq);
+        if (m->heap_index != NOT_IN_HEAP)
+            heap_remove(c, m->heap_index);
         rtmd_redis_cb cb = m->cb;
         void *arg = m->arg;
         m->cb = NULL; /* stays as a placeholder: its reply is still owed */
@@ -711,9 +754,9 @@ static void deadline_rearm(struct rtmd_redis_conn *c)
 {
     if (c->closing)
         return;
-    uint64_t due = NO_DEADLINE;
-    if (c->heap_n > 0)
-        due = cmd_at(c, c->heap[0])->deadline;
+    uint64_t due = NO_DEADLINE, first = first_deadline(c);
+    if (first < c->tail)
+        due = cmd_at(c, first)->deadline;
     if (c->head < c->tail)
         due = RTMD_MIN(due, sat_add(cmd_at(c, c->head)->deadline, c->opt.stuck_grace_ms));
     if (due == NO_DEADLINE || (c->deadline_due != 0 && c->deadline_due <= due))
@@ -789,6 +832,7 @@ static void drop(struct rtmd_redis_conn *c, int err, const char *fmt, ...)
     for (uint64_t seq = c->head; seq < c->tail; seq++)
         cmd_at(c, seq)->heap_index = NOT_IN_HEAP;
     c->heap_n = 0;
+    c->chain_last = 0;
     if (c->deadline_due) {
         uv_timer_stop(&c->deadline_timer);
         c->deadline_due = 0;
@@ -1177,23 +1221,45 @@ static int usable(const struct rtmd_redis_conn *c)
     return c->state == ST_UP ? 0 : -ENOTCONN;
 }
 
-static bool arg_is(const char *p, size_t n, const char *lit)
+struct name {
+    const char *s;
+    size_t len;
+    int kind; /* an enum kind, or -EINVAL for a command rtmd does not send */
+};
+#define NAME(s, kind)                                                                              \
+    {                                                                                              \
+        s, sizeof(s) - 1, kind                                                                     \
+    }
+
+/* Commands that break one-reply-per-command matching or RESP2, and the
+ * pub/sub ones (CLIENT REPLY is checked apart). */
+static const struct name names[] = {
+    NAME("HELLO", -EINVAL),
+    NAME("RESET", -EINVAL),
+    NAME("MONITOR", -EINVAL),
+    NAME("SYNC", -EINVAL),
+    NAME("PSYNC", -EINVAL),
+    NAME("SUBSCRIBE", K_SUBSCRIBE),
+    NAME("SSUBSCRIBE", K_SSUBSCRIBE),
+    NAME("PSUBSCRIBE", K_PSUBSCRIBE),
+    NAME("UNSUBSCRIBE", K_UNSUBSCRIBE),
+    NAME("SUNSUBSCRIBE", K_SUNSUBSCRIBE),
+    NAME("PUNSUBSCRIBE", K_PUNSUBSCRIBE),
+};
+
+static bool arg_is(const char *p, size_t n, const char *lit, size_t lit_len)
 {
-    return rtmd_str_ieq(rtmd_str_make(p, n), rtmd_str_cstr(lit));
+    return n == lit_len && rtmd_str_ieq(rtmd_str_make(p, n), rtmd_str_make(lit, lit_len));
 }
 
 /* The kind of command argv is, or -EINVAL for one rtmd does not send. */
 static int command_kind(int argc, const char **argv, const size_t *len)
 {
-    static const char *const refused[] = {"HELLO", "RESET", "MONITOR", "SYNC", "PSYNC"};
-    for (size_t i = 0; i < RTMD_ARRAY_SIZE(refused); i++)
-        if (arg_is(argv[0], len[0], refused[i]))
-            return -EINVAL;
-    if (argc >= 2 && arg_is(argv[0], len[0], "CLIENT") && arg_is(argv[1], len[1], "REPLY"))
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(names); i++)
+        if (arg_is(argv[0], len[0], names[i].s, names[i].len))
+            return names[i].kind < 0 || argc >= 2 ? names[i].kind : -EINVAL;
+    if (argc >= 2 && arg_is(argv[0], len[0], "CLIENT", 6) && arg_is(argv[1], len[1], "REPLY", 5))
         return -EINVAL;
-    for (int k = K_SUBSCRIBE; k <= K_PUNSUBSCRIBE; k++)
-        if (arg_is(argv[0], len[0], kind_names[k]))
-            return argc >= 2 ? k : -EINVAL;
     return K_PLAIN;
 }
 
