@@ -30,9 +30,7 @@ void gw_op_join(struct gw_client *c, const struct gw_request *r)
     case RTMD_ELIMIT:
         gw_reply_error(c, true, r->id, "too_many_channels", "channel limit reached");
         return;
-    default:
-        gw_reply_error(c, true, r->id, "store_error", "the join could not be recorded");
-        return;
+    default: gw_reply_store_failure(c, true, r->id, pr, "the join could not be recorded"); return;
     }
 }
 
@@ -45,8 +43,6 @@ void gw_op_leave(struct gw_client *c, const struct gw_request *r)
     switch (pr) {
     case 0: gw_op_begin(c, r); return;
     case -ENOENT: gw_reply_error(c, true, r->id, "not_joined", "not in this channel"); return;
-    default:
-        gw_reply_error(c, true, r->id, "store_error", "the leave could not be recorded");
-        return;
+    default: gw_reply_store_failure(c, true, r->id, pr, "the leave could not be recorded"); return;
     }
 }

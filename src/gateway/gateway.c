@@ -98,6 +98,31 @@ void gw_reply_error(struct gw_client *c, bool has_id, int64_t id, const char *co
         gw_send(c, out->data, out->len);
 }
 
+void gw_reply_store_failure(struct gw_client *c, bool has_id, int64_t id, int status,
+                            const char *what)
+{
+    char msg[160];
+    const char *code = "unavailable";
+    switch (status) {
+    case -ENOSPC:
+        snprintf(msg, sizeof(msg), "%s now (the server's disk is full); try again later", what);
+        break;
+    case -ETIMEDOUT:
+    case -ENOTCONN:
+    case -ECONNRESET:
+    case -EAGAIN:
+    case -EIO:
+        snprintf(msg, sizeof(msg), "%s now (the store did not answer in time); try again later",
+                 what);
+        break;
+    default:
+        code = "store_error";
+        snprintf(msg, sizeof(msg), "%s (the store failed); try again", what);
+        break;
+    }
+    gw_reply_error(c, has_id, id, code, msg);
+}
+
 void gw_reply_recorded(struct gw_client *c, int status)
 {
     if (!c->op_open)
@@ -105,12 +130,9 @@ void gw_reply_recorded(struct gw_client *c, int status)
     c->op_open = false;
     if (status == 0)
         gw_reply_ok(c, c->has_op_id, c->op_id, NULL, NULL);
-    else if (status == -ENOSPC)
-        gw_reply_error(c, c->has_op_id, c->op_id, "unavailable",
-                       "the server cannot record events now (its disk is full); try again later");
     else
-        gw_reply_error(c, c->has_op_id, c->op_id, "store_error",
-                       "the event could not be recorded; try again");
+        gw_reply_store_failure(c, c->has_op_id, c->op_id, status,
+                               "the event could not be recorded");
 }
 
 void gw_on_recorded(struct rtmd_session *s, int status, void *arg)
@@ -266,6 +288,9 @@ static const struct {
                             "the connection closes: no frame within heartbeat_timeout_s"},
     [GW_CLOSE_LOGIN_TIMEOUT] = {RTMD_WS_CLOSE_POLICY, "login timeout", "closing",
                                 "the connection closes: no login within login_timeout_s"},
+    [GW_CLOSE_NODE_LOST] = {RTMD_WS_CLOSE_GOING_AWAY, "node_lost", "closing",
+                            "this node lost its sessions (the cluster took it for dead); log in "
+                            "again"},
 };
 
 void gw_close(struct gw_client *c, enum gw_close_why why)
@@ -394,14 +419,14 @@ static void on_close(struct rtmd_conn *conn)
         client_free(c);
 }
 
-static void on_kicked(void *ctx, struct rtmd_session *s)
+static void on_kicked(void *ctx, struct rtmd_session *s, const char *reason)
 {
     (void)ctx;
     struct gw_client *c = s->owner;
     if (!c || !c->conn)
         return;
     gw_enter(c);
-    gw_close(c, GW_CLOSE_KICKED);
+    gw_close(c, strcmp(reason, "remote_login") == 0 ? GW_CLOSE_KICKED : GW_CLOSE_NODE_LOST);
     gw_leave(c);
 }
 

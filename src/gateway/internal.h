@@ -60,6 +60,12 @@ void gw_reply_error(struct gw_client *c, bool has_id, int64_t id, const char *co
 /* Sends one complete JSON text (a push); applies the output budget. */
 int gw_send(struct gw_client *c, const char *p, size_t n);
 
+/* An error reply for a store call that failed with status: "unavailable"
+ * when the store could not be reached or written now (a full disk, Redis
+ * not answering in time), else "store_error"; what is the start of the
+ * message ("the join could not be recorded"). */
+void gw_reply_store_failure(struct gw_client *c, bool has_id, int64_t id, int status,
+                            const char *what);
 /* Answers the op that made c busy from the store's status (ok, or
  * unavailable when the store's disk is full, or store_error) — unless it
  * was answered already (the connection closed meanwhile: see gw_close). */
@@ -111,6 +117,7 @@ enum gw_close_why {
     GW_CLOSE_KICKED,        /* 1000 "remote_login", after the kicked push */
     GW_CLOSE_HEARTBEAT,     /* 1001 "heartbeat timeout" */
     GW_CLOSE_LOGIN_TIMEOUT, /* 1008 "login timeout" */
+    GW_CLOSE_NODE_LOST,     /* 1001 "node_lost": another node ended this node's sessions */
 };
 /* Answers every op of c not answered yet (the one in flight, the queued
  * ones) with an error, then ends the client's session (if any) and closes:

@@ -28,11 +28,8 @@ static void answer(struct gw_client *c, bool has_id, int64_t id, int type,
                    const struct rtmd_send_result *r)
 {
     const char *state = type == RTMD_MSG_PEER ? (r->delivered ? "delivered" : "offline") : NULL;
-    if (r->status == -ENOSPC)
-        gw_reply_error(c, has_id, id, "unavailable",
-                       "the server cannot keep messages now (its disk is full); try again later");
-    else if (r->status < 0)
-        gw_reply_error(c, has_id, id, "store_error", "the message could not be kept; try again");
+    if (r->status < 0)
+        gw_reply_store_failure(c, has_id, id, r->status, "the message could not be kept");
     else
         gw_reply_ok(c, has_id, id, state ? state_field : NULL, (void *)state);
 }

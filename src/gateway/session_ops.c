@@ -137,7 +137,7 @@ void gw_op_login(struct gw_client *c, const struct gw_request *r)
     }
     int pr = rtmd_presence_login(c->session, app, uid, on_login_recorded, NULL);
     if (pr < 0) {
-        gw_reply_error(c, true, r->id, "store_error", "the login could not be recorded");
+        gw_reply_store_failure(c, true, r->id, pr, "the login could not be recorded");
         return;
     }
     gw_op_begin(c, r);
@@ -159,7 +159,7 @@ void gw_op_logout(struct gw_client *c, const struct gw_request *r)
 {
     int pr = rtmd_presence_end(c->session, on_logout_recorded, NULL);
     if (pr < 0) {
-        gw_reply_error(c, true, r->id, "store_error", "the logout could not be recorded");
+        gw_reply_store_failure(c, true, r->id, pr, "the logout could not be recorded");
         gw_close(c, GW_CLOSE_LOGOUT);
         return;
     }

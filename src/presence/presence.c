@@ -55,6 +55,51 @@ static struct rtmd_str name_of(const struct rtmd_channel *ch)
     return rtmd_str_make(ch->name, ch->name_len);
 }
 
+static void forget(struct rtmd_session *s);
+
+/* Ends s on this node only: its records are another node's (it took s over,
+ * or took this node for dead and ended s). */
+static void drop(struct rtmd_session *s, const char *reason)
+{
+    forget(s);
+    if (hooks_ && hooks_->kicked)
+        hooks_->kicked(hooks_ctx_, s, reason);
+}
+
+static void on_session_taken(void *ctx, const struct rtmd_app *app, struct rtmd_str uid,
+                             uint64_t session)
+{
+    (void)ctx;
+    struct rtmd_session *s = rtmd_presence_find(app, uid);
+    if (s && s->id == session && s->state == RTMD_SESSION_ONLINE)
+        drop(s, "remote_login");
+}
+
+static void collect(struct rtmd_session *s, void *arg)
+{
+    struct rtmd_session ***at = arg;
+    *(*at)++ = s;
+}
+
+static void on_sessions_lost(void *ctx)
+{
+    (void)ctx;
+    size_t n = n_sessions_;
+    if (n == 0)
+        return;
+    struct rtmd_session **all = rtmd_malloc(n * sizeof(*all)), **at = all;
+    rtmd_presence_foreach(collect, &at);
+    for (struct rtmd_session **i = all; i < at; i++)
+        if ((*i)->state == RTMD_SESSION_ONLINE)
+            drop(*i, "node_lost");
+    free(all);
+}
+
+static const struct rtmd_store_hooks store_hooks_ = {
+    .session_taken = on_session_taken,
+    .sessions_lost = on_sessions_lost,
+};
+
 int rtmd_presence_init(const struct rtmd_config *cfg, struct rtmd_store *store,
                        const struct rtmd_presence_hooks *hooks, void *hooks_ctx)
 {
@@ -62,6 +107,7 @@ int rtmd_presence_init(const struct rtmd_config *cfg, struct rtmd_store *store,
     store_ = store;
     hooks_ = hooks;
     hooks_ctx_ = hooks_ctx;
+    rtmd_store_set_hooks(store, &store_hooks_, NULL);
     if (next_session_id_ == 0)
         next_session_id_ = rtmd_now_ms() * 1000 + 1;
     apps_ = rtmd_calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*apps_));
@@ -343,7 +389,7 @@ int rtmd_presence_login(struct rtmd_session *s, const struct rtmd_app *app, stru
     if (old) {
         forget(old);
         if (hooks_ && hooks_->kicked)
-            hooks_->kicked(hooks_ctx_, old);
+            hooks_->kicked(hooks_ctx_, old, "remote_login");
     }
     s->state = RTMD_SESSION_ONLINE;
     rtmd_hashmap_put(&st->sessions, uid_of(s), s);

@@ -70,8 +70,11 @@ struct rtmd_channel {
 
 /* What the gateway is told (ctx: the one given to rtmd_presence_init). */
 struct rtmd_presence_hooks {
-    /* s was taken over by a new login of the same uid (it is already ENDED). */
-    void (*kicked)(void *ctx, struct rtmd_session *s);
+    /* s was ended without its client asking (it is already ENDED): reason
+     * "remote_login" when a new login of the same uid took it over (here or
+     * on another node), "node_lost" when another node took this one for
+     * dead and ended its sessions. */
+    void (*kicked)(void *ctx, struct rtmd_session *s, const char *reason);
     /* s joined ch, or left it (s is then no longer among ch's members). */
     void (*member)(void *ctx, struct rtmd_channel *ch, struct rtmd_session *s, bool joined);
 };

@@ -1,18 +1,1175 @@
 /*
- * redis.c — the cluster backend (SPEC §6). Not built yet: opening it fails
- * with -ENOTSUP so a config asking for it stops at start with a clear error.
+ * redis.c — the cluster backend: any number of rtmd nodes share one Redis 7
+ * deployment and are one service.
+ *
+ * Data: redis_lua.h lists every key; each step that must be atomic is one
+ * Lua script on one app's keys (one hash slot, tag {APPID}).
+ *
+ * Presence (group commit). The presence ops of one loop iteration are sent,
+ * per app, as one script call in the prepare phase: one round trip for
+ * thousands of logins. A session is named "NODE|SESSION-ID"; the script
+ * records an op only for the session that owns the uid (fencing: a node that
+ * lost a session — taken over elsewhere, or ended for it because it was
+ * taken for dead — records nothing more for it), and only once, so an op
+ * whose outcome is unknown (a timeout, a dropped connection) can be sent
+ * again. Such ops are kept and go first in the app's next call, retried
+ * with backoff until they are answered: Leaves and Logouts are owed
+ * (presence treats them as done, -EINPROGRESS); a Login or a Join fails
+ * (presence forgets it) and the op that undoes it is owed instead (a Logout
+ * or Leave that the script records only if the Login or Join was).
+ *
+ * Takeovers. A login finds uid held by another node: the script ends that
+ * session (Leaves, then Logout) before the Login and tells the node (a shard
+ * channel message, "K|uid|owner"), which drops the client without recording
+ * anything. Nothing waits for the old node, and a late old node records
+ * nothing twice (fencing).
+ *
+ * Nodes. Each node renews a heartbeat every second (BEAT); a node whose
+ * heartbeat is older than node_timeout_s is dead: one surviving node (CLAIM,
+ * a lock) ends its sessions app by app (END_NODE), then forgets it (BURIED).
+ * A node taken for dead while it was only paused learns it at its next beat
+ * and drops its clients (their sessions were ended for it). A node that
+ * starts again under the same id ends its previous sessions before serving.
+ *
+ * Pulls carry their deadline on Redis's clock (the offset is measured at
+ * every beat): a pull that reaches Redis after it does nothing, so a pull
+ * answered 408 consumed nothing even if a stalled Redis runs it later.
+ *
+ * Not yet here (their calls answer -ENOTSUP): history, offline messages,
+ * query handles, and delivery across nodes; a Redis Cluster (the first seed
+ * is used as a single instance).
  */
-#include "store/store.h"
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/ids.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "store/redis_internal.h"
+
+static struct redis_store *from_base(struct rtmd_store *s)
+{
+    return (struct redis_store *)s;
+}
+
+uint64_t rtmd_redis_deadline(const struct redis_store *rs)
+{
+    return rtmd_now_ms() + rs->cfg->redis_timeout_ms;
+}
+
+struct app_rs *rtmd_redis_app(struct redis_store *rs, const struct rtmd_app *app)
+{
+    if (!app || app->index >= rs->cfg->n_apps || rs->cfg->apps[app->index] != app)
+        return NULL;
+    return &rs->apps[app->index];
+}
+
+/* ---- scripts ------------------------------------------------------------------------------- */
+
+/* A script call: EVALSHA sha 1 key args... — or EVAL with its text when
+ * Redis does not have it (restarted, flushed): the reply callback sees the
+ * NOSCRIPT error and the call goes again, once, as EVAL. */
+struct script_call {
+    struct redis_store *rs;
+    enum rtmd_redis_script script;
+    rtmd_redis_cb cb;
+    void *arg;
+    uint64_t deadline;
+    bool retried;
+    int argc;
+    size_t bytes;
+    /* argv and lengths follow, then the argument bytes */
+};
+
+static const char **sc_argv(struct script_call *sc)
+{
+    return (const char **)(void *)(sc + 1);
+}
+
+static size_t *sc_lens(struct script_call *sc)
+{
+    return (size_t *)(void *)(sc_argv(sc) + sc->argc);
+}
+
+static void on_script_reply(void *arg, int status, const redisReply *reply);
+
+static int script_send(struct script_call *sc, bool eval)
+{
+    struct redis_store *rs = sc->rs;
+    const char **argv = sc_argv(sc);
+    size_t *lens = sc_lens(sc);
+    argv[0] = eval ? "EVAL" : "EVALSHA";
+    lens[0] = strlen(argv[0]);
+    argv[1] = eval ? rtmd_redis_lua[sc->script] : rs->sha[sc->script];
+    lens[1] = strlen(argv[1]);
+    int r =
+        rtmd_redis_conn_command(rs->conn, sc->argc, argv, lens, sc->deadline, on_script_reply, sc);
+    if (r == 0)
+        rs->inflight++;
+    return r;
+}
+
+static void on_script_reply(void *arg, int status, const redisReply *reply)
+{
+    struct script_call *sc = arg;
+    struct redis_store *rs = sc->rs;
+    rs->inflight--;
+    if (status == 0 && reply->type == REDIS_REPLY_ERROR && !sc->retried &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        sc->retried = true;
+        if (script_send(sc, true) == 0)
+            return;
+        status = -ENOTCONN;
+    }
+    sc->cb(sc->arg, status, status == 0 ? reply : NULL);
+    free(sc);
+}
+
+int rtmd_redis_script(struct redis_store *rs, enum rtmd_redis_script script,
+                      const struct rtmd_str *keys, int nkeys, const struct rtmd_str *args,
+                      int nargs, rtmd_redis_cb cb, void *arg)
+{
+    if (!rs->up)
+        return -ENOTCONN;
+    int argc = 3 + nkeys + nargs;
+    size_t bytes = 0;
+    for (int i = 0; i < nkeys; i++)
+        bytes += keys[i].len;
+    for (int i = 0; i < nargs; i++)
+        bytes += args[i].len;
+    struct script_call *sc =
+        rtmd_malloc(sizeof(*sc) + (size_t)argc * (sizeof(char *) + sizeof(size_t)) + bytes + 16);
+    sc->rs = rs;
+    sc->script = script;
+    sc->cb = cb;
+    sc->arg = arg;
+    sc->deadline = rtmd_redis_deadline(rs);
+    sc->retried = false;
+    sc->argc = argc;
+    const char **argv = sc_argv(sc);
+    size_t *lens = sc_lens(sc);
+    char *at = (char *)(lens + argc);
+    int k = 2;
+    snprintf(at, 16, "%d", nkeys);
+    argv[k] = at;
+    lens[k++] = strlen(at);
+    at += 16;
+    for (int i = 0; i < nkeys + nargs; i++) {
+        struct rtmd_str v = i < nkeys ? keys[i] : args[i - nkeys];
+        if (v.len)
+            memcpy(at, v.p, v.len);
+        argv[k] = at;
+        lens[k++] = v.len;
+        at += v.len;
+    }
+    int r = script_send(sc, !rs->scripts_loaded);
+    if (r < 0)
+        free(sc);
+    return r;
+}
+
+/* The SHA1 Redis names a script by, in hex. */
+static void sha1_hex(const char *p, size_t n, char out[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(p, n, md, &len, EVP_sha1(), NULL);
+    for (unsigned int i = 0; i < len && i < 20; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    out[40] = '\0';
+}
+
+struct rtmd_str rtmd_redis_app_key(const struct app_rs *a)
+{
+    return rtmd_str_make(a->prefix, a->prefix_len);
+}
+
+bool rtmd_redis_reply_int(const redisReply *r, long long *out)
+{
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        return false;
+    *out = r->integer;
+    return true;
+}
+
+/* ---- presence -------------------------------------------------------------------------------- */
+
+static const char op_letter[] = {[RTMD_EVENT_LOGIN] = 'I',
+                                 [RTMD_EVENT_LOGOUT] = 'O',
+                                 [RTMD_EVENT_JOIN] = 'J',
+                                 [RTMD_EVENT_LEAVE] = 'L'};
+
+static void pop_free(struct pop *o)
+{
+    free(o->uid);
+    free(o->chan);
+}
+
+static void flush_app(struct app_rs *a);
+
+static void on_retry(uv_timer_t *t)
+{
+    struct app_rs *a = t->data;
+    flush_app(a);
+}
+
+static void schedule_retry(struct app_rs *a)
+{
+    a->retry_ms = a->retry_ms ? RTMD_MIN(a->retry_ms * 2, RETRY_MAX_MS) : RETRY_MIN_MS;
+    uv_timer_start(&a->retry, on_retry, a->retry_ms, 0);
+}
+
+/* Keeps the ops of a failed flight that must still happen, in order, ahead
+ * of what is queued: Leaves and Logouts as they are; for a Login or a Join,
+ * the Logout or Leave that undoes it if it was recorded. */
+static void owe_flight(struct app_rs *a, struct flight *f)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < f->n_ops; i++) {
+        struct pop *o = &f->ops[i];
+        if (o->type == RTMD_EVENT_LOGIN) {
+            o->type = RTMD_EVENT_LOGOUT;
+            o->undo = true;
+        } else if (o->type == RTMD_EVENT_JOIN) {
+            o->type = RTMD_EVENT_LEAVE;
+            o->undo = true;
+        }
+        o->owed = true;
+        f->ops[keep++] = *o;
+    }
+    if (a->n_ops + keep > a->cap_ops) {
+        a->cap_ops = a->n_ops + keep + 16;
+        a->ops = rtmd_realloc(a->ops, a->cap_ops * sizeof(*a->ops));
+    }
+    memmove(a->ops + keep, a->ops, a->n_ops * sizeof(*a->ops));
+    memcpy(a->ops, f->ops, keep * sizeof(*a->ops));
+    a->n_ops += keep;
+    for (size_t i = 0; i < a->n_calls; i++)
+        a->calls[i].first += keep;
+    a->rs->stats.owed_records = 0;
+    for (size_t i = 0; i < a->rs->cfg->n_apps; i++)
+        for (size_t k = 0; k < a->rs->apps[i].n_ops; k++)
+            a->rs->stats.owed_records += a->rs->apps[i].ops[k].owed;
+}
+
+static void on_presence_reply(void *arg, int status, const redisReply *reply)
+{
+    struct flight *f = arg;
+    struct app_rs *a = f->a;
+    struct redis_store *rs = a->rs;
+    a->in_flight = false;
+    bool ok = status == 0 && reply->type == REDIS_REPLY_ARRAY && reply->elements == f->n_ops;
+    if (status == 0 && !ok) {
+        rtmd_log_error("store", "redis: presence script failed: %s",
+                       reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        status = RTMD_ESTORE;
+    }
+    if (ok) {
+        a->retry_ms = 0;
+        for (size_t i = 0; i < f->n_ops; i++) {
+            long long done;
+            if (rtmd_redis_reply_int(reply->element[i], &done) && done == 1)
+                rs->stats.events_recorded[rtmd_event_log_kind(f->ops[i].type)]++;
+            pop_free(&f->ops[i]);
+        }
+    } else {
+        rtmd_log_warn("store",
+                      "redis: %zu presence ops of app %s not confirmed (%s); kept to retry",
+                      f->n_ops, a->app->id, rtmd_strerror(status));
+        owe_flight(a, f);
+    }
+    for (size_t i = 0; i < f->n_calls; i++) {
+        struct pcall *c = &f->calls[i];
+        int st = 0;
+        if (!ok) {
+            /* Did the call hold a Login or a Join? Then it failed (undone
+             * later); else its ends are owed, done for presence. */
+            st = -EINPROGRESS;
+            for (size_t k = c->first; k < c->first + c->n; k++)
+                if (f->ops[k].undo)
+                    st = status == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
+        }
+        rs->pending--;
+        c->cb(c->arg, st);
+    }
+    free(f->ops);
+    free(f->calls);
+    free(f);
+    if (a->n_ops && !rs->closing) {
+        if (ok)
+            flush_app(a);
+        else
+            schedule_retry(a);
+    }
+    rtmd_redis_call_done(rs);
+}
+
+/* Sends the app's queued ops (owed ones first) as one script call. */
+static void flush_app(struct app_rs *a)
+{
+    struct redis_store *rs = a->rs;
+    if (a->in_flight || a->n_ops == 0 || uv_is_active((uv_handle_t *)&a->retry))
+        return;
+    size_t n = RTMD_MIN(a->n_ops, (size_t)BATCH_OPS_MAX);
+    /* Never split a call: take whole calls (owed ops belong to none). */
+    size_t owed = 0;
+    while (owed < a->n_ops && a->ops[owed].owed)
+        owed++;
+    size_t n_calls = 0;
+    if (n > owed) {
+        n = owed;
+        while (n_calls < a->n_calls && (n_calls == 0 || n + a->calls[n_calls].n <= BATCH_OPS_MAX))
+            n += a->calls[n_calls++].n;
+    }
+    if (n == 0)
+        return;
+    struct rtmd_str *args = rtmd_malloc((3 + n * ARGS_PER_OP) * sizeof(*args));
+    char(*nums)[2][SESSION_ID_MAX] = rtmd_malloc(n * sizeof(*nums));
+    char retain[16], count[24];
+    snprintf(retain, sizeof(retain), "%u", rs->cfg->limits.events_retain);
+    snprintf(count, sizeof(count), "%zu", n);
+    args[0] = rtmd_str_cstr(rs->node);
+    args[1] = rtmd_str_cstr(retain);
+    args[2] = rtmd_str_cstr(count);
+    for (size_t i = 0; i < n; i++) {
+        const struct pop *o = &a->ops[i];
+        struct rtmd_str *x = &args[3 + i * ARGS_PER_OP];
+        snprintf(nums[i][0], SESSION_ID_MAX, "%llu", (unsigned long long)o->ms);
+        snprintf(nums[i][1], SESSION_ID_MAX, "%llu", (unsigned long long)o->session);
+        x[0] = rtmd_str_make(&op_letter[o->type], 1);
+        x[1] = rtmd_str_cstr(o->uid);
+        x[2] = o->chan ? rtmd_str_cstr(o->chan) : RTMD_STR_LIT("");
+        x[3] = rtmd_str_cstr(nums[i][0]);
+        x[4] = rtmd_str_cstr(nums[i][1]);
+    }
+    struct flight *f = rtmd_malloc(sizeof(*f));
+    f->a = a;
+    f->n_ops = n;
+    f->ops = rtmd_malloc(n * sizeof(*f->ops));
+    memcpy(f->ops, a->ops, n * sizeof(*f->ops));
+    f->n_calls = n_calls;
+    f->calls = rtmd_malloc((n_calls ? n_calls : 1) * sizeof(*f->calls));
+    memcpy(f->calls, a->calls, n_calls * sizeof(*f->calls));
+    struct rtmd_str key = rtmd_redis_app_key(a);
+    int r = rtmd_redis_script(rs, RTMD_LUA_PRESENCE, &key, 1, args, (int)(3 + n * ARGS_PER_OP),
+                              on_presence_reply, f);
+    free(args);
+    free(nums);
+    if (r < 0) {
+        /* Not sent (Redis is not reachable): it stays queued for a retry. */
+        free(f->ops);
+        free(f->calls);
+        free(f);
+        schedule_retry(a);
+        return;
+    }
+    a->in_flight = true;
+    memmove(a->ops, a->ops + n, (a->n_ops - n) * sizeof(*a->ops));
+    a->n_ops -= n;
+    memmove(a->calls, a->calls + n_calls, (a->n_calls - n_calls) * sizeof(*a->calls));
+    a->n_calls -= n_calls;
+    for (size_t i = 0; i < a->n_calls; i++)
+        a->calls[i].first -= n;
+}
+
+static void on_flush(struct rtmd_loop_hook *h)
+{
+    struct redis_store *rs = RTMD_CONTAINER_OF(h, struct redis_store, flush_hook);
+    for (size_t i = 0; i < rs->cfg->n_apps; i++)
+        if (rs->apps[i].n_calls)
+            flush_app(&rs->apps[i]);
+}
+
+static int redis_presence(struct rtmd_store *base, const struct rtmd_app *app,
+                          const struct rtmd_presence_op *ops, size_t n, rtmd_store_cb cb, void *arg)
+{
+    struct redis_store *rs = from_base(base);
+    struct app_rs *a = rtmd_redis_app(rs, app);
+    if (rs->closing)
+        return RTMD_ECLOSED;
+    if (!a || n == 0 || !cb)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        bool chan = ops[i].type == RTMD_EVENT_JOIN || ops[i].type == RTMD_EVENT_LEAVE;
+        if (!rtmd_id_valid(ops[i].uid) || (chan && !rtmd_id_valid(ops[i].channel)) ||
+            ops[i].type > RTMD_EVENT_LEAVE)
+            return -EINVAL;
+    }
+    bool has_begin = false;
+    for (size_t i = 0; i < n; i++)
+        has_begin |= ops[i].type == RTMD_EVENT_LOGIN || ops[i].type == RTMD_EVENT_JOIN;
+    /* Ends are never refused (they are owed if they cannot go now); a Login
+     * or a Join is, when Redis is unreachable or too much waits. */
+    if (has_begin && (!rs->up || rs->pending >= PENDING_MAX))
+        return rs->up ? -EAGAIN : -ENOTCONN;
+    if (a->n_ops + n > a->cap_ops) {
+        a->cap_ops = (a->n_ops + n) * 2;
+        a->ops = rtmd_realloc(a->ops, a->cap_ops * sizeof(*a->ops));
+    }
+    if (a->n_calls == a->cap_calls) {
+        a->cap_calls = a->cap_calls ? a->cap_calls * 2 : 16;
+        a->calls = rtmd_realloc(a->calls, a->cap_calls * sizeof(*a->calls));
+    }
+    a->calls[a->n_calls++] = (struct pcall){cb, arg, a->n_ops, n};
+    for (size_t i = 0; i < n; i++) {
+        struct pop *o = &a->ops[a->n_ops++];
+        bool chan = ops[i].type == RTMD_EVENT_JOIN || ops[i].type == RTMD_EVENT_LEAVE;
+        *o = (struct pop){ops[i].type,
+                          false,
+                          false,
+                          rtmd_strndup(ops[i].uid.p, ops[i].uid.len),
+                          chan ? rtmd_strndup(ops[i].channel.p, ops[i].channel.len) : NULL,
+                          ops[i].ms,
+                          ops[i].session};
+    }
+    rs->pending++;
+    return 0;
+}
+
+/* ---- pulls and rates ---------------------------------------------------------------------------
+ */
+
+struct pull_call {
+    struct redis_store *rs;
+    rtmd_store_pull_cb cb;
+    void *arg;
+    uint32_t region;
+    enum rtmd_evlog_kind kind;
+};
+
+static void on_pull_reply(void *arg, int status, const redisReply *reply)
+{
+    struct pull_call *p = arg;
+    struct redis_store *rs = p->rs;
+    long long dropped = 0;
+    if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+                        !rtmd_redis_reply_int(reply->element[0], &dropped)))
+        status = RTMD_ESTORE;
+    if (status == 0 && dropped < 0)
+        status = -ETIMEDOUT; /* it reached Redis after its deadline: nothing read */
+    if (status < 0) {
+        p->cb(p->arg, status, NULL);
+        free(p);
+        rtmd_redis_call_done(rs);
+        return;
+    }
+    rs->stats.events_dropped[p->region][p->kind] += (uint64_t)dropped;
+    struct rtmd_buf joined;
+    rtmd_buf_init(&joined, SIZE_MAX);
+    size_t n = 0;
+    for (size_t i = 1; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_STRING)
+            continue;
+        if (n++)
+            rtmd_buf_append_byte(&joined, ',');
+        rtmd_buf_append(&joined, e->str, e->len);
+    }
+    struct rtmd_event_batch b = {n, rtmd_str_make(joined.data ? joined.data : "", joined.len)};
+    p->cb(p->arg, 0, &b);
+    rtmd_buf_free(&joined);
+    free(p);
+    rtmd_redis_call_done(rs);
+}
+
+static int redis_pull(struct rtmd_store *base, const struct rtmd_app *app,
+                      enum rtmd_evlog_kind kind, uint32_t region, uint32_t max,
+                      rtmd_store_pull_cb cb, void *arg)
+{
+    struct redis_store *rs = from_base(base);
+    struct app_rs *a = rtmd_redis_app(rs, app);
+    if (rs->closing)
+        return RTMD_ECLOSED;
+    if (!a || !cb || max == 0 || region >= rs->cfg->n_regions ||
+        (kind != RTMD_EVLOG_USER && kind != RTMD_EVLOG_CHANNEL))
+        return -EINVAL;
+    char smax[16], dl[24];
+    snprintf(smax, sizeof(smax), "%u", max);
+    /* The deadline on Redis's clock: run later, the script does nothing. */
+    snprintf(dl, sizeof(dl), "%lld", (long long)((int64_t)rtmd_redis_deadline(rs) + rs->offset_ms));
+    struct rtmd_str key = rtmd_redis_app_key(a);
+    struct rtmd_str args[] = {kind == RTMD_EVLOG_USER ? RTMD_STR_LIT("u") : RTMD_STR_LIT("c"),
+                              rtmd_str_cstr(rs->cfg->regions[region]), rtmd_str_cstr(smax),
+                              rtmd_str_cstr(dl)};
+    struct pull_call *p = rtmd_malloc(sizeof(*p));
+    *p = (struct pull_call){rs, cb, arg, region, kind};
+    int r = rtmd_redis_script(rs, RTMD_LUA_PULL, &key, 1, args, 4, on_pull_reply, p);
+    if (r < 0)
+        free(p);
+    return r == -ENOTCONN ? -ETIMEDOUT : r;
+}
+
+struct rate_call {
+    struct redis_store *rs;
+    rtmd_store_cb cb;
+    void *arg;
+};
+
+static void on_rate_reply(void *arg, int status, const redisReply *reply)
+{
+    struct rate_call *c = arg;
+    long long ok = 0;
+    if (status == 0 && !rtmd_redis_reply_int(reply, &ok))
+        status = RTMD_ESTORE;
+    c->cb(c->arg, status < 0 ? status : ok ? 0 : RTMD_ERATE);
+    struct redis_store *rs = c->rs;
+    free(c);
+    rtmd_redis_call_done(rs);
+}
+
+static const char *const bucket_names[RTMD_RATE_BUCKETS] = {"events", "history", "send"};
+
+static int redis_rate(struct rtmd_store *base, const struct rtmd_app *app,
+                      enum rtmd_rate_bucket bucket, uint32_t qps, rtmd_store_cb cb, void *arg)
+{
+    struct redis_store *rs = from_base(base);
+    struct app_rs *a = rtmd_redis_app(rs, app);
+    if (rs->closing)
+        return RTMD_ECLOSED;
+    if (!a || !cb || bucket >= RTMD_RATE_BUCKETS)
+        return -EINVAL;
+    struct rate_call *c = rtmd_malloc(sizeof(*c));
+    *c = (struct rate_call){rs, cb, arg};
+    if (qps == 0) {
+        /* No limit: answered without Redis, still never inside the call. */
+        free(c);
+        return -EINVAL;
+    }
+    char sqps[16];
+    snprintf(sqps, sizeof(sqps), "%u", qps);
+    struct rtmd_str key = rtmd_redis_app_key(a);
+    struct rtmd_str args[] = {rtmd_str_cstr(bucket_names[bucket]), rtmd_str_cstr(sqps)};
+    int r = rtmd_redis_script(rs, RTMD_LUA_RATE, &key, 1, args, 2, on_rate_reply, c);
+    if (r < 0)
+        free(c);
+    return r == -ENOTCONN ? -ETIMEDOUT : r;
+}
+
+/* ---- nodes: heartbeats, the dead, the taken for dead ---------------------------------------- */
+
+struct reap {
+    struct redis_store *rs;
+    char dead[RTMD_NODE_ID_MAX];
+    size_t next_app;
+};
+
+static void reap_step(struct reap *r);
+
+static void on_buried(void *arg, int status, const redisReply *reply)
+{
+    (void)reply;
+    struct reap *r = arg;
+    if (status == 0)
+        rtmd_log_info("store", "redis: node %s is gone; its sessions are ended", r->dead);
+    struct redis_store *rs = r->rs;
+    free(r);
+    rtmd_redis_call_done(rs);
+}
+
+static void on_app_reaped(void *arg, int status, const redisReply *reply)
+{
+    struct reap *r = arg;
+    long long n = 0;
+    if (status < 0 || !rtmd_redis_reply_int(reply, &n)) {
+        /* The claim expires; this node or another tries again later. */
+        struct redis_store *rs = r->rs;
+        free(r);
+        rtmd_redis_call_done(rs);
+        return;
+    }
+    if (n > 0)
+        rtmd_log_info("store", "redis: ended %lld sessions of dead node %s in app %s", n, r->dead,
+                      r->rs->cfg->apps[r->next_app]->id);
+    r->next_app++;
+    reap_step(r);
+}
+
+static struct rtmd_str node_lock(char *buf, size_t cap, const char *node)
+{
+    int n = snprintf(buf, cap, NODES_LOCK "%s", node);
+    return rtmd_str_make(buf, (size_t)n);
+}
+
+static void reap_step(struct reap *r)
+{
+    struct redis_store *rs = r->rs;
+    char ms[24], retain[16], lock[96];
+    int rc;
+    if (r->next_app < rs->cfg->n_apps) {
+        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)rtmd_now_ms());
+        snprintf(retain, sizeof(retain), "%u", rs->cfg->limits.events_retain);
+        struct rtmd_str key = rtmd_redis_app_key(&rs->apps[r->next_app]);
+        struct rtmd_str args[] = {rtmd_str_cstr(r->dead), rtmd_str_cstr(ms), rtmd_str_cstr(retain)};
+        rc = rtmd_redis_script(rs, RTMD_LUA_END_NODE, &key, 1, args, 3, on_app_reaped, r);
+    } else {
+        char timeout[16];
+        snprintf(timeout, sizeof(timeout), "%u", rs->cfg->node_timeout_s * 1000);
+        struct rtmd_str keys[] = {RTMD_STR_LIT(NODES_HB), node_lock(lock, sizeof(lock), r->dead)};
+        struct rtmd_str args[] = {rtmd_str_cstr(r->dead), rtmd_str_cstr(rs->node),
+                                  rtmd_str_cstr(timeout)};
+        rc = rtmd_redis_script(rs, RTMD_LUA_BURIED, keys, 2, args, 3, on_buried, r);
+    }
+    if (rc < 0)
+        free(r);
+}
+
+static void on_claimed(void *arg, int status, const redisReply *reply)
+{
+    struct reap *r = arg;
+    long long won = 0;
+    if (status == 0 && rtmd_redis_reply_int(reply, &won) && won == 1 && !r->rs->closing) {
+        rtmd_log_warn("store", "redis: node %s missed its heartbeats for %u s: ending its sessions",
+                      r->dead, r->rs->cfg->node_timeout_s);
+        reap_step(r);
+        return;
+    }
+    struct redis_store *rs = r->rs;
+    free(r);
+    rtmd_redis_call_done(rs);
+}
+
+static void claim(struct redis_store *rs, const char *dead, size_t len)
+{
+    if (len == 0 || len >= RTMD_NODE_ID_MAX ||
+        (len == strlen(rs->node) && !memcmp(dead, rs->node, len)))
+        return;
+    struct reap *r = rtmd_calloc(1, sizeof(*r));
+    r->rs = rs;
+    memcpy(r->dead, dead, len);
+    char lock[96], timeout[16];
+    snprintf(timeout, sizeof(timeout), "%u", rs->cfg->node_timeout_s * 1000);
+    struct rtmd_str keys[] = {RTMD_STR_LIT(NODES_HB), RTMD_STR_LIT(NODES_REAPED),
+                              node_lock(lock, sizeof(lock), r->dead)};
+    struct rtmd_str args[] = {rtmd_str_cstr(r->dead), rtmd_str_cstr(rs->node),
+                              rtmd_str_cstr(timeout)};
+    if (rtmd_redis_script(rs, RTMD_LUA_CLAIM, keys, 3, args, 3, on_claimed, r) < 0)
+        free(r);
+}
+
+static void on_beat(void *arg, int status, const redisReply *reply)
+{
+    struct redis_store *rs = arg;
+    rs->beat_busy = false;
+    long long reaped = 0, now = 0;
+    if (status < 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        !rtmd_redis_reply_int(reply->element[0], &reaped) ||
+        !rtmd_redis_reply_int(reply->element[1], &now)) {
+        rtmd_redis_call_done(rs);
+        return;
+    }
+    if (reaped && rs->hooks && rs->hooks->sessions_lost) {
+        rtmd_log_warn("store", "redis: this node was taken for dead and its sessions ended for "
+                               "it: dropping its clients");
+        rs->hooks->sessions_lost(rs->hooks_ctx);
+    }
+    for (size_t i = 2; i < reply->elements && !rs->closing; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+            claim(rs, reply->element[i]->str, reply->element[i]->len);
+    rtmd_redis_call_done(rs);
+}
+
+static void on_time(void *arg, int status, int64_t offset_ms, uint64_t rtt_ms)
+{
+    struct redis_store *rs = arg;
+    rs->inflight--;
+    if (status == 0 && rtt_ms < 1000)
+        rs->offset_ms = offset_ms;
+    rtmd_redis_call_done(rs);
+}
+
+static void beat(struct redis_store *rs)
+{
+    if (!rs->up || rs->beat_busy || rs->closing)
+        return;
+    char timeout[16];
+    snprintf(timeout, sizeof(timeout), "%u", rs->cfg->node_timeout_s * 1000);
+    struct rtmd_str keys[] = {RTMD_STR_LIT(NODES_HB), RTMD_STR_LIT(NODES_REAPED)};
+    struct rtmd_str args[] = {rtmd_str_cstr(rs->node), rtmd_str_cstr(timeout)};
+    if (rtmd_redis_script(rs, RTMD_LUA_BEAT, keys, 2, args, 2, on_beat, rs) == 0)
+        rs->beat_busy = true;
+    if (rtmd_redis_conn_time(rs->conn, rtmd_redis_deadline(rs), on_time, rs) == 0)
+        rs->inflight++;
+}
+
+static void on_beat_timer(uv_timer_t *t)
+{
+    beat(t->data);
+}
+
+/* ---- subscriptions: messages for this node ------------------------------------------------- */
+
+static void on_push(void *arg, const redisReply *msg)
+{
+    struct redis_store *rs = arg;
+    if (msg->type != REDIS_REPLY_ARRAY || msg->elements != 3 ||
+        msg->element[2]->type != REDIS_REPLY_STRING || msg->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    /* "rtmd:{APPID}:to:NODE" carries "K|uid|NODE|SESSION" */
+    const redisReply *ch = msg->element[1], *m = msg->element[2];
+    if (ch->len < 6 + RTMD_APPID_LEN || memcmp(ch->str, "rtmd:{", 6) != 0)
+        return;
+    const struct rtmd_app *app =
+        rtmd_config_app(rs->cfg, rtmd_str_make(ch->str + 6, RTMD_APPID_LEN));
+    if (!app || m->len < 2 || m->str[0] != 'K' || m->str[1] != '|')
+        return;
+    const char *uid = m->str + 2, *end = m->str + m->len;
+    const char *bar = memchr(uid, '|', (size_t)(end - uid));
+    const char *last = bar ? memchr(bar + 1, '|', (size_t)(end - bar - 1)) : NULL;
+    if (!bar || !last)
+        return;
+    uint64_t session;
+    if (rtmd_str_to_u64(rtmd_str_make(last + 1, (size_t)(end - last - 1)), UINT64_MAX, &session) <
+        0)
+        return;
+    if (rs->hooks && rs->hooks->session_taken)
+        rs->hooks->session_taken(rs->hooks_ctx, app, rtmd_str_make(uid, (size_t)(bar - uid)),
+                                 session);
+}
+
+static void on_subscribed(void *arg, int status, const redisReply *reply)
+{
+    struct redis_store *rs = arg;
+    rs->inflight--;
+    if (status < 0 || reply->type == REDIS_REPLY_ERROR)
+        rtmd_log_error("store", "redis: subscribing to this node's channels failed: %s",
+                       status < 0 ? rtmd_strerror(status) : reply->str);
+    rtmd_redis_call_done(rs);
+}
+
+/* On every (re)connection of the subscriber: this node's channel of every app. */
+static void subscribe_all(struct redis_store *rs)
+{
+    size_t n = rs->cfg->n_apps;
+    if (n == 0)
+        return;
+    const char **argv = rtmd_malloc((n + 1) * sizeof(*argv));
+    size_t *lens = rtmd_malloc((n + 1) * sizeof(*lens));
+    char(*names)[PREFIX_MAX + 4 + RTMD_NODE_ID_MAX] = rtmd_malloc(n * sizeof(*names));
+    argv[0] = "SSUBSCRIBE";
+    lens[0] = 10;
+    for (size_t i = 0; i < n; i++) {
+        int k = snprintf(names[i], sizeof(names[i]), "%sto:%s", rs->apps[i].prefix, rs->node);
+        argv[i + 1] = names[i];
+        lens[i + 1] = (size_t)k;
+    }
+    if (rtmd_redis_conn_command(rs->sub, (int)n + 1, argv, lens, rtmd_redis_deadline(rs),
+                                on_subscribed, rs) == 0)
+        rs->inflight++;
+    free(argv);
+    free(lens);
+    free(names);
+}
+
+static void on_sub_state(void *arg, bool up)
+{
+    struct redis_store *rs = arg;
+    if (up && !rs->closing)
+        subscribe_all(rs);
+}
+
+/* ---- connection ------------------------------------------------------------------------------ */
+
+static void on_loaded(void *arg, int status, const redisReply *reply)
+{
+    struct redis_store *rs = arg;
+    rs->inflight--;
+    if (status == 0 && reply->type == REDIS_REPLY_ERROR)
+        rtmd_log_error("store", "redis: SCRIPT LOAD failed: %s", reply->str);
+    rtmd_redis_call_done(rs);
+}
+
+static void on_state(void *arg, bool up)
+{
+    struct redis_store *rs = arg;
+    rs->up = up;
+    rs->scripts_loaded = false;
+    if (!up) {
+        rtmd_log_warn("store", "redis: lost %s:%u; reconnecting", rs->seed.host, rs->seed.port);
+        return;
+    }
+    rtmd_log_info("store", "redis: connected to %s:%u", rs->seed.host, rs->seed.port);
+    /* The scripts go first on the new connection; what is sent after them
+     * runs after them, so EVALSHA can follow at once. */
+    int loaded = 0;
+    for (int i = 0; i < RTMD_LUA_COUNT; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", rtmd_redis_lua[i]};
+        size_t lens[] = {6, 4, strlen(rtmd_redis_lua[i])};
+        if (rtmd_redis_conn_command(rs->conn, 3, argv, lens, rtmd_redis_deadline(rs), on_loaded,
+                                    rs) == 0) {
+            rs->inflight++;
+            loaded++;
+        }
+    }
+    rs->scripts_loaded = loaded == RTMD_LUA_COUNT;
+    for (size_t i = 0; i < rs->cfg->n_apps; i++)
+        flush_app(&rs->apps[i]);
+    beat(rs);
+}
+
+/* ---- messages, history: not yet in this backend -----------------------------------------------
+ */
+
+static int redis_history_put(struct rtmd_store *s, const struct rtmd_app *app,
+                             const struct rtmd_message *m, const struct rtmd_str *recipients,
+                             size_t n_recipients, rtmd_store_cb cb, void *arg)
+{
+    return -ENOTSUP;
+}
+
+static int redis_history_query(struct rtmd_store *s, const struct rtmd_app *app,
+                               const struct rtmd_history_query *q, rtmd_store_messages_cb cb,
+                               void *arg)
+{
+    return -ENOTSUP;
+}
+
+static int redis_history_count(struct rtmd_store *s, const struct rtmd_app *app,
+                               const struct rtmd_history_query *q, rtmd_store_count_cb cb,
+                               void *arg)
+{
+    return -ENOTSUP;
+}
+
+static int redis_offline_take(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str uid,
+                              rtmd_store_messages_cb cb, void *arg)
+{
+    return -ENOTSUP;
+}
+
+/* ---- the rest of the interface ------------------------------------------------------------------
+ */
+
+static void redis_stats(struct rtmd_store *base, struct rtmd_store_stats *out)
+{
+    struct redis_store *rs = from_base(base);
+    *out = rs->stats;
+    out->write_error = rs->up ? 0 : -ENOTCONN;
+}
+
+static void redis_set_hooks(struct rtmd_store *base, const struct rtmd_store_hooks *hooks,
+                            void *ctx)
+{
+    struct redis_store *rs = from_base(base);
+    rs->hooks = hooks;
+    rs->hooks_ctx = ctx;
+}
+
+static void store_free(struct redis_store *rs)
+{
+    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
+        struct app_rs *a = &rs->apps[i];
+        for (size_t k = 0; k < a->n_ops; k++)
+            pop_free(&a->ops[k]);
+        free(a->ops);
+        free(a->calls);
+    }
+    free(rs->apps);
+    free(rs);
+}
+
+/* One of the store's handles or connections is closed; the last frees the
+ * store and calls the close's callback. */
+static void closed_one(struct redis_store *rs)
+{
+    if (--rs->handles_open > 0)
+        return;
+    rtmd_store_cb cb = rs->close_cb;
+    void *arg = rs->close_arg;
+    store_free(rs);
+    if (cb)
+        cb(arg, 0);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    closed_one(h->data);
+}
+
+static void on_retry_closed(uv_handle_t *h)
+{
+    closed_one(((struct app_rs *)h->data)->rs);
+}
+
+static void on_conn_closed(void *arg)
+{
+    closed_one(arg);
+}
+
+static void close_handles(struct redis_store *rs)
+{
+    rtmd_loop_hook_remove(&rs->flush_hook);
+    struct rtmd_redis_conn *conns[] = {rs->conn, rs->sub};
+    rs->conn = rs->sub = NULL;
+    rs->handles_open = 1 + (uint32_t)rs->cfg->n_apps;
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(conns); i++)
+        rs->handles_open += conns[i] != NULL;
+    uv_close((uv_handle_t *)&rs->beat, on_timer_closed);
+    for (size_t i = 0; i < rs->cfg->n_apps; i++)
+        uv_close((uv_handle_t *)&rs->apps[i].retry, on_retry_closed);
+    /* Their done callbacks come after every pending command completed. */
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(conns); i++)
+        if (conns[i])
+            rtmd_redis_conn_close(conns[i], on_conn_closed, rs);
+}
+
+/* Closing: once nothing of ours waits for Redis (owed ops get one last
+ * chance in the close's own flush), the connections and handles close. */
+void rtmd_redis_call_done(struct redis_store *rs)
+{
+    if (!rs->closing || rs->inflight > 0 || rs->beat_busy || !rs->conn)
+        return;
+    for (size_t i = 0; i < rs->cfg->n_apps; i++)
+        if (rs->apps[i].in_flight)
+            return;
+    close_handles(rs);
+}
+
+static void redis_close(struct rtmd_store *base, rtmd_store_cb cb, void *arg)
+{
+    struct redis_store *rs = from_base(base);
+    rs->close_cb = cb;
+    rs->close_arg = arg;
+    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
+        uv_timer_stop(&rs->apps[i].retry);
+        flush_app(&rs->apps[i]); /* what the shutdown just ended, and anything owed */
+    }
+    rs->closing = true;
+    uv_timer_stop(&rs->beat);
+    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
+        struct app_rs *a = &rs->apps[i];
+        /* Not sent (Redis down): the next start of this node ends them. */
+        for (size_t k = 0; k < a->n_calls; k++) {
+            rs->pending--;
+            a->calls[k].cb(a->calls[k].arg, -EINPROGRESS);
+        }
+        a->n_calls = 0;
+        if (a->n_ops && !a->in_flight)
+            rtmd_log_warn("store",
+                          "redis: %zu presence records of app %s not written; this "
+                          "node's next start ends its sessions",
+                          a->n_ops, a->app->id);
+    }
+    rtmd_redis_call_done(rs);
+}
+
+/* ---- open ----------------------------------------------------------------------------------- */
+
+/* This node's id: [server] node_id, else the one made at the first start
+ * and kept in data_dir/node_id. */
+static int node_id(const struct rtmd_config *cfg, char *out)
+{
+    if (cfg->node_name) {
+        snprintf(out, RTMD_NODE_ID_MAX, "%s", cfg->node_name);
+        return 0;
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/node_id", cfg->data_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char line[RTMD_NODE_ID_MAX + 2] = "";
+        bool ok = fgets(line, sizeof(line), f) != NULL;
+        fclose(f);
+        size_t n = strcspn(line, "\r\n");
+        line[n] = '\0';
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (line[i] >= 'a' && line[i] <= 'z') || (line[i] >= '0' && line[i] <= '9');
+        if (!ok || n == 0 || n >= RTMD_NODE_ID_MAX) {
+            rtmd_log_error("store", "%s does not hold a node id", path);
+            return -EINVAL;
+        }
+        memcpy(out, line, n + 1);
+        return 0;
+    }
+    unsigned char raw[6];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return -EIO;
+    snprintf(out, RTMD_NODE_ID_MAX, "n%02x%02x%02x%02x%02x%02x", raw[0], raw[1], raw[2], raw[3],
+             raw[4], raw[5]);
+    mkdir(cfg->data_dir, 0700);
+    f = fopen(path, "w");
+    if (!f || fprintf(f, "%s\n", out) < 0 || fclose(f) != 0) {
+        rtmd_log_error("store", "cannot write %s", path);
+        return -EIO;
+    }
+    rtmd_log_info("store", "this node's id is %s (kept in %s)", out, path);
+    return 0;
+}
+
+struct start_wait {
+    int left;
+    int status;
+};
+
+static void on_start_step(void *arg, int status, const redisReply *reply)
+{
+    struct start_wait *w = arg;
+    long long n;
+    if (status < 0 || !rtmd_redis_reply_int(reply, &n)) {
+        if (w->status == 0)
+            w->status = status < 0 ? status : RTMD_ESTORE;
+    }
+    w->left--;
+}
+
+/* Runs the loop until cond(rs) or timeout_ms passed. */
+static bool run_until(struct redis_store *rs, bool (*cond)(struct redis_store *, void *), void *arg,
+                      uint64_t timeout_ms)
+{
+    uint64_t end = rtmd_mono_ms() + timeout_ms;
+    while (!cond(rs, arg)) {
+        if (rtmd_mono_ms() > end)
+            return false;
+        uv_run(rs->loop, UV_RUN_ONCE);
+    }
+    return true;
+}
+
+static bool is_up(struct redis_store *rs, void *arg)
+{
+    (void)arg;
+    return rs->up && rtmd_redis_conn_up(rs->sub);
+}
+
+static bool start_done(struct redis_store *rs, void *arg)
+{
+    (void)rs;
+    return ((struct start_wait *)arg)->left == 0;
+}
+
+static void on_open_failed_closed(void *arg, int status)
+{
+    (void)status;
+    *(bool *)arg = true;
+}
 
 static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv_loop_t *loop)
 {
-    (void)cfg;
-    (void)loop;
     *out = NULL;
-    return -ENOTSUP;
+    struct rtmd_redis_seed seeds[RTMD_REDIS_SEEDS_MAX];
+    size_t n_seeds, bad;
+    const char *why;
+    if (rtmd_redis_urls_parse(rtmd_str_cstr(cfg->redis_url), seeds, RTMD_ARRAY_SIZE(seeds),
+                              &n_seeds, &why, &bad) < 0)
+        return -EINVAL;
+    struct redis_store *rs = rtmd_calloc(1, sizeof(*rs));
+    rs->base.type = &rtmd_store_redis;
+    rs->cfg = cfg;
+    rs->loop = loop;
+    rs->seed = seeds[0];
+    int r = node_id(cfg, rs->node);
+    if (r < 0) {
+        free(rs);
+        return r;
+    }
+    rs->apps = rtmd_calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*rs->apps));
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        struct app_rs *a = &rs->apps[i];
+        a->app = cfg->apps[i];
+        a->rs = rs;
+        a->prefix_len = (size_t)snprintf(a->prefix, sizeof(a->prefix), "rtmd:{%s}:", a->app->id);
+        uv_timer_init(loop, &a->retry);
+        a->retry.data = a;
+    }
+    for (int i = 0; i < RTMD_LUA_COUNT; i++)
+        sha1_hex(rtmd_redis_lua[i], strlen(rtmd_redis_lua[i]), rs->sha[i]);
+    uv_timer_init(loop, &rs->beat);
+    rs->beat.data = rs;
+    rtmd_loop_on_prepare(&rs->flush_hook, on_flush);
+
+    struct rtmd_redis_endpoint ep;
+    memset(&ep, 0, sizeof(ep));
+    snprintf(ep.host, sizeof(ep.host), "%s", rs->seed.host);
+    ep.port = rs->seed.port;
+    snprintf(ep.user, sizeof(ep.user), "%s", rs->seed.user);
+    snprintf(ep.password, sizeof(ep.password), "%s", rs->seed.password);
+    struct rtmd_redis_conn_options opt = {
+        .connect_timeout_ms = cfg->redis_timeout_ms,
+        .stuck_grace_ms = cfg->redis_timeout_ms,
+        .on_state = on_state,
+        .arg = rs,
+        .label = "redis",
+    };
+    r = rtmd_redis_conn_open(&rs->conn, loop, &ep, &opt);
+    struct rtmd_redis_conn_options sopt = {
+        .connect_timeout_ms = cfg->redis_timeout_ms,
+        .stuck_grace_ms = cfg->redis_timeout_ms,
+        .idle_ping_ms = 1000,
+        .on_state = on_sub_state,
+        .on_push = on_push,
+        .arg = rs,
+        .label = "redis-sub",
+    };
+    if (r == 0)
+        r = rtmd_redis_conn_open(&rs->sub, loop, &ep, &sopt);
+    if (r < 0) {
+        rtmd_log_error("store", "redis: bad endpoint %s:%u", ep.host, ep.port);
+        goto fail;
+    }
+    if (!run_until(rs, is_up, NULL, OPEN_WAIT_MS)) {
+        rtmd_log_error("store", "redis: %s:%u did not answer within %d s", ep.host, ep.port,
+                       OPEN_WAIT_MS / 1000);
+        r = -ETIMEDOUT;
+        goto fail_started;
+    }
+    /* A previous run of this node id left sessions: end them before serving. */
+    struct start_wait w = {(int)cfg->n_apps, 0};
+    char ms[24], retain[16];
+    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)rtmd_now_ms());
+    snprintf(retain, sizeof(retain), "%u", cfg->limits.events_retain);
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        struct rtmd_str key = rtmd_redis_app_key(&rs->apps[i]);
+        struct rtmd_str args[] = {rtmd_str_cstr(rs->node), rtmd_str_cstr(ms),
+                                  rtmd_str_cstr(retain)};
+        if (rtmd_redis_script(rs, RTMD_LUA_END_NODE, &key, 1, args, 3, on_start_step, &w) < 0) {
+            w.left--;
+            w.status = -ENOTCONN;
+        }
+    }
+    if (!run_until(rs, start_done, &w, OPEN_WAIT_MS) || w.status < 0) {
+        rtmd_log_error("store",
+                       "redis: could not end the sessions a previous run of node %s "
+                       "left",
+                       rs->node);
+        r = w.status < 0 ? w.status : -ETIMEDOUT;
+        goto fail_started;
+    }
+    uv_timer_start(&rs->beat, on_beat_timer, BEAT_MS, BEAT_MS);
+    rtmd_log_info("store", "redis: node %s serving", rs->node);
+    *out = &rs->base;
+    return 0;
+
+fail_started:
+fail:
+    /* Everything closes; the store frees itself with its last handle. */
+    rs->closing = true;
+    bool freed = false;
+    rs->close_cb = on_open_failed_closed;
+    rs->close_arg = &freed;
+    close_handles(rs);
+    while (!freed)
+        uv_run(loop, UV_RUN_ONCE);
+    return r;
 }
 
 const struct rtmd_store_type rtmd_store_redis = {
     .name = "redis",
     .open = redis_open,
+    .presence = redis_presence,
+    .pull = redis_pull,
+    .rate = redis_rate,
+    .history_put = redis_history_put,
+    .history_query = redis_history_query,
+    .history_count = redis_history_count,
+    .offline_take = redis_offline_take,
+    .stats = redis_stats,
+    .set_hooks = redis_set_hooks,
+    .close = redis_close,
 };

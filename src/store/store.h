@@ -148,6 +148,20 @@ typedef void (*rtmd_store_query_cb)(void *arg, int status, const struct rtmd_his
 
 struct rtmd_store;
 
+/*
+ * What a backend shared by several nodes tells this node (the embedded store
+ * never calls them). ctx is the one given to rtmd_store_set_hooks().
+ */
+struct rtmd_store_hooks {
+    /* Another node ended this node's session `session` of app/uid (a login
+     * of uid there took it over): forget it, recording nothing more. */
+    void (*session_taken)(void *ctx, const struct rtmd_app *app, struct rtmd_str uid,
+                          uint64_t session);
+    /* This node was taken for dead and another ended every session it held:
+     * forget them all, recording nothing more. */
+    void (*sessions_lost)(void *ctx);
+};
+
 struct rtmd_store_type {
     const char *name;
     /*
@@ -222,6 +236,8 @@ struct rtmd_store_type {
     int (*offline_take)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str uid,
                         rtmd_store_messages_cb cb, void *arg);
     void (*stats)(struct rtmd_store *s, struct rtmd_store_stats *out);
+    /* Optional (backends that several nodes share). */
+    void (*set_hooks)(struct rtmd_store *s, const struct rtmd_store_hooks *hooks, void *ctx);
     /* Finishes every call already made (their callbacks run), flushes, then
      * calls cb; after cb the context is freed. No call may follow close. */
     void (*close)(struct rtmd_store *s, rtmd_store_cb cb, void *arg);
@@ -314,6 +330,12 @@ static inline int rtmd_store_offline_take(struct rtmd_store *s, const struct rtm
     if (!s->type->offline_take)
         return -ENOTSUP;
     return s->type->offline_take(s, app, uid, cb, arg);
+}
+static inline void rtmd_store_set_hooks(struct rtmd_store *s, const struct rtmd_store_hooks *hooks,
+                                        void *ctx)
+{
+    if (s->type->set_hooks)
+        s->type->set_hooks(s, hooks, ctx);
 }
 static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void *arg)
 {

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Rtmd  # noqa: E402
+from harness import RedisServer, Rtmd  # noqa: E402
 
 
 @pytest.fixture
@@ -34,3 +34,12 @@ def make_rtmd(tmp_path):
 @pytest.fixture
 def rtmd(make_rtmd):
     return make_rtmd()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """One real redis-server for the test (stopped at the end)."""
+    r = RedisServer(tmp_path / "redis").start()
+    yield r
+    r.resume()
+    r.stop()

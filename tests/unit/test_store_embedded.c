@@ -171,13 +171,18 @@ static void test_event_format(void **state)
     assert_int_equal(rtmd_event_log_kind(RTMD_EVENT_LEAVE), RTMD_EVLOG_CHANNEL);
 }
 
-static void test_redis_stub(void **state)
+/* The redis backend is tested against real redis-server processes in the
+ * black-box suite (test_cluster.py); here only that a bad URL fails at once. */
+static void test_redis_bad_url(void **state)
 {
     struct fixture *f = *state;
     struct rtmd_store *s = (struct rtmd_store *)f;
     f->cfg->backend = RTMD_STORE_REDIS;
-    assert_int_equal(rtmd_store_open(&s, f->cfg, &f->loop), -ENOTSUP);
+    char *url = f->cfg->redis_url;
+    f->cfg->redis_url = (char *)"http://127.0.0.1:1";
+    assert_int_equal(rtmd_store_open(&s, f->cfg, &f->loop), -EINVAL);
     assert_null(s);
+    f->cfg->redis_url = url;
 }
 
 /* ---- embedded ---- */
@@ -1167,7 +1172,7 @@ int main(void)
 #define F(name) cmocka_unit_test_setup_teardown(name, full_setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_format),
-        T(test_redis_stub),
+        T(test_redis_bad_url),
         T(test_presence_events),
         T(test_sync_failures_never_call_back),
         T(test_pull_max_and_regions),

@@ -1,0 +1,121 @@
+/*
+ * redis_internal.h — what the redis backend's files share (not for other
+ * modules): redis.c (connection, presence, pulls, rates, nodes) and
+ * redis_msg.c (history, offline messages, query handles).
+ */
+#ifndef RTMD_STORE_REDIS_INTERNAL_H
+#define RTMD_STORE_REDIS_INTERNAL_H
+
+#include <uv.h>
+
+#include "core/config.h"
+#include "core/loop.h"
+#include "core/redis_url.h"
+#include "store/redis_conn.h"
+#include "store/redis_lua.h"
+#include "store/store.h"
+
+#define PREFIX_MAX     48 /* "rtmd:{" APPID(32) "}:" */
+#define BEAT_MS        1000
+#define OPEN_WAIT_MS   10000 /* how long the start waits for Redis */
+#define RETRY_MIN_MS   100
+#define RETRY_MAX_MS   2000
+#define BATCH_OPS_MAX  4096 /* presence ops in one script call */
+#define ARGS_PER_OP    5
+#define PENDING_MAX    65536 /* presence calls waiting for Redis, all apps */
+#define NODES_HB       "rtmd:{nodes}:hb"
+#define NODES_REAPED   "rtmd:{nodes}:reaped"
+#define NODES_LOCK     "rtmd:{nodes}:lock:"
+#define SESSION_ID_MAX 21 /* digits of a u64, with the NUL */
+
+/* One presence op, its strings copied. */
+struct pop {
+    enum rtmd_event_type type;
+    bool undo;  /* owed: undoes a Login or Join whose outcome is unknown */
+    bool owed;  /* replayed after a failure (no caller waits for it) */
+    char *uid;  /* owned */
+    char *chan; /* owned, or NULL */
+    uint64_t ms;
+    uint64_t session;
+};
+
+/* A presence call: its ops [first, first + n) in its app's batch. */
+struct pcall {
+    rtmd_store_cb cb;
+    void *arg;
+    size_t first, n;
+};
+
+/* An app's ops waiting for the next flush, and those owed. */
+struct app_rs {
+    const struct rtmd_app *app;
+    char prefix[PREFIX_MAX];
+    size_t prefix_len;
+    struct pop *ops; /* owed ones first */
+    size_t n_ops, cap_ops;
+    struct pcall *calls;
+    size_t n_calls, cap_calls;
+    bool in_flight; /* a script call of this app is out: the next waits (order) */
+    uint32_t retry_ms;
+    uv_timer_t retry;
+    struct redis_store *rs;
+};
+
+/* A presence script call in flight: the ops and calls it carries. */
+struct flight {
+    struct app_rs *a;
+    struct pop *ops;
+    size_t n_ops;
+    struct pcall *calls;
+    size_t n_calls;
+};
+
+struct redis_store {
+    struct rtmd_store base;
+    const struct rtmd_config *cfg;
+    uv_loop_t *loop;
+    struct rtmd_redis_conn *conn; /* commands */
+    struct rtmd_redis_conn *sub;  /* shard-channel subscriptions (pushes only) */
+    struct rtmd_redis_seed seed;
+    char node[RTMD_NODE_ID_MAX];
+    char sha[RTMD_LUA_COUNT][41];
+    bool scripts_loaded;
+    int64_t offset_ms; /* Redis time - rtmd_now_ms() */
+    bool up;
+    struct app_rs *apps;
+    struct rtmd_loop_hook flush_hook;
+    uv_timer_t beat;
+    bool beat_busy;
+    uint32_t pending;  /* presence calls not completed */
+    uint32_t inflight; /* every command out */
+    const struct rtmd_store_hooks *hooks;
+    void *hooks_ctx;
+    bool closing;
+    rtmd_store_cb close_cb;
+    void *close_arg;
+    uint32_t handles_open;
+    struct rtmd_store_stats stats;
+};
+
+/* The deadline of a call made now (rtmd_now_ms() time). */
+uint64_t rtmd_redis_deadline(const struct redis_store *rs);
+/* The app's state, or NULL for an app that is not the config's. */
+struct app_rs *rtmd_redis_app(struct redis_store *rs, const struct rtmd_app *app);
+/* "rtmd:{APPID}:", the start of every key of the app (one hash slot). */
+struct rtmd_str rtmd_redis_app_key(const struct app_rs *a);
+/*
+ * Runs script with KEYS = keys[0..nkeys) and ARGV = args[0..nargs) (copied),
+ * by the store's deadline: EVALSHA, or EVAL once more when Redis does not
+ * have the script. Fails synchronously (-ENOTCONN while Redis is not
+ * reachable; no callback) or calls cb exactly once: status as for
+ * rtmd_redis_conn_command(), reply valid during the call.
+ */
+int rtmd_redis_script(struct redis_store *rs, enum rtmd_redis_script script,
+                      const struct rtmd_str *keys, int nkeys, const struct rtmd_str *args,
+                      int nargs, rtmd_redis_cb cb, void *arg);
+/* An integer reply. */
+bool rtmd_redis_reply_int(const redisReply *r, long long *out);
+/* A store call completed: a close waiting for it may go on. */
+void rtmd_redis_call_done(struct redis_store *rs);
+
+#endif

@@ -1,0 +1,162 @@
+"""Cluster mode (backend = redis): several rtmd nodes on one real redis-server
+are one service. Sessions across nodes (one per app+uid, takeovers fenced),
+dead nodes' sessions ended by a survivor, a node restarting under its id,
+pulls with a deadline against a stalled Redis, one event log per app.
+"""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from harness import APP_NOCERT, basic, now_ms, wait_until
+from msgutil import Events, utypes, ctypes
+
+FAST = {"events_qps": 1000000, "history_qps": 1000000, "send_qps": 1000000}
+
+
+def node(make_rtmd, redis_server, name, store=None, limits=None, regions=("default", "eu")):
+    st = {"backend": "redis", "redis_url": redis_server.url, "redis_timeout_ms": 500,
+          "node_timeout_s": 2}
+    st.update(store or {})
+    return make_rtmd(name=name, store=st, server={"node_id": name},
+                     limits=dict(FAST, **(limits or {})), regions=regions)
+
+
+def login(r, uid, channels=()):
+    ws = r.ws()
+    m = ws.login(uid, app=APP_NOCERT)
+    assert m.get("ok") is True, m
+    for ch in channels:
+        j = ws.call("join", channel=ch)
+        assert j.get("ok") is True, j
+    return ws
+
+
+def alternates(types_by_uid, first, second):
+    for uid, types in types_by_uid.items():
+        want = [first, second] * (len(types) // 2 + 1)
+        assert types == want[:len(types)], (uid, types)
+
+
+def by_uid(events):
+    out = {}
+    for e in events:
+        out.setdefault(e["user_id"], []).append(e["type"])
+    return out
+
+
+def test_one_event_log_per_app_whichever_node_records(make_rtmd, redis_server):
+    a = node(make_rtmd, redis_server, "na")
+    b = node(make_rtmd, redis_server, "nb")
+    wa = login(a, "alice", ["room"])
+    wb = login(b, "bob", ["room"])
+    ev = Events(a, "user", APP_NOCERT)
+    ev.wait_for(lambda got: len(got) >= 2)
+    assert sorted(utypes(ev.got)) == [("Login", "alice"), ("Login", "bob")]
+    # read once per region, whichever node the pull comes in on
+    assert Events(b, "user", APP_NOCERT).pull() == []
+    eu = b.get("/dev/v2/project/%s/rtm/vendor/user_events" % APP_NOCERT,
+               headers={"Authorization": basic()}, region="eu")
+    assert len(json.loads(eu[2])["events"]) == 2
+    wa.close()
+    wb.close()
+
+
+def test_a_login_on_another_node_takes_the_session_over_and_is_recorded_once(make_rtmd,
+                                                                            redis_server):
+    a = node(make_rtmd, redis_server, "na")
+    b = node(make_rtmd, redis_server, "nb")
+    wa = login(a, "alice", ["room", "hall"])
+    wb = login(b, "alice")
+    # the old client is told and closed
+    assert wa.recv(5) == {"op": "kicked", "reason": "remote_login"}
+    u, c = Events(b, "user", APP_NOCERT), Events(b, "channel", APP_NOCERT)
+    u.wait_for(lambda got: len(got) >= 3)
+    c.wait_for(lambda got: len(got) >= 4)
+    # the old session's Leaves and Logout come before the new Login
+    assert utypes(u.got) == [("Login", "alice"), ("Logout", "alice"), ("Login", "alice")]
+    assert sorted(ctypes(c.got)[:2]) == [("Join", "alice", "hall"), ("Join", "alice", "room")]
+    assert sorted(ctypes(c.got)[2:]) == [("Leave", "alice", "hall"), ("Leave", "alice", "room")]
+    # the old node records nothing more for it (fenced), the new one ends it once
+    wa.close()
+    wb.call("logout")
+    u.wait_for(lambda got: len(got) >= 4)
+    time.sleep(0.3)
+    u.pull()
+    assert utypes(u.got) == [("Login", "alice"), ("Logout", "alice"), ("Login", "alice"),
+                             ("Logout", "alice")]
+
+
+def test_a_dead_node_s_sessions_are_ended_by_a_survivor(make_rtmd, redis_server):
+    a = node(make_rtmd, redis_server, "na")
+    b = node(make_rtmd, redis_server, "nb")
+    clients = [login(a, "u%d" % i, ["room"]) for i in range(5)]
+    u = Events(b, "user", APP_NOCERT)
+    u.wait_for(lambda got: len(got) >= 5)
+    t0 = time.monotonic()
+    a.kill9()
+    u.wait_for(lambda got: len(got) >= 10, timeout=15)
+    took = time.monotonic() - t0
+    assert took < 2 + 5, took  # node_timeout_s + a few seconds
+    alternates(by_uid(u.got), "Login", "Logout")
+    c = Events(b, "channel", APP_NOCERT)
+    c.wait_for(lambda got: len(got) >= 10)
+    alternates({k: v for k, v in by_uid(c.got).items()}, "Join", "Leave")
+    for w in clients:
+        w.close()
+
+
+def test_a_node_restarting_under_its_id_ends_its_previous_sessions(make_rtmd, redis_server):
+    a = node(make_rtmd, redis_server, "na")
+    b = node(make_rtmd, redis_server, "nb")
+    login(a, "alice", ["room"])
+    u = Events(b, "user", APP_NOCERT)
+    u.wait_for(lambda got: len(got) >= 1)
+    a.kill9()
+    a.start()  # same node_id, before node_timeout_s passed
+    u.wait_for(lambda got: len(got) >= 2, timeout=5)
+    assert utypes(u.got) == [("Login", "alice"), ("Logout", "alice")]
+    w = login(a, "alice")
+    u.wait_for(lambda got: len(got) >= 3)
+    w.close()
+
+
+def test_a_pull_answered_408_while_redis_is_stalled_consumes_nothing(make_rtmd, redis_server):
+    a = node(make_rtmd, redis_server, "na")
+    w = login(a, "alice")
+    path = "/dev/v2/project/%s/rtm/vendor/user_events" % APP_NOCERT
+    redis_server.pause()
+    try:
+        t0 = time.monotonic()
+        st, hd, body = a.get(path, headers={"Authorization": basic()})
+        took = time.monotonic() - t0
+        assert st == 408, (st, body)
+        assert took < 0.5 + 1.0, took
+        # /healthz says so while Redis does not answer
+        wait_until(lambda: a.get("/healthz")[0] == 503, 10, what="healthz 503")
+    finally:
+        redis_server.resume()
+    # the stalled Redis ran the queued pull when it resumed: it did nothing
+    wait_until(lambda: a.get("/healthz")[0] == 200, 10, what="healthz 200")
+    st, hd, body = a.get(path, headers={"Authorization": basic()})
+    assert st == 200, body
+    assert [(e["type"], e["user_id"]) for e in json.loads(body)["events"]] == [("Login", "alice")]
+    w.close()
+
+
+def test_rtmd_reconnects_after_redis_restarts(make_rtmd, redis_server, tmp_path):
+    a = node(make_rtmd, redis_server, "na")
+    w = login(a, "alice")
+    redis_server.kill9()
+    # a login while Redis is gone is refused, not hung
+    ws = a.ws()
+    m = ws.login("bob", app=APP_NOCERT)
+    assert m["ok"] is False and m["error"] == "unavailable", m
+    ws.close()
+    redis_server.start()
+    wait_until(lambda: a.get("/healthz")[0] == 200, 15, what="rtmd to reconnect")
+    w2 = login(a, "carol")
+    w2.close()
+    w.close()
