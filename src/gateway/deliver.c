@@ -333,16 +333,12 @@ static bool deliver_peer(void *ctx, const struct rtmd_app *app, struct rtmd_str 
     return gw_push_peer(ctx, app, from, to, payload, ms, mid);
 }
 
-static const struct rtmd_delivery delivery_ = {.peer = deliver_peer, .channel = deliver_channel};
-
 /* ---- member events ------------------------------------------------------------------------- */
 
-/* member_joined / member_left to the other members (a presence hook). */
-void gw_member_changed(void *ctx, struct rtmd_channel *ch, struct rtmd_session *s, bool joined)
+/* member_joined / member_left of uid to ch's members here but skip. */
+static void member_push(struct rtmd_gateway *gw, struct rtmd_channel *ch, struct rtmd_str uid,
+                        bool joined, const struct rtmd_conn *skip)
 {
-    struct rtmd_gateway *gw = ctx;
-    if (ch->n_members == 0 || (ch->n_members == 1 && ch->members[0] == s))
-        return;
     /* As Agora's SDKs: no member events in big channels (they cost members²). */
     if (ch->n_members > gw->cfg->limits.member_events_max)
         return;
@@ -355,14 +351,39 @@ void gw_member_changed(void *ctx, struct rtmd_channel *ch, struct rtmd_session *
     rtmd_json_key(&j, "channel");
     rtmd_json_str(&j, rtmd_str_make(ch->name, ch->name_len));
     rtmd_json_key(&j, "uid");
-    rtmd_json_str(&j, rtmd_str_make(s->uid, s->uid_len));
+    rtmd_json_str(&j, uid);
     rtmd_json_obj_end(&j);
     struct frame *f = rtmd_json_finish(&j) == 0 ? frame_make(gw) : NULL;
     if (!f)
         return;
-    fan_out(gw, ch, f, session_conn(s));
+    fan_out(gw, ch, f, skip);
     frame_release(f);
 }
+
+/* The presence hook: s joined or left ch here. Its other members here are
+ * told, and (through messaging) those on other nodes. */
+void gw_member_changed(void *ctx, struct rtmd_channel *ch, struct rtmd_session *s, bool joined)
+{
+    struct rtmd_gateway *gw = ctx;
+    struct rtmd_str uid = rtmd_str_make(s->uid, s->uid_len);
+    rtmd_messaging_member_changed(gw->messaging, ch, uid, joined);
+    if (ch->n_members == 0 || (ch->n_members == 1 && ch->members[0] == s))
+        return;
+    member_push(gw, ch, uid, joined, session_conn(s));
+}
+
+/* A member on another node joined or left (the delivery table). */
+static void deliver_member(void *ctx, struct rtmd_channel *ch, struct rtmd_str uid, bool joined)
+{
+    if (ch->n_members)
+        member_push(ctx, ch, uid, joined, NULL);
+}
+
+static const struct rtmd_delivery delivery_ = {
+    .peer = deliver_peer,
+    .channel = deliver_channel,
+    .member = deliver_member,
+};
 
 /* ---- setup ------------------------------------------------------------------------------ */
 

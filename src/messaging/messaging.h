@@ -41,6 +41,9 @@ struct rtmd_delivery {
      * it goes to. */
     size_t (*channel)(void *ctx, struct rtmd_channel *ch, const struct rtmd_session *skip,
                       struct rtmd_str from, struct rtmd_str payload, uint64_t ms);
+    /* Pushes member_joined/member_left of `uid` (a member on another node)
+     * to ch's members on this node. */
+    void (*member)(void *ctx, struct rtmd_channel *ch, struct rtmd_str uid, bool joined);
 };
 
 struct rtmd_messaging {
@@ -109,7 +112,13 @@ bool rtmd_messaging_deliver_local(struct rtmd_messaging *m, const struct rtmd_ap
                                   struct rtmd_str from, struct rtmd_str to, struct rtmd_str payload,
                                   uint64_t ms);
 
-/* A client acked mid: completes the wait for it if `s` is its receiver. */
+/* uid joined or left ch on this node: the members on other nodes are told
+ * (when the backend routes across nodes). */
+void rtmd_messaging_member_changed(struct rtmd_messaging *m, const struct rtmd_channel *ch,
+                                   struct rtmd_str uid, bool joined);
+
+/* A client acked mid: completes the wait for it if `s` is its receiver (or
+ * sends the ack back to the node the message came from). */
 void rtmd_messaging_ack(struct rtmd_messaging *m, const struct rtmd_session *s, uint64_t mid);
 
 /* The uids a channel message from `from` goes to: ch's members but the

@@ -229,6 +229,9 @@ static void add_membership(struct rtmd_session *s, struct rtmd_str name)
         memcpy(ch->name, name.p, name.len);
         ch->name_len = (uint8_t)name.len;
         rtmd_hashmap_put(&st->channels, name_of(ch), ch);
+        /* This node has members here now: messages for the channel must
+         * reach it (a backend shared by nodes subscribes). */
+        rtmd_store_interest(store_, ch->app, name_of(ch), true);
     }
     if (ch->n_members == ch->cap_members) {
         ch->cap_members = ch->cap_members ? ch->cap_members * 2 : 4;
@@ -267,6 +270,7 @@ static void remove_membership(struct rtmd_session *s, int idx)
     if (hooks_ && hooks_->member)
         hooks_->member(hooks_ctx_, ch, s, false);
     if (ch->n_members == 0) {
+        rtmd_store_interest(store_, ch->app, name_of(ch), false);
         rtmd_hashmap_remove(&state_of(ch->app)->channels, name_of(ch));
         free(ch->members);
         free(ch);

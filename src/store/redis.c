@@ -709,29 +709,12 @@ static void on_beat_timer(uv_timer_t *t)
 static void on_push(void *arg, const redisReply *msg)
 {
     struct redis_store *rs = arg;
+    /* ["smessage", channel, payload] */
     if (msg->type != REDIS_REPLY_ARRAY || msg->elements != 3 ||
-        msg->element[2]->type != REDIS_REPLY_STRING || msg->element[1]->type != REDIS_REPLY_STRING)
+        msg->element[1]->type != REDIS_REPLY_STRING || msg->element[2]->type != REDIS_REPLY_STRING)
         return;
-    /* "rtmd:{APPID}:to:NODE" carries "K|uid|NODE|SESSION" */
-    const redisReply *ch = msg->element[1], *m = msg->element[2];
-    if (ch->len < 6 + RTMD_APPID_LEN || memcmp(ch->str, "rtmd:{", 6) != 0)
-        return;
-    const struct rtmd_app *app =
-        rtmd_config_app(rs->cfg, rtmd_str_make(ch->str + 6, RTMD_APPID_LEN));
-    if (!app || m->len < 2 || m->str[0] != 'K' || m->str[1] != '|')
-        return;
-    const char *uid = m->str + 2, *end = m->str + m->len;
-    const char *bar = memchr(uid, '|', (size_t)(end - uid));
-    const char *last = bar ? memchr(bar + 1, '|', (size_t)(end - bar - 1)) : NULL;
-    if (!bar || !last)
-        return;
-    uint64_t session;
-    if (rtmd_str_to_u64(rtmd_str_make(last + 1, (size_t)(end - last - 1)), UINT64_MAX, &session) <
-        0)
-        return;
-    if (rs->hooks && rs->hooks->session_taken)
-        rs->hooks->session_taken(rs->hooks_ctx, app, rtmd_str_make(uid, (size_t)(bar - uid)),
-                                 session);
+    rtmd_redis_route_push(rs, rtmd_str_make(msg->element[1]->str, msg->element[1]->len),
+                          rtmd_str_make(msg->element[2]->str, msg->element[2]->len));
 }
 
 static void on_subscribed(void *arg, int status, const redisReply *reply)
@@ -744,28 +727,114 @@ static void on_subscribed(void *arg, int status, const redisReply *reply)
     rtmd_redis_call_done(rs);
 }
 
-/* On every (re)connection of the subscriber: this node's channel of every app. */
-static void subscribe_all(struct redis_store *rs)
+static int sub_command(struct redis_store *rs, const char *verb, const struct rtmd_str *names,
+                       size_t n)
 {
-    size_t n = rs->cfg->n_apps;
-    if (n == 0)
-        return;
     const char **argv = rtmd_malloc((n + 1) * sizeof(*argv));
     size_t *lens = rtmd_malloc((n + 1) * sizeof(*lens));
-    char(*names)[PREFIX_MAX + 4 + RTMD_NODE_ID_MAX] = rtmd_malloc(n * sizeof(*names));
-    argv[0] = "SSUBSCRIBE";
-    lens[0] = 10;
+    argv[0] = verb;
+    lens[0] = strlen(verb);
     for (size_t i = 0; i < n; i++) {
-        int k = snprintf(names[i], sizeof(names[i]), "%sto:%s", rs->apps[i].prefix, rs->node);
-        argv[i + 1] = names[i];
-        lens[i + 1] = (size_t)k;
+        argv[i + 1] = names[i].p;
+        lens[i + 1] = names[i].len;
     }
-    if (rtmd_redis_conn_command(rs->sub, (int)n + 1, argv, lens, rtmd_redis_deadline(rs),
-                                on_subscribed, rs) == 0)
+    int r = rtmd_redis_conn_command(rs->sub, (int)n + 1, argv, lens, rtmd_redis_deadline(rs),
+                                    on_subscribed, rs);
+    if (r == 0)
         rs->inflight++;
     free(argv);
     free(lens);
+    return r;
+}
+
+/* On every (re)connection of the subscriber: this node's channel of every
+ * app, and every channel it has members in. */
+static void subscribe_all(struct redis_store *rs)
+{
+    size_t n = rs->cfg->n_apps + rtmd_hashmap_count(&rs->subs);
+    if (n == 0)
+        return;
+    struct rtmd_str *names = rtmd_malloc(n * sizeof(*names));
+    char(*own)[PREFIX_MAX + 4 + RTMD_NODE_ID_MAX] =
+        rtmd_malloc((rs->cfg->n_apps ? rs->cfg->n_apps : 1) * sizeof(*own));
+    size_t k = 0;
+    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
+        int len = snprintf(own[i], sizeof(own[i]), "%sto:%s", rs->apps[i].prefix, rs->node);
+        names[k++] = rtmd_str_make(own[i], (size_t)len);
+    }
+    struct rtmd_str key;
+    void *v;
+    for (size_t it = 0; rtmd_hashmap_next(&rs->subs, &it, &key, &v);)
+        names[k++] = key;
+    sub_command(rs, "SSUBSCRIBE", names, k);
     free(names);
+    free(own);
+}
+
+/* A channel this node listens on: its name (the map's key) and count. */
+struct sub {
+    uint32_t count;
+    uint32_t len;
+    char name[];
+};
+
+void rtmd_redis_subscribe(struct redis_store *rs, struct rtmd_str channel)
+{
+    struct sub *s = rtmd_hashmap_get(&rs->subs, channel);
+    if (s) {
+        s->count++;
+        return;
+    }
+    s = rtmd_malloc(sizeof(*s) + channel.len);
+    s->count = 1;
+    s->len = (uint32_t)channel.len;
+    memcpy(s->name, channel.p, channel.len);
+    rtmd_hashmap_put(&rs->subs, rtmd_str_make(s->name, s->len), s);
+    /* Not connected: the next connection subscribes to it. */
+    if (rtmd_redis_conn_up(rs->sub))
+        sub_command(rs, "SSUBSCRIBE", &channel, 1);
+}
+
+void rtmd_redis_unsubscribe(struct redis_store *rs, struct rtmd_str channel)
+{
+    struct sub *s = rtmd_hashmap_get(&rs->subs, channel);
+    if (!s || --s->count > 0)
+        return;
+    if (rtmd_redis_conn_up(rs->sub))
+        sub_command(rs, "SUNSUBSCRIBE", &channel, 1);
+    rtmd_hashmap_remove(&rs->subs, channel);
+    free(s);
+}
+
+struct publish_call {
+    struct redis_store *rs;
+    rtmd_redis_cb cb;
+    void *arg;
+};
+
+static void on_publish_reply(void *arg, int status, const redisReply *reply)
+{
+    struct publish_call *p = arg;
+    p->rs->inflight--;
+    p->cb(p->arg, status, reply);
+    free(p);
+}
+
+int rtmd_redis_publish(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str payload,
+                       rtmd_redis_cb cb, void *arg)
+{
+    const char *argv[] = {"SPUBLISH", channel.p, payload.p ? payload.p : ""};
+    size_t lens[] = {8, channel.len, payload.len};
+    struct publish_call *p = rtmd_malloc(sizeof(*p));
+    *p = (struct publish_call){rs, cb, arg};
+    int r = rtmd_redis_conn_command(rs->conn, 3, argv, lens, rtmd_redis_deadline(rs),
+                                    on_publish_reply, p);
+    if (r < 0) {
+        free(p);
+        return r;
+    }
+    rs->inflight++;
+    return 0;
 }
 
 static void on_sub_state(void *arg, bool up)
@@ -862,8 +931,21 @@ static void redis_set_hooks(struct rtmd_store *base, const struct rtmd_store_hoo
     rs->hooks_ctx = ctx;
 }
 
+static void redis_set_routes(struct rtmd_store *base, const struct rtmd_store_route_hooks *hooks,
+                             void *ctx)
+{
+    struct redis_store *rs = from_base(base);
+    rs->routes = hooks;
+    rs->routes_ctx = ctx;
+}
+
 static void store_free(struct redis_store *rs)
 {
+    struct rtmd_str name;
+    void *v;
+    for (size_t it = 0; rtmd_hashmap_next(&rs->subs, &it, &name, &v);)
+        free(v);
+    rtmd_hashmap_free(&rs->subs);
     for (size_t i = 0; i < rs->cfg->n_apps; i++) {
         struct app_rs *a = &rs->apps[i];
         for (size_t k = 0; k < a->n_ops; k++)
@@ -1064,6 +1146,7 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
     rs->cfg = cfg;
     rs->loop = loop;
     rs->seed = seeds[0];
+    rtmd_hashmap_init(&rs->subs);
     int r = node_id(cfg, rs->node);
     if (r < 0) {
         free(rs);
@@ -1171,5 +1254,11 @@ const struct rtmd_store_type rtmd_store_redis = {
     .offline_take = redis_offline_take,
     .stats = redis_stats,
     .set_hooks = redis_set_hooks,
+    .set_routes = redis_set_routes,
+    .route_peer = rtmd_redis_route_peer,
+    .route_channel = rtmd_redis_route_channel,
+    .route_member = rtmd_redis_route_member,
+    .route_ack = rtmd_redis_route_ack,
+    .interest = rtmd_redis_interest,
     .close = redis_close,
 };

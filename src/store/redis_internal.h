@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "core/config.h"
+#include "core/hashmap.h"
 #include "core/loop.h"
 #include "core/redis_url.h"
 #include "store/redis_conn.h"
@@ -90,6 +91,9 @@ struct redis_store {
     uint32_t inflight; /* every command out */
     const struct rtmd_store_hooks *hooks;
     void *hooks_ctx;
+    const struct rtmd_store_route_hooks *routes; /* messaging's, for what other nodes send */
+    void *routes_ctx;
+    struct rtmd_hashmap subs; /* shard channels this node listens on beyond its own: name → count */
     bool closing;
     rtmd_store_cb close_cb;
     void *close_arg;
@@ -117,5 +121,27 @@ int rtmd_redis_script(struct redis_store *rs, enum rtmd_redis_script script,
 bool rtmd_redis_reply_int(const redisReply *r, long long *out);
 /* A store call completed: a close waiting for it may go on. */
 void rtmd_redis_call_done(struct redis_store *rs);
+
+/* Sharded pub/sub: listens on channel (counted: as many unsubscribes as
+ * subscribes), kept across reconnections; pushes go to rtmd_redis_route_push. */
+void rtmd_redis_subscribe(struct redis_store *rs, struct rtmd_str channel);
+void rtmd_redis_unsubscribe(struct redis_store *rs, struct rtmd_str channel);
+/* SPUBLISH channel payload (the reply is the number of listeners). */
+int rtmd_redis_publish(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str payload,
+                       rtmd_redis_cb cb, void *arg);
+
+/* redis_route.c: delivery across nodes (the store type's route_* and
+ * interest), and every message that arrives on a shard channel. */
+int rtmd_redis_route_peer(struct rtmd_store *s, const struct rtmd_app *app,
+                          const struct rtmd_message *m, bool wait, uint64_t wait_id,
+                          rtmd_store_routed_cb cb, void *arg);
+int rtmd_redis_route_channel(struct rtmd_store *s, const struct rtmd_app *app,
+                             const struct rtmd_message *m);
+int rtmd_redis_route_member(struct rtmd_store *s, const struct rtmd_app *app,
+                            struct rtmd_str channel, struct rtmd_str uid, bool joined);
+int rtmd_redis_route_ack(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str ack_ctx);
+void rtmd_redis_interest(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str channel,
+                         bool on);
+void rtmd_redis_route_push(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str msg);
 
 #endif

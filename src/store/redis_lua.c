@@ -60,7 +60,7 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "        -- a takeover: the old session ends here, and its node is told\n"
         "        local onode = finish(uid, owner, ms)\n"
         "        if onode ~= node then\n"
-        "          redis.call('SPUBLISH', p .. 'to:' .. onode, 'K|' .. uid .. '|' .. owner)\n"
+        "          redis.call('SPUBLISH', p .. 'to:' .. onode, 'K\\n' .. uid .. '\\n' .. owner)\n"
         "        end\n"
         "      end\n"
         "      redis.call('HSET', sess, uid, me)\n"
@@ -236,4 +236,18 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "end\n"
         "redis.call('DEL', KEYS[2])\n"
         "return 1\n",
+    [RTMD_LUA_ROUTE_PEER] =
+        "-- KEYS[1] the app's prefix. ARGV: receiver uid, this node, the message for the "
+        "receiver's\n"
+        "-- node. Sends it to the node that holds uid's session: 1 when one other node does (and\n"
+        "-- listens), 0 when none does (or only this node, which already tried).\n"
+        "local owner = redis.call('HGET', KEYS[1] .. 'sess', ARGV[1])\n"
+        "if not owner then\n"
+        "  return 0\n"
+        "end\n"
+        "local onode = string.match(owner, '^(.*)|')\n"
+        "if onode == ARGV[2] then\n"
+        "  return 0\n"
+        "end\n"
+        "return redis.call('SPUBLISH', KEYS[1] .. 'to:' .. onode, ARGV[3])\n",
 };

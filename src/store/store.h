@@ -162,6 +162,33 @@ struct rtmd_store_hooks {
     void (*sessions_lost)(void *ctx);
 };
 
+/*
+ * Delivery across nodes (a backend that several nodes share; the embedded
+ * store has none of it: one node). What other nodes send this node arrives
+ * through these hooks, which messaging registers (rtmd_store_set_routes).
+ */
+struct rtmd_store_route_hooks {
+    /* A peer message for `to`, whose session the backend says is on this
+     * node. wait: the sender waits for the ack; ack_ctx (opaque) then goes
+     * back with rtmd_store_route_ack. Returns false when this node holds no
+     * session of `to` after all (the sender is then told: not delivered). */
+    bool (*peer)(void *ctx, const struct rtmd_app *app, struct rtmd_str from, struct rtmd_str to,
+                 struct rtmd_str payload, uint64_t ms, bool wait, struct rtmd_str ack_ctx);
+    /* A channel message sent on another node, for this node's members. */
+    void (*channel)(void *ctx, const struct rtmd_app *app, struct rtmd_str channel,
+                    struct rtmd_str from, struct rtmd_str payload, uint64_t ms);
+    /* A member joined or left a channel on another node. */
+    void (*member)(void *ctx, const struct rtmd_app *app, struct rtmd_str channel,
+                   struct rtmd_str uid, bool joined);
+    /* The receiver acked a peer message this node sent with wait (wait_id
+     * as given to route_peer). */
+    void (*acked)(void *ctx, uint64_t wait_id);
+};
+
+/* A peer message routed: delivered to the receiver's node (it holds the
+ * receiver's session), or not (nobody holds one). */
+typedef void (*rtmd_store_routed_cb)(void *arg, int status, bool delivered);
+
 struct rtmd_store_type {
     const char *name;
     /*
@@ -238,6 +265,28 @@ struct rtmd_store_type {
     void (*stats)(struct rtmd_store *s, struct rtmd_store_stats *out);
     /* Optional (backends that several nodes share). */
     void (*set_hooks)(struct rtmd_store *s, const struct rtmd_store_hooks *hooks, void *ctx);
+    void (*set_routes)(struct rtmd_store *s, const struct rtmd_store_route_hooks *hooks, void *ctx);
+    /*
+     * Delivery across nodes (optional; NULL for the embedded store):
+     * route_peer sends m (PEER) to the node holding m->dst's session, if
+     * any other does (wait: the receiver's ack comes back as acked(wait_id));
+     * route_channel sends m (CHANNEL) to every other node with members in
+     * the channel; route_member tells them that uid joined or left (members
+     * is how many the channel has now, everywhere); route_ack sends an ack
+     * back to the node a peer message came from. interest says that this
+     * node has members in a channel (on) or no longer (off), so messages
+     * for it reach this node from now on (a join waits for it).
+     */
+    int (*route_peer)(struct rtmd_store *s, const struct rtmd_app *app,
+                      const struct rtmd_message *m, bool wait, uint64_t wait_id,
+                      rtmd_store_routed_cb cb, void *arg);
+    int (*route_channel)(struct rtmd_store *s, const struct rtmd_app *app,
+                         const struct rtmd_message *m);
+    int (*route_member)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str channel,
+                        struct rtmd_str uid, bool joined);
+    int (*route_ack)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str ack_ctx);
+    void (*interest)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str channel,
+                     bool on);
     /* Finishes every call already made (their callbacks run), flushes, then
      * calls cb; after cb the context is freed. No call may follow close. */
     void (*close)(struct rtmd_store *s, rtmd_store_cb cb, void *arg);
@@ -336,6 +385,23 @@ static inline void rtmd_store_set_hooks(struct rtmd_store *s, const struct rtmd_
 {
     if (s->type->set_hooks)
         s->type->set_hooks(s, hooks, ctx);
+}
+static inline void rtmd_store_set_routes(struct rtmd_store *s,
+                                         const struct rtmd_store_route_hooks *hooks, void *ctx)
+{
+    if (s->type->set_routes)
+        s->type->set_routes(s, hooks, ctx);
+}
+/* True when the backend delivers across nodes. */
+static inline bool rtmd_store_routes(const struct rtmd_store *s)
+{
+    return s->type->route_peer != NULL;
+}
+static inline void rtmd_store_interest(struct rtmd_store *s, const struct rtmd_app *app,
+                                       struct rtmd_str channel, bool on)
+{
+    if (s->type->interest)
+        s->type->interest(s, app, channel, on);
 }
 static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void *arg)
 {

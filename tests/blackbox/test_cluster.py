@@ -160,3 +160,65 @@ def test_rtmd_reconnects_after_redis_restarts(make_rtmd, redis_server, tmp_path)
     w2 = login(a, "carol")
     w2.close()
     w.close()
+
+
+# ---- messages across nodes ------------------------------------------------------------------------
+
+def test_peer_messages_reach_the_receiver_on_another_node(make_rtmd, redis_server):
+    from msgutil import assert_peer_push, push, send_peer, assert_answer
+    a = node(make_rtmd, redis_server, "na")
+    b = node(make_rtmd, redis_server, "nb")
+    alice = login(a, "alice")
+    bob = login(b, "bob")
+    r = alice.call("peer", to="bob", payload="hi bob")
+    assert r == {"op": "reply", "id": r["id"], "ok": True, "state": "delivered"}, r
+    assert_peer_push(push(bob), "alice", "hi bob")
+    r = alice.call("peer", to="nobody", payload="x")
+    assert r["state"] == "offline", r
+    # REST on either node
+    assert_answer(send_peer(a, "backend", "bob", "from a"), "message_sent")
+    assert_peer_push(push(bob), "backend", "from a")
+    assert_answer(send_peer(b, "backend", "alice", "from b"), "message_sent")
+    assert_peer_push(push(alice), "backend", "from b")
+    assert_answer(send_peer(a, "backend", "nobody", "x"), "message_offline")
+
+
+def test_wait_for_ack_with_the_ack_arriving_on_another_node(make_rtmd, redis_server):
+    from msgutil import assert_answer, assert_reply_ok, peer_body, peer_path, push, readable
+    from harness import Http
+    a = node(make_rtmd, redis_server, "na")
+    b = node(make_rtmd, redis_server, "nb")
+    bob = login(b, "bob")
+    h = a.http()
+    h.send(Http.build("POST", peer_path("backend", wait="true"), {"Authorization": basic()},
+                      json.dumps(peer_body("bob", "ack me"))))
+    m = push(bob)
+    assert m["payload"] == "ack me"
+    assert not readable(h.sock, 0.3), "answered before the ack"
+    assert_reply_ok(bob.call("ack", mid=m["mid"]))
+    assert_answer(h.read_response(), "message_delivered")
+    h.close()
+
+
+def test_channel_messages_and_member_events_reach_members_on_every_node(make_rtmd, redis_server):
+    from msgutil import assert_channel_push, member, push, pushes, send_channel, assert_answer
+    a = node(make_rtmd, redis_server, "na")
+    b = node(make_rtmd, redis_server, "nb")
+    alice = login(a, "alice", ["room"])
+    bob = login(b, "bob", ["room"])
+    assert push(alice) == member("member_joined", "room", "bob")
+    carol = login(a, "carol", ["room"])
+    assert push(alice) == member("member_joined", "room", "carol")
+    assert push(bob) == member("member_joined", "room", "carol")
+    r = alice.call("publish", channel="room", payload="hello room")
+    assert r["ok"] is True, r
+    assert_channel_push(push(bob), "room", "alice", "hello room")
+    assert_channel_push(push(carol), "room", "alice", "hello room")
+    assert_answer(send_channel(b, "backend", "room", "from the backend"), "message_sent")
+    for w in (alice, bob, carol):
+        assert_channel_push(push(w), "room", "backend", "from the backend")
+    bob.call("leave", channel="room")
+    assert push(alice) == member("member_left", "room", "bob")
+    assert push(carol) == member("member_left", "room", "bob")
+    alice.close()
+    carol.close()
