@@ -9,10 +9,12 @@
 #include "net/conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include "core/alloc.h"
 #include "core/log.h"
@@ -635,13 +637,23 @@ static int bind_listener(struct rtmd_listener *l, char *err, size_t errlen)
         r = uv_ip6_addr(lc->host, lc->port, (struct sockaddr_in6 *)&ss);
     else
         r = uv_ip4_addr(lc->host, lc->port, (struct sockaddr_in *)&ss);
+    /* The socket is made at once (init_ex) so that SO_REUSEPORT can be set
+     * before the bind: libuv 1.44 has no flag for it. */
     if (r == 0)
-        r = uv_tcp_init(rtmd_loop(), &l->tcp);
+        r = uv_tcp_init_ex(rtmd_loop(), &l->tcp, ss.ss_family);
     if (r < 0) {
         snprintf(err, errlen, "bad listen address %s", lc->host);
         return r;
     }
-    r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
+    if (l->server->cfg->reuse_port) {
+        uv_os_fd_t fd;
+        int on = 1;
+        r = uv_fileno((uv_handle_t *)&l->tcp, &fd);
+        if (r == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0)
+            r = -errno;
+    }
+    if (r == 0)
+        r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
     if (r == 0)
         r = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
     if (r < 0) {

@@ -111,7 +111,7 @@ class Rtmd:
     """One rtmd process with its own data dir and config."""
 
     def __init__(self, tmpdir, tls=False, regions=("default", "eu"), limits=None, extra="",
-                 server=None, store=None, app_extra=""):
+                 server=None, store=None, app_extra="", port=0):
         self.dir = str(tmpdir)
         self.tls = tls
         self.regions = list(regions)
@@ -120,6 +120,7 @@ class Rtmd:
         self.server = dict(server or {})  # more [server] keys, e.g. {"node_id": 7}
         self.store = dict(store or {})    # [store] keys, e.g. {"sync": "normal"}
         self.app_extra = app_extra        # more lines of APP's section
+        self.listen_port = port           # 0: any free port
         self.proc = None
         self.ports = {}
         self.log_path = os.path.join(self.dir, "rtmd.log")
@@ -129,7 +130,8 @@ class Rtmd:
         self.write_config()
 
     def write_config(self):
-        listen = ", ".join("127.0.0.1:0@%s" % r for r in self.regions)
+        listen = ", ".join("127.0.0.1:%d@%s" % (self.listen_port if i == 0 else 0, r)
+                           for i, r in enumerate(self.regions))
         limits = "".join("%s = %s\n" % kv for kv in self.limits.items())
         server = "".join("%s = %s\n" % kv for kv in self.server.items())
         store = "".join("%s = %s\n" % kv for kv in self.store.items())

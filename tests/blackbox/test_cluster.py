@@ -222,3 +222,31 @@ def test_channel_messages_and_member_events_reach_members_on_every_node(make_rtm
     assert push(carol) == member("member_left", "room", "bob")
     alice.close()
     carol.close()
+
+
+def test_nodes_on_one_machine_share_their_port_with_reuse_port(make_rtmd, redis_server):
+    from harness import free_port
+    port = free_port()
+    st = {"backend": "redis", "redis_url": redis_server.url}
+    # the shared port is region default's; each node's own "eu" listener tells them apart
+    a = make_rtmd(name="na", store=st, server={"node_id": "na", "reuse_port": "on"}, port=port)
+    b = make_rtmd(name="nb", store=st, server={"node_id": "nb", "reuse_port": "on"}, port=port)
+    assert a.port() == b.port() == port
+    # the kernel spreads new connections over both; they are one service
+    clients = [login(a, "u%d" % i) for i in range(40)]
+    u = Events(a, "user", APP_NOCERT)
+    u.wait_for(lambda got: len(got) >= 40)
+    assert sorted(e["user_id"] for e in u.got) == sorted("u%d" % i for i in range(40))
+    sessions = [r.metrics(region="eu").get("rtmd_sessions", 0) for r in (a, b)]
+    assert sum(sessions) == 40 and min(sessions) > 0, sessions
+    for c in clients:
+        c.close()
+
+
+def test_reuse_port_is_refused_with_the_embedded_store(tmp_path):
+    import subprocess
+    from harness import RTMD_BIN, Rtmd
+    r = Rtmd(tmp_path, server={"reuse_port": "on"})
+    p = subprocess.run([RTMD_BIN, "--config", r.conf_path], capture_output=True, timeout=20)
+    assert p.returncode == 2
+    assert b"reuse_port: needs backend = redis" in p.stdout + p.stderr
