@@ -252,7 +252,9 @@ static const struct opt options[] = {
      .min = 10,
      .max = 600000,
      .doc = "A Redis call not answered by then fails: REST answers 408, a client op "
-            "`unavailable`; a pull that failed so consumes nothing, even if Redis runs it later"},
+            "`unavailable`; such a call did nothing, even if Redis runs it later (a pull or a "
+            "history handle consumed nothing, offline messages were not taken, a message was "
+            "not kept)"},
     {.section = SEC_STORE,
      .name = "node_timeout_s",
      .type = T_U32,

@@ -35,9 +35,10 @@
  * every beat): a pull that reaches Redis after it does nothing, so a pull
  * answered 408 consumed nothing even if a stalled Redis runs it later.
  *
- * Not yet here (their calls answer -ENOTSUP): history, offline messages,
- * query handles, and delivery across nodes; a Redis Cluster (the first seed
- * is used as a single instance).
+ * History, offline messages and query handles: redis_msg.c.
+ *
+ * Not yet here: delivery across nodes; a Redis Cluster (the first seed is
+ * used as a single instance).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -701,7 +702,11 @@ static void beat(struct redis_store *rs)
 
 static void on_beat_timer(uv_timer_t *t)
 {
-    beat(t->data);
+    struct redis_store *rs = t->data;
+    beat(rs);
+    /* Expired history and offline messages go in steps, once a minute. */
+    if (++rs->beats % 60 == 0 && rs->up && !rs->closing)
+        rtmd_redis_msg_prune(rs);
 }
 
 /* ---- subscriptions: messages for this node ------------------------------------------------- */
@@ -881,36 +886,6 @@ static void on_state(void *arg, bool up)
     for (size_t i = 0; i < rs->cfg->n_apps; i++)
         flush_app(&rs->apps[i]);
     beat(rs);
-}
-
-/* ---- messages, history: not yet in this backend -----------------------------------------------
- */
-
-static int redis_history_put(struct rtmd_store *s, const struct rtmd_app *app,
-                             const struct rtmd_message *m, const struct rtmd_str *recipients,
-                             size_t n_recipients, rtmd_store_cb cb, void *arg)
-{
-    return -ENOTSUP;
-}
-
-static int redis_history_query(struct rtmd_store *s, const struct rtmd_app *app,
-                               const struct rtmd_history_query *q, rtmd_store_messages_cb cb,
-                               void *arg)
-{
-    return -ENOTSUP;
-}
-
-static int redis_history_count(struct rtmd_store *s, const struct rtmd_app *app,
-                               const struct rtmd_history_query *q, rtmd_store_count_cb cb,
-                               void *arg)
-{
-    return -ENOTSUP;
-}
-
-static int redis_offline_take(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str uid,
-                              rtmd_store_messages_cb cb, void *arg)
-{
-    return -ENOTSUP;
 }
 
 /* ---- the rest of the interface ------------------------------------------------------------------
@@ -1248,10 +1223,13 @@ const struct rtmd_store_type rtmd_store_redis = {
     .presence = redis_presence,
     .pull = redis_pull,
     .rate = redis_rate,
-    .history_put = redis_history_put,
-    .history_query = redis_history_query,
-    .history_count = redis_history_count,
-    .offline_take = redis_offline_take,
+    .history_put = rtmd_redis_history_put,
+    .history_query = rtmd_redis_history_query,
+    .history_count = rtmd_redis_history_count,
+    .handle_put = rtmd_redis_handle_put,
+    .handle_take = rtmd_redis_handle_take,
+    .offline_put = rtmd_redis_offline_put,
+    .offline_take = rtmd_redis_offline_take,
     .stats = redis_stats,
     .set_hooks = redis_set_hooks,
     .set_routes = redis_set_routes,

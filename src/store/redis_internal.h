@@ -71,6 +71,21 @@ struct flight {
     size_t n_calls;
 };
 
+/* The state of redis_msg.c: the prune of expired history and offline
+ * messages (a pass over every app, one bounded step in flight at a time). */
+struct redis_msg_state {
+    size_t reply_bytes; /* message bytes one reply carries, about (0: the default) */
+    struct redis_msg_prune {
+        bool running;
+        size_t app;                          /* the app the next step prunes */
+        uint64_t next_ms;                    /* rtmd_mono_ms() when the next pass may start */
+        uint64_t before_ms;                  /* history messages with an older ms go */
+        uint64_t now_ms;                     /* offline messages expired by then go */
+        uint32_t budget;                     /* keys a step touches, about (0: the default) */
+        uint64_t messages, receivers, steps; /* this pass */
+    } prune;
+};
+
 struct redis_store {
     struct rtmd_store base;
     const struct rtmd_config *cfg;
@@ -98,7 +113,9 @@ struct redis_store {
     rtmd_store_cb close_cb;
     void *close_arg;
     uint32_t handles_open;
+    uint32_t beats; /* heartbeats sent (the prune runs every 60th) */
     struct rtmd_store_stats stats;
+    struct redis_msg_state msg;
 };
 
 /* The deadline of a call made now (rtmd_now_ms() time). */
@@ -143,5 +160,28 @@ int rtmd_redis_route_ack(struct rtmd_store *s, const struct rtmd_app *app, struc
 void rtmd_redis_interest(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str channel,
                          bool on);
 void rtmd_redis_route_push(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str msg);
+
+/* redis_msg.c: the message calls of struct rtmd_store_type. */
+int rtmd_redis_history_put(struct rtmd_store *s, const struct rtmd_app *app,
+                           const struct rtmd_message *m, const struct rtmd_str *recipients,
+                           size_t n_recipients, rtmd_store_cb cb, void *arg);
+int rtmd_redis_history_query(struct rtmd_store *s, const struct rtmd_app *app,
+                             const struct rtmd_history_query *q, rtmd_store_messages_cb cb,
+                             void *arg);
+int rtmd_redis_history_count(struct rtmd_store *s, const struct rtmd_app *app,
+                             const struct rtmd_history_query *q, rtmd_store_count_cb cb, void *arg);
+int rtmd_redis_handle_put(struct rtmd_store *s, const struct rtmd_app *app,
+                          const struct rtmd_history_query *q, uint64_t ttl_ms,
+                          rtmd_store_handle_cb cb, void *arg);
+int rtmd_redis_handle_take(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str handle,
+                           rtmd_store_query_cb cb, void *arg);
+int rtmd_redis_offline_put(struct rtmd_store *s, const struct rtmd_app *app,
+                           const struct rtmd_message *m, uint32_t max_per_user, uint64_t ttl_ms,
+                           rtmd_store_cb cb, void *arg);
+int rtmd_redis_offline_take(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str uid,
+                            rtmd_store_messages_cb cb, void *arg);
+/* Starts a prune pass now unless one runs (tests; message calls start one
+ * at most every minute by themselves). */
+void rtmd_redis_msg_prune(struct redis_store *rs);
 
 #endif

@@ -15,7 +15,30 @@
  *   P sch:UID         set of the channels uid's session is in
  *   P ch:CHANNEL      hash uid → NODE: the channel's members
  *   P r:BUCKET        rate-limit log (sorted set of request times)
- *   P meta            hash of counters
+ *   P meta            hash of counters: rseq (rate-limit entries), mseq and oseq
+ *                     (the last history and offline message numbers given)
+ * History (redis_msg.c). ID: a message's number, 14 hex digits, so that the
+ * members of one score sort in arrival order.
+ *   P m:ID            string "TYPE\nMS\nSRC\nDST\nPAYLOAD" (TYPE p|c): the message,
+ *                     stored once
+ *   P mr:ID           string: the recipients of channel message ID, one a line
+ *                     (read only by the prune)
+ *   P hm              sorted set ID by ms: every message (the prune's timeline)
+ *   P hs:SRC          sorted set ID by ms: what SRC sent
+ *   P hp:SRC/DST      sorted set ID by ms: what SRC sent to user or channel DST
+ *   P hr:UID          sorted set ID by ms: what UID received (peer messages to
+ *                     it; channel messages delivered to it, except those of a
+ *                     channel named UID, which hc:UID holds)
+ *   P hc:CHANNEL      sorted set ID by ms: what was sent to CHANNEL
+ *   P q:HANDLE        string: a history query kept under a handle (PX ttl)
+ * Offline messages (redis_msg.c), IDs as above:
+ *   P o:UID           sorted set ID by ms: the messages kept for UID
+ *   P oe:UID          sorted set ID by expiry ms
+ *   P ob:UID          hash ID → "EXPIRE\nMS\nSRC\nPAYLOAD"
+ *   P oq              sorted set UID by the latest expiry of its messages (the
+ *                     prune drops a receiver whose every message expired)
+ * IDs (core/ids.h) hold neither '/' nor a newline, so the names and strings
+ * above split without ambiguity.
  * Shard channels (messages are fields separated by "\n", the last may hold
  * anything): P to:NODE, for NODE about this app — "K\nUID\nNODE|SESSION"
  * (another node took uid's session over), "P\nWAIT\nORIGIN\nFROM\nTO\nMS\n
@@ -39,6 +62,16 @@ enum rtmd_redis_script {
     RTMD_LUA_CLAIM,      /* KEYS hb, reaped, lock; ARGV dead node, claimer, node_timeout_ms */
     RTMD_LUA_BURIED,     /* KEYS hb, lock; ARGV dead node, claimer, node_timeout_ms */
     RTMD_LUA_ROUTE_PEER, /* KEYS P; ARGV receiver uid, this node, message */
+    /* KEYS P; ARGV deadline (Redis ms), p|c, src, dst, ms, payload, recipients... */
+    RTMD_LUA_HISTORY_PUT,
+    /* KEYS P; ARGV c|q, s|p|d, src, dst, lo, hi, offset, limit, desc, byte budget */
+    RTMD_LUA_HISTORY_QUERY,
+    RTMD_LUA_HISTORY_BODIES, /* KEYS P; ARGV byte budget, IDs... */
+    RTMD_LUA_MSG_PRUNE,      /* KEYS P; ARGV history before ms, now, budget */
+    RTMD_LUA_HANDLE_PUT,     /* KEYS P; ARGV deadline, name, query, ttl_ms */
+    RTMD_LUA_HANDLE_TAKE,    /* KEYS P; ARGV deadline, name */
+    RTMD_LUA_OFFLINE_PUT,    /* KEYS P; ARGV deadline, uid, src, ms, expire, payload, max, now */
+    RTMD_LUA_OFFLINE_TAKE,   /* KEYS P; ARGV deadline, uid, now, byte budget */
     RTMD_LUA_COUNT
 };
 

@@ -250,3 +250,35 @@ def test_reuse_port_is_refused_with_the_embedded_store(tmp_path):
     p = subprocess.run([RTMD_BIN, "--config", r.conf_path], capture_output=True, timeout=20)
     assert p.returncode == 2
     assert b"reuse_port: needs backend = redis" in p.stdout + p.stderr
+
+
+def test_history_and_handles_are_one_across_nodes(make_rtmd, redis_server):
+    from msgutil import (assert_location, assert_messages, hist_body, hist_get, hist_post,
+                         history, short)
+    a = node(make_rtmd, redis_server, "na")
+    b = node(make_rtmd, redis_server, "nb")
+    alice = login(a, "alice", ["room"])
+    bob = login(b, "bob", ["room"])
+    assert alice.call("publish", channel="room", payload="kept", history=True)["ok"] is True
+    assert alice.call("peer", to="bob", payload="to bob", history=True)["ok"] is True
+    # bob, on the other node, received both: his history says so, read on either node
+    want = [("channel_message", "alice", "room", "kept"), ("peer_message", "alice", "bob", "to bob")]
+    assert short(history(a, None, "bob")) == want
+    assert short(history(b, None, "bob")) == want
+    # a handle made on one node is read on the other, once
+    h = assert_location(hist_post(a, hist_body("alice", None)))
+    assert len(assert_messages(hist_get(b, h))) == 2
+    st, hd, body = hist_get(a, h)
+    assert st == 410, body
+    alice.close()
+    bob.close()
+
+
+def test_offline_messages_kept_on_one_node_reach_the_receiver_on_another(make_rtmd, redis_server):
+    from msgutil import assert_peer_push, push, send_peer, assert_answer
+    a = node(make_rtmd, redis_server, "na")
+    b = node(make_rtmd, redis_server, "nb")
+    assert_answer(send_peer(a, "backend", "carol", "while away", offline=True), "message_offline")
+    carol = login(b, "carol")
+    assert_peer_push(push(carol), "backend", "while away")
+    carol.close()
