@@ -48,7 +48,9 @@
  *   - A command written to a connection that dropped before answering
  *     completes with -ECONNRESET and is NEVER sent again: it may have run.
  * Status as for redis_conn: 0 with the reply (maybe an error reply),
- * -ETIMEDOUT, -ECONNRESET, RTMD_ECLOSED (rtmd_redis_client_close()).
+ * -ETIMEDOUT, -ECONNRESET, RTMD_ECLOSED (rtmd_redis_client_close()), or,
+ * when sending it again to another node failed, that failure (-ENOMEM,
+ * -EMSGSIZE).
  *
  * Scripts. opt.scripts are loaded (SCRIPT LOAD) on every command connection
  * as soon as it is up, before anything else is sent on it, so EVALSHA finds
