@@ -9,7 +9,9 @@
 #include "presence/presence.h"
 
 /* 200 while the store writes; 503 from a failed write (a full disk) until
- * one succeeds again, naming the cause and the records it owes. */
+ * one succeeds again, or, with the redis backend, while Redis cannot serve
+ * every slot (a master unreachable, slots unassigned), naming the cause and
+ * the records it owes. */
 void api_healthz(struct rtmd_api *api, struct rtmd_http_request *req)
 {
     struct rtmd_store_stats st;
@@ -17,9 +19,16 @@ void api_healthz(struct rtmd_api *api, struct rtmd_http_request *req)
     rtmd_store_stats(api->store, &st);
     if (st.write_error) {
         char msg[192];
-        snprintf(msg, sizeof(msg), "the store cannot write (%s); %llu Leave/Logout records owed",
-                 st.write_error == -ENOSPC ? "disk full" : rtmd_strerror(st.write_error),
-                 (unsigned long long)st.owed_records);
+        if (st.redis_mode == 2)
+            snprintf(msg, sizeof(msg),
+                     "Redis Cluster cannot serve every slot (%u of %u masters reachable); %llu "
+                     "Leave/Logout records owed",
+                     st.redis_masters_up, st.redis_masters, (unsigned long long)st.owed_records);
+        else
+            snprintf(msg, sizeof(msg),
+                     "the store cannot write (%s); %llu Leave/Logout records owed",
+                     st.write_error == -ENOSPC ? "disk full" : rtmd_strerror(st.write_error),
+                     (unsigned long long)st.owed_records);
         api_respond_req_error(api, req, 503, "unavailable", msg);
         return;
     }
@@ -94,6 +103,21 @@ void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req)
                     "retried until written.\n# TYPE rtmd_store_owed_records gauge\n"
                     "rtmd_store_owed_records %llu\n",
                     st.write_error != 0, (unsigned long long)st.owed_records);
+    if (st.redis_mode)
+        rtmd_buf_printf(
+            b,
+            "# HELP rtmd_redis_cluster 1 on a Redis Cluster, 0 on a single Redis instance.\n"
+            "# TYPE rtmd_redis_cluster gauge\nrtmd_redis_cluster %d\n"
+            "# HELP rtmd_redis_masters Redis masters (1 for a single instance).\n"
+            "# TYPE rtmd_redis_masters gauge\nrtmd_redis_masters %u\n"
+            "# HELP rtmd_redis_masters_up Redis masters whose connection is up.\n"
+            "# TYPE rtmd_redis_masters_up gauge\nrtmd_redis_masters_up %u\n"
+            "# HELP rtmd_redis_redirections_total MOVED and ASK redirections met.\n"
+            "# TYPE rtmd_redis_redirections_total counter\nrtmd_redis_redirections_total %llu\n"
+            "# HELP rtmd_redis_reconnects_total Redis connections that dropped while up.\n"
+            "# TYPE rtmd_redis_reconnects_total counter\nrtmd_redis_reconnects_total %llu\n",
+            st.redis_mode == 2, st.redis_masters, st.redis_masters_up,
+            (unsigned long long)st.redis_redirections, (unsigned long long)st.redis_reconnects);
     rtmd_buf_printf(b, "# HELP rtmd_http_request_errors_total Requests refused by the HTTP layer "
                        "before routing: malformed (400), body too large (413), head too large "
                        "(431), out of memory (500), transfer coding not supported (501).\n"

@@ -241,9 +241,12 @@ static const struct opt options[] = {
      .validate = validate_redis_url,
      .type_doc = "list",
      .bounds = "1.." STR(RTMD_REDIS_SEEDS_MAX) " URLs `redis://[[USER]:PASSWORD@]HOST[:PORT][/0]`",
-     .doc = "Where the `redis` backend connects: one instance, or any nodes of a Redis Cluster "
-            "(found out when connecting), comma separated. With a password rtmd sends AUTH "
-            "first; user and password are %-decoded"},
+     .doc = "Where the `redis` backend connects, comma separated: one instance, or any nodes of "
+            "a Redis Cluster. The seeds are tried in order and the first that answers tells "
+            "which (CLUSTER SLOTS); a Cluster's other nodes are found from its slot map and "
+            "reached with that seed's credentials; a single instance that stays unreachable "
+            "makes rtmd try the other seeds. With a password rtmd sends AUTH first; user and "
+            "password are %-decoded"},
     {.section = SEC_STORE,
      .name = "redis_timeout_ms",
      .type = T_U32,

@@ -35,10 +35,14 @@
  * every beat): a pull that reaches Redis after it does nothing, so a pull
  * answered 408 consumed nothing even if a stalled Redis runs it later.
  *
- * History, offline messages and query handles: redis_msg.c.
+ * Redis: a single instance or a Redis Cluster, through one client
+ * (redis_client.h), which routes every script by its first key's slot (an
+ * app's keys carry {APPID}, the nodes' {nodes}), follows MOVED and ASK,
+ * loads the scripts on every master, and keeps this node's shard-channel
+ * subscriptions at the masters of their slots.
  *
- * Not yet here: delivery across nodes; a Redis Cluster (the first seed is
- * used as a single instance).
+ * History, offline messages and query handles: redis_msg.c. Delivery
+ * across nodes: redis_route.c.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -86,6 +90,7 @@ struct script_call {
     uint64_t deadline;
     bool retried;
     int argc;
+    int nkeys;
     size_t bytes;
     /* argv and lengths follow, then the argument bytes */
 };
@@ -111,8 +116,10 @@ static int script_send(struct script_call *sc, bool eval)
     lens[0] = strlen(argv[0]);
     argv[1] = eval ? rtmd_redis_lua[sc->script] : rs->sha[sc->script];
     lens[1] = strlen(argv[1]);
+    /* argv[3] is the first key: its slot is every key's. */
     int r =
-        rtmd_redis_conn_command(rs->conn, sc->argc, argv, lens, sc->deadline, on_script_reply, sc);
+        rtmd_redis_client_command(rs->client, sc->nkeys ? argv[3] : NULL, sc->nkeys ? lens[3] : 0,
+                                  sc->argc, argv, lens, sc->deadline, on_script_reply, sc);
     if (r == 0)
         rs->inflight++;
     return r;
@@ -138,7 +145,7 @@ int rtmd_redis_script(struct redis_store *rs, enum rtmd_redis_script script,
                       const struct rtmd_str *keys, int nkeys, const struct rtmd_str *args,
                       int nargs, rtmd_redis_cb cb, void *arg)
 {
-    if (!rs->up)
+    if (!rtmd_redis_client_reachable(rs->client))
         return -ENOTCONN;
     int argc = 3 + nkeys + nargs;
     size_t bytes = 0;
@@ -155,6 +162,7 @@ int rtmd_redis_script(struct redis_store *rs, enum rtmd_redis_script script,
     sc->deadline = rtmd_redis_deadline(rs);
     sc->retried = false;
     sc->argc = argc;
+    sc->nkeys = nkeys;
     const char **argv = sc_argv(sc);
     size_t *lens = sc_lens(sc);
     char *at = (char *)(lens + argc);
@@ -171,10 +179,69 @@ int rtmd_redis_script(struct redis_store *rs, enum rtmd_redis_script script,
         lens[k++] = v.len;
         at += v.len;
     }
-    int r = script_send(sc, !rs->scripts_loaded);
+    /* The client loaded the scripts on every master as it connected. */
+    int r = script_send(sc, false);
     if (r < 0)
         free(sc);
     return r;
+}
+
+/* A command for redis_msg.c and the routing: the store counts it in flight. */
+struct cmd_call {
+    struct redis_store *rs;
+    rtmd_redis_cb cb;
+    void *arg;
+};
+
+static void on_cmd_reply(void *arg, int status, const redisReply *reply)
+{
+    struct cmd_call k = *(struct cmd_call *)arg;
+    free(arg);
+    k.rs->inflight--;
+    k.cb(k.arg, status, reply);
+    rtmd_redis_call_done(k.rs);
+}
+
+int rtmd_redis_command(struct redis_store *rs, struct rtmd_str key, int argc, const char **argv,
+                       const size_t *argvlen, rtmd_redis_cb cb, void *arg)
+{
+    if (rs->closing)
+        return RTMD_ECLOSED;
+    if (!cb)
+        return -EINVAL;
+    struct cmd_call *k = rtmd_malloc(sizeof(*k));
+    *k = (struct cmd_call){rs, cb, arg};
+    int r = rtmd_redis_client_command(rs->client, key.p, key.p ? key.len : 0, argc, argv, argvlen,
+                                      rtmd_redis_deadline(rs), on_cmd_reply, k);
+    if (r < 0) {
+        free(k);
+        return r;
+    }
+    rs->inflight++;
+    return 0;
+}
+
+int rtmd_redis_publish(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str payload,
+                       rtmd_redis_cb cb, void *arg)
+{
+    const char *argv[] = {"SPUBLISH", channel.p, payload.len ? payload.p : ""};
+    size_t lens[] = {8, channel.len, payload.len};
+    if (!channel.p || channel.len == 0 || (payload.len && !payload.p))
+        return -EINVAL;
+    return rtmd_redis_command(rs, channel, 3, argv, lens, cb, arg);
+}
+
+int rtmd_redis_subscribe(struct redis_store *rs, struct rtmd_str channel)
+{
+    if (rs->closing)
+        return RTMD_ECLOSED;
+    return rtmd_redis_client_subscribe(rs->client, channel);
+}
+
+void rtmd_redis_unsubscribe(struct redis_store *rs, struct rtmd_str channel)
+{
+    if (rs->client)
+        rtmd_redis_client_unsubscribe(rs->client, channel);
 }
 
 /* The SHA1 Redis names a script by, in hex. */
@@ -409,8 +476,9 @@ static int redis_presence(struct rtmd_store *base, const struct rtmd_app *app,
         has_begin |= ops[i].type == RTMD_EVENT_LOGIN || ops[i].type == RTMD_EVENT_JOIN;
     /* Ends are never refused (they are owed if they cannot go now); a Login
      * or a Join is, when Redis is unreachable or too much waits. */
-    if (has_begin && (!rs->up || rs->pending >= PENDING_MAX))
-        return rs->up ? -EAGAIN : -ENOTCONN;
+    bool reachable = rtmd_redis_client_reachable(rs->client);
+    if (has_begin && (!reachable || rs->pending >= PENDING_MAX))
+        return reachable ? -EAGAIN : -ENOTCONN;
     if (a->n_ops + n > a->cap_ops) {
         a->cap_ops = (a->n_ops + n) * 2;
         a->ops = rtmd_realloc(a->ops, a->cap_ops * sizeof(*a->ops));
@@ -688,7 +756,9 @@ static void on_time(void *arg, int status, int64_t offset_ms, uint64_t rtt_ms)
 
 static void beat(struct redis_store *rs)
 {
-    if (!rs->up || rs->beat_busy || rs->closing)
+    /* Beats go on while any master answers: a failover elsewhere must not
+     * make the other nodes take this one for dead. */
+    if (!rtmd_redis_client_reachable(rs->client) || rs->beat_busy || rs->closing)
         return;
     char timeout[16];
     snprintf(timeout, sizeof(timeout), "%u", rs->cfg->node_timeout_s * 1000);
@@ -696,7 +766,7 @@ static void beat(struct redis_store *rs)
     struct rtmd_str args[] = {rtmd_str_cstr(rs->node), rtmd_str_cstr(timeout)};
     if (rtmd_redis_script(rs, RTMD_LUA_BEAT, keys, 2, args, 2, on_beat, rs) == 0)
         rs->beat_busy = true;
-    if (rtmd_redis_conn_time(rs->conn, rtmd_redis_deadline(rs), on_time, rs) == 0)
+    if (rtmd_redis_client_time(rs->client, rtmd_redis_deadline(rs), on_time, rs) == 0)
         rs->inflight++;
 }
 
@@ -711,178 +781,38 @@ static void on_beat_timer(uv_timer_t *t)
 
 /* ---- subscriptions: messages for this node ------------------------------------------------- */
 
-static void on_push(void *arg, const redisReply *msg)
+/* Every message on a channel this node listens on: redis_route.c reads it. */
+static void on_push(void *arg, struct rtmd_str channel, struct rtmd_str payload)
 {
-    struct redis_store *rs = arg;
-    /* ["smessage", channel, payload] */
-    if (msg->type != REDIS_REPLY_ARRAY || msg->elements != 3 ||
-        msg->element[1]->type != REDIS_REPLY_STRING || msg->element[2]->type != REDIS_REPLY_STRING)
-        return;
-    rtmd_redis_route_push(rs, rtmd_str_make(msg->element[1]->str, msg->element[1]->len),
-                          rtmd_str_make(msg->element[2]->str, msg->element[2]->len));
+    rtmd_redis_route_push(arg, channel, payload);
 }
 
-static void on_subscribed(void *arg, int status, const redisReply *reply)
+/* This node's channel of every app, kept subscribed by the client. */
+static int subscribe_all(struct redis_store *rs)
 {
-    struct redis_store *rs = arg;
-    rs->inflight--;
-    if (status < 0 || reply->type == REDIS_REPLY_ERROR)
-        rtmd_log_error("store", "redis: subscribing to this node's channels failed: %s",
-                       status < 0 ? rtmd_strerror(status) : reply->str);
-    rtmd_redis_call_done(rs);
-}
-
-static int sub_command(struct redis_store *rs, const char *verb, const struct rtmd_str *names,
-                       size_t n)
-{
-    const char **argv = rtmd_malloc((n + 1) * sizeof(*argv));
-    size_t *lens = rtmd_malloc((n + 1) * sizeof(*lens));
-    argv[0] = verb;
-    lens[0] = strlen(verb);
-    for (size_t i = 0; i < n; i++) {
-        argv[i + 1] = names[i].p;
-        lens[i + 1] = names[i].len;
-    }
-    int r = rtmd_redis_conn_command(rs->sub, (int)n + 1, argv, lens, rtmd_redis_deadline(rs),
-                                    on_subscribed, rs);
-    if (r == 0)
-        rs->inflight++;
-    free(argv);
-    free(lens);
-    return r;
-}
-
-/* On every (re)connection of the subscriber: this node's channel of every
- * app, and every channel it has members in. */
-static void subscribe_all(struct redis_store *rs)
-{
-    size_t n = rs->cfg->n_apps + rtmd_hashmap_count(&rs->subs);
-    if (n == 0)
-        return;
-    struct rtmd_str *names = rtmd_malloc(n * sizeof(*names));
-    char(*own)[PREFIX_MAX + 4 + RTMD_NODE_ID_MAX] =
-        rtmd_malloc((rs->cfg->n_apps ? rs->cfg->n_apps : 1) * sizeof(*own));
-    size_t k = 0;
     for (size_t i = 0; i < rs->cfg->n_apps; i++) {
-        int len = snprintf(own[i], sizeof(own[i]), "%sto:%s", rs->apps[i].prefix, rs->node);
-        names[k++] = rtmd_str_make(own[i], (size_t)len);
+        char name[PREFIX_MAX + 4 + RTMD_NODE_ID_MAX];
+        int k = snprintf(name, sizeof(name), "%sto:%s", rs->apps[i].prefix, rs->node);
+        int r = rtmd_redis_subscribe(rs, rtmd_str_make(name, (size_t)k));
+        if (r < 0)
+            return r;
     }
-    struct rtmd_str key;
-    void *v;
-    for (size_t it = 0; rtmd_hashmap_next(&rs->subs, &it, &key, &v);)
-        names[k++] = key;
-    sub_command(rs, "SSUBSCRIBE", names, k);
-    free(names);
-    free(own);
-}
-
-/* A channel this node listens on: its name (the map's key) and count. */
-struct sub {
-    uint32_t count;
-    uint32_t len;
-    char name[];
-};
-
-void rtmd_redis_subscribe(struct redis_store *rs, struct rtmd_str channel)
-{
-    struct sub *s = rtmd_hashmap_get(&rs->subs, channel);
-    if (s) {
-        s->count++;
-        return;
-    }
-    s = rtmd_malloc(sizeof(*s) + channel.len);
-    s->count = 1;
-    s->len = (uint32_t)channel.len;
-    memcpy(s->name, channel.p, channel.len);
-    rtmd_hashmap_put(&rs->subs, rtmd_str_make(s->name, s->len), s);
-    /* Not connected: the next connection subscribes to it. */
-    if (rtmd_redis_conn_up(rs->sub))
-        sub_command(rs, "SSUBSCRIBE", &channel, 1);
-}
-
-void rtmd_redis_unsubscribe(struct redis_store *rs, struct rtmd_str channel)
-{
-    struct sub *s = rtmd_hashmap_get(&rs->subs, channel);
-    if (!s || --s->count > 0)
-        return;
-    if (rtmd_redis_conn_up(rs->sub))
-        sub_command(rs, "SUNSUBSCRIBE", &channel, 1);
-    rtmd_hashmap_remove(&rs->subs, channel);
-    free(s);
-}
-
-struct publish_call {
-    struct redis_store *rs;
-    rtmd_redis_cb cb;
-    void *arg;
-};
-
-static void on_publish_reply(void *arg, int status, const redisReply *reply)
-{
-    struct publish_call *p = arg;
-    p->rs->inflight--;
-    p->cb(p->arg, status, reply);
-    free(p);
-}
-
-int rtmd_redis_publish(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str payload,
-                       rtmd_redis_cb cb, void *arg)
-{
-    const char *argv[] = {"SPUBLISH", channel.p, payload.p ? payload.p : ""};
-    size_t lens[] = {8, channel.len, payload.len};
-    struct publish_call *p = rtmd_malloc(sizeof(*p));
-    *p = (struct publish_call){rs, cb, arg};
-    int r = rtmd_redis_conn_command(rs->conn, 3, argv, lens, rtmd_redis_deadline(rs),
-                                    on_publish_reply, p);
-    if (r < 0) {
-        free(p);
-        return r;
-    }
-    rs->inflight++;
     return 0;
-}
-
-static void on_sub_state(void *arg, bool up)
-{
-    struct redis_store *rs = arg;
-    if (up && !rs->closing)
-        subscribe_all(rs);
 }
 
 /* ---- connection ------------------------------------------------------------------------------ */
 
-static void on_loaded(void *arg, int status, const redisReply *reply)
-{
-    struct redis_store *rs = arg;
-    rs->inflight--;
-    if (status == 0 && reply->type == REDIS_REPLY_ERROR)
-        rtmd_log_error("store", "redis: SCRIPT LOAD failed: %s", reply->str);
-    rtmd_redis_call_done(rs);
-}
-
+/* Up: every slot can be served (healthz); down: not (calls for the slots
+ * that can be served still go). */
 static void on_state(void *arg, bool up)
 {
     struct redis_store *rs = arg;
     rs->up = up;
-    rs->scripts_loaded = false;
     if (!up) {
-        rtmd_log_warn("store", "redis: lost %s:%u; reconnecting", rs->seed.host, rs->seed.port);
+        rtmd_log_warn("store", "redis: not every slot can be served; waiting for Redis");
         return;
     }
-    rtmd_log_info("store", "redis: connected to %s:%u", rs->seed.host, rs->seed.port);
-    /* The scripts go first on the new connection; what is sent after them
-     * runs after them, so EVALSHA can follow at once. */
-    int loaded = 0;
-    for (int i = 0; i < RTMD_LUA_COUNT; i++) {
-        const char *argv[] = {"SCRIPT", "LOAD", rtmd_redis_lua[i]};
-        size_t lens[] = {6, 4, strlen(rtmd_redis_lua[i])};
-        if (rtmd_redis_conn_command(rs->conn, 3, argv, lens, rtmd_redis_deadline(rs), on_loaded,
-                                    rs) == 0) {
-            rs->inflight++;
-            loaded++;
-        }
-    }
-    rs->scripts_loaded = loaded == RTMD_LUA_COUNT;
+    rtmd_log_info("store", "redis: every slot can be served");
     for (size_t i = 0; i < rs->cfg->n_apps; i++)
         flush_app(&rs->apps[i]);
     beat(rs);
@@ -896,6 +826,15 @@ static void redis_stats(struct rtmd_store *base, struct rtmd_store_stats *out)
     struct redis_store *rs = from_base(base);
     *out = rs->stats;
     out->write_error = rs->up ? 0 : -ENOTCONN;
+    struct rtmd_redis_client_stats cs;
+    memset(&cs, 0, sizeof(cs));
+    if (rs->client) /* NULL once closing */
+        rtmd_redis_client_stats(rs->client, &cs);
+    out->redis_mode = (uint8_t)cs.mode;
+    out->redis_masters = cs.masters;
+    out->redis_masters_up = cs.masters_up;
+    out->redis_redirections = cs.moved + cs.asked;
+    out->redis_reconnects = cs.reconnects;
 }
 
 static void redis_set_hooks(struct rtmd_store *base, const struct rtmd_store_hooks *hooks,
@@ -916,11 +855,6 @@ static void redis_set_routes(struct rtmd_store *base, const struct rtmd_store_ro
 
 static void store_free(struct redis_store *rs)
 {
-    struct rtmd_str name;
-    void *v;
-    for (size_t it = 0; rtmd_hashmap_next(&rs->subs, &it, &name, &v);)
-        free(v);
-    rtmd_hashmap_free(&rs->subs);
     for (size_t i = 0; i < rs->cfg->n_apps; i++) {
         struct app_rs *a = &rs->apps[i];
         for (size_t k = 0; k < a->n_ops; k++)
@@ -955,7 +889,7 @@ static void on_retry_closed(uv_handle_t *h)
     closed_one(((struct app_rs *)h->data)->rs);
 }
 
-static void on_conn_closed(void *arg)
+static void on_client_closed(void *arg)
 {
     closed_one(arg);
 }
@@ -963,25 +897,22 @@ static void on_conn_closed(void *arg)
 static void close_handles(struct redis_store *rs)
 {
     rtmd_loop_hook_remove(&rs->flush_hook);
-    struct rtmd_redis_conn *conns[] = {rs->conn, rs->sub};
-    rs->conn = rs->sub = NULL;
-    rs->handles_open = 1 + (uint32_t)rs->cfg->n_apps;
-    for (size_t i = 0; i < RTMD_ARRAY_SIZE(conns); i++)
-        rs->handles_open += conns[i] != NULL;
+    struct rtmd_redis_client *client = rs->client;
+    rs->client = NULL;
+    rs->handles_open = 1 + (uint32_t)rs->cfg->n_apps + (client != NULL);
     uv_close((uv_handle_t *)&rs->beat, on_timer_closed);
     for (size_t i = 0; i < rs->cfg->n_apps; i++)
         uv_close((uv_handle_t *)&rs->apps[i].retry, on_retry_closed);
-    /* Their done callbacks come after every pending command completed. */
-    for (size_t i = 0; i < RTMD_ARRAY_SIZE(conns); i++)
-        if (conns[i])
-            rtmd_redis_conn_close(conns[i], on_conn_closed, rs);
+    /* Its done callback comes after every pending command completed. */
+    if (client)
+        rtmd_redis_client_close(client, on_client_closed, rs);
 }
 
 /* Closing: once nothing of ours waits for Redis (owed ops get one last
  * chance in the close's own flush), the connections and handles close. */
 void rtmd_redis_call_done(struct redis_store *rs)
 {
-    if (!rs->closing || rs->inflight > 0 || rs->beat_busy || !rs->conn)
+    if (!rs->closing || rs->inflight > 0 || rs->beat_busy || !rs->client)
         return;
     for (size_t i = 0; i < rs->cfg->n_apps; i++)
         if (rs->apps[i].in_flight)
@@ -1089,10 +1020,13 @@ static bool run_until(struct redis_store *rs, bool (*cond)(struct redis_store *,
     return true;
 }
 
+/* Every slot served, and this node's channels subscribed. */
 static bool is_up(struct redis_store *rs, void *arg)
 {
     (void)arg;
-    return rs->up && rtmd_redis_conn_up(rs->sub);
+    struct rtmd_redis_client_stats st;
+    rtmd_redis_client_stats(rs->client, &st);
+    return st.up && st.channels_on == st.channels;
 }
 
 static bool start_done(struct redis_store *rs, void *arg)
@@ -1120,8 +1054,6 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
     rs->base.type = &rtmd_store_redis;
     rs->cfg = cfg;
     rs->loop = loop;
-    rs->seed = seeds[0];
-    rtmd_hashmap_init(&rs->subs);
     int r = node_id(cfg, rs->node);
     if (r < 0) {
         free(rs);
@@ -1142,38 +1074,27 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
     rs->beat.data = rs;
     rtmd_loop_on_prepare(&rs->flush_hook, on_flush);
 
-    struct rtmd_redis_endpoint ep;
-    memset(&ep, 0, sizeof(ep));
-    snprintf(ep.host, sizeof(ep.host), "%s", rs->seed.host);
-    ep.port = rs->seed.port;
-    snprintf(ep.user, sizeof(ep.user), "%s", rs->seed.user);
-    snprintf(ep.password, sizeof(ep.password), "%s", rs->seed.password);
-    struct rtmd_redis_conn_options opt = {
+    struct rtmd_redis_client_options opt = {
         .connect_timeout_ms = cfg->redis_timeout_ms,
         .stuck_grace_ms = cfg->redis_timeout_ms,
+        .scripts = rtmd_redis_lua,
+        .n_scripts = RTMD_LUA_COUNT,
         .on_state = on_state,
+        .on_message = on_push,
         .arg = rs,
-        .label = "redis",
     };
-    r = rtmd_redis_conn_open(&rs->conn, loop, &ep, &opt);
-    struct rtmd_redis_conn_options sopt = {
-        .connect_timeout_ms = cfg->redis_timeout_ms,
-        .stuck_grace_ms = cfg->redis_timeout_ms,
-        .idle_ping_ms = 1000,
-        .on_state = on_sub_state,
-        .on_push = on_push,
-        .arg = rs,
-        .label = "redis-sub",
-    };
+    r = rtmd_redis_client_open(&rs->client, loop, seeds, n_seeds, &opt);
     if (r == 0)
-        r = rtmd_redis_conn_open(&rs->sub, loop, &ep, &sopt);
+        r = subscribe_all(rs);
     if (r < 0) {
-        rtmd_log_error("store", "redis: bad endpoint %s:%u", ep.host, ep.port);
+        rtmd_log_error("store", "redis: cannot start the client: %s", rtmd_strerror(r));
         goto fail;
     }
     if (!run_until(rs, is_up, NULL, OPEN_WAIT_MS)) {
-        rtmd_log_error("store", "redis: %s:%u did not answer within %d s", ep.host, ep.port,
-                       OPEN_WAIT_MS / 1000);
+        rtmd_log_error("store",
+                       "redis: not ready within %d s (seeds from %s:%u on; ready is every slot "
+                       "served and this node's channels subscribed)",
+                       OPEN_WAIT_MS / 1000, seeds[0].host, seeds[0].port);
         r = -ETIMEDOUT;
         goto fail_started;
     }

@@ -1359,6 +1359,40 @@ int rtmd_redis_conn_formatted(struct rtmd_redis_conn *c, const char *cmd, size_t
     return enqueue(c, cmd, len, deadline_ms, cb, arg, K_PLAIN, 1, NULL);
 }
 
+int rtmd_redis_conn_asking(struct rtmd_redis_conn *c, const char *cmd, size_t len,
+                           uint64_t deadline_ms, rtmd_redis_cb cb, void *arg)
+{
+    static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+    const size_t alen = sizeof(asking) - 1;
+    int r = usable(c);
+    if (r < 0)
+        return r;
+    if (!cmd || len == 0 || !cb)
+        return -EINVAL;
+    if (len > c->opt.max_output || alen > c->opt.max_output - len)
+        return -EMSGSIZE;
+    r = room_for(c, len + alen);
+    if (r == 0 && c->tail - c->head + 2 > c->opt.max_pending)
+        r = -EAGAIN;
+    if (r < 0)
+        return r;
+    while (c->tail - c->head + 2 > c->ring_cap)
+        if (fifo_grow(c) < 0)
+            return -ENOMEM;
+    /* Both commands' bytes go with the ASKING's entry; the command's entry
+     * adds none, and with the room made above it cannot fail. */
+    char *both = rtmd_try_malloc(alen + len);
+    if (!both)
+        return -ENOMEM;
+    memcpy(both, asking, alen);
+    memcpy(both + alen, cmd, len);
+    r = enqueue(c, both, alen + len, deadline_ms, on_ignored, NULL, K_PLAIN, 1, NULL);
+    free(both);
+    if (r < 0)
+        return r;
+    return enqueue(c, "", 0, deadline_ms, cb, arg, K_PLAIN, 1, NULL);
+}
+
 /* ---- TIME ---------------------------------------------------------------------------------- */
 
 struct time_call {

@@ -72,7 +72,7 @@
 
 #include "core/common.h"
 
-#define RTMD_REDIS_HOST_MAX     256
+#define RTMD_REDIS_HOST_MAX     255u /* bytes of a host name (as redis_slots.h has it) */
 #define RTMD_REDIS_USER_MAX     128
 #define RTMD_REDIS_PASSWORD_MAX 256
 
@@ -80,7 +80,7 @@
  * a host name; user and password are empty when not used (a user without a
  * password is an error). Each field is NUL-terminated within its array. */
 struct rtmd_redis_endpoint {
-    char host[RTMD_REDIS_HOST_MAX];
+    char host[RTMD_REDIS_HOST_MAX + 1];
     uint16_t port;
     char user[RTMD_REDIS_USER_MAX];
     char password[RTMD_REDIS_PASSWORD_MAX];
@@ -156,6 +156,17 @@ int rtmd_redis_conn_command(struct rtmd_redis_conn *c, int argc, const char **ar
  */
 int rtmd_redis_conn_formatted(struct rtmd_redis_conn *c, const char *cmd, size_t len,
                               uint64_t deadline_ms, rtmd_redis_cb cb, void *arg);
+
+/*
+ * ASKING, then the command in RESP form (as for formatted()), sent together
+ * in one write: both or neither (the same synchronous failures, checked for
+ * the two at once). What a Redis Cluster's ASK redirection needs: the
+ * flag ASKING sets applies to the next command on the connection only, so
+ * nothing may come between them. The ASKING's own reply is consumed; cb gets
+ * the command's.
+ */
+int rtmd_redis_conn_asking(struct rtmd_redis_conn *c, const char *cmd, size_t len,
+                           uint64_t deadline_ms, rtmd_redis_cb cb, void *arg);
 
 /* Connected and handshake answered. */
 bool rtmd_redis_conn_up(const struct rtmd_redis_conn *c);

@@ -12,6 +12,7 @@
 #include "core/hashmap.h"
 #include "core/loop.h"
 #include "core/redis_url.h"
+#include "store/redis_client.h"
 #include "store/redis_conn.h"
 #include "store/redis_lua.h"
 #include "store/store.h"
@@ -90,14 +91,11 @@ struct redis_store {
     struct rtmd_store base;
     const struct rtmd_config *cfg;
     uv_loop_t *loop;
-    struct rtmd_redis_conn *conn; /* commands */
-    struct rtmd_redis_conn *sub;  /* shard-channel subscriptions (pushes only) */
-    struct rtmd_redis_seed seed;
+    struct rtmd_redis_client *client; /* a single instance or a Cluster */
     char node[RTMD_NODE_ID_MAX];
     char sha[RTMD_LUA_COUNT][41];
-    bool scripts_loaded;
     int64_t offset_ms; /* Redis time - rtmd_now_ms() */
-    bool up;
+    bool up;           /* rtmd_redis_client_up(): every slot can be served */
     struct app_rs *apps;
     struct rtmd_loop_hook flush_hook;
     uv_timer_t beat;
@@ -108,7 +106,6 @@ struct redis_store {
     void *hooks_ctx;
     const struct rtmd_store_route_hooks *routes; /* messaging's, for what other nodes send */
     void *routes_ctx;
-    struct rtmd_hashmap subs; /* shard channels this node listens on beyond its own: name → count */
     bool closing;
     rtmd_store_cb close_cb;
     void *close_arg;
@@ -126,26 +123,45 @@ struct app_rs *rtmd_redis_app(struct redis_store *rs, const struct rtmd_app *app
 struct rtmd_str rtmd_redis_app_key(const struct app_rs *a);
 /*
  * Runs script with KEYS = keys[0..nkeys) and ARGV = args[0..nargs) (copied),
- * by the store's deadline: EVALSHA, or EVAL once more when Redis does not
- * have the script. Fails synchronously (-ENOTCONN while Redis is not
- * reachable; no callback) or calls cb exactly once: status as for
- * rtmd_redis_conn_command(), reply valid during the call.
+ * by the store's deadline, on the master serving keys[0]'s slot (every key
+ * of a script shares one slot: the app's {APPID} or {nodes}): EVALSHA, or
+ * EVAL once more when Redis does not have the script. Fails synchronously
+ * (-ENOTCONN while Redis is not reachable; no callback) or calls cb exactly
+ * once: status as for rtmd_redis_client_command(), reply valid during the
+ * call.
+ * A script that touches keys it does not declare must declare as keys[0]
+ * the app's prefix (rtmd_redis_app_key()), a key that never exists: while
+ * its slot migrates between two masters, the source then answers ASK and
+ * the client holds the script until the migration ends (redis_client.h), so
+ * it never runs on half of the slot's keys. A script that declares every
+ * key it touches needs nothing more.
  */
 int rtmd_redis_script(struct redis_store *rs, enum rtmd_redis_script script,
                       const struct rtmd_str *keys, int nkeys, const struct rtmd_str *args,
                       int nargs, rtmd_redis_cb cb, void *arg);
+/*
+ * One command (argv copied) on the master serving key's slot (key.p NULL:
+ * any master), by the store's deadline; the same rules as a script. For
+ * what is not a script (a script is one atomic step; prefer it).
+ */
+int rtmd_redis_command(struct redis_store *rs, struct rtmd_str key, int argc, const char **argv,
+                       const size_t *argvlen, rtmd_redis_cb cb, void *arg);
+/*
+ * Sharded pub/sub for this node (refcounted per channel; kept across
+ * reconnects, failovers and slot moves). Every message on a subscribed
+ * channel goes to the store's push handler in redis.c. subscribe: 0,
+ * -EINVAL, -EAGAIN (too many channels), RTMD_ECLOSED.
+ */
+int rtmd_redis_subscribe(struct redis_store *rs, struct rtmd_str channel);
+void rtmd_redis_unsubscribe(struct redis_store *rs, struct rtmd_str channel);
+/* SPUBLISH channel payload (routed by the channel's slot), by the store's
+ * deadline; the reply is the number of subscribers reached. As a command. */
+int rtmd_redis_publish(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str payload,
+                       rtmd_redis_cb cb, void *arg);
 /* An integer reply. */
 bool rtmd_redis_reply_int(const redisReply *r, long long *out);
 /* A store call completed: a close waiting for it may go on. */
 void rtmd_redis_call_done(struct redis_store *rs);
-
-/* Sharded pub/sub: listens on channel (counted: as many unsubscribes as
- * subscribes), kept across reconnections; pushes go to rtmd_redis_route_push. */
-void rtmd_redis_subscribe(struct redis_store *rs, struct rtmd_str channel);
-void rtmd_redis_unsubscribe(struct redis_store *rs, struct rtmd_str channel);
-/* SPUBLISH channel payload (the reply is the number of listeners). */
-int rtmd_redis_publish(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str payload,
-                       rtmd_redis_cb cb, void *arg);
 
 /* redis_route.c: delivery across nodes (the store type's route_* and
  * interest), and every message that arrives on a shard channel. */

@@ -91,6 +91,12 @@ struct rtmd_store_stats {
     uint64_t offline_dropped; /* offline messages replaced by newer ones (over the cap) */
     uint64_t owed_records;    /* Leaves and Logouts kept after a failed write, not yet written */
     int write_error; /* 0, or the status of a failed write while none has succeeded since */
+    /* The redis backend's Redis (0 with the embedded store). */
+    uint8_t redis_mode;          /* 0 none yet, 1 a single instance, 2 a Redis Cluster */
+    uint32_t redis_masters;      /* masters (1 for a single instance) */
+    uint32_t redis_masters_up;   /* of which the command connection is up */
+    uint64_t redis_redirections; /* MOVED and ASK met */
+    uint64_t redis_reconnects;   /* Redis connections that dropped while up */
 };
 
 /* ---- messages (SPEC §3.4, §3.5) ---- */

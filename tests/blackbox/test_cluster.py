@@ -1,15 +1,19 @@
 """Cluster mode (backend = redis): several rtmd nodes on one real redis-server
 are one service. Sessions across nodes (one per app+uid, takeovers fenced),
 dead nodes' sessions ended by a survivor, a node restarting under its id,
-pulls with a deadline against a stalled Redis, one event log per app.
+pulls with a deadline against a stalled Redis, one event log per app. Then
+the same on a real Redis Cluster (rcluster.py): two nodes, a live reshard of
+the app's slot under load, a failover under load and a master killed.
 """
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
 
+import rcluster
 from harness import APP_NOCERT, basic, now_ms, wait_until
 from msgutil import Events, utypes, ctypes
 
@@ -282,3 +286,206 @@ def test_offline_messages_kept_on_one_node_reach_the_receiver_on_another(make_rt
     carol = login(b, "carol")
     assert_peer_push(push(carol), "backend", "while away")
     carol.close()
+
+
+# ---- on a Redis Cluster (tests/blackbox/rcluster.py) ----------------------------------------
+
+APP_SLOT = rcluster.slot_of("rtmd:{%s}:" % APP_NOCERT)
+
+
+@pytest.fixture
+def redis_cluster(tmp_path):
+    """3 masters; the app's slot is the lowest of the second master's."""
+    if not rcluster.available():
+        pytest.skip("redis-server or redis-cli missing")
+    c = rcluster.RedisCluster(tmp_path / "cluster", first_slot=APP_SLOT).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def redis_cluster_replicas(tmp_path):
+    """3 masters with a replica each; the app's slot as above."""
+    if not rcluster.available():
+        pytest.skip("redis-server or redis-cli missing")
+    c = rcluster.RedisCluster(tmp_path / "cluster", replicas=1, first_slot=APP_SLOT).start()
+    yield c
+    c.stop()
+
+
+def cnode(make_rtmd, cluster, name, timeout_ms=1000, node_timeout_s=10):
+    st = {"backend": "redis", "redis_url": cluster.url, "redis_timeout_ms": timeout_ms,
+          "node_timeout_s": node_timeout_s}
+    return make_rtmd(name=name, store=st, server={"node_id": name}, limits=FAST)
+
+
+def metric(r, name):
+    st, hd, body = r.get("/metrics")
+    assert st == 200
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+class Load:
+    """Logins (and the logouts of closing) of fresh uids, one after the
+    other, alternating between nodes, in a thread; every acknowledged one is
+    kept."""
+
+    def __init__(self, nodes, prefix):
+        self.nodes, self.prefix = nodes, prefix
+        self.acked, self.refused = [], []
+        self.stop = threading.Event()
+        self.error = None
+        self.t = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        i = 0
+        try:
+            while not self.stop.is_set():
+                uid = "%s%d" % (self.prefix, i)
+                ws = self.nodes[i % len(self.nodes)].ws()
+                m = ws.login(uid, app=APP_NOCERT)
+                if m.get("ok") is True:
+                    self.acked.append(uid)
+                else:
+                    self.refused.append((uid, m))
+                ws.close()
+                i += 1
+        except Exception as e:  # reported by finish()
+            self.error = e
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def finish(self):
+        self.stop.set()
+        self.t.join(30)
+        assert self.error is None, self.error
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.t.join(30)
+
+
+def logins_recorded(ev, uids):
+    """Every uid's Login is in the log once, followed by its Logout."""
+    by = by_uid(ev)
+    missing = [u for u in uids if by.get(u, [])[:1] != ["Login"]]
+    assert not missing, "acknowledged logins missing from the event log: %r" % missing[:10]
+    alternates({u: by[u] for u in uids}, "Login", "Logout")
+
+
+def test_two_nodes_on_a_redis_cluster(make_rtmd, redis_cluster):
+    """Logins, joins, a takeover and pulls with the app's keys on one
+    master, the nodes' on another, the takeover's message on a shard
+    channel."""
+    c = redis_cluster
+    assert c.master_of(APP_SLOT) is c.servers[1]
+    assert c.master_of(rcluster.slot_of("{nodes}")) is not c.servers[1]
+    a = cnode(make_rtmd, c, "na")
+    b = cnode(make_rtmd, c, "nb")
+    for r in (a, b):
+        assert r.get("/healthz")[0] == 200
+        assert metric(r, "rtmd_redis_cluster") == 1
+        assert metric(r, "rtmd_redis_masters") == 3
+        assert metric(r, "rtmd_redis_masters_up") == 3
+    wa = login(a, "alice", ["room"])
+    wb = login(b, "bob", ["room"])
+    u = Events(a, "user", APP_NOCERT)
+    u.wait_for(lambda got: len(got) >= 2)
+    assert sorted(utypes(u.got)) == [("Login", "alice"), ("Login", "bob")]
+    # bob's join on the other node reached alice
+    assert wa.recv(5) == {"op": "member_joined", "channel": "room", "uid": "bob"}
+    # alice again, on b: a's client is told and closed
+    wb2 = login(b, "alice")
+    assert wa.recv(5) == {"op": "kicked", "reason": "remote_login"}
+    u.wait_for(lambda got: len(got) >= 4)
+    assert utypes(u.got)[2:] == [("Logout", "alice"), ("Login", "alice")]
+    ch = Events(b, "channel", APP_NOCERT)
+    ch.wait_for(lambda got: len(got) >= 3)
+    assert ctypes(ch.got) == [("Join", "alice", "room"), ("Join", "bob", "room"),
+                              ("Leave", "alice", "room")]
+    # the app's data is where its slot is: on the second master only
+    assert c.servers[1].command("EXISTS", "rtmd:{%s}:sess" % APP_NOCERT) == 1
+    assert c.servers[0].command("CLUSTER", "COUNTKEYSINSLOT", APP_SLOT) == 0
+    wa.close()
+    wb.close()
+    wb2.close()
+
+
+def test_a_live_reshard_of_the_app_slot_loses_no_acknowledged_event(make_rtmd, redis_cluster):
+    """redis-cli --cluster reshard moves the app's slot to another master
+    while both nodes log users in and out: every login is acknowledged,
+    every acknowledged login is in the log once, with its logout."""
+    c = redis_cluster
+    a = cnode(make_rtmd, c, "na")
+    b = cnode(make_rtmd, c, "nb")
+    src, dst = c.servers[1], c.servers[0]
+    # users online in a channel each: hundreds of keys in the slot, migrated
+    # one per MIGRATE, so the move takes a while
+    online = [login((a, b)[i % 2], "on%d" % i, ["c%d" % i]) for i in range(100)]
+    keys = src.command("CLUSTER", "COUNTKEYSINSLOT", APP_SLOT)
+    assert keys >= 200
+    with Load([a, b], "r") as load:
+        wait_until(lambda: len(load.acked) >= 30, 20, what="logins before the move")
+        p = c.reshard_lowest(src, dst, pipeline=1)
+        out = p.communicate(timeout=60)[0]
+        assert p.returncode == 0, out
+        assert c.master_of(APP_SLOT) is dst
+        n = len(load.acked)
+        wait_until(lambda: len(load.acked) >= n + 30, 20, what="logins after the move")
+        load.finish()
+    assert load.refused == [], load.refused[:5]
+    redirections = sum(metric(r, "rtmd_redis_redirections_total") for r in (a, b))
+    assert redirections >= 1
+    assert src.command("CLUSTER", "COUNTKEYSINSLOT", APP_SLOT) == 0
+    assert dst.command("CLUSTER", "COUNTKEYSINSLOT", APP_SLOT) >= keys
+    for w in online:
+        w.close()
+    u = Events(a, "user", APP_NOCERT)
+    want = 2 * (len(load.acked) + len(online))
+    u.wait_for(lambda got: len(got) >= want, 20)
+    logins_recorded(u.got, load.acked + ["on%d" % i for i in range(len(online))])
+    assert len(u.got) == want
+    ch = Events(b, "channel", APP_NOCERT)
+    ch.wait_for(lambda got: len(got) >= 2 * len(online), 20)
+    assert sorted(ctypes(ch.got)) == sorted(
+        [(t, "on%d" % i, "c%d" % i) for i in range(len(online)) for t in ("Join", "Leave")])
+
+
+def test_a_failover_under_load(make_rtmd, redis_cluster_replicas):
+    """CLUSTER FAILOVER of the app's master under load: nothing refused,
+    nothing lost. Then kill -9 of the new master: /healthz says 503 until its
+    replica took over, then logins and pulls work again."""
+    c = redis_cluster_replicas
+    a = cnode(make_rtmd, c, "na")
+    b = cnode(make_rtmd, c, "nb")
+    m = c.master_of(APP_SLOT)
+    with Load([a, b], "f") as load:
+        wait_until(lambda: len(load.acked) >= 30, 20, what="logins before the failover")
+        m2 = c.failover(m)
+        n = len(load.acked)
+        wait_until(lambda: len(load.acked) >= n + 30, 20, what="logins after the failover")
+        load.finish()
+    assert load.refused == [], load.refused[:5]
+    assert c.master_of(APP_SLOT) is m2
+    u = Events(a, "user", APP_NOCERT)
+    u.wait_for(lambda got: len(got) >= 2 * len(load.acked), 20)
+    logins_recorded(u.got, load.acked)
+
+    c.wait_ok()
+    m2.kill9()
+    wait_until(lambda: a.get("/healthz")[0] == 503, 10, what="healthz 503")
+    st, hd, body = a.get("/healthz")
+    assert b"Redis Cluster cannot serve every slot" in body, body
+    wait_until(lambda: a.get("/healthz")[0] == 200 and b.get("/healthz")[0] == 200, 30,
+               what="the replica to take over")
+    assert c.master_of(APP_SLOT) is m
+    w = login(b, "after")
+    u.wait_for(lambda got: ("Login", "after") in utypes(got), 10)
+    w.close()
+    assert metric(a, "rtmd_redis_reconnects_total") >= 1

@@ -949,6 +949,41 @@ static void test_bounds(void **state)
     assert_int_equal(big.calls, 0);
 }
 
+/* ASKING and a command go together, both or neither; the command's callback
+ * gets the command's reply (the ASKING's is consumed: a server without
+ * cluster support refuses it, which does not matter here). */
+static void test_asking_pair(void **state)
+{
+    struct fx *f = *state;
+    need_redis(f, NULL);
+    struct rtmd_redis_conn_options o = options(&f->a);
+    o.max_pending = 3;
+    rc_open_up(f, &f->a, &o);
+    static const char incr[] = "*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n";
+    struct call k[3];
+    memset(k, 0, sizeof(k));
+    struct rtmd_redis_conn_stats before = stats_of(&f->a);
+    in_call_ = 1;
+    assert_int_equal(rtmd_redis_conn_asking(f->a.c, incr, sizeof(incr) - 1, SOON(), on_call, &k[0]),
+                     0);
+    /* One slot left of max_pending 3: the pair does not fit, nothing is sent. */
+    assert_int_equal(rtmd_redis_conn_asking(f->a.c, incr, sizeof(incr) - 1, SOON(), on_call, &k[1]),
+                     -EAGAIN);
+    assert_int_equal(stats_of(&f->a).pending, 2);
+    assert_int_equal(
+        rtmd_redis_conn_formatted(f->a.c, incr, sizeof(incr) - 1, SOON(), on_call, &k[2]), 0);
+    in_call_ = 0;
+    await_call(f, &k[2]);
+    assert_int_equal(k[0].calls, 1);
+    assert_int_equal(k[0].type, REDIS_REPLY_INTEGER);
+    assert_int_equal(k[0].integer, 1);
+    assert_int_equal(k[2].integer, 2); /* the refused pair did not run */
+    assert_int_equal(k[1].calls, 0);
+    struct rtmd_redis_conn_stats after = stats_of(&f->a);
+    assert_int_equal(after.commands - before.commands, 3);
+    assert_int_equal(after.pending, 0);
+}
+
 /* A reply over max_reply drops the connection; it comes back. */
 static void test_reply_over_max(void **state)
 {
@@ -1384,6 +1419,7 @@ int main(void)
         T(test_auth),
         T(test_sharded_pubsub),
         T(test_bounds),
+        T(test_asking_pair),
         T(test_reply_over_max),
         T(test_hostile_server),
         T(test_unsent_at_drop),
