@@ -274,6 +274,8 @@ static void on_presence_reply(void *arg, int status, const redisReply *reply)
     }
     if (ok) {
         a->retry_ms = 0;
+        rs->stats.commits++; /* one script call: this node's group commit */
+        rs->stats.commit_ops += f->n_ops;
         for (size_t i = 0; i < f->n_ops; i++) {
             long long done;
             if (rtmd_redis_reply_int(reply->element[i], &done) && done == 1)
