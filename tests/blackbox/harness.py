@@ -31,6 +31,21 @@ SECRET_OTHER = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 DEFAULT_LIMITS = {}
 
+_node_seq = [0]
+
+
+def next_node_id():
+    """A node_id no other Rtmd on the same Redis has: 1, 2, ... from the last
+    reset_node_ids() (so the first node of a test is 1, as on the embedded
+    store, and request IDs read the same)."""
+    _node_seq[0] += 1
+    return str(_node_seq[0])
+
+
+def reset_node_ids():
+    """For a new, empty Redis."""
+    _node_seq[0] = 0
+
 
 def wait_until(cond, timeout=10.0, interval=0.01, what="condition"):
     deadline = time.monotonic() + timeout
@@ -119,6 +134,10 @@ class Rtmd:
         self.extra = extra
         self.server = dict(server or {})  # more [server] keys, e.g. {"node_id": 7}
         self.store = dict(store or {})    # [store] keys, e.g. {"sync": "normal"}
+        if self.store.get("backend") == "redis" and "node_id" not in self.server:
+            # Nodes on one Redis are one service: each Rtmd is its own node
+            # (a restart of the same Rtmd keeps its id, as a real node does).
+            self.server["node_id"] = next_node_id()
         self.app_extra = app_extra        # more lines of APP's section
         self.proc = None
         self.ports = {}
