@@ -71,6 +71,11 @@ REDIS_NOT_YET = {
 BACKENDS = ("embedded", "redis")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "own_store: the test configures the store itself "
+                            "(not run once per backend)")
+
+
 def _wanted_backends():
     raw = os.environ.get("RTMD_TEST_BACKENDS", "")
     names = [b for b in raw.replace(",", " ").split() if b]
@@ -87,8 +92,9 @@ def _lookup(table, filename, name):
 def pytest_generate_tests(metafunc):
     if "store_backend" not in metafunc.fixturenames:
         return  # does not start rtmd: nothing to run twice
-    if "redis_server" in metafunc.fixturenames or "redis_cluster" in metafunc.fixturenames:
-        return  # a cluster-mode test: it sets up its own Redis
+    if ("redis_server" in metafunc.fixturenames or "redis_cluster" in metafunc.fixturenames
+            or metafunc.definition.get_closest_marker("own_store")):
+        return  # a cluster-mode or Redis fault test: it sets up its own Redis
     backends = _wanted_backends()
     if _lookup(EMBEDDED_ONLY, metafunc.definition.path.name, metafunc.definition.originalname):
         backends = tuple(b for b in backends if b == "embedded")

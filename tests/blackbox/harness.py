@@ -178,13 +178,18 @@ class Rtmd:
             f.write(text)
 
     # -- process -------------------------------------------------------------
-    def start(self, timeout=20.0):
+    def launch(self):
+        """Starts the process without waiting for it to be ready."""
         if os.path.exists(self.ready_path):
             os.unlink(self.ready_path)
         self.log = open(self.log_path, "ab")
         self.expect_exit = False  # set by stop() and kill9()
         self.proc = subprocess.Popen([RTMD_BIN, "--config", self.conf_path],
                                      stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def start(self, timeout=20.0):
+        self.launch()
 
         def ready():
             if self.proc.poll() is not None:
@@ -624,11 +629,12 @@ def free_port():
 class RedisServer:
     """A real redis-server on a free loopback port, in its own directory."""
 
-    def __init__(self, tmpdir, port=None, extra=()):
+    def __init__(self, tmpdir, port=None, extra=(), password=None):
         self.dir = str(tmpdir)
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
         self.extra = list(extra)
+        self.password = password  # command() sends AUTH with it first
         self.proc = None
 
     @property
@@ -654,12 +660,11 @@ class RedisServer:
     def command(self, *args, timeout=5.0):
         """One command over a fresh connection (RESP); returns the decoded reply."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
-            out = b"*%d\r\n" % len(args)
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-            s.sendall(out)
             f = s.makefile("rb")
+            if self.password is not None:
+                s.sendall(_resp_command(("AUTH", self.password)))
+                _resp(f)
+            s.sendall(_resp_command(args))
             return _resp(f)
 
     def stop(self):
@@ -680,6 +685,14 @@ class RedisServer:
 
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)
+
+
+def _resp_command(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
 
 
 def _resp(f):
