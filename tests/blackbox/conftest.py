@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import RedisServer, Rtmd, reset_node_ids  # noqa: E402
+from redis_cluster import RedisCluster  # noqa: E402
 
 # Tests that cannot apply to the redis backend ("file.py" for a whole file,
 # "file.py::test_name" for one test, all its parameters): they run once, on
@@ -92,7 +93,7 @@ def _lookup(table, filename, name):
 def pytest_generate_tests(metafunc):
     if "store_backend" not in metafunc.fixturenames:
         return  # does not start rtmd: nothing to run twice
-    if ("redis_server" in metafunc.fixturenames or "redis_cluster" in metafunc.fixturenames
+    if ({"redis_server", "redis_cluster", "make_redis_cluster"} & set(metafunc.fixturenames)
             or metafunc.definition.get_closest_marker("own_store")):
         return  # a cluster-mode or Redis fault test: it sets up its own Redis
     backends = _wanted_backends()
@@ -201,6 +202,30 @@ def make_rtmd(tmp_path, rtmd_store):
 @pytest.fixture
 def rtmd(make_rtmd):
     return make_rtmd()
+
+
+@pytest.fixture
+def make_redis_cluster(tmp_path):
+    """Factory: make_redis_cluster(masters=3, replicas=0) starts a real Redis
+    Cluster (tests/blackbox/redis_cluster.py: seeds, url, slot_of_app,
+    move_slot, begin_migration, reshard, failover, kill_master, pause, ...);
+    all are stopped at the end."""
+    made = []
+
+    def make(masters=3, replicas=0, **kw):
+        c = RedisCluster(tmp_path / ("cluster%d" % len(made)), masters, replicas, **kw)
+        made.append(c)
+        return c.start()
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture
+def redis_cluster(make_redis_cluster):
+    """A started 3-master Redis Cluster without replicas."""
+    return make_redis_cluster()
 
 
 @pytest.fixture
