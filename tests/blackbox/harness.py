@@ -642,6 +642,8 @@ class RedisServer:
         return "redis://127.0.0.1:%d" % self.port
 
     def start(self, timeout=10.0):
+        assert os.access(REDIS_SERVER, os.X_OK), \
+            "%s is missing: scripts/install-deps --test installs redis-server" % REDIS_SERVER
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--dir", self.dir, "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")]
         if not any(a == "--appendonly" for a in self.extra):
@@ -650,10 +652,17 @@ class RedisServer:
                                      stderr=subprocess.DEVNULL)
 
         def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("redis-server exited with %s; see %s/redis.log"
+                                     % (self.proc.returncode, self.dir))
             try:
                 return self.command("PING") == "PONG"
             except OSError:
                 return False
+            except RuntimeError as e:  # -LOADING while it reads its AOF or RDB
+                if str(e).startswith("LOADING"):
+                    return False
+                raise
         wait_until(up, timeout, what="redis-server to answer")
         return self
 
