@@ -104,7 +104,9 @@ void api_respond_error(struct api_call *call, int status, const char *code, cons
 
 void api_respond_store_error(struct api_call *call, int status)
 {
-    if (status == -ETIMEDOUT)
+    /* A call sent to a store that then dropped the connection (the redis
+     * backend gives up on a stuck server) was not answered in time either. */
+    if (status == -ETIMEDOUT || status == -ECONNRESET || status == -ENOTCONN)
         api_respond_error(call, 408, "request_timeout",
                           "the backing store did not answer in time; retry later");
     else if (status == RTMD_ERATE)

@@ -310,6 +310,8 @@ static void owe_flight(struct app_rs *a, struct flight *f)
             o->type = RTMD_EVENT_LEAVE;
             o->undo = true;
         }
+        if (!o->owed)
+            a->rs->stats.owed_records++; /* until a flight holding it is answered */
         o->owed = true;
         f->ops[keep++] = *o;
     }
@@ -322,10 +324,6 @@ static void owe_flight(struct app_rs *a, struct flight *f)
     a->n_ops += keep;
     for (size_t i = 0; i < a->n_calls; i++)
         a->calls[i].first += keep;
-    a->rs->stats.owed_records = 0;
-    for (size_t i = 0; i < a->rs->cfg->n_apps; i++)
-        for (size_t k = 0; k < a->rs->apps[i].n_ops; k++)
-            a->rs->stats.owed_records += a->rs->apps[i].ops[k].owed;
 }
 
 static void on_presence_reply(void *arg, int status, const redisReply *reply)
@@ -342,10 +340,14 @@ static void on_presence_reply(void *arg, int status, const redisReply *reply)
     }
     if (ok) {
         a->retry_ms = 0;
+        rs->stats.commits++; /* one script call: this node's group commit */
+        rs->stats.commit_ops += f->n_ops;
         for (size_t i = 0; i < f->n_ops; i++) {
             long long done;
             if (rtmd_redis_reply_int(reply->element[i], &done) && done == 1)
                 rs->stats.events_recorded[rtmd_event_log_kind(f->ops[i].type)]++;
+            if (f->ops[i].owed)
+                rs->stats.owed_records--;
             pop_free(&f->ops[i]);
         }
     } else {

@@ -82,7 +82,7 @@ typedef void (*rtmd_store_pull_cb)(void *arg, int status, const struct rtmd_even
 struct rtmd_store_stats {
     uint64_t events_recorded[RTMD_EVLOG_KINDS];
     uint64_t events_dropped[RTMD_REGIONS_MAX][RTMD_EVLOG_KINDS]; /* overwritten unread */
-    uint64_t commits;                                            /* group commits (embedded) */
+    uint64_t commits;                                            /* group commits (both backends) */
     uint64_t commit_ops;                                         /* ops in those commits */
     uint64_t sessions;                                           /* live sessions recorded */
     uint64_t history_kept;                                       /* messages put into history */

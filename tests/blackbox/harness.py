@@ -31,6 +31,21 @@ SECRET_OTHER = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 DEFAULT_LIMITS = {}
 
+_node_seq = [0]
+
+
+def next_node_id():
+    """A node_id no other Rtmd on the same Redis has: 1, 2, ... from the last
+    reset_node_ids() (so the first node of a test is 1, as on the embedded
+    store, and request IDs read the same)."""
+    _node_seq[0] += 1
+    return str(_node_seq[0])
+
+
+def reset_node_ids():
+    """For a new, empty Redis."""
+    _node_seq[0] = 0
+
 
 def wait_until(cond, timeout=10.0, interval=0.01, what="condition"):
     deadline = time.monotonic() + timeout
@@ -119,6 +134,10 @@ class Rtmd:
         self.extra = extra
         self.server = dict(server or {})  # more [server] keys, e.g. {"node_id": 7}
         self.store = dict(store or {})    # [store] keys, e.g. {"sync": "normal"}
+        if self.store.get("backend") == "redis" and "node_id" not in self.server:
+            # Nodes on one Redis are one service: each Rtmd is its own node
+            # (a restart of the same Rtmd keeps its id, as a real node does).
+            self.server["node_id"] = next_node_id()
         self.app_extra = app_extra        # more lines of APP's section
         self.listen_port = port           # 0: any free port
         self.proc = None
@@ -161,13 +180,18 @@ class Rtmd:
             f.write(text)
 
     # -- process -------------------------------------------------------------
-    def start(self, timeout=20.0):
+    def launch(self):
+        """Starts the process without waiting for it to be ready."""
         if os.path.exists(self.ready_path):
             os.unlink(self.ready_path)
         self.log = open(self.log_path, "ab")
         self.expect_exit = False  # set by stop() and kill9()
         self.proc = subprocess.Popen([RTMD_BIN, "--config", self.conf_path],
                                      stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def start(self, timeout=20.0):
+        self.launch()
 
         def ready():
             if self.proc.poll() is not None:
@@ -607,11 +631,12 @@ def free_port():
 class RedisServer:
     """A real redis-server on a free loopback port, in its own directory."""
 
-    def __init__(self, tmpdir, port=None, extra=()):
+    def __init__(self, tmpdir, port=None, extra=(), password=None):
         self.dir = str(tmpdir)
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
         self.extra = list(extra)
+        self.password = password  # command() sends AUTH with it first
         self.proc = None
 
     @property
@@ -619,6 +644,8 @@ class RedisServer:
         return "redis://127.0.0.1:%d" % self.port
 
     def start(self, timeout=10.0):
+        assert os.access(REDIS_SERVER, os.X_OK), \
+            "%s is missing: scripts/install-deps --test installs redis-server" % REDIS_SERVER
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--dir", self.dir, "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")]
         if not any(a == "--appendonly" for a in self.extra):
@@ -627,22 +654,28 @@ class RedisServer:
                                      stderr=subprocess.DEVNULL)
 
         def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("redis-server exited with %s; see %s/redis.log"
+                                     % (self.proc.returncode, self.dir))
             try:
                 return self.command("PING") == "PONG"
             except OSError:
                 return False
+            except RuntimeError as e:  # -LOADING while it reads its AOF or RDB
+                if str(e).startswith("LOADING"):
+                    return False
+                raise
         wait_until(up, timeout, what="redis-server to answer")
         return self
 
     def command(self, *args, timeout=5.0):
         """One command over a fresh connection (RESP); returns the decoded reply."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
-            out = b"*%d\r\n" % len(args)
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-            s.sendall(out)
             f = s.makefile("rb")
+            if self.password is not None:
+                s.sendall(_resp_command(("AUTH", self.password)))
+                _resp(f)
+            s.sendall(_resp_command(args))
             return _resp(f)
 
     def stop(self):
@@ -663,6 +696,14 @@ class RedisServer:
 
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)
+
+
+def _resp_command(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
 
 
 def _resp(f):

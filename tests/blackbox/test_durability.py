@@ -1,6 +1,7 @@
-"""The embedded store across kill -9 and SIGTERM (SPEC §4 last rule, §5):
+"""The store across kill -9 and SIGTERM of rtmd (SPEC §4 last rule, §5):
 acknowledged events survive, sessions of a dead process end with Leave then
-Logout at the next start, answered pulls stay answered."""
+Logout at the next start, answered pulls stay answered. On redis the node
+restarts under its node_id and ends its previous sessions itself."""
 import json
 
 from harness import APP, APP_NOCERT, Ws, token

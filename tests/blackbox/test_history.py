@@ -112,8 +112,8 @@ def build_scenario(r):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    r = Rtmd(tmp_path_factory.mktemp("history"), limits=FAST).start()
+def world(tmp_path_factory, module_store):
+    r = Rtmd(tmp_path_factory.mktemp("history"), limits=FAST, store=module_store()).start()
     try:
         exp, ms = build_scenario(r)
         yield r, exp, ms
@@ -276,10 +276,10 @@ def test_handle_expires_after_history_handle_ttl_s(make_rtmd):
 # ---- times ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def timed(tmp_path_factory):
+def timed(tmp_path_factory, module_store):
     """Three kept peer messages u1 -> u2, each in its own millisecond, with
     their exact ms (from the receiver's pushes)."""
-    r = Rtmd(tmp_path_factory.mktemp("times"), limits=FAST).start()
+    r = Rtmd(tmp_path_factory.mktemp("times"), limits=FAST, store=module_store()).start()
     try:
         u1, u2 = online(r, "u1"), online(r, "u2")
         ms = []

@@ -24,8 +24,8 @@ def test_hup_usr1_usr2_are_logged_and_ignored(make_rtmd, sig):
     ws.close()
 
 
-def test_signals_during_shutdown_do_not_kill(tmp_path):
-    r = Rtmd(tmp_path)
+def test_signals_during_shutdown_do_not_kill(tmp_path, rtmd_store):
+    r = Rtmd(tmp_path, store=rtmd_store)
     r.start()
     ws = r.ws()
     assert ws.login("alice", app=APP_NOCERT)["ok"] is True
