@@ -326,13 +326,31 @@ static void owe_flight(struct app_rs *a, struct flight *f)
         a->calls[i].first += keep;
 }
 
+/* "REGION:u|c" and a count: events this node's writes overwrote before that
+ * region read them (for the regions this node serves). */
+static void count_drops(struct redis_store *rs, const redisReply *rk, const redisReply *n)
+{
+    long long count;
+    if (rk->type != REDIS_REPLY_STRING || rk->len < 3 || rk->str[rk->len - 2] != ':' ||
+        !rtmd_redis_reply_int(n, &count) || count <= 0)
+        return;
+    enum rtmd_evlog_kind kind = rk->str[rk->len - 1] == 'u' ? RTMD_EVLOG_USER : RTMD_EVLOG_CHANNEL;
+    struct rtmd_str region = rtmd_str_make(rk->str, rk->len - 2);
+    for (size_t r = 0; r < rs->cfg->n_regions; r++)
+        if (rtmd_str_eq_cstr(region, rs->cfg->regions[r]))
+            rs->stats.events_dropped[r][kind] += (uint64_t)count;
+}
+
 static void on_presence_reply(void *arg, int status, const redisReply *reply)
 {
     struct flight *f = arg;
     struct app_rs *a = f->a;
     struct redis_store *rs = a->rs;
     a->in_flight = false;
-    bool ok = status == 0 && reply->type == REDIS_REPLY_ARRAY && reply->elements == f->n_ops;
+    /* One result per op, then (region:kind, count) for events overwritten
+     * unread by these ops. */
+    bool ok = status == 0 && reply->type == REDIS_REPLY_ARRAY && reply->elements >= f->n_ops &&
+              (reply->elements - f->n_ops) % 2 == 0;
     if (status == 0 && !ok) {
         rtmd_log_error("store", "redis: presence script failed: %s",
                        reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
@@ -350,6 +368,8 @@ static void on_presence_reply(void *arg, int status, const redisReply *reply)
                 rs->stats.owed_records--;
             pop_free(&f->ops[i]);
         }
+        for (size_t i = f->n_ops; i + 1 < reply->elements; i += 2)
+            count_drops(rs, reply->element[i], reply->element[i + 1]);
     } else {
         rtmd_log_warn("store",
                       "redis: %zu presence ops of app %s not confirmed (%s); kept to retry",
@@ -458,6 +478,66 @@ static void on_flush(struct rtmd_loop_hook *h)
             flush_app(&rs->apps[i]);
 }
 
+static void on_expire(uv_timer_t *t);
+
+static void arm_expire(struct redis_store *rs, uint64_t deadline)
+{
+    uint64_t now = rtmd_now_ms();
+    if (uv_is_active((uv_handle_t *)&rs->expire))
+        return;
+    uv_timer_start(&rs->expire, on_expire, deadline > now ? deadline - now : 0, 0);
+}
+
+/* Calls still queued at their deadline give up: Redis is too slow or gone.
+ * Nothing of them was sent: their Logins and Joins are dropped (the call
+ * fails with -ETIMEDOUT and presence forgets them), their Leaves and
+ * Logouts stay queued, owed, ahead of what comes later (the call is done for
+ * presence: -EINPROGRESS). */
+static void expire_calls(struct redis_store *rs)
+{
+    uint64_t now = rtmd_now_ms(), next = UINT64_MAX;
+    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
+        struct app_rs *a = &rs->apps[i];
+        while (a->n_calls > 0 && a->calls[0].deadline <= now) {
+            struct pcall c = a->calls[0];
+            bool begins = false;
+            size_t keep = 0;
+            for (size_t k = c.first; k < c.first + c.n; k++) {
+                struct pop o = a->ops[k];
+                if (o.type == RTMD_EVENT_LOGIN || o.type == RTMD_EVENT_JOIN) {
+                    begins = true;
+                    pop_free(&o);
+                    continue;
+                }
+                o.owed = true;
+                rs->stats.owed_records++;
+                a->ops[c.first + keep++] = o;
+            }
+            size_t gone = c.n - keep;
+            memmove(a->ops + c.first + keep, a->ops + c.first + c.n,
+                    (a->n_ops - c.first - c.n) * sizeof(*a->ops));
+            a->n_ops -= gone;
+            memmove(a->calls, a->calls + 1, (a->n_calls - 1) * sizeof(*a->calls));
+            a->n_calls--;
+            for (size_t k = 0; k < a->n_calls; k++)
+                a->calls[k].first -= gone;
+            rs->pending--;
+            c.cb(c.arg, begins ? -ETIMEDOUT : -EINPROGRESS);
+        }
+        if (a->n_calls)
+            next = RTMD_MIN(next, a->calls[0].deadline);
+        if (a->n_ops && !a->in_flight && !uv_is_active((uv_handle_t *)&a->retry))
+            schedule_retry(a);
+    }
+    if (next != UINT64_MAX && !rs->closing)
+        arm_expire(rs, next);
+}
+
+static void on_expire(uv_timer_t *t)
+{
+    expire_calls(t->data);
+}
+
 static int redis_presence(struct rtmd_store *base, const struct rtmd_app *app,
                           const struct rtmd_presence_op *ops, size_t n, rtmd_store_cb cb, void *arg)
 {
@@ -489,7 +569,9 @@ static int redis_presence(struct rtmd_store *base, const struct rtmd_app *app,
         a->cap_calls = a->cap_calls ? a->cap_calls * 2 : 16;
         a->calls = rtmd_realloc(a->calls, a->cap_calls * sizeof(*a->calls));
     }
-    a->calls[a->n_calls++] = (struct pcall){cb, arg, a->n_ops, n};
+    uint64_t dl = rtmd_redis_deadline(rs);
+    a->calls[a->n_calls++] = (struct pcall){cb, arg, a->n_ops, n, dl};
+    arm_expire(rs, dl);
     for (size_t i = 0; i < n; i++) {
         struct pop *o = &a->ops[a->n_ops++];
         bool chan = ops[i].type == RTMD_EVENT_JOIN || ops[i].type == RTMD_EVENT_LEAVE;
@@ -901,8 +983,9 @@ static void close_handles(struct redis_store *rs)
     rtmd_loop_hook_remove(&rs->flush_hook);
     struct rtmd_redis_client *client = rs->client;
     rs->client = NULL;
-    rs->handles_open = 1 + (uint32_t)rs->cfg->n_apps + (client != NULL);
+    rs->handles_open = 2 + (uint32_t)rs->cfg->n_apps + (client != NULL);
     uv_close((uv_handle_t *)&rs->beat, on_timer_closed);
+    uv_close((uv_handle_t *)&rs->expire, on_timer_closed);
     for (size_t i = 0; i < rs->cfg->n_apps; i++)
         uv_close((uv_handle_t *)&rs->apps[i].retry, on_retry_closed);
     /* Its done callback comes after every pending command completed. */
@@ -933,6 +1016,7 @@ static void redis_close(struct rtmd_store *base, rtmd_store_cb cb, void *arg)
     }
     rs->closing = true;
     uv_timer_stop(&rs->beat);
+    uv_timer_stop(&rs->expire);
     for (size_t i = 0; i < rs->cfg->n_apps; i++) {
         struct app_rs *a = &rs->apps[i];
         /* Not sent (Redis down): the next start of this node ends them. */
@@ -1073,6 +1157,8 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
     for (int i = 0; i < RTMD_LUA_COUNT; i++)
         sha1_hex(rtmd_redis_lua[i], strlen(rtmd_redis_lua[i]), rs->sha[i]);
     uv_timer_init(loop, &rs->beat);
+    uv_timer_init(loop, &rs->expire);
+    rs->expire.data = rs;
     rs->beat.data = rs;
     rtmd_loop_on_prepare(&rs->flush_hook, on_flush);
 
@@ -1100,8 +1186,25 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
         r = -ETIMEDOUT;
         goto fail_started;
     }
-    /* A previous run of this node id left sessions: end them before serving. */
-    struct start_wait w = {(int)cfg->n_apps, 0};
+    /* A previous run of this node id left sessions: end them before serving.
+     * And the regions this node serves join each app's list, so that events
+     * overwritten unread count against them. */
+    struct start_wait w = {2 * (int)cfg->n_apps, 0};
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        char key[PREFIX_MAX + 8];
+        int klen = snprintf(key, sizeof(key), "%sregions", rs->apps[i].prefix);
+        const char *argv[2 + RTMD_REGIONS_MAX] = {"SADD", key};
+        size_t lens[2 + RTMD_REGIONS_MAX] = {4, (size_t)klen};
+        for (size_t g = 0; g < cfg->n_regions; g++) {
+            argv[2 + g] = cfg->regions[g];
+            lens[2 + g] = strlen(cfg->regions[g]);
+        }
+        if (rtmd_redis_command(rs, rtmd_redis_app_key(&rs->apps[i]), 2 + (int)cfg->n_regions, argv,
+                               lens, on_start_step, &w) < 0) {
+            w.left--;
+            w.status = -ENOTCONN;
+        }
+    }
     char ms[24], retain[16];
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)rtmd_now_ms());
     snprintf(retain, sizeof(retain), "%u", cfg->limits.events_retain);

@@ -46,6 +46,7 @@ struct pcall {
     rtmd_store_cb cb;
     void *arg;
     size_t first, n;
+    uint64_t deadline; /* not sent by then (Redis slow or gone): it gives up (rtmd_now_ms()) */
 };
 
 /* An app's ops waiting for the next flush, and those owed. */
@@ -99,6 +100,7 @@ struct redis_store {
     struct app_rs *apps;
     struct rtmd_loop_hook flush_hook;
     uv_timer_t beat;
+    uv_timer_t expire; /* presence calls still queued at their deadline */
     bool beat_busy;
     uint32_t pending;  /* presence calls not completed */
     uint32_t inflight; /* every command out */

@@ -30,43 +30,11 @@ EMBEDDED_ONLY = {
 # Tests that fail on redis today because the backend lacks a feature: strict
 # xfails, so each turns into a failure the moment the feature lands (then
 # remove its line here).
-HISTORY = "history (messages kept with history: true, the history query, count and handles)"
-OFFLINE = "offline messages (kept for a receiver not online, delivered at its next login)"
+# Tests that fail on the redis backend for a feature it does not have yet:
+# "file.py" or "file.py::test" → what is missing (strict xfail: the line must
+# go the moment the feature lands). Empty: the redis backend meets the whole
+# contract.
 REDIS_NOT_YET = {
-    "test_history.py": HISTORY,
-    "test_clients.py::test_json_bodies_whatever_the_content_type_says": HISTORY,
-    "test_clients.py::test_bodyless_get_with_a_json_content_type": HISTORY,
-    "test_clients.py::test_times_without_a_zone_are_utc_in_query_and_count": HISTORY,
-    "test_clients.py::test_empty_source_or_destination_means_not_given": HISTORY,
-    "test_clients.py::test_count_and_pages_agree_at_the_edges_and_across_retention_expiry": HISTORY,
-    "test_clients.py::test_history_handles_survive_how_clients_cut_them": HISTORY,
-    "test_clients.py::test_vendor_token_access_on_by_default_as_agora": HISTORY,
-    "test_backpressure.py::test_fan_out_to_300_members_delivers_everything_in_order": HISTORY,
-    "test_messaging.py::test_a_sender_that_hangs_up_right_after_sending_kept_messages": HISTORY,
-    "test_send_api.py::test_bodies_as_the_docs_and_clients_send_them": HISTORY,
-    "test_send_api.py::test_wait_for_ack_to_a_user_not_online_is_message_offline_at_once": OFFLINE,
-    "test_offline.py::test_ws_offline_message_is_delivered_right_after_the_next_login": OFFLINE,
-    "test_offline.py::test_rest_offline_message_is_kept_and_delivered": OFFLINE,
-    "test_offline.py::test_ws_and_rest_offline_messages_keep_one_order": OFFLINE,
-    "test_offline.py::test_offline_messages_are_per_receiver_and_per_app": OFFLINE,
-    "test_offline.py::test_205_offline_messages_keep_the_newest_200_in_order": OFFLINE,
-    "test_offline.py::test_offline_max_per_user_follows_the_config": OFFLINE,
-    "test_offline.py::test_offline_messages_expire_after_offline_retention_s": OFFLINE,
-    "test_offline.py::test_offline_messages_kept_within_retention_are_delivered": OFFLINE,
-    "test_offline.py::test_offline_messages_survive_kill9": OFFLINE,
-    "test_offline.py::test_delivered_offline_messages_are_not_delivered_again_after_kill9": OFFLINE,
-    "test_offline.py::test_offline_messages_survive_sigterm": OFFLINE,
-    "test_offline.py::test_offline_messages_go_to_the_first_login_only_on_takeover": OFFLINE,
-    "test_offline.py::test_messages_sent_while_logging_in_arrive_once_in_order_after_the_login_reply":
-        OFFLINE,
-    "test_offline.py::test_an_offline_message_kept_in_history_stays_there_after_delivery": OFFLINE,
-    # The embedded store counts an overwritten event against every region that
-    # had not read it, when it is overwritten; the redis pull script counts
-    # them for a region only when that region pulls next (so a region that
-    # never pulls shows 0).
-    "test_events_api.py::test_retain_applies_to_the_user_log_too":
-        "rtmd_events_dropped_total for a region that has not pulled since the events were "
-        "overwritten",
 }
 
 BACKENDS = ("embedded", "redis")

@@ -90,10 +90,6 @@ def test_replicas_take_over_on_failover_and_on_a_master_s_death(make_redis_clust
     c.wait_ok()
 
 
-NOT_YET = "not implemented on redis yet: Redis Cluster (slot routing, MOVED and ASK)"
-
-
-@pytest.mark.xfail(strict=True, reason=NOT_YET)
 def test_rtmd_on_a_cluster_records_and_serves_events_whichever_master_holds_the_app(
         make_redis_cluster, tmp_path):
     c = make_redis_cluster(masters=3)

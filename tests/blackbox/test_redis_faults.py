@@ -35,12 +35,6 @@ def _sanitized():
 # machine, more under a sanitizer.
 MARGIN_S = 2.0 if _sanitized() else 1.0
 
-# Found by these tests; each turns into a failure (strict) once fixed.
-BUG_QUEUED_CALLS = (
-    "redis backend bug: a presence call queued while a script call is in flight, or made while "
-    "Redis is unreachable (a Leave, a Logout), has no deadline until it is sent; when the "
-    "connection is down it is never sent and its client waits for the whole outage")
-
 
 def node(make_rtmd, redis, name="na", timeout_ms=TIMEOUT_MS, url=None, **store):
     st = {"backend": "redis", "redis_url": url or redis.url, "redis_timeout_ms": timeout_ms}
@@ -297,7 +291,6 @@ def test_client_ops_while_redis_is_stalled_answer_within_the_timeout(make_rtmd, 
         ws.close()
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_QUEUED_CALLS)
 @pytest.mark.parametrize("how", ["stalled", "killed"])
 def test_a_leave_and_a_logout_while_redis_is_unreachable_answer_at_once(make_rtmd, redis_server,
                                                                        how):
@@ -347,7 +340,6 @@ def test_redis_timeout_ms_bounds_a_login_during_a_stall(make_rtmd, redis_server,
     ws.close()
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_QUEUED_CALLS)
 def test_logins_queued_behind_a_stalled_call_answer_within_the_timeout(make_rtmd, redis_server):
     r = node(make_rtmd, redis_server)
     socks = [r.ws() for _ in range(24)]

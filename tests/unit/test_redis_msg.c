@@ -1062,7 +1062,7 @@ static void test_prune_in_steps_between_calls(void **state)
     expect(f, "a", NULL, 0, UINT64_MAX, LIST("p a>b @86400000 live"));
     assert_int_equal(keys("rtmd:{*}:m:*"), 1);
     assert_int_equal(keys("rtmd:{" APP0 "}:h*"), 4); /* hm, hs:a, hp:a/b, hr:b */
-    assert_int_equal(keys("rtmd:{" APP1 "}:*"), 1);  /* meta */
+    assert_int_equal(keys("rtmd:{" APP1 "}:*"), 2);  /* meta, regions */
 }
 
 /* A pass starts by itself, from a message call, at most every minute. */
