@@ -361,9 +361,16 @@ static void on_presence_reply(void *arg, int status, const redisReply *reply)
         rs->stats.commits++; /* one script call: this node's group commit */
         rs->stats.commit_ops += f->n_ops;
         for (size_t i = 0; i < f->n_ops; i++) {
-            long long done;
+            long long done = 0;
             if (rtmd_redis_reply_int(reply->element[i], &done) && done == 1)
                 rs->stats.events_recorded[rtmd_event_log_kind(f->ops[i].type)]++;
+            /* Fenced: another node holds uid now. Its message telling this
+             * node may have been lost (a subscription moving): drop the
+             * session here too (presence ignores a session already gone). */
+            if (done == 2 && !f->ops[i].owed && f->ops[i].type != RTMD_EVENT_LOGOUT && rs->hooks &&
+                rs->hooks->session_taken)
+                rs->hooks->session_taken(rs->hooks_ctx, a->app, rtmd_str_cstr(f->ops[i].uid),
+                                         f->ops[i].session);
             if (f->ops[i].owed)
                 rs->stats.owed_records--;
             pop_free(&f->ops[i]);
@@ -846,9 +853,10 @@ static void beat(struct redis_store *rs)
         return;
     char timeout[16];
     snprintf(timeout, sizeof(timeout), "%u", rs->cfg->node_timeout_s * 1000);
-    struct rtmd_str keys[] = {RTMD_STR_LIT(NODES_HB), RTMD_STR_LIT(NODES_REAPED)};
+    struct rtmd_str keys[] = {RTMD_STR_LIT(NODES_HB), RTMD_STR_LIT(NODES_REAPED),
+                              RTMD_STR_LIT(NODES_SINCE)};
     struct rtmd_str args[] = {rtmd_str_cstr(rs->node), rtmd_str_cstr(timeout)};
-    if (rtmd_redis_script(rs, RTMD_LUA_BEAT, keys, 2, args, 2, on_beat, rs) == 0)
+    if (rtmd_redis_script(rs, RTMD_LUA_BEAT, keys, 3, args, 2, on_beat, rs) == 0)
         rs->beat_busy = true;
     if (rtmd_redis_client_time(rs->client, rtmd_redis_deadline(rs), on_time, rs) == 0)
         rs->inflight++;

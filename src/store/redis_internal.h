@@ -27,6 +27,7 @@
 #define PENDING_MAX    65536 /* presence calls waiting for Redis, all apps */
 #define NODES_HB       "rtmd:{nodes}:hb"
 #define NODES_REAPED   "rtmd:{nodes}:reaped"
+#define NODES_SINCE    "rtmd:{nodes}:since"
 #define NODES_LOCK     "rtmd:{nodes}:lock:"
 #define SESSION_ID_MAX 21 /* digits of a u64, with the NUL */
 

@@ -48,6 +48,7 @@
  * "J\nORIGIN\nUID" / "L\nORIGIN\nUID" (a member joined / left).
  * Nodes: rtmd:{nodes}:hb (sorted set NODE → last heartbeat, Redis ms),
  * rtmd:{nodes}:reaped (hash NODE → 1: its sessions were ended for it),
+ * rtmd:{nodes}:since (hash NODE → when its heartbeats last began without a gap),
  * rtmd:{nodes}:lock:NODE (who ends a dead node's sessions).
  */
 #ifndef RTMD_STORE_REDIS_LUA_H

@@ -489,3 +489,38 @@ def test_a_failover_under_load(make_rtmd, redis_cluster_replicas):
     u.wait_for(lambda got: ("Login", "after") in utypes(got), 10)
     w.close()
     assert metric(a, "rtmd_redis_reconnects_total") >= 1
+
+
+@pytest.mark.own_store
+def test_a_redis_outage_longer_than_node_timeout_s_does_not_make_nodes_end_each_other(
+        make_rtmd, tmp_path):
+    """After Redis comes back (with its AOF) every node's last heartbeat is
+    old: no node may take the others for dead before they all had time to
+    beat again."""
+    from harness import RedisServer
+    redis = RedisServer(tmp_path / "aof", extra=["--appendonly", "yes", "--appendfsync",
+                                                 "always"]).start()
+    try:
+        a = node(make_rtmd, redis, "na")
+        b = node(make_rtmd, redis, "nb")
+        wa = login(a, "alice", ["room"])
+        wb = login(b, "bob", ["room"])
+        assert wa.recv(5)["op"] == "member_joined"
+        u = Events(a, "user", APP_NOCERT)
+        u.wait_for(lambda got: len(got) >= 2)
+        redis.kill9()
+        t0 = time.monotonic()
+        wait_until(lambda: time.monotonic() - t0 > 3.5, 10, interval=0.05, what="3.5 s without")
+        redis.start()
+        wait_until(lambda: a.get("/healthz")[0] == 200 and b.get("/healthz")[0] == 200, 15,
+                   what="both nodes to see Redis again")
+        # well past node_timeout_s (2 s) with both beating: nobody was reaped
+        t1 = time.monotonic()
+        wait_until(lambda: time.monotonic() - t1 > 3.0, 10, interval=0.05, what="3 s of beats")
+        assert u.pull() == u.got[:2] and len(u.got) == 2, u.got
+        assert wa.call("ping")["ok"] is True
+        assert wb.call("ping")["ok"] is True
+        wa.close()
+        wb.close()
+    finally:
+        redis.stop()
