@@ -3,16 +3,7 @@
  */
 #include "core/redis_url.h"
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+#include "core/url.h"
 
 /* Percent-decodes s into out (cap bytes with the NUL); false when it does
  * not fit, an escape is bad, or it would hold a NUL. */
@@ -24,7 +15,7 @@ static bool decode(struct rtmd_str s, char *out, size_t cap)
         if (c == '%') {
             if (i + 2 >= s.len)
                 return false;
-            int hi = hexval(s.p[i + 1]), lo = hexval(s.p[i + 2]);
+            int hi = rtmd_url_hexval(s.p[i + 1]), lo = rtmd_url_hexval(s.p[i + 2]);
             if (hi < 0 || lo < 0)
                 return false;
             c = (char)(hi * 16 + lo);

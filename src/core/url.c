@@ -1,6 +1,6 @@
 #include "core/url.h"
 
-static int hexval(char c)
+int rtmd_url_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -15,8 +15,8 @@ int rtmd_url_decode(struct rtmd_buf *out, struct rtmd_str s, bool plus_is_space)
 {
     for (size_t i = 0; i < s.len; i++) {
         char c = s.p[i];
-        int hi = c == '%' && i + 2 < s.len ? hexval(s.p[i + 1]) : -1;
-        int lo = hi >= 0 ? hexval(s.p[i + 2]) : -1;
+        int hi = c == '%' && i + 2 < s.len ? rtmd_url_hexval(s.p[i + 1]) : -1;
+        int lo = hi >= 0 ? rtmd_url_hexval(s.p[i + 2]) : -1;
         if (lo >= 0) {
             c = (char)(hi * 16 + lo);
             i += 2;

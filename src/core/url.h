@@ -8,6 +8,9 @@
 #include "core/buf.h"
 #include "core/common.h"
 
+/* The value of a hex digit, or -1. */
+int rtmd_url_hexval(char c);
+
 /* Appends the percent-decoded s to out. In query values '+' is a space
  * (plus_is_space); in paths it stays '+'. A '%' not followed by two hex
  * digits stays a '%' (as browsers' URL parsers do: IDs may contain '%', and

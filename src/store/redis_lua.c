@@ -5,6 +5,57 @@
  */
 #include "store/redis_lua.h"
 
+/* Shared by PRESENCE and END_NODE (Lua has no includes: the text is pasted). */
+#define LUA_EVENTS                                                                                 \
+    "-- (EVENTS) The events and session ends both scripts write. Expects p (the app's prefix),\n"  \
+    "-- retain (events_retain) and sess. Events overwritten unread are counted per region (the\n"  \
+    "-- regions every node serves, in P regions) when they are overwritten, and the region's "     \
+    "read\n"                                                                                       \
+    "-- count moves past them; drops holds the counts for the caller.\n"                           \
+    "local regions, drops = nil, {}\n"                                                             \
+    "local function ev(kind, json)\n"                                                              \
+    "  local s = p .. 'ev:' .. kind\n"                                                             \
+    "  redis.call('XADD', s, 'MAXLEN', retain, '*', 'j', json)\n"                                  \
+    "  local first = redis.call('HINCRBY', p .. 'evn', kind, 1) - redis.call('XLEN', s)\n"         \
+    "  if first > 0 then\n"                                                                        \
+    "    regions = regions or redis.call('SMEMBERS', p .. 'regions')\n"                            \
+    "    for _, r in ipairs(regions) do\n"                                                         \
+    "      local rk = r .. ':' .. kind\n"                                                          \
+    "      local n = tonumber(redis.call('HGET', p .. 'cur', rk .. ':n') or '0')\n"                \
+    "      if n < first then\n"                                                                    \
+    "        redis.call('HSET', p .. 'cur', rk .. ':n', first)\n"                                  \
+    "        redis.call('HINCRBY', p .. 'drop', rk, first - n)\n"                                  \
+    "        drops[rk] = (drops[rk] or 0) + first - n\n"                                           \
+    "      end\n"                                                                                  \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "local function user_ev(t, uid, ms)\n"                                                         \
+    "  ev('u', '{\"ms\":' .. ms .. ',\"ts\":' .. ms .. ',\"type\":\"' .. t .. "                    \
+    "'\",\"user_id\":\"' .. uid .. '\"}')\n"                                                       \
+    "end\n"                                                                                        \
+    "local function chan_ev(t, uid, ch, ms)\n"                                                     \
+    "  ev('c', '{\"channel_id\":\"' .. ch .. '\",\"group_id\":\"' .. ch .. '\",\"ms\":' .. ms .. " \
+    "',\"ts\":' ..\n"                                                                              \
+    "     ms .. ',\"type\":\"' .. t .. '\",\"user_id\":\"' .. uid .. '\"}')\n"                     \
+    "end\n"                                                                                        \
+    "-- Ends uid's session (owned by `owner`, \"NODE|SESSION\"): a Leave per channel, then the\n"  \
+    "-- Logout. Returns the owner's node.\n"                                                       \
+    "local function finish(uid, owner, ms)\n"                                                      \
+    "  local onode = string.match(owner, '^(.*)|')\n"                                              \
+    "  local chans = redis.call('SMEMBERS', p .. 'sch:' .. uid)\n"                                 \
+    "  table.sort(chans)\n"                                                                        \
+    "  for _, ch in ipairs(chans) do\n"                                                            \
+    "    chan_ev('Leave', uid, ch, ms)\n"                                                          \
+    "    redis.call('HDEL', p .. 'ch:' .. ch, uid)\n"                                              \
+    "  end\n"                                                                                      \
+    "  redis.call('DEL', p .. 'sch:' .. uid)\n"                                                    \
+    "  user_ev('Logout', uid, ms)\n"                                                               \
+    "  redis.call('HDEL', sess, uid)\n"                                                            \
+    "  redis.call('SREM', p .. 'node:' .. onode, uid)\n"                                           \
+    "  return onode\n"                                                                             \
+    "end\n"
+
 const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
     [RTMD_LUA_PRESENCE] =
         "-- KEYS[1] the app's prefix \"rtmd:{APPID}:\". ARGV: node, events_retain, op count, then "
@@ -17,55 +68,11 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "-- more: fencing), and only once (ops are replayed after a failure whose outcome is "
         "unknown).\n"
         "-- Returns one integer per op: 1 recorded, 0 nothing to record, 2 fenced (the session\n"
-        "-- is not the one that holds uid now).\n"
+        "-- is not the one that holds uid now), then (REGION:u|c, count) pairs of events "
+        "overwritten\n"
+        "-- unread.\n"
         "local p, node, retain = KEYS[1], ARGV[1], ARGV[2]\n"
-        "local sess = p .. 'sess'\n"
-        "-- Events overwritten unread are counted per region (the regions every node serves,\n"
-        "-- in P regions) when they are overwritten, and the region's read count moves past\n"
-        "-- them; the counts go back to the caller after the ops' results.\n"
-        "local regions, drops = nil, {}\n"
-        "local function ev(kind, json)\n"
-        "  local s = p .. 'ev:' .. kind\n"
-        "  redis.call('XADD', s, 'MAXLEN', retain, '*', 'j', json)\n"
-        "  local first = redis.call('HINCRBY', p .. 'evn', kind, 1) - redis.call('XLEN', s)\n"
-        "  if first > 0 then\n"
-        "    regions = regions or redis.call('SMEMBERS', p .. 'regions')\n"
-        "    for _, r in ipairs(regions) do\n"
-        "      local rk = r .. ':' .. kind\n"
-        "      local n = tonumber(redis.call('HGET', p .. 'cur', rk .. ':n') or '0')\n"
-        "      if n < first then\n"
-        "        redis.call('HSET', p .. 'cur', rk .. ':n', first)\n"
-        "        redis.call('HINCRBY', p .. 'drop', rk, first - n)\n"
-        "        drops[rk] = (drops[rk] or 0) + first - n\n"
-        "      end\n"
-        "    end\n"
-        "  end\n"
-        "end\n"
-        "local function user_ev(t, uid, ms)\n"
-        "  ev('u', '{\"ms\":' .. ms .. ',\"ts\":' .. ms .. ',\"type\":\"' .. t .. "
-        "'\",\"user_id\":\"' .. uid .. '\"}')\n"
-        "end\n"
-        "local function chan_ev(t, uid, ch, ms)\n"
-        "  ev('c', '{\"channel_id\":\"' .. ch .. '\",\"group_id\":\"' .. ch .. '\",\"ms\":' .. ms "
-        ".. ',\"ts\":' ..\n"
-        "     ms .. ',\"type\":\"' .. t .. '\",\"user_id\":\"' .. uid .. '\"}')\n"
-        "end\n"
-        "-- Ends uid's session (owned by `owner`): a Leave per channel, then the Logout.\n"
-        "local function finish(uid, owner, ms)\n"
-        "  local onode = string.match(owner, '^(.*)|')\n"
-        "  local chans = redis.call('SMEMBERS', p .. 'sch:' .. uid)\n"
-        "  table.sort(chans)\n"
-        "  for _, ch in ipairs(chans) do\n"
-        "    chan_ev('Leave', uid, ch, ms)\n"
-        "    redis.call('HDEL', p .. 'ch:' .. ch, uid)\n"
-        "  end\n"
-        "  redis.call('DEL', p .. 'sch:' .. uid)\n"
-        "  user_ev('Logout', uid, ms)\n"
-        "  redis.call('HDEL', sess, uid)\n"
-        "  redis.call('SREM', p .. 'node:' .. onode, uid)\n"
-        "  return onode\n"
-        "end\n"
-        "local out = {}\n"
+        "local sess = p .. 'sess'\n" LUA_EVENTS "local out = {}\n"
         "for i = 0, tonumber(ARGV[3]) - 1 do\n"
         "  local b = 4 + i * 5\n"
         "  local t, uid, ch, ms = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]\n"
@@ -185,46 +192,12 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "-- holds in this app (a Leave per channel, then the Logout), as a takeover does: for a "
         "node\n"
         "-- that died, or that starts again under the same id. Returns how many it ended.\n"
-        "local p, node, ms = KEYS[1], ARGV[1], ARGV[2]\n"
-        "local sess = p .. 'sess'\n"
-        "local retain = ARGV[3]\n"
-        "-- Events overwritten unread are counted per region (the regions every node serves,\n"
-        "-- in P regions) when they are overwritten, and the region's read count moves past\n"
-        "-- them; the counts go back to the caller after the ops' results.\n"
-        "local regions, drops = nil, {}\n"
-        "local function ev(kind, json)\n"
-        "  local s = p .. 'ev:' .. kind\n"
-        "  redis.call('XADD', s, 'MAXLEN', retain, '*', 'j', json)\n"
-        "  local first = redis.call('HINCRBY', p .. 'evn', kind, 1) - redis.call('XLEN', s)\n"
-        "  if first > 0 then\n"
-        "    regions = regions or redis.call('SMEMBERS', p .. 'regions')\n"
-        "    for _, r in ipairs(regions) do\n"
-        "      local rk = r .. ':' .. kind\n"
-        "      local n = tonumber(redis.call('HGET', p .. 'cur', rk .. ':n') or '0')\n"
-        "      if n < first then\n"
-        "        redis.call('HSET', p .. 'cur', rk .. ':n', first)\n"
-        "        redis.call('HINCRBY', p .. 'drop', rk, first - n)\n"
-        "        drops[rk] = (drops[rk] or 0) + first - n\n"
-        "      end\n"
-        "    end\n"
-        "  end\n"
-        "end\n"
-        "local n = 0\n"
+        "local p, node, ms, retain = KEYS[1], ARGV[1], ARGV[2], ARGV[3]\n"
+        "local sess = p .. 'sess'\n" LUA_EVENTS "local n = 0\n"
         "for _, uid in ipairs(redis.call('SMEMBERS', p .. 'node:' .. node)) do\n"
         "  local owner = redis.call('HGET', sess, uid)\n"
         "  if owner and string.match(owner, '^(.*)|') == node then\n"
-        "    local chans = redis.call('SMEMBERS', p .. 'sch:' .. uid)\n"
-        "    table.sort(chans)\n"
-        "    for _, ch in ipairs(chans) do\n"
-        "      ev('c', '{\"channel_id\":\"' .. ch .. '\",\"group_id\":\"' .. ch .. '\",\"ms\":' .. "
-        "ms .. ',\"ts\":' ..\n"
-        "         ms .. ',\"type\":\"Leave\",\"user_id\":\"' .. uid .. '\"}')\n"
-        "      redis.call('HDEL', p .. 'ch:' .. ch, uid)\n"
-        "    end\n"
-        "    redis.call('DEL', p .. 'sch:' .. uid)\n"
-        "    ev('u', '{\"ms\":' .. ms .. ',\"ts\":' .. ms .. ',\"type\":\"Logout\",\"user_id\":\"' "
-        ".. uid .. '\"}')\n"
-        "    redis.call('HDEL', sess, uid)\n"
+        "    finish(uid, owner, ms)\n"
         "    n = n + 1\n"
         "  end\n"
         "end\n"
