@@ -284,7 +284,8 @@ static const struct opt options[] = {
      .choices = bool_choices,
      .doc = "Benchmarks only, never in production: `on` makes an event pull return the oldest "
             "unread events without marking them read (the cursor write is still committed, "
-            "unchanged), so bench/rest-pull can pull the same answer again and again"},
+            "unchanged; with `redis`, the pull script writes the cursor back as it was), so "
+            "bench/rest-pull can pull the same answer again and again"},
 
     /* [limits] — field comments in config.h give the same defaults */
     LIMIT(events_retain, 2000, 1, 1000000, "Events kept per app and log; older unread ones drop"),

@@ -400,11 +400,15 @@ static void on_presence_reply(void *arg, int status, const redisReply *reply)
     free(f->ops);
     free(f->calls);
     free(f);
-    if (a->n_ops && !rs->closing) {
-        if (ok)
-            flush_app(a);
-        else
-            schedule_retry(a);
+    if (a->n_ops && ok) {
+        flush_app(a); /* closing too: the shutdown's Leaves and Logouts go */
+    } else if (a->n_ops && !rs->closing) {
+        schedule_retry(a);
+    } else if (a->n_ops) {
+        rtmd_log_warn("store",
+                      "redis: %zu presence records of app %s not written; this node's next "
+                      "start ends its sessions",
+                      a->n_ops, a->app->id);
     }
     rtmd_redis_call_done(rs);
 }
@@ -421,7 +425,8 @@ static void flush_app(struct app_rs *a)
     while (owed < a->n_ops && a->ops[owed].owed)
         owed++;
     size_t n_calls = 0;
-    if (n > owed) {
+    /* Closing: the calls were answered already; whatever is queued goes. */
+    if (n > owed && !rs->closing) {
         n = owed;
         while (n_calls < a->n_calls && (n_calls == 0 || n + a->calls[n_calls].n <= BATCH_OPS_MAX))
             n += a->calls[n_calls++].n;
@@ -656,12 +661,14 @@ static int redis_pull(struct rtmd_store *base, const struct rtmd_app *app,
     /* The deadline on Redis's clock: run later, the script does nothing. */
     snprintf(dl, sizeof(dl), "%lld", (long long)((int64_t)rtmd_redis_deadline(rs) + rs->offset_ms));
     struct rtmd_str key = rtmd_redis_app_key(a);
-    struct rtmd_str args[] = {kind == RTMD_EVLOG_USER ? RTMD_STR_LIT("u") : RTMD_STR_LIT("c"),
-                              rtmd_str_cstr(rs->cfg->regions[region]), rtmd_str_cstr(smax),
-                              rtmd_str_cstr(dl)};
+    struct rtmd_str args[] = {
+        kind == RTMD_EVLOG_USER ? RTMD_STR_LIT("u") : RTMD_STR_LIT("c"),
+        rtmd_str_cstr(rs->cfg->regions[region]), rtmd_str_cstr(smax), rtmd_str_cstr(dl),
+        rs->cfg->bench_pull_keeps_events ? RTMD_STR_LIT("1") : RTMD_STR_LIT("0")};
     struct pull_call *p = rtmd_malloc(sizeof(*p));
     *p = (struct pull_call){rs, cb, arg, region, kind};
-    int r = rtmd_redis_script(rs, RTMD_LUA_PULL, &key, 1, args, 4, on_pull_reply, p);
+    int r = rtmd_redis_script(rs, RTMD_LUA_PULL, &key, 1, args, RTMD_ARRAY_SIZE(args),
+                              on_pull_reply, p);
     if (r < 0)
         free(p);
     return r == -ENOTCONN ? -ETIMEDOUT : r;
@@ -1018,11 +1025,13 @@ static void redis_close(struct rtmd_store *base, rtmd_store_cb cb, void *arg)
     struct redis_store *rs = from_base(base);
     rs->close_cb = cb;
     rs->close_arg = arg;
-    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
-        uv_timer_stop(&rs->apps[i].retry);
-        flush_app(&rs->apps[i]); /* what the shutdown just ended, and anything owed */
-    }
     rs->closing = true;
+    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
+        /* What the shutdown just ended, and anything owed or queued behind a
+         * flight: flush_app sends it all, now or as each flight returns. */
+        uv_timer_stop(&rs->apps[i].retry);
+        flush_app(&rs->apps[i]);
+    }
     uv_timer_stop(&rs->beat);
     uv_timer_stop(&rs->expire);
     for (size_t i = 0; i < rs->cfg->n_apps; i++) {

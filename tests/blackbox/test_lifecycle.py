@@ -420,3 +420,4 @@ def test_sigterm_on_an_idle_server_is_prompt(make_rtmd):
     t0 = time.monotonic()
     assert r.stop() == 0
     assert time.monotonic() - t0 < 5
+

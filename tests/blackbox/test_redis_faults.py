@@ -8,6 +8,7 @@ itself; AUTH with a password, a user and password, a wrong one.
 import json
 import os
 import select
+import signal
 import time
 
 import pytest
@@ -320,6 +321,34 @@ def test_a_leave_and_a_logout_while_redis_is_unreachable_answer_at_once(make_rtm
     wait_until(lambda: settled(r), 10, what="the owed Leave and Logout written")
     a.close()
     b.close()
+
+
+def test_sigterm_writes_the_logouts_queued_behind_a_write_in_flight(make_rtmd, redis_server):
+    """SIGTERM while a presence write waits for a slow Redis and more
+    Logouts are queued behind it: all of them are written before rtmd exits
+    (they were dropped once the write in flight came back)."""
+    r = node(make_rtmd, redis_server, timeout_ms=5000, node_timeout_s=120)
+    first = [login(r, "f%d" % i) for i in range(10)]
+    then = [login(r, "t%d" % i) for i in range(10)]
+    redis_server.pause()
+    try:
+        for ws in first:
+            ws.close_socket()  # their Logouts: one write, unanswered while Redis is stopped
+        time.sleep(0.2)  # nothing to poll for: the write waits in Redis's socket
+        for ws in then:
+            ws.close_socket()  # queued behind it
+        time.sleep(0.2)
+        r.expect_exit = True
+        r.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+    finally:
+        redis_server.resume()
+    assert r.proc.wait(20) == 0
+    # A survivor would end na's sessions only after node_timeout_s: none here.
+    other = node(make_rtmd, redis_server, name="nb", node_timeout_s=120)
+    got = by_uid(other.events("user", app=APP_NOCERT))
+    assert got == {u: ["Login", "Logout"] for u in ["f%d" % i for i in range(10)] +
+                   ["t%d" % i for i in range(10)]}
 
 
 @pytest.mark.parametrize("timeout_ms", [300, 1500])
