@@ -77,8 +77,127 @@ def wait_until(cond, timeout, what, interval=0.01):
         time.sleep(interval)
 
 
+# ---- the store: embedded (default) or a Redis for cluster mode ----------------------
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "blackbox"))
+from harness import RedisServer  # noqa: E402  (the test suite's: one real redis-server)
+
+_redis_url = None  # set by open_store(): every Rtmd made afterwards is a node on it
+_node_count = 0
+
+
+def add_store_args(ap):
+    """--redis / --redis-url / --appendfsync: run the bench on the redis backend."""
+    ap.add_argument("--redis", action="store_true",
+                    help="backend = redis: start a redis-server (AOF, --appendfsync) for the run "
+                    "and make every rtmd a node on it")
+    ap.add_argument("--redis-url", help="backend = redis on this running Redis instead")
+    ap.add_argument("--appendfsync", default="always", choices=["always", "everysec", "no"],
+                    help="the started redis-server's AOF policy (default always: an "
+                    "acknowledged event survives kill -9 of Redis)")
+
+
+def open_store(args, tmp_parent=None):
+    """Starts what the store arguments ask for; returns the RedisServer to stop, or None."""
+    global _redis_url
+    if args.redis_url:
+        _redis_url = args.redis_url
+        return None
+    if not args.redis:
+        return None
+    d = tempfile.mkdtemp(prefix="rtmd-bench-redis-", dir=tmp_parent)
+    srv = RedisServer(d, extra=["--appendonly", "yes", "--appendfsync", args.appendfsync])
+    srv.start()
+    _redis_url = srv.url
+    return srv
+
+
+def close_store(srv):
+    global _redis_url
+    _redis_url = None
+    if srv:
+        srv.stop()
+        subprocess.run(["rm", "-rf", srv.dir])
+
+
+def store_line():
+    """What the bench ran on, for the headers."""
+    if not _redis_url:
+        return "embedded store"
+    return "redis backend on %s" % _redis_url
+
+
+def redis_version(srv):
+    if not srv:
+        return ""
+    info = srv.command("INFO", "server")
+    for line in info.splitlines():
+        if line.startswith("redis_version:"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def commandstats(srv):
+    """{command: calls} from INFO commandstats (EVALSHA, XADD, ... as Redis counts them:
+    a script's own calls are counted too)."""
+    out = {}
+    for line in srv.command("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, rest = line[8:].partition(":")
+            for kv in rest.split(","):
+                k, _, v = kv.partition("=")
+                if k == "calls":
+                    out[name] = int(v)
+    return out
+
+
+def commands_between(before, after):
+    return {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) -
+            before.get(k, 0) > 0}
+
+
+def commands_line(diff, per, what):
+    """'12.0 commands per login (evalsha 1.0, ...)' from a commandstats difference."""
+    if not per:
+        return ""
+    total = sum(diff.values())
+    top = sorted(diff.items(), key=lambda kv: -kv[1])[:6]
+    return "%.2f Redis commands per %s (%s)" % (total / per, what, ", ".join(
+        "%s %.2f" % (k, v / per) for k, v in top))
+
+
+class Nodes:
+    """Several rtmd nodes seen as one for memory and fd figures (bench/fanout, ws-hold)."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+
+    @property
+    def pid(self):
+        return self.nodes[0].pid
+
+    @property
+    def pids(self):
+        return [n.pid for n in self.nodes]
+
+    def memory(self):
+        out = {}
+        for n in self.nodes:
+            for k, v in n.memory().items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def open_fds(self):
+        return sum(n.open_fds() for n in self.nodes)
+
+    def exited(self):
+        """The first exit status of a node that exited, or None."""
+        return next((n.proc.returncode for n in self.nodes if n.proc.poll() is not None), None)
+
+
 class Rtmd:
-    """One rtmd process with its own temporary data dir and config."""
+    """One rtmd process with its own temporary data dir and config; with open_store()'s
+    Redis, a node of its own (node_id bench-<n>) on that Redis."""
 
     def __init__(self, apps, limits=None, tls=False, sync="full", tls_cert=None, tls_key=None,
                  taskset=None, keep=False, tmp_parent=None):
@@ -98,10 +217,17 @@ class Rtmd:
         # The customer's app list may span lines (CONFIG.md): 8 apps a line.
         app_lines = ",\n       ".join(", ".join(self.apps[i:i + 8])
                                      for i in range(0, len(self.apps), 8))
+        store = ""
+        if _redis_url:
+            global _node_count
+            _node_count += 1
+            self.node_id = "bench-%d" % _node_count
+            tls_lines += "node_id = %s\n" % self.node_id
+            store = "backend = redis\nredis_url = %s\n" % _redis_url
         text = ("[server]\nlisten = 127.0.0.1:0@default\ntls = %s\n%sdata_dir = %s\n"
-                "ready_file = %s\nlog_level = warn\n\n[store]\nsync = %s\n\n[limits]\n%s\n"
+                "ready_file = %s\nlog_level = warn\n\n[store]\n%ssync = %s\n\n[limits]\n%s\n"
                 "[customer:%s]\nsecret = %s\napps = %s\n"
-                % ("on" if tls else "off", tls_lines, self.data, self.ready, sync, lim,
+                % ("on" if tls else "off", tls_lines, self.data, self.ready, store, sync, lim,
                    CUSTOMER, SECRET, app_lines))
         with open(self.conf, "w") as f:
             f.write(text)

@@ -135,6 +135,7 @@ static struct {
     enum mode mode;
     const char *host;
     unsigned port;
+    unsigned peer_port; /* pairs: where b<j> connect (another node); 0: --port */
     uint32_t count;
     struct in_addr sources[MAX_SOURCES];
     unsigned n_sources;
@@ -150,7 +151,7 @@ static struct {
 static struct conn *conns_;
 static uint32_t n_conns_; /* sockets: count, or 2 x count for pairs */
 static int ep_, timer_fd_;
-static struct sockaddr_in dst_;
+static struct sockaddr_in dst_, peer_dst_;
 static char request_[512];
 static size_t request_len_;
 static char *rbuf_;
@@ -193,7 +194,8 @@ static void die_usage(const char *msg)
     fprintf(stderr,
             "usage: ws_swarm --mode members|publisher|pairs --port P --app APPID [--count N]\n"
             "                [--sources A,B,..] [--host H] [--inflight N] [--uid-prefix PFX]\n"
-            "                [--channel NAME] [--payload-bytes N] [--timeout S] [--quiet]\n");
+            "                [--channel NAME] [--payload-bytes N] [--timeout S]\n"
+            "                [--peer-port P] [--quiet]\n");
     exit(2);
 }
 
@@ -233,6 +235,8 @@ static void parse_args(int argc, char **argv)
             opt.host = v;
         } else if (!strcmp(a, "--port")) {
             opt.port = (unsigned)parse_ulong(v, 65535, "--port");
+        } else if (!strcmp(a, "--peer-port")) {
+            opt.peer_port = (unsigned)parse_ulong(v, 65535, "--peer-port");
         } else if (!strcmp(a, "--count")) {
             opt.count = (uint32_t)parse_ulong(v, 100000, "--count");
         } else if (!strcmp(a, "--sources")) {
@@ -276,6 +280,9 @@ static void parse_args(int argc, char **argv)
         die_usage("--host must be an IPv4 address");
     dst_.sin_family = AF_INET;
     dst_.sin_port = htons((uint16_t)opt.port);
+    peer_dst_ = dst_;
+    if (opt.peer_port)
+        peer_dst_.sin_port = htons((uint16_t)opt.peer_port);
 }
 
 static bool starts_with(const char *p, size_t n, const char *prefix)
@@ -497,7 +504,9 @@ static void start_conn(uint32_t i)
     c->fd = fd;
     c->state = ST_CONNECTING;
     n_in_setup_++;
-    int r = connect_watched(ep_, fd, i, &dst_, &what);
+    /* pairs: b<j> (odd sockets) may live on another node */
+    bool b_side = opt.mode == MODE_PAIRS && (i & 1);
+    int r = connect_watched(ep_, fd, i, b_side ? &peer_dst_ : &dst_, &what);
     if (r)
         fail(i, strcmp(what, "connect") ? F_SOCKET : F_CONNECT, -r, what);
 }
