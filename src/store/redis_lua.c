@@ -15,8 +15,13 @@
     "local regions, drops = nil, {}\n"                                                             \
     "local function ev(kind, json)\n"                                                              \
     "  local s = p .. 'ev:' .. kind\n"                                                             \
-    "  redis.call('XADD', s, 'MAXLEN', retain, '*', 'j', json)\n"                                  \
-    "  local first = redis.call('HINCRBY', p .. 'evn', kind, 1) - redis.call('XLEN', s)\n"         \
+    "  local len = redis.call('RPUSH', s, json)\n"                                                 \
+    "  local keep = tonumber(retain)\n"                                                            \
+    "  if len > keep then\n"                                                                       \
+    "    redis.call('LTRIM', s, len - keep, -1)\n"                                                 \
+    "    len = keep\n"                                                                             \
+    "  end\n"                                                                                      \
+    "  local first = redis.call('HINCRBY', p .. 'evn', kind, 1) - len\n"                           \
     "  if first > 0 then\n"                                                                        \
     "    regions = regions or redis.call('SMEMBERS', p .. 'regions')\n"                            \
     "    for _, r in ipairs(regions) do\n"                                                         \
@@ -135,30 +140,26 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then\n"
         "  return {-1}\n"
         "end\n"
-        "local stream = p .. 'ev:' .. kind\n"
+        "local log = p .. 'ev:' .. kind\n"
         "local added = tonumber(redis.call('HGET', p .. 'evn', kind) or '0')\n"
-        "local first = added - redis.call('XLEN', stream)\n"
+        "local first = added - redis.call('LLEN', log)\n"
         "local rk = region .. ':' .. kind\n"
-        "local cur = redis.call('HMGET', p .. 'cur', rk .. ':n', rk .. ':id')\n"
-        "local read, last = tonumber(cur[1] or '0'), cur[2] or '0-0'\n"
+        "local read = tonumber(redis.call('HGET', p .. 'cur', rk .. ':n') or '0')\n"
         "local dropped = 0\n"
         "if read < first then\n"
         "  dropped = first - read\n"
         "  read = first\n"
         "  redis.call('HINCRBY', p .. 'drop', rk, dropped)\n"
         "end\n"
-        "local entries = redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', max)\n"
-        "local out = {dropped}\n"
-        "for i, e in ipairs(entries) do\n"
-        "  out[i + 1] = e[2][2]\n"
-        "end\n"
-        "if #entries > 0 and keep then\n"
-        "  redis.call('HSET', p .. 'cur', rk .. ':n', read, rk .. ':id', last)\n"
-        "elseif #entries > 0 then\n"
-        "  redis.call('HSET', p .. 'cur', rk .. ':n', read + #entries, rk .. ':id', "
-        "entries[#entries][1])\n"
-        "elseif dropped > 0 then\n"
+        "-- The log's element i (0-based) is event first + i: LRANGE's table is the answer as it\n"
+        "-- is (one table of strings; a stream's entries cost three tables each to convert).\n"
+        "local out = redis.call('LRANGE', log, read - first, read - first + max - 1)\n"
+        "local n = #out\n"
+        "table.insert(out, 1, dropped)\n"
+        "if n > 0 and keep then\n"
         "  redis.call('HSET', p .. 'cur', rk .. ':n', read)\n"
+        "elseif n > 0 or dropped > 0 then\n"
+        "  redis.call('HSET', p .. 'cur', rk .. ':n', read + n)\n"
         "end\n"
         "return out\n",
     [RTMD_LUA_RATE] =

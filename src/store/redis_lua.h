@@ -4,11 +4,11 @@
  * {APPID}) or on the nodes' keys (tag {nodes}).
  *
  * Keys of an app A (P = "rtmd:{A}:"):
- *   P ev:u, P ev:c    Streams: the user and channel event logs, each entry
- *                     {j: the event's JSON}, trimmed to events_retain
- *   P evn             hash u|c → events ever added (dropped-event counting)
- *   P cur             hash REGION:u|c:n → events the region has read,
- *                     REGION:u|c:id → the stream ID of the last one
+ *   P ev:u, P ev:c    Lists: the user and channel event logs, each element
+ *                     an event's JSON, trimmed to the newest events_retain
+ *   P evn             hash u|c → events ever added: element i of a log is
+ *                     event evn - LLEN + i
+ *   P cur             hash REGION:u|c:n → events the region has read
  *   P drop            hash REGION:u|c → events dropped unread
  *   P sess            hash uid → "NODE|SESSION": who holds uid's session
  *   P node:NODE       set of the uids NODE holds

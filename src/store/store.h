@@ -5,7 +5,7 @@
  * which backend runs under them (STYLE.md §10). A backend is a const table of
  * functions (struct rtmd_store_type) plus an opaque context, chosen by name
  * at start: "embedded" (SQLite in WAL mode on a worker thread, one node) or
- * "redis" (Redis 7 Streams and hashes, any number of nodes; SPEC §6).
+ * "redis" (Redis 7 lists and hashes, any number of nodes; SPEC §6).
  *
  * Asynchrony (libuv's rule): every call either fails synchronously — returns
  * a negative error and never calls its callback — or returns 0 and later
