@@ -282,8 +282,9 @@ static bool handle_ops(struct rtmd_api *api, struct rtmd_http_request *req, bool
     if (which == METRICS && !admin) {
         /* No WWW-Authenticate, as on the REST API: a browser would ask for
          * the credentials and then send them with any request a page makes. */
-        const char *why = "unauthorized";
-        if (!rtmd_auth_customer(api->cfg, rtmd_http_header(req, "Authorization"), &why)) {
+        const char *why = "/metrics takes a customer's Basic auth here";
+        struct rtmd_str auth = rtmd_http_header(req, "Authorization");
+        if (!auth.p || !rtmd_auth_customer(api->cfg, auth, &why)) {
             api_respond_req_error(api, req, 401, "unauthorized", why);
             return true;
         }
