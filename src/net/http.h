@@ -56,7 +56,7 @@ struct rtmd_http_request {
     size_t request_id_len;
     void *data; /* the handler's */
     /* Header lines ("Name: value\r\n"...) sent with whatever answer this
-     * request gets (CORS), added by the handler (rtmd_http_add_headers). */
+     * request is given (CORS), added by the handler with rtmd_http_add_headers(). */
     char common_headers[RTMD_HTTP_COMMON_HEADERS_MAX];
     size_t common_headers_len;
     /* private */
