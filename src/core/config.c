@@ -258,7 +258,9 @@ static const struct opt options[] = {
      .min = 1,
      .max = PATH_MAX_LEN,
      .type_doc = "path",
-     .doc = "Written with the bound addresses once rtmd serves (for scripts that use port 0)"},
+     .doc = "Written once rtmd serves (for scripts that use port 0), one line each: `pid PID`, "
+            "`listen REGION ADDR:PORT tls` (or `plain`) per listener, `admin ADDR:PORT` for "
+            "`admin_listen`"},
     {.section = SEC_SERVER,
      .name = "log_level",
      .type = T_ENUM,
