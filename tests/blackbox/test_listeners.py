@@ -5,6 +5,7 @@ listener (`admin_listen`: /metrics, /healthz, /readyz without credentials),
 Origin check (`allowed_origins`) and CORS on the REST API (`cors_origins`).
 """
 import json
+import os
 import socket
 import ssl
 
@@ -84,12 +85,13 @@ def test_one_process_serves_a_tls_and_a_plain_listener(make_rtmd, default_tls):
     assert not data.startswith(b"HTTP/1.1 200"), data
 
 
-def test_a_config_of_plain_listeners_only_needs_no_certificate(make_rtmd, tmp_path):
-    """With every listener /plain, tls = on (the default) loads no certificate."""
-    r = make_rtmd(tls=True, regions=("default",), server={"listen": "127.0.0.1:0@eu/plain"})
-    # the harness's own listener follows tls = on; the /plain one does not
-    assert r.tls_of == {"default": True, "eu": False}
+def test_plain_listeners_only_need_no_certificate(make_rtmd):
+    """With every listener /plain, tls = on loads (and makes) no certificate."""
+    r = make_rtmd(tls=True, regions=(), server={"listen": "127.0.0.1:0@eu/plain"})
+    assert r.tls_of == {"eu": False}
     r.healthy("eu")
+    assert not os.path.exists(os.path.join(r.data_dir, "tls-cert.pem"))
+    assert "self-signed" not in r.read_log()
 
 
 # ---- the admin listener and /metrics -------------------------------------------------------------
