@@ -126,7 +126,7 @@ def test_admin_listener_serves_metrics_healthz_readyz_without_credentials(make_r
 
 def test_metrics_on_the_main_listeners_needs_a_customers_basic_auth(make_rtmd):
     r = make_rtmd()
-    d = assert_error(r.get("/metrics"), 401, "unauthorized")
+    assert_error(r.get("/metrics"), 401, "unauthorized")
     st, hd, body = r.get("/metrics")
     assert "www-authenticate" not in hd, hd  # a browser would prompt, then send it anywhere
     assert_error(r.get("/metrics", headers={"Authorization": basic(secret="wrong-secret")}),
