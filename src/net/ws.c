@@ -422,6 +422,9 @@ void rtmd_ws_accept(struct rtmd_http_request *req)
      * are not browsers send no Origin. */
     struct rtmd_str origin = rtmd_http_header(req, "Origin");
     if (origin.p && !rtmd_origins_match(&cfg_->allowed_origins, origin)) {
+        char q[96];
+        rtmd_log_warn("ws", "conn=%llu upgrade refused: Origin %s is not in allowed_origins",
+                      (unsigned long long)req->conn->id, rtmd_log_quote(q, sizeof(q), origin));
         rtmd_http_respond_error(req, 403, "origin_not_allowed",
                                 "pages of this origin may not open a session (it is not in "
                                 "[server] allowed_origins)");

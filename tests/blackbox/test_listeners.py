@@ -207,6 +207,8 @@ def test_websocket_origin_check(make_rtmd):
             "Sec-WebSocket-Version": "13", "Origin": "https://evil.example"}))
         d = assert_error(h.read_response(), 403, "origin_not_allowed")
         assert "allowed_origins" in d["message"], d
+    wait_until(lambda: r.log_has('Origin "https://evil.example" is not in allowed_origins'),
+               5, what="the refusal logged")
     # an allowed page's session works
     with Ws(r.port(), handshake=False) as ws:
         ws.sock.sendall(Http.build("GET", "/v1/rtm", {
