@@ -347,10 +347,12 @@ def get_json(conn, path, headers=None):
 
 
 def metrics(rtmd):
-    """GET /metrics as {name{labels}: value}; {} when rtmd does not serve it."""
+    """GET /metrics as {name{labels}: value}; {} when rtmd does not serve it.
+    Asked with the customer's Basic auth, which /metrics takes on the main
+    listeners."""
     try:
         conn = rtmd.connection(timeout=10)
-        conn.request("GET", "/metrics")
+        conn.request("GET", "/metrics", headers={"Authorization": basic_auth()})
         r = conn.getresponse()
         text = r.read().decode("utf-8", "replace")
         conn.close()

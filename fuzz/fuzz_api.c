@@ -70,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     "tls = off\n"                                                                                  \
     "data_dir = %s\n"                                                                              \
     "log_level = error\n"                                                                          \
+    "cors_origins = https://a.example, http://b.example:8080\n"                                    \
     "[store]\n"                                                                                    \
     "sync = normal\n"                                                                              \
     "[limits]\n"                                                                                   \

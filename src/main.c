@@ -114,8 +114,12 @@ static int write_ready_file(const struct rtmd_config *cfg)
     if (!f)
         return -1;
     fprintf(f, "pid %ld\n", (long)getpid());
+    /* "listen REGION HOST:PORT tls|plain" per listener, "admin HOST:PORT". */
     for (size_t i = 0; i < server_.n_listeners; i++)
-        fprintf(f, "listen %s %s\n", server_.listeners[i].cfg->region, server_.listeners[i].bound);
+        fprintf(f, "listen %s %s %s\n", server_.listeners[i].cfg->region,
+                server_.listeners[i].bound, server_.listeners[i].tls ? "tls" : "plain");
+    if (server_.has_admin)
+        fprintf(f, "admin %s\n", server_.admin.bound);
     if (fclose(f) != 0)
         return -1;
     return rename(tmp, cfg->ready_file);
@@ -239,7 +243,7 @@ int main(int argc, char **argv)
         rtmd_log_error("main", "%s: cannot create: %s", cfg->data_dir, strerror(-r));
         goto out;
     }
-    if (cfg->tls && !(ssl_ctx = make_tls(cfg)))
+    if (cfg->any_tls && !(ssl_ctx = make_tls(cfg)))
         goto out;
     /* The store before the server: its before-sleep hook may answer pulls,
      * and the server's, added after it, writes those answers. */
@@ -273,9 +277,12 @@ int main(int argc, char **argv)
         rtmd_log_warn("main", "%s: cannot write the ready file", cfg->ready_file);
     for (size_t i = 0; i < server_.n_listeners; i++)
         rtmd_log_info("main", "listening on %s (region %s, %s)", server_.listeners[i].bound,
-                      server_.listeners[i].cfg->region, cfg->tls ? "TLS" : "plain");
+                      server_.listeners[i].cfg->region, server_.listeners[i].tls ? "TLS" : "plain");
+    if (server_.has_admin)
+        rtmd_log_info("main", "admin endpoints (/metrics, /healthz, /readyz) on %s, plain HTTP",
+                      server_.admin.bound);
     if (default_config && server_.n_listeners)
-        rtmd_firstrun_banner(cfg, server_.listeners[0].bound, first_run);
+        rtmd_firstrun_banner(cfg, server_.listeners[0].bound, server_.listeners[0].tls, first_run);
 
     uv_run(loop, UV_RUN_DEFAULT);
     rtmd_log_info("main", "stopped");

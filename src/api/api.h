@@ -2,7 +2,9 @@
  * api.h — the vendor REST API (Agora-compatible) and the operational endpoints.
  *
  *   GET  /healthz                                          health.c
- *   GET  /metrics                                          health.c
+ *   GET  /readyz                                           health.c
+ *   GET  /metrics  (Basic auth; none on admin_listen)      health.c
+ *   OPTIONS on a REST path (CORS preflight)                cors.c
  *   GET  /v1/rtm  (WebSocket upgrade)                      → gateway
  *   GET  /dev/v2/project/{appid}/rtm/vendor/user_events    events.c
  *   GET  /dev/v2/project/{appid}/rtm/vendor/channel_events events.c
@@ -14,7 +16,8 @@
  *
  * Every vendor request goes: route (404/405) → app (400 malformed, 404
  * unknown) → credentials (401) → the endpoint's rate bucket through the
- * store (429; nothing consumed) → the endpoint. Every JSON answer has its
+ * store (429; nothing consumed) → the endpoint. The admin listener serves
+ * /healthz, /readyz and /metrics only. Every JSON answer has its
  * keys in alphabetical order and carries request_id (also X-Request-ID).
  */
 #ifndef RTMD_API_API_H
@@ -30,7 +33,7 @@
 #include "store/store.h"
 
 /* Answers counted for /metrics, by these codes. */
-#define RTMD_API_COUNTED_CODES 12
+#define RTMD_API_COUNTED_CODES 14
 
 /* The API's context: what its files share, passed explicitly (each call
  * points to it; rtmd_api_handle finds it in server->request_ctx, which main

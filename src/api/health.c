@@ -1,5 +1,6 @@
 /*
- * health.c — GET /healthz and GET /metrics (Prometheus text format).
+ * health.c — GET /healthz, GET /readyz and GET /metrics (Prometheus text
+ * format).
  */
 #include <stdio.h>
 
@@ -12,7 +13,8 @@
  * one succeeds again, or, with the redis backend, while Redis cannot serve
  * every slot (a master unreachable, slots unassigned), naming the cause and
  * the records it owes. */
-void api_healthz(struct rtmd_api *api, struct rtmd_http_request *req)
+/* Answers 503 and returns true when the store cannot write. */
+static bool store_unavailable(struct rtmd_api *api, struct rtmd_http_request *req)
 {
     struct rtmd_store_stats st;
     memset(&st, 0, sizeof(st));
@@ -30,13 +32,37 @@ void api_healthz(struct rtmd_api *api, struct rtmd_http_request *req)
                      st.write_error == -ENOSPC ? "disk full" : rtmd_strerror(st.write_error),
                      (unsigned long long)st.owed_records);
         api_respond_req_error(api, req, 503, "unavailable", msg);
-        return;
+        return true;
     }
+    return false;
+}
+
+static void respond_status(struct rtmd_api *api, struct rtmd_http_request *req, const char *status)
+{
     struct rtmd_buf *b = api_body_buf(api);
-    rtmd_buf_printf(b, "{\"request_id\":\"%s\",\"result\":\"success\",\"status\":\"ok\"}",
-                    req->request_id);
+    rtmd_buf_printf(b, "{\"request_id\":\"%s\",\"result\":\"success\",\"status\":\"%s\"}",
+                    req->request_id, status);
     api_count_status(api, 200);
     rtmd_http_respond_json(req, 200, rtmd_str_make(b->data, b->len));
+}
+
+void api_healthz(struct rtmd_api *api, struct rtmd_http_request *req)
+{
+    if (!store_unavailable(api, req))
+        respond_status(api, req, "ok");
+}
+
+/* /healthz's answer, and 503 once the server stopped accepting (a drain or
+ * a shutdown), so a load balancer takes the node out before it goes. */
+void api_readyz(struct rtmd_api *api, struct rtmd_http_request *req)
+{
+    if (api->server->stopping) {
+        api_respond_req_error(api, req, 503, "unavailable",
+                              "shutting down: this node accepts no new connections");
+        return;
+    }
+    if (!store_unavailable(api, req))
+        respond_status(api, req, "ready");
 }
 
 static const char *const log_names[RTMD_EVLOG_KINDS] = {"user", "channel"};

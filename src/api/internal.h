@@ -74,6 +74,16 @@ bool api_bool_field(struct api_call *call, const struct cJSON *obj, const char *
 /* Writes the §3.3-style success envelope tail: ,"request_id":"..","result":"success"} */
 void api_json_tail(struct rtmd_json *j, const struct rtmd_http_request *req);
 void api_healthz(struct rtmd_api *api, struct rtmd_http_request *req);
+/* 200 while rtmd takes work: the store writes and the server is not
+ * stopping (draining); else 503 naming why. */
+void api_readyz(struct rtmd_api *api, struct rtmd_http_request *req);
+/* CORS (cors.c): adds the headers every REST answer carries; returns the
+ * listed origin that matched req's Origin, or NULL (none, or not listed). */
+const char *api_cors_headers(struct rtmd_api *api, struct rtmd_http_request *req);
+/* Answers OPTIONS on a REST path whose methods are allow ("GET", "POST");
+ * listed: what api_cors_headers() returned for it. */
+void api_cors_preflight(struct rtmd_api *api, struct rtmd_http_request *req, const char *allow,
+                        const char *listed);
 void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req);
 
 /* The codes counted in rtmd_api.by_code, in order. */

@@ -39,8 +39,8 @@ static const struct rtmd_app unknown_app_ = {
     .has_certificate = true,
 };
 
-const int api_counted_codes[RTMD_API_COUNTED_CODES] = {200, 400, 401, 404, 405, 408,
-                                                       410, 413, 429, 431, 500, 503};
+const int api_counted_codes[RTMD_API_COUNTED_CODES] = {200, 204, 400, 401, 403, 404, 405,
+                                                       408, 410, 413, 429, 431, 500, 503};
 
 void api_count_status(struct rtmd_api *api, int status)
 {
@@ -180,6 +180,7 @@ static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
     struct rtmd_str below =
         slash ? rtmd_str_make(slash + 1, rest.len - appid.len - 1) : rtmd_str_make(NULL, 0);
 
+    const char *cors_origin = api_cors_headers(api, req); /* on every answer, errors included */
     const struct api_route *route = NULL;
     bool path_known = false;
     struct rtmd_str params[API_MAX_PARAMS] = {{0}};
@@ -198,6 +199,10 @@ static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
     }
     if (!path_known) {
         api_respond_req_error(api, req, 404, "not_found", "no such endpoint");
+        return;
+    }
+    if (req->method == HTTP_OPTIONS) {
+        api_cors_preflight(api, req, allow, cors_origin);
         return;
     }
     /* HEAD of a vendor route is refused too: its GET would consume events. */
@@ -254,10 +259,54 @@ static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
         api_respond_store_error(call, r);
 }
 
+/* GET (or HEAD) /healthz, /readyz and /metrics, on every listener;
+ * /metrics takes a customer's Basic auth except on the admin listener.
+ * False when path is none of them. */
+static bool handle_ops(struct rtmd_api *api, struct rtmd_http_request *req, bool admin)
+{
+    struct rtmd_str path = req->path;
+    enum { HEALTHZ, READYZ, METRICS } which;
+    if (rtmd_str_eq_cstr(path, "/healthz"))
+        which = HEALTHZ;
+    else if (rtmd_str_eq_cstr(path, "/readyz"))
+        which = READYZ;
+    else if (rtmd_str_eq_cstr(path, "/metrics"))
+        which = METRICS;
+    else
+        return false;
+    /* HEAD is answered as GET (http.c leaves the body out). */
+    if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
+        method_not_allowed(api, req, "GET, HEAD");
+        return true;
+    }
+    if (which == METRICS && !admin) {
+        /* No WWW-Authenticate, as on the REST API: a browser would ask for
+         * the credentials and then send them with any request a page makes. */
+        const char *why = "/metrics takes a customer's Basic auth here";
+        struct rtmd_str auth = rtmd_http_header(req, "Authorization");
+        if (!auth.p || !rtmd_auth_customer(api->cfg, auth, &why)) {
+            api_respond_req_error(api, req, 401, "unauthorized", why);
+            return true;
+        }
+    }
+    switch (which) {
+    case HEALTHZ: api_healthz(api, req); break;
+    case READYZ: api_readyz(api, req); break;
+    case METRICS: api_metrics(api, req); break;
+    }
+    return true;
+}
+
 void rtmd_api_handle(struct rtmd_http_request *req)
 {
     struct rtmd_api *api = req->conn->server->request_ctx;
     struct rtmd_str path = req->path;
+    if (req->conn->listener->admin) {
+        if (!handle_ops(api, req, true))
+            api_respond_req_error(api, req, 404, "not_found",
+                                  "the admin listener serves /metrics, /healthz and /readyz only");
+        return;
+    }
     if (path.len > sizeof(project_prefix) - 1 &&
         memcmp(path.p, project_prefix, sizeof(project_prefix) - 1) == 0) {
         handle_project(api, req,
@@ -273,18 +322,8 @@ void rtmd_api_handle(struct rtmd_http_request *req)
         rtmd_ws_accept(req);
         return;
     }
-    if (rtmd_str_eq_cstr(path, "/healthz") || rtmd_str_eq_cstr(path, "/metrics")) {
-        /* HEAD is answered as GET (http.c leaves the body out). */
-        if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
-            method_not_allowed(api, req, "GET, HEAD");
-            return;
-        }
-        if (rtmd_str_eq_cstr(path, "/healthz"))
-            api_healthz(api, req);
-        else
-            api_metrics(api, req);
+    if (handle_ops(api, req, false))
         return;
-    }
     api_respond_req_error(api, req, 404, "not_found", "no such endpoint");
 }
 

@@ -3,6 +3,8 @@
 #include "auth/basic.h"
 #include "auth/token.h"
 
+#include <openssl/crypto.h>
+
 static bool starts_with_ci(struct rtmd_str s, const char *prefix, struct rtmd_str *rest)
 {
     size_t n = strlen(prefix);
@@ -12,23 +14,33 @@ static bool starts_with_ci(struct rtmd_str s, const char *prefix, struct rtmd_st
     return true;
 }
 
+const struct rtmd_customer *rtmd_auth_customer(const struct rtmd_config *cfg,
+                                               struct rtmd_str header, const char **why)
+{
+    char id[128], secret[256];
+    if (rtmd_auth_basic_parse(header, id, sizeof(id), secret, sizeof(secret)) < 0) {
+        *why = "malformed Basic credentials";
+        return NULL;
+    }
+    const struct rtmd_customer *cust = rtmd_config_customer(cfg, rtmd_str_cstr(id));
+    /* Compare even for an unknown customer, so timing does not tell which IDs exist. */
+    bool ok = rtmd_auth_secret_equal(rtmd_str_cstr(secret), cust ? cust->secret : "");
+    OPENSSL_cleanse(secret, sizeof(secret));
+    if (!cust || !ok) {
+        *why = "invalid customer ID or secret";
+        return NULL;
+    }
+    return cust;
+}
+
 /* Basic credentials in header (`Basic <b64>`). A customer whose secret
  * matches is reported in out->customer even when it does not own the app. */
 static int basic(const struct rtmd_config *cfg, const struct rtmd_app *app, struct rtmd_str header,
                  struct rtmd_principal *out, const char **why)
 {
-    char id[128], secret[256];
-    if (rtmd_auth_basic_parse(header, id, sizeof(id), secret, sizeof(secret)) < 0) {
-        *why = "malformed Basic credentials";
+    const struct rtmd_customer *cust = rtmd_auth_customer(cfg, header, why);
+    if (!cust)
         return RTMD_EAUTH;
-    }
-    const struct rtmd_customer *cust = rtmd_config_customer(cfg, rtmd_str_cstr(id));
-    /* Compare even for an unknown customer, so timing does not tell which IDs exist. */
-    bool ok = rtmd_auth_secret_equal(rtmd_str_cstr(secret), cust ? cust->secret : "");
-    if (!cust || !ok) {
-        *why = "invalid customer ID or secret";
-        return RTMD_EAUTH;
-    }
     out->customer = cust;
     for (size_t i = 0; i < cust->n_apps; i++) {
         if (cust->apps[i] == app) {

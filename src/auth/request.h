@@ -46,4 +46,10 @@ int rtmd_auth_request(const struct rtmd_config *cfg, const struct rtmd_app *app,
                       const struct rtmd_credentials *cred, uint64_t now_s,
                       struct rtmd_principal *out, const char **why);
 
+/* The customer that `Authorization: Basic ...` (header, the header's value)
+ * names with its secret, whichever apps it has (GET /metrics on the main
+ * listeners), or NULL with *why set to a static message. */
+const struct rtmd_customer *rtmd_auth_customer(const struct rtmd_config *cfg,
+                                               struct rtmd_str header, const char **why);
+
 #endif

@@ -66,8 +66,10 @@ int rtmd_firstrun_prepare(bool *created, char *err, size_t errlen)
     random_hex(secret, 16);
     struct rtmd_buf b;
     rtmd_buf_init(&b, 1 << 20);
-    if (rtmd_config_write_sample(&b, "0.0.0.0:8443@default", data_dir, cust, secret, app, cert) <
-        0) {
+    /* Loopback: the demo's credentials are printed on the terminal, and the
+     * server it starts is for trying rtmd on this machine. Serving other
+     * machines is a choice made by editing listen. */
+    if (rtmd_config_write_sample(&b, RTMD_FIRSTRUN_LISTEN, data_dir, cust, secret, app, cert) < 0) {
         rtmd_buf_free(&b);
         snprintf(err, errlen, "cannot build the default config");
         return -1;
@@ -84,7 +86,7 @@ int rtmd_firstrun_prepare(bool *created, char *err, size_t errlen)
     return 0;
 }
 
-void rtmd_firstrun_banner(const struct rtmd_config *cfg, const char *bound, bool created)
+void rtmd_firstrun_banner(const struct rtmd_config *cfg, const char *bound, bool tls, bool created)
 {
     const struct rtmd_customer *cust = cfg->n_customers ? cfg->customers[0] : NULL;
     const struct rtmd_app *app = NULL;
@@ -92,12 +94,17 @@ void rtmd_firstrun_banner(const struct rtmd_config *cfg, const char *bound, bool
         app = cust->apps[0];
     else if (cfg->n_apps)
         app = cfg->apps[0];
-    const char *scheme = cfg->tls ? "https" : "http";
+    const char *scheme = tls ? "https" : "http";
+    /* The URLs name the address bound; a wildcard one (all interfaces, after
+     * an edit of listen) is reached from here on loopback. */
     char host[96];
     snprintf(host, sizeof(host), "%s", bound);
     if (strncmp(host, "0.0.0.0:", 8) == 0) {
         memmove(host + 9, host + 7, strlen(host + 7) + 1);
         memcpy(host, "127.0.0.1", 9);
+    } else if (strncmp(host, "[::]:", 5) == 0) {
+        memmove(host + 5, host + 4, strlen(host + 4) + 1);
+        memcpy(host, "[::1]", 5);
     }
     printf("rtmd %s %s\n", RTMD_VERSION, created ? "first run: created rtmd-data/" : "");
     printf("  config       %s\n", cfg->path);
@@ -111,13 +118,12 @@ void rtmd_firstrun_banner(const struct rtmd_config *cfg, const char *bound, bool
         printf("  Customer ID  %s\n", cust->id);
         printf("  Secret       %s\n", cust->secret);
     }
-    printf("  listening    %s://%s (WebSocket: %s://%s/v1/rtm)\n", scheme, host,
-           cfg->tls ? "wss" : "ws", host);
+    printf("  listening    %s://%s (WebSocket: %s://%s/v1/rtm)%s\n", scheme, host,
+           tls ? "wss" : "ws", host, strcmp(host, bound) ? " on every interface" : "");
     if (app && cust)
         printf("Read the user events:\n  curl %s-u %s:%s %s://%s/dev/v2/project/%s/rtm/vendor/"
                "user_events\n",
-               cfg->tls && !cfg->tls_cert ? "-k " : "", cust->id, cust->secret, scheme, host,
-               app->id);
+               tls && !cfg->tls_cert ? "-k " : "", cust->id, cust->secret, scheme, host, app->id);
     if (app && app->has_certificate)
         printf("Make a client token:\n  rtmd token --appid %s --certificate %s --uid alice\n",
                app->id, app->certificate);

@@ -15,12 +15,14 @@
 
 #define RTMD_DEFAULT_DATA_DIR "rtmd-data"
 #define RTMD_DEFAULT_CONFIG   "rtmd-data/rtmd.conf"
+#define RTMD_FIRSTRUN_LISTEN  "127.0.0.1:8443@default" /* written into the first config */
 
 /* Creates the default data dir and config unless they exist. Sets *created
  * when it made them. 0, or -1 with a message in err. */
 int rtmd_firstrun_prepare(bool *created, char *err, size_t errlen);
-/* Prints the demo credentials and a curl line for cfg (after it loaded). */
-void rtmd_firstrun_banner(const struct rtmd_config *cfg, const char *bound, bool created);
+/* Prints the demo credentials and a curl line for cfg (after it loaded),
+ * for the first listener: bound is its address, tls whether it serves TLS. */
+void rtmd_firstrun_banner(const struct rtmd_config *cfg, const char *bound, bool tls, bool created);
 /* mkdir -p with mode 0700. */
 int rtmd_mkdirs(const char *path);
 

@@ -76,14 +76,15 @@ static const struct section_info sections[SEC_COUNT] = {
 };
 
 enum opt_type {
-    T_U32,    /* decimal, min..max */
-    T_BOOL,   /* on/off and friends */
-    T_ENUM,   /* one of choices */
-    T_STRING, /* min..max bytes, optional validator */
-    T_LISTEN, /* list of ADDR:PORT@REGION */
-    T_SECRET, /* customer secret */
-    T_APPS,   /* list of App IDs */
-    T_CERT,   /* App Certificate */
+    T_U32,     /* decimal, min..max */
+    T_BOOL,    /* on/off and friends */
+    T_ENUM,    /* one of choices */
+    T_STRING,  /* min..max bytes, optional validator */
+    T_LISTEN,  /* list of ADDR:PORT@REGION[/tls|/plain] */
+    T_ORIGINS, /* list of origins, or `*` */
+    T_SECRET,  /* customer secret */
+    T_APPS,    /* list of App IDs */
+    T_CERT,    /* App Certificate */
 };
 
 struct choice {
@@ -128,6 +129,7 @@ _Static_assert(sizeof(enum rtmd_store_sync) == sizeof(int), "enum fields are sto
 
 static int validate_redis_url(struct parser *ps, const struct opt *o, struct rtmd_str v);
 static int validate_node_id(struct parser *ps, const struct opt *o, struct rtmd_str v);
+static int validate_admin_listen(struct parser *ps, const struct opt *o, struct rtmd_str v);
 
 #define CFG(field) offsetof(struct rtmd_config, field)
 #define LIMIT(key, dflt, lo, hi, text)                                                             \
@@ -146,16 +148,22 @@ static const struct opt options[] = {
      .type_doc = "list",
      .bounds =
          "ADDR is IPv4 or `[IPv6]`; PORT 0..65535 (0: any free port); REGION 1..31 characters "
-         "`[A-Za-z0-9_-]`, `default` when `@REGION` is left out; at most " STR(
-             RTMD_LISTENERS_MAX) " listeners and " STR(RTMD_REGIONS_MAX) " regions",
-     .doc = "Where to serve, as `ADDR:PORT@REGION`; each region reads the event logs on its own"},
+         "`[A-Za-z0-9_-]`, `default` when `@REGION` is left out; `/tls` or `/plain`, or "
+         "neither (then `tls` decides); at most " STR(RTMD_LISTENERS_MAX) " listeners and " STR(
+             RTMD_REGIONS_MAX) " regions",
+     .doc = "Where to serve, as `ADDR:PORT@REGION/tls` or `ADDR:PORT@REGION/plain`; each region "
+            "reads the event logs on its own. A listener serves HTTPS/WSS with `/tls`, plain "
+            "HTTP/WS with `/plain`, and as `tls` says without either, so one process can serve a "
+            "public `wss://` listener and an internal plain one (with one certificate, "
+            "`tls_cert`)"},
     {.section = SEC_SERVER,
      .name = "tls",
      .type = T_BOOL,
      .offset = CFG(tls),
      .def = "on",
      .choices = bool_choices,
-     .doc = "HTTPS/WSS; `off` serves plain HTTP/WS (behind a TLS proxy, or in tests)"},
+     .doc = "HTTPS/WSS on the listeners that say neither `/tls` nor `/plain`; `off` serves "
+            "them plain HTTP/WS (behind a TLS proxy, or in tests)"},
     {.section = SEC_SERVER,
      .name = "tls_cert",
      .type = T_STRING,
@@ -175,6 +183,42 @@ static const struct opt options[] = {
      .type_doc = "path",
      .bounds = "1.." STR(PATH_MAX_LEN) " bytes; with `tls_cert`",
      .doc = "PEM private key of `tls_cert`"},
+    {.section = SEC_SERVER,
+     .name = "admin_listen",
+     .type = T_STRING,
+     .offset = CFG(admin_listen),
+     .min = 1,
+     .max = 64,
+     .validate = validate_admin_listen,
+     .type_doc = "address",
+     .bounds = "`ADDR:PORT` (ADDR IPv4 or `[IPv6]`, PORT 0..65535), or `off`",
+     .doc = "An operators' listener serving only `GET /metrics`, `/healthz` and `/readyz`, in "
+            "plain HTTP and without credentials (on the main listeners `/metrics` takes a "
+            "customer's Basic auth). Keep it on loopback or an internal network, e.g. "
+            "`127.0.0.1:9464`. Off by default, so that two processes on one host never fight "
+            "over its port"},
+    {.section = SEC_SERVER,
+     .name = "allowed_origins",
+     .type = T_ORIGINS,
+     .offset = CFG(allowed_origins),
+     .def = "*",
+     .type_doc = "list",
+     .bounds = "`*`, or 1.." STR(RTMD_ORIGINS_MAX) " origins `scheme://host[:port]` of 1.." STR(
+         RTMD_ORIGIN_MAX) " bytes (no path)",
+     .doc = "Web pages that may open a WebSocket session: an upgrade whose `Origin` header is "
+            "not listed is answered 403; one without `Origin` (a native app, a server) is "
+            "allowed. Compared exactly, ASCII case aside (a default port may be written or "
+            "not); `*` allows any"},
+    {.section = SEC_SERVER,
+     .name = "cors_origins",
+     .type = T_ORIGINS,
+     .offset = CFG(cors_origins),
+     .type_doc = "list",
+     .bounds = "`*`, or 1.." STR(RTMD_ORIGINS_MAX) " origins `scheme://host[:port]` of 1.." STR(
+         RTMD_ORIGIN_MAX) " bytes (no path)",
+     .doc = "Web pages that may call the REST API (CORS): their answers carry "
+            "`Access-Control-Allow-Origin`, and their preflight `OPTIONS` is answered 204; a "
+            "preflight from another origin is answered 403. None by default"},
     {.section = SEC_SERVER,
      .name = "data_dir",
      .type = T_STRING,
@@ -214,7 +258,9 @@ static const struct opt options[] = {
      .min = 1,
      .max = PATH_MAX_LEN,
      .type_doc = "path",
-     .doc = "Written with the bound addresses once rtmd serves (for scripts that use port 0)"},
+     .doc = "Written once rtmd serves (for scripts that use port 0), one line each: `pid PID`, "
+            "`listen REGION ADDR:PORT tls` (or `plain`) per listener, `admin ADDR:PORT` for "
+            "`admin_listen`"},
     {.section = SEC_SERVER,
      .name = "log_level",
      .type = T_ENUM,
@@ -540,7 +586,7 @@ static const struct opt *find_opt_anywhere(const char *name)
 
 static bool opt_is_list(const struct opt *o)
 {
-    return o->type == T_LISTEN || o->type == T_APPS;
+    return o->type == T_LISTEN || o->type == T_APPS || o->type == T_ORIGINS;
 }
 
 static uint32_t *u32_field(struct rtmd_config *cfg, const struct opt *o)
@@ -596,32 +642,21 @@ static int region_index(struct parser *ps, const struct opt *o, struct rtmd_str 
     return 0;
 }
 
-/* One ADDR:PORT@REGION item of listen. */
-static int add_listener(struct parser *ps, const struct opt *o, struct rtmd_str item)
+/* ADDR:PORT (ADDR numeric IPv4 or [IPv6]) into l's host and port; item
+ * (the whole list item) and form ("ADDR:PORT@REGION") are for messages. */
+static int parse_addr(struct parser *ps, const struct opt *o, struct rtmd_str item,
+                      struct rtmd_str hostport, const char *form, struct rtmd_listener_config *l)
 {
-    struct rtmd_config *cfg = ps->cfg;
     char q[QUOTE_MAX];
     int line = ps->lineno;
-    struct rtmd_str region = RTMD_STR_LIT("default");
-    struct rtmd_str hostport = item;
-    const char *at = memchr(item.p, '@', item.len);
-    if (at) {
-        hostport.len = (size_t)(at - item.p);
-        region = rtmd_str_make(at + 1, item.len - hostport.len - 1);
-        if (!name_valid(region, RTMD_REGION_MAX - 1))
-            return config_fail(ps, line, o->name,
-                               "%s: region must be 1..%d characters [A-Za-z0-9_-]", quote(q, item),
-                               RTMD_REGION_MAX - 1);
-    }
-
     struct rtmd_str host, port;
     int family;
     if (hostport.len && hostport.p[0] == '[') {
         const char *rb = memchr(hostport.p, ']', hostport.len);
         const char *end = hostport.p + hostport.len;
         if (!rb || rb + 1 >= end || rb[1] != ':')
-            return config_fail(ps, line, o->name, "%s: expected [IPV6]:PORT@REGION",
-                               quote(q, item));
+            return config_fail(ps, line, o->name, "%s: expected [IPV6]:PORT%s", quote(q, item),
+                               form);
         host = rtmd_str_make(hostport.p + 1, (size_t)(rb - hostport.p - 1));
         port = rtmd_str_make(rb + 2, (size_t)(end - rb - 2));
         family = AF_INET6;
@@ -630,7 +665,7 @@ static int add_listener(struct parser *ps, const struct opt *o, struct rtmd_str 
         while (colon > 0 && hostport.p[colon - 1] != ':')
             colon--;
         if (colon == 0)
-            return config_fail(ps, line, o->name, "%s: expected ADDR:PORT@REGION", quote(q, item));
+            return config_fail(ps, line, o->name, "%s: expected ADDR:PORT%s", quote(q, item), form);
         host = rtmd_str_make(hostport.p, colon - 1);
         port = rtmd_str_make(hostport.p + colon, hostport.len - colon);
         if (memchr(host.p, ':', host.len))
@@ -639,22 +674,58 @@ static int add_listener(struct parser *ps, const struct opt *o, struct rtmd_str 
                                quote(q, item));
         family = AF_INET;
     }
-
-    struct rtmd_listener_config l;
-    memset(&l, 0, sizeof(l));
     unsigned char addr[16];
-    if (host.len == 0 || host.len >= sizeof(l.host))
+    if (host.len == 0 || host.len >= sizeof(l->host))
         return config_fail(ps, line, o->name, "%s: not a numeric IPv4 or [IPv6] address",
                            quote(q, item));
-    memcpy(l.host, host.p, host.len);
-    l.host[host.len] = '\0';
-    if (inet_pton(family, l.host, addr) != 1)
+    memcpy(l->host, host.p, host.len);
+    l->host[host.len] = '\0';
+    if (inet_pton(family, l->host, addr) != 1)
         return config_fail(ps, line, o->name, "%s: not a numeric %s address", quote(q, item),
                            family == AF_INET ? "IPv4 (or [IPv6])" : "IPv6");
     uint64_t pn;
     if (rtmd_str_to_u64(port, 65535, &pn) != 0)
         return config_fail(ps, line, o->name, "%s: port must be 0..65535", quote(q, item));
-    l.port = (uint16_t)pn;
+    l->port = (uint16_t)pn;
+    return 0;
+}
+
+/* One ADDR:PORT@REGION[/tls|/plain] item of listen. Whether a listener
+ * without /tls or /plain serves TLS is settled once the file is read
+ * (finish()): [server] tls may come after listen. */
+static int add_listener(struct parser *ps, const struct opt *o, struct rtmd_str item)
+{
+    struct rtmd_config *cfg = ps->cfg;
+    char q[QUOTE_MAX];
+    int line = ps->lineno;
+    struct rtmd_listener_config l;
+    memset(&l, 0, sizeof(l));
+    struct rtmd_str rest = item;
+    const char *slash = memchr(item.p, '/', item.len);
+    if (slash) {
+        rest.len = (size_t)(slash - item.p);
+        struct rtmd_str suffix = rtmd_str_make(slash + 1, item.len - rest.len - 1);
+        if (ascii_ieq(suffix, "tls"))
+            l.tls = true;
+        else if (!ascii_ieq(suffix, "plain"))
+            return config_fail(ps, line, o->name, "%s: after '/' comes tls or plain",
+                               quote(q, item));
+        l.tls_given = true;
+    }
+    struct rtmd_str region = RTMD_STR_LIT("default");
+    struct rtmd_str hostport = rest;
+    const char *at = memchr(rest.p, '@', rest.len);
+    if (at) {
+        hostport.len = (size_t)(at - rest.p);
+        region = rtmd_str_make(at + 1, rest.len - hostport.len - 1);
+        if (!name_valid(region, RTMD_REGION_MAX - 1))
+            return config_fail(ps, line, o->name,
+                               "%s: region must be 1..%d characters [A-Za-z0-9_-]", quote(q, item),
+                               RTMD_REGION_MAX - 1);
+    }
+    int rc = parse_addr(ps, o, item, hostport, "@REGION", &l);
+    if (rc)
+        return rc;
     memcpy(l.region, region.p, region.len);
     l.region[region.len] = '\0';
 
@@ -666,11 +737,123 @@ static int add_listener(struct parser *ps, const struct opt *o, struct rtmd_str 
     if (cfg->n_listeners == RTMD_LISTENERS_MAX)
         return config_fail(ps, line, o->name, "%s: more than %d listeners", quote(q, item),
                            RTMD_LISTENERS_MAX);
-    int rc = region_index(ps, o, item, region, &l.region_index);
+    rc = region_index(ps, o, item, region, &l.region_index);
     if (rc)
         return rc;
     cfg->listeners[cfg->n_listeners++] = l;
     return 0;
+}
+
+static int validate_admin_listen(struct parser *ps, const struct opt *o, struct rtmd_str v)
+{
+    struct rtmd_config *cfg = ps->cfg;
+    memset(&cfg->admin, 0, sizeof(cfg->admin));
+    cfg->admin_enabled = false;
+    if (ascii_ieq(v, "off"))
+        return 0;
+    if (memchr(v.p, '@', v.len) || memchr(v.p, '/', v.len)) {
+        char q[QUOTE_MAX];
+        return config_fail(ps, ps->lineno, o->name,
+                           "%s: expected ADDR:PORT (no region; always plain HTTP)", quote(q, v));
+    }
+    int rc = parse_addr(ps, o, v, v, "", &cfg->admin);
+    if (rc)
+        return rc;
+    snprintf(cfg->admin.region, sizeof(cfg->admin.region), "admin");
+    cfg->admin_enabled = true;
+    return 0;
+}
+
+static bool scheme_char(char c, bool first)
+{
+    bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    return alpha || (!first && ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.'));
+}
+
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* One item of allowed_origins or cors_origins: `*`, or an origin as a
+ * browser sends it in Origin (scheme://host[:port], no path), kept in lower
+ * case with a default port (http 80, https 443) left out, as browsers do. */
+static int add_origin(struct parser *ps, const struct opt *o, struct rtmd_str item)
+{
+    struct rtmd_origins *list = (struct rtmd_origins *)(void *)((char *)ps->cfg + o->offset);
+    char q[QUOTE_MAX];
+    if (rtmd_str_eq_cstr(item, "*")) {
+        list->any = true;
+        return 0;
+    }
+    size_t i = 0;
+    while (i < item.len && scheme_char(item.p[i], i == 0))
+        i++;
+    bool ok = i > 0 && item.len - i > 3 && memcmp(item.p + i, "://", 3) == 0;
+    struct rtmd_str scheme = rtmd_str_make(item.p, i);
+    size_t host_at = i + 3, h = host_at;
+    if (ok && item.p[h] == '[') {
+        h++;
+        while (h < item.len && item.p[h] && strchr("0123456789abcdefABCDEF:.", item.p[h]))
+            h++;
+        ok = h < item.len && item.p[h] == ']' && h > host_at + 1;
+        h++;
+    } else {
+        while (ok && h < item.len && (name_char(item.p[h]) || item.p[h] == '.'))
+            h++;
+        ok = ok && h > host_at;
+    }
+    size_t host_end = h;
+    uint64_t port = 0;
+    if (ok && h < item.len) {
+        ok = item.p[h] == ':' &&
+             rtmd_str_to_u64(rtmd_str_make(item.p + h + 1, item.len - h - 1), 65535, &port) == 0 &&
+             port > 0;
+    }
+    if (!ok || item.len > RTMD_ORIGIN_MAX)
+        return config_fail(ps, ps->lineno, o->name,
+                           "%s: an origin is scheme://host[:port] of at most %d bytes, with no "
+                           "path or trailing '/' (or * for any)",
+                           quote(q, item), RTMD_ORIGIN_MAX);
+    bool default_port =
+        (port == 80 && ascii_ieq(scheme, "http")) || (port == 443 && ascii_ieq(scheme, "https"));
+    size_t len = default_port ? host_end : item.len;
+    char *canon = rtmd_malloc(len + 1);
+    for (size_t k = 0; k < len; k++)
+        canon[k] = ascii_lower(item.p[k]);
+    canon[len] = '\0';
+    for (size_t k = 0; k < list->n; k++) {
+        if (strcmp(list->items[k], canon) == 0) { /* listed twice: counts once */
+            rtmd_free(canon);
+            return 0;
+        }
+    }
+    if (list->n == RTMD_ORIGINS_MAX) {
+        rtmd_free(canon);
+        return config_fail(ps, ps->lineno, o->name, "%s: more than %d origins", quote(q, item),
+                           RTMD_ORIGINS_MAX);
+    }
+    list->items = grow_for(list->items, list->n, sizeof(*list->items));
+    list->items[list->n++] = canon;
+    return 0;
+}
+
+static void origins_clear(struct rtmd_origins *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        rtmd_free(list->items[i]);
+    rtmd_free(list->items);
+    memset(list, 0, sizeof(*list));
+}
+
+const char *rtmd_origins_match(const struct rtmd_origins *list, struct rtmd_str origin)
+{
+    if (list->any)
+        return "*";
+    for (size_t i = 0; i < list->n; i++)
+        if (rtmd_str_ieq(origin, rtmd_str_cstr(list->items[i])))
+            return list->items[i];
+    return NULL;
 }
 
 /* Finds or creates the app; a new app has no certificate and no section. */
@@ -721,7 +904,9 @@ static int set_list(struct parser *ps, const struct opt *o, struct rtmd_str v)
             j++;
         struct rtmd_str item = trim(rtmd_str_make(v.p + i, j - i));
         if (item.len) {
-            int rc = o->type == T_LISTEN ? add_listener(ps, o, item) : add_app(ps, o, item);
+            int rc = o->type == T_LISTEN    ? add_listener(ps, o, item)
+                     : o->type == T_ORIGINS ? add_origin(ps, o, item)
+                                            : add_app(ps, o, item);
             if (rc)
                 return rc;
         }
@@ -783,6 +968,8 @@ static int set_value(struct parser *ps, const struct opt *o, struct rtmd_str v, 
         /* The file's listen replaces the default; later lines add to it. */
         cfg->n_listeners = 0;
         cfg->n_regions = 0;
+    } else if (!continuation && *first == 0 && o->type == T_ORIGINS) {
+        origins_clear((struct rtmd_origins *)(void *)((char *)cfg + o->offset));
     }
     if (*first == 0)
         *first = ps->lineno;
@@ -819,6 +1006,7 @@ static int set_value(struct parser *ps, const struct opt *o, struct rtmd_str v, 
         return 0;
     }
     case T_LISTEN:
+    case T_ORIGINS:
     case T_APPS: return set_list(ps, o, v);
     case T_SECRET: {
         bool ok = v.len >= SECRET_MIN && v.len <= SECRET_MAX;
@@ -1153,6 +1341,26 @@ static void finish(struct parser *ps)
         return;
     }
 
+    cfg->any_tls = false;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct rtmd_listener_config *l = &cfg->listeners[i];
+        if (!l->tls_given)
+            l->tls = cfg->tls;
+        cfg->any_tls |= l->tls;
+    }
+    if (cfg->admin_enabled) {
+        for (size_t i = 0; i < cfg->n_listeners; i++) {
+            const struct rtmd_listener_config *l = &cfg->listeners[i];
+            if (l->port == cfg->admin.port && l->port != 0 &&
+                strcmp(l->host, cfg->admin.host) == 0) {
+                const struct opt *al = find_opt(SEC_SERVER, "admin_listen");
+                config_fail(ps, ps->opt_line[opt_index(al)], al->name, "%s:%u is also in listen",
+                            l->host, (unsigned)l->port);
+                return;
+            }
+        }
+    }
+
     const struct opt *cert = find_opt(SEC_SERVER, "tls_cert");
     const struct opt *key = find_opt(SEC_SERVER, "tls_key");
     if (cfg->tls_cert && !cfg->tls_key) {
@@ -1350,6 +1558,9 @@ void rtmd_config_free(struct rtmd_config *cfg)
     rtmd_free(cfg->tls_key);
     rtmd_free(cfg->data_dir);
     rtmd_free(cfg->ready_file);
+    rtmd_free(cfg->admin_listen);
+    origins_clear(&cfg->allowed_origins);
+    origins_clear(&cfg->cors_origins);
     rtmd_free(cfg->redis_url);
     rtmd_free(cfg->node_name);
     rtmd_free(cfg);

@@ -27,6 +27,8 @@
 #define RTMD_CONFIG_EXIT     2             /* exit status for a bad config */
 #define RTMD_NODE_ID_MAX     33            /* bytes in a node id, with the NUL */
 #define RTMD_NODE_ID_MAX_STR 32
+#define RTMD_ORIGINS_MAX     64  /* origins in allowed_origins or cors_origins */
+#define RTMD_ORIGIN_MAX      255 /* bytes in one origin */
 
 struct rtmd_customer;
 
@@ -53,6 +55,16 @@ struct rtmd_listener_config {
     uint16_t port; /* 0: any free port (the bound port goes to ready_file) */
     char region[RTMD_REGION_MAX];
     uint32_t region_index; /* index into rtmd_config.regions */
+    bool tls;              /* serves TLS: its /tls or /plain, else [server] tls */
+    bool tls_given;        /* /tls or /plain was written */
+};
+
+/* A list of origins (scheme://host[:port], scheme and host in lower case,
+ * a default port left out) or `*`. */
+struct rtmd_origins {
+    char **items;
+    size_t n;
+    bool any; /* `*` was listed */
 };
 
 enum rtmd_store_backend { RTMD_STORE_EMBEDDED = 0, RTMD_STORE_REDIS = 1 };
@@ -94,7 +106,8 @@ struct rtmd_config {
     size_t n_listeners;
     char regions[RTMD_REGIONS_MAX][RTMD_REGION_MAX]; /* distinct names, in order of first use */
     size_t n_regions;
-    bool tls;
+    bool tls;       /* the default of listeners without /tls or /plain */
+    bool any_tls;   /* some listener serves TLS (a certificate is loaded) */
     char *tls_cert; /* NULL: self-signed pair in data_dir */
     char *tls_key;
     char *data_dir;
@@ -103,6 +116,11 @@ struct rtmd_config {
     bool reuse_port;  /* SO_REUSEPORT on the listeners (redis backend only) */
     char *ready_file; /* NULL, or a file written with the bound addresses once serving */
     enum rtmd_log_level log_level;
+    char *admin_listen;                  /* as written, or NULL */
+    bool admin_enabled;                  /* admin_listen names an address (not off) */
+    struct rtmd_listener_config admin;   /* /metrics, /healthz, /readyz: plain HTTP, no auth */
+    struct rtmd_origins allowed_origins; /* WebSocket upgrades: default any */
+    struct rtmd_origins cors_origins;    /* REST CORS: default none */
 
     /* [store] */
     enum rtmd_store_backend backend;
@@ -143,6 +161,10 @@ struct rtmd_app *rtmd_config_app(const struct rtmd_config *cfg, struct rtmd_str 
 struct rtmd_customer *rtmd_config_customer(const struct rtmd_config *cfg, struct rtmd_str id);
 /* Index of a region name, or -1. */
 int rtmd_config_region(const struct rtmd_config *cfg, const char *name);
+/* The listed origin that equals origin (an Origin header's value; compared
+ * without regard to ASCII case), "*" when the list has `*`, or NULL. The
+ * answer points into the list (never to the request's bytes). */
+const char *rtmd_origins_match(const struct rtmd_origins *list, struct rtmd_str origin);
 
 /* Writes docs/CONFIG.md's key reference (Markdown) from the table to f. */
 struct rtmd_buf;

@@ -79,6 +79,8 @@ void rtmd_conn_close(struct rtmd_conn *c)
     c->server->closed++;
     if (c->flags & RTMD_CONN_BUSY)
         c->server->n_busy--;
+    if (c->flags & RTMD_CONN_ADMIN)
+        c->server->n_admin--;
     if (c->proto && c->proto->on_close)
         c->proto->on_close(c);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -550,6 +552,8 @@ static void on_linger_timeout(struct rtmd_timeout *t)
 
 static int tls_start(struct rtmd_conn *c)
 {
+    if (!c->server->ssl_ctx)
+        return -EINVAL;
     c->ssl = SSL_new(c->server->ssl_ctx);
     BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
     if (!c->ssl || !rbio || !wbio) {
@@ -566,7 +570,7 @@ static int tls_start(struct rtmd_conn *c)
  * they are on their way out). */
 static bool over_limit(struct rtmd_server *s)
 {
-    if (s->n_conns - s->n_busy <= s->cfg->limits.max_connections)
+    if (s->n_conns - s->n_busy - s->n_admin <= s->cfg->limits.max_connections)
         return false;
     uint64_t now = rtmd_now_ms();
     if (s->full_logged_ms == 0 || now - s->full_logged_ms >= FULL_LOG_PERIOD_MS) {
@@ -604,7 +608,16 @@ static void on_connection(uv_stream_t *ls, int status)
     rtmd_list_insert_tail(&s->conns, &c->link);
     s->n_conns++;
     s->accepted++;
-    bool busy = s->stopping || over_limit(s);
+    if (l->admin) {
+        if (s->n_admin >= RTMD_ADMIN_CONNS_MAX) {
+            c->proto = NULL;
+            rtmd_conn_close(c);
+            return;
+        }
+        c->flags |= RTMD_CONN_ADMIN;
+        s->n_admin++;
+    }
+    bool busy = !l->admin && (s->stopping || over_limit(s));
     if (busy) {
         s->rejected_full++;
         if (s->stopping || s->n_busy >= BUSY_MAX) {
@@ -617,7 +630,7 @@ static void on_connection(uv_stream_t *ls, int status)
         s->rejected_answered++;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    if (s->ssl_ctx && tls_start(c) < 0) {
+    if (l->tls && tls_start(c) < 0) {
         rtmd_conn_close(c);
         return;
     }
@@ -645,7 +658,8 @@ static int bind_listener(struct rtmd_listener *l, char *err, size_t errlen)
         snprintf(err, errlen, "bad listen address %s", lc->host);
         return r;
     }
-    if (l->server->cfg->reuse_port) {
+    /* Not the admin listener: each node's own metrics, never spread. */
+    if (l->server->cfg->reuse_port && !l->admin) {
         uv_os_fd_t fd;
         int on = 1;
         r = uv_fileno((uv_handle_t *)&l->tcp, &fd);
@@ -701,6 +715,7 @@ int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_
         l->server = s;
         l->cfg = &cfg->listeners[i];
         l->region = cfg->listeners[i].region_index;
+        l->tls = cfg->listeners[i].tls;
         int r = bind_listener(l, err, errlen);
         if (r < 0) {
             for (size_t j = 0; j < i; j++)
@@ -709,6 +724,20 @@ int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_
             return r;
         }
         s->n_listeners++;
+    }
+    if (cfg->admin_enabled) {
+        struct rtmd_listener *l = &s->admin;
+        l->server = s;
+        l->cfg = &cfg->admin;
+        l->admin = true;
+        int r = bind_listener(l, err, errlen);
+        if (r < 0) {
+            for (size_t j = 0; j < s->n_listeners; j++)
+                uv_close((uv_handle_t *)&s->listeners[j].tcp, NULL);
+            s->n_listeners = 0;
+            return r;
+        }
+        s->has_admin = true;
     }
     return 0;
 }
@@ -724,6 +753,10 @@ void rtmd_server_stop_listening(struct rtmd_server *s)
 
 void rtmd_server_close_all(struct rtmd_server *s)
 {
+    if (s->has_admin) {
+        s->has_admin = false;
+        uv_close((uv_handle_t *)&s->admin.tcp, NULL);
+    }
     rtmd_loop_hook_remove(&s->flush_hook);
     struct rtmd_list *n, *tmp;
     rtmd_list_foreach_safe(n, tmp, &s->conns)

@@ -60,6 +60,8 @@ struct rtmd_listener {
     struct rtmd_server *server;
     const struct rtmd_listener_config *cfg;
     uint32_t region;
+    bool tls;       /* connections speak TLS (cfg->tls) */
+    bool admin;     /* the admin listener (admin_listen): plain, operators' endpoints only */
     char bound[80]; /* "host:port" actually bound */
 };
 
@@ -75,6 +77,7 @@ enum {
     RTMD_CONN_FAILED = 1 << 8,        /* a write failed: closed from the loop, no more I/O */
     RTMD_CONN_OUTPUT_PAUSED = 1 << 9, /* not read until its unsent output is written */
     RTMD_CONN_BUSY = 1 << 10,         /* over max_connections: answered 503, then closed */
+    RTMD_CONN_ADMIN = 1 << 11,        /* accepted on the admin listener */
 };
 
 struct rtmd_conn {
@@ -104,9 +107,16 @@ typedef void (*rtmd_http_handler)(struct rtmd_http_request *req);
 
 struct rtmd_server {
     const struct rtmd_config *cfg;
-    SSL_CTX *ssl_ctx; /* NULL when tls = off */
+    SSL_CTX *ssl_ctx; /* NULL when no listener serves TLS */
     struct rtmd_listener listeners[RTMD_LISTENERS_MAX];
     size_t n_listeners;
+    /* admin_listen: open from start until rtmd_server_close_all() (it stays
+     * open while the server stops accepting, so /readyz can say 503). Its
+     * connections do not count against max_connections (monitoring works
+     * on a full node); at most RTMD_ADMIN_CONNS_MAX at once. */
+    struct rtmd_listener admin;
+    bool has_admin;
+    size_t n_admin;
     struct rtmd_list conns;
     struct rtmd_list flush;  /* connections with buffered output */
     struct rtmd_list doomed; /* connections whose write failed: closed before sleeping */
@@ -129,12 +139,17 @@ struct rtmd_server {
     uint64_t accepted, rejected_full, rejected_answered, closed;
 };
 
-/* Binds every listener of cfg (ssl_ctx may be NULL). On error writes a message to err. */
+#define RTMD_ADMIN_CONNS_MAX 64
+
+/* Binds every listener of cfg and the admin listener (ssl_ctx: NULL when no
+ * listener serves TLS). On error writes a message to err. */
 int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_CTX *ssl_ctx,
                       rtmd_http_handler on_request, void *request_ctx, char *err, size_t errlen);
-/* Stops accepting (listeners closed); existing connections stay. */
+/* Stops accepting (the listeners of `listen` closed, the admin listener
+ * left open); existing connections stay. */
 void rtmd_server_stop_listening(struct rtmd_server *s);
-/* Closes every connection (their protocols' on_close run). */
+/* Closes the admin listener and every connection (their protocols'
+ * on_close run). */
 void rtmd_server_close_all(struct rtmd_server *s);
 
 static inline bool rtmd_conn_closing(const struct rtmd_conn *c)

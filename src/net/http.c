@@ -461,13 +461,15 @@ int rtmd_http_error_body(struct rtmd_buf *out, const char *code, const char *mes
  * §8.6 lets it go; without it, no client can take the length of a body it
  * will never get for the next answer's bytes). */
 static void write_response(struct rtmd_conn *c, int status, const char *content_type,
-                           struct rtmd_str extra_headers, const struct rtmd_str *parts,
-                           size_t nparts, const char *request_id, bool close, bool head_only)
+                           struct rtmd_str common_headers, struct rtmd_str extra_headers,
+                           const struct rtmd_str *parts, size_t nparts, const char *request_id,
+                           bool close, bool head_only)
 {
     size_t body_len = 0;
     for (size_t i = 0; i < nparts; i++)
         body_len += parts[i].len;
-    if (head_only)
+    bool no_content = status == 204; /* RFC 9110 §8.6: no Content-Length */
+    if (head_only || no_content)
         nparts = 0;
     char head[512];
     struct rtmd_buf h = {head, 0, sizeof(head), sizeof(head) - 2};
@@ -476,9 +478,11 @@ static void write_response(struct rtmd_conn *c, int status, const char *content_
     rtmd_buf_append_u64(&h, (uint64_t)status);
     rtmd_buf_append_byte(&h, ' ');
     rtmd_buf_append_cstr(&h, text);
-    rtmd_buf_append(&h, "\r\nContent-Type: ", 16);
-    rtmd_buf_append_cstr(&h, content_type);
-    if (!head_only) {
+    if (!no_content) {
+        rtmd_buf_append(&h, "\r\nContent-Type: ", 16);
+        rtmd_buf_append_cstr(&h, content_type);
+    }
+    if (!head_only && !no_content) {
         rtmd_buf_append(&h, "\r\nContent-Length: ", 18);
         rtmd_buf_append_u64(&h, body_len);
     }
@@ -490,9 +494,11 @@ static void write_response(struct rtmd_conn *c, int status, const char *content_
     if (hr < 0 || nparts > BODY_PARTS_MAX)
         return;
     int n = (int)h.len;
-    uv_buf_t bufs[3 + BODY_PARTS_MAX]; /* head, extra headers, blank line, body parts */
+    uv_buf_t bufs[4 + BODY_PARTS_MAX]; /* head, 2 x headers, blank line, body parts */
     size_t nb = 0;
     bufs[nb++] = uv_buf_init(head, (unsigned)n);
+    if (common_headers.len)
+        bufs[nb++] = uv_buf_init((char *)common_headers.p, (unsigned)common_headers.len);
     if (extra_headers.len)
         bufs[nb++] = uv_buf_init((char *)extra_headers.p, (unsigned)extra_headers.len);
     /* The blank line goes with the head (or alone). */
@@ -513,6 +519,15 @@ static void schedule_resume(struct rtmd_http_conn *hc);
 
 static void respond(struct rtmd_http_request *req, int status, const char *content_type,
                     struct rtmd_str extra_headers, const struct rtmd_str *parts, size_t nparts);
+
+int rtmd_http_add_headers(struct rtmd_http_request *req, struct rtmd_str lines)
+{
+    if (lines.len > sizeof(req->common_headers) - req->common_headers_len)
+        return -ENOSPC;
+    memcpy(req->common_headers + req->common_headers_len, lines.p, lines.len);
+    req->common_headers_len += lines.len;
+    return 0;
+}
 
 void rtmd_http_respond(struct rtmd_http_request *req, int status, const char *content_type,
                        struct rtmd_str extra_headers, struct rtmd_str body)
@@ -549,8 +564,9 @@ static void respond(struct rtmd_http_request *req, int status, const char *conte
      * drop the dispatch reference; it frees hc. */
     hc->req = NULL;
     hc->state = close ? ST_DONE : ST_IDLE;
-    write_response(c, status, content_type, extra_headers, parts, nparts, req->request_id, close,
-                   req->method == HTTP_HEAD);
+    write_response(c, status, content_type,
+                   rtmd_str_make(req->common_headers, req->common_headers_len), extra_headers,
+                   parts, nparts, req->request_id, close, req->method == HTTP_HEAD);
     request_free(req);
     if (!(c->flags & (RTMD_CONN_CLOSING | RTMD_CONN_FAILED))) {
         if (close) {
@@ -619,8 +635,8 @@ static void fail(struct rtmd_http_conn *hc, int status, const char *message)
     rtmd_buf_init(&b, 4096);
     rtmd_http_error_body(&b, error_code(status), message, id);
     struct rtmd_str body = rtmd_str_make(b.data, b.len);
-    write_response(c, status, "application/json;charset=utf-8", RTMD_STR_NULL, &body, 1, id, true,
-                   head_only);
+    write_response(c, status, "application/json;charset=utf-8", RTMD_STR_NULL, RTMD_STR_NULL, &body,
+                   1, id, true, head_only);
     rtmd_buf_free(&b);
     /* Nothing if the write closed it; an answer the client does not read
      * is given up under the drain timeout (conn.c). */
@@ -1017,8 +1033,8 @@ static void busy_on_data(struct rtmd_conn *c, const char *p, size_t n)
     struct rtmd_buf b = {body, 0, sizeof(body), sizeof(body)};
     rtmd_http_error_body(&b, "service_unavailable", "too many connections; retry later", id);
     struct rtmd_str part = rtmd_str_make(b.data, b.len);
-    write_response(c, 503, "application/json;charset=utf-8", RTMD_STR_LIT(BUSY_HEADERS), &part, 1,
-                   id, true, false);
+    write_response(c, 503, "application/json;charset=utf-8", RTMD_STR_NULL,
+                   RTMD_STR_LIT(BUSY_HEADERS), &part, 1, id, true, false);
     rtmd_conn_close_gracefully(c);
 }
 

@@ -36,6 +36,8 @@ struct rtmd_http_header {
     struct rtmd_str value;
 };
 
+#define RTMD_HTTP_COMMON_HEADERS_MAX 512
+
 struct rtmd_http_request {
     struct rtmd_conn *conn;
     int method; /* enum http_method (http_parser.h) */
@@ -53,6 +55,10 @@ struct rtmd_http_request {
     char request_id[RTMD_REQUEST_ID_MAX];
     size_t request_id_len;
     void *data; /* the handler's */
+    /* Header lines ("Name: value\r\n"...) sent with whatever answer this
+     * request is given (CORS), added by the handler with rtmd_http_add_headers(). */
+    char common_headers[RTMD_HTTP_COMMON_HEADERS_MAX];
+    size_t common_headers_len;
     /* private */
     struct rtmd_buf head; /* url and header bytes */
     struct rtmd_buf body_buf;
@@ -79,9 +85,14 @@ uint64_t rtmd_http_errors(size_t i);
  * with p == NULL. */
 struct rtmd_str rtmd_http_header(const struct rtmd_http_request *req, const char *name);
 
+/* Adds header lines (complete "Name: value\r\n" lines) to the answer this
+ * request will get, whichever it is. 0, or -ENOSPC when they do not fit
+ * (nothing added). */
+int rtmd_http_add_headers(struct rtmd_http_request *req, struct rtmd_str lines);
+
 /* Answers the request. extra_headers: complete "Name: value\r\n" lines or
  * empty. Adds Content-Length, X-Request-ID and, when closing, Connection:
- * close. */
+ * close. A 204 has neither body nor Content-Type nor Content-Length. */
 void rtmd_http_respond(struct rtmd_http_request *req, int status, const char *content_type,
                        struct rtmd_str extra_headers, struct rtmd_str body);
 /* A body given in up to 4 parts, written as they are (no joining copy). */

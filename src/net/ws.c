@@ -417,6 +417,19 @@ void rtmd_ws_accept(struct rtmd_http_request *req)
         rtmd_http_respond_error(req, 400, "bad_request", "bad Sec-WebSocket-Key");
         return;
     }
+    /* A browser names the page that opens the socket; a page of another
+     * site could otherwise open sessions in the user's name. Clients that
+     * are not browsers send no Origin. */
+    struct rtmd_str origin = rtmd_http_header(req, "Origin");
+    if (origin.p && !rtmd_origins_match(&cfg_->allowed_origins, origin)) {
+        char q[96];
+        rtmd_log_warn("ws", "conn=%llu upgrade refused: Origin %s is not in allowed_origins",
+                      (unsigned long long)req->conn->id, rtmd_log_quote(q, sizeof(q), origin));
+        rtmd_http_respond_error(req, 403, "origin_not_allowed",
+                                "pages of this origin may not open a session (it is not in "
+                                "[server] allowed_origins)");
+        return;
+    }
     char material[24 + sizeof(guid)];
     memcpy(material, key.p, 24);
     memcpy(material + 24, guid, sizeof(guid) - 1);

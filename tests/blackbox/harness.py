@@ -200,11 +200,17 @@ class Rtmd:
 
         wait_until(ready, timeout, what="rtmd ready file")
         self.ports = {}
+        self.tls_of = {}        # region -> the listener serves TLS
+        self.admin_port = None  # admin_listen's bound port
         with open(self.ready_path) as f:
             for line in f:
+                # "listen REGION HOST:PORT tls|plain", "admin HOST:PORT"
                 parts = line.split()
                 if parts[0] == "listen":
                     self.ports[parts[1]] = int(parts[2].rsplit(":", 1)[1])
+                    self.tls_of[parts[1]] = parts[3] == "tls"
+                elif parts[0] == "admin":
+                    self.admin_port = int(parts[1].rsplit(":", 1)[1])
         return self
 
     def read_log(self):
@@ -252,10 +258,15 @@ class Rtmd:
 
     # -- clients -------------------------------------------------------------
     def http(self, region="default"):
-        return Http(self.port(region), tls=self.tls)
+        return Http(self.port(region), tls=self.tls_of.get(region, self.tls))
 
     def ws(self, region="default", **kw):
-        return Ws(self.port(region), tls=self.tls, **kw)
+        return Ws(self.port(region), tls=self.tls_of.get(region, self.tls), **kw)
+
+    def admin(self):
+        """A plain HTTP connection to admin_listen."""
+        assert self.admin_port, "no admin listener in the ready file"
+        return Http(self.admin_port, tls=False)
 
     def get(self, path, headers=None, region="default", method="GET", body=None):
         with self.http(region) as h:
@@ -289,8 +300,9 @@ class Rtmd:
         return True
 
     def metrics(self, region="default"):
-        """The /metrics samples as {"name{labels}": float}."""
-        st, hd, body = self.get("/metrics", region=region)
+        """The /metrics samples as {"name{labels}": float} (asked with a
+        customer's Basic auth, which /metrics needs on the main listeners)."""
+        st, hd, body = self.get("/metrics", headers={"Authorization": basic()}, region=region)
         assert st == 200, (st, body)
         assert hd.get("content-type", "").startswith("text/plain"), \
             "GET /metrics is not Prometheus text: %r %r" % (hd.get("content-type"), body[:200])

@@ -320,7 +320,7 @@ def cnode(make_rtmd, cluster, name, timeout_ms=1000, node_timeout_s=10):
 
 
 def metric(r, name):
-    st, hd, body = r.get("/metrics")
+    st, hd, body = r.get("/metrics", headers={"Authorization": basic()})
     assert st == 200
     for line in body.decode().splitlines():
         if line.startswith(name + " "):

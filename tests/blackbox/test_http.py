@@ -136,7 +136,7 @@ def test_request_id_carries_the_configured_node_id(make_rtmd):
 def test_healthz_and_metrics_content_types(rtmd):
     st, hd, body = rtmd.get("/healthz")
     assert st == 200 and hd["content-type"] == "application/json;charset=utf-8"
-    st, hd, body = rtmd.get("/metrics")
+    st, hd, body = rtmd.get("/metrics", headers={"Authorization": basic()})
     assert st == 200 and hd["content-type"].startswith("text/plain")
     assert b"rtmd_http_responses_total" in body
 

@@ -16,7 +16,14 @@ from harness import (APP_NOCERT, Http, assert_error, assert_events_envelope, bas
 from msgutil import is_sanitizer_build, rss_kb
 
 
+METRICS_AUTH = {"Authorization": basic()}
+
+
 def req(path, method="GET", headers=None, body=None):
+    """One request's bytes; /metrics carries a customer's Basic auth (which
+    it needs on the main listeners) unless headers are given."""
+    if headers is None and path == "/metrics":
+        headers = METRICS_AUTH
     return Http.build(method, path, headers, body)
 
 
@@ -48,7 +55,7 @@ def read_head_only(h):
 
 def metrics_on(h):
     """The /metrics samples, asked on connection h."""
-    st, hd, body = h.request("GET", "/metrics")
+    st, hd, body = h.request("GET", "/metrics", headers=METRICS_AUTH)
     assert st == 200, (st, body)
     out = {}
     for line in body.decode().splitlines():
@@ -267,7 +274,7 @@ def test_head_then_get_on_one_connection_reads_exactly_two_answers(rtmd, path):
         assert hd["content-type"].startswith(want_type), hd
         assert re.match(r"^1_[0-9]+$", hd["x-request-id"])
         # nothing follows the head: the next bytes are the GET's answer
-        st2, hd2, body2 = h.request("GET", path)
+        st2, hd2, body2 = h.request("GET", path, headers=METRICS_AUTH)
         assert st2 == 200 and body2, (st2, body2[:100])
         if path == "/healthz":
             assert json.loads(body2)["status"] == "ok"
@@ -581,7 +588,7 @@ def test_parser_errors_are_counted_in_metrics(rtmd):
     # routed answers are not counted there
     assert_error(rtmd.get("/nope"), 404)
     assert counts() == after
-    st, hd, body = rtmd.get("/metrics")
+    st, hd, body = rtmd.get("/metrics", headers=METRICS_AUTH)
     text = body.decode()
     assert "# HELP rtmd_http_request_errors_total " in text
     assert "# TYPE rtmd_http_request_errors_total counter\n" in text

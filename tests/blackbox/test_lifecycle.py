@@ -269,6 +269,7 @@ class DefaultRun:
             b[name] = m.group(1)
         m = re.search(r"^  listening +https://(\S+):(\d+) \(WebSocket: wss://\S+/v1/rtm\)$", text, re.M)
         assert m, text
+        b["host"] = m.group(1)
         b["port"] = int(m.group(2))
         curls = [l.strip() for l in self.lines if l.strip().startswith("curl ")]
         assert len(curls) == 1, text
@@ -313,10 +314,36 @@ def check_banner_serves(b):
     return first
 
 
+def listening_addrs(pid):
+    """The (address, port) pairs process pid listens on (TCP, IPv4), from
+    /proc: its socket inodes, found in /proc/net/tcp in state LISTEN."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:
+                addr, port = local.split(":")
+                ip = ".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                out.add((ip, int(port, 16)))
+    return out
+
+
 def rewrite_listen(conf_path, cwd):
     """Points the generated config at a free port with a ready file."""
     text = open(conf_path).read()
-    assert re.search(r"^listen = 0\.0\.0\.0:8443@default$", text, re.M), text
+    # the first run serves this machine only (loopback), and says so
+    assert re.search(r"^listen = 127\.0\.0\.1:8443@default$", text, re.M), text
     ready = os.path.join(cwd, "ready")
     text = re.sub(r"^listen = .*$", "listen = 127.0.0.1:0@default\nready_file = %s" % ready, text,
                   count=1, flags=re.M)
@@ -342,6 +369,8 @@ def first_run_scenario(tmp_path, runs):
         b = first.banner()
         assert "first run" in b["text"]
         assert b["port"] == 8443
+        # it binds what it prints
+        assert listening_addrs(first.p.pid) == {(b["host"], b["port"])} == {("127.0.0.1", 8443)}
         assert (data / "tls-cert.pem").exists() and (data / "tls-key.pem").exists()
         assert stat.S_IMODE(os.stat(data / "tls-key.pem").st_mode) & 0o077 == 0
         assert check_banner_serves(b) == []
@@ -367,6 +396,7 @@ def first_run_scenario(tmp_path, runs):
     assert second.wait(), second.stderr()
     b2 = second.banner()
     assert "first run" not in b2["text"]
+    assert listening_addrs(second.p.pid) == {(b2["host"], b2["port"])}, b2["text"]
     assert (b2["customer"], b2["secret"], b2["app"], b2["cert"]) == (m.group(1), m.group(2),
                                                                       m.group(3), m2.group(2))
     events = check_banner_serves(b2)

@@ -601,6 +601,151 @@ static void test_listen_forms(void **state)
     rtmd_buf_free(&b);
 }
 
+/* listen's /tls and /plain; the tls key is the default of the others,
+ * wherever it stands in the section. */
+static void test_listen_tls_suffix(void **state)
+{
+    (void)state;
+    struct rtmd_config *cfg = str_ok("[server]\nlisten = 0.0.0.0:443@pub/tls, 10.0.0.1:8080/plain,"
+                                     " [::1]:9000@x/TLS, 10.0.0.1:8081\ntls = off\n");
+    assert_int_equal(cfg->n_listeners, 4);
+    assert_true(cfg->listeners[0].tls);
+    assert_string_equal(cfg->listeners[0].region, "pub");
+    assert_false(cfg->listeners[1].tls);
+    assert_string_equal(cfg->listeners[1].region, "default");
+    assert_int_equal(cfg->listeners[1].port, 8080);
+    assert_true(cfg->listeners[2].tls);
+    assert_string_equal(cfg->listeners[2].host, "::1");
+    assert_false(cfg->listeners[3].tls); /* tls = off, written after listen */
+    assert_true(cfg->any_tls);
+    rtmd_config_free(cfg);
+
+    cfg = str_ok("[server]\nlisten = 127.0.0.1:1/plain, 127.0.0.1:2\n");
+    assert_false(cfg->listeners[0].tls);
+    assert_true(cfg->listeners[1].tls); /* tls defaults to on */
+    rtmd_config_free(cfg);
+
+    cfg = str_ok("[server]\nlisten = 127.0.0.1:1/plain\n");
+    assert_false(cfg->any_tls); /* no certificate needed */
+    rtmd_config_free(cfg);
+
+    str_bad("[server]\nlisten = 127.0.0.1:1@eu/ssl\n",
+            "t.ini:2: listen: \"127.0.0.1:1@eu/ssl\": after '/' comes tls or plain");
+    str_bad("[server]\nlisten = 127.0.0.1:1/\n",
+            "t.ini:2: listen: \"127.0.0.1:1/\": after '/' comes tls or plain");
+    str_bad("[server]\nlisten = 127.0.0.1:1/tls/plain\n",
+            "t.ini:2: listen: \"127.0.0.1:1/tls/plain\": after '/' comes tls or plain");
+    str_bad("[server]\nlisten = 127.0.0.1:1/tls@eu\n",
+            "t.ini:2: listen: \"127.0.0.1:1/tls@eu\": after '/' comes tls or plain");
+}
+
+static void test_admin_listen(void **state)
+{
+    (void)state;
+    struct rtmd_config *cfg = str_ok("[server]\nlisten = 127.0.0.1:1\n");
+    assert_false(cfg->admin_enabled); /* off by default */
+    rtmd_config_free(cfg);
+    cfg = str_ok("[server]\nadmin_listen = 127.0.0.1:9464\n");
+    assert_true(cfg->admin_enabled);
+    assert_string_equal(cfg->admin.host, "127.0.0.1");
+    assert_int_equal(cfg->admin.port, 9464);
+    rtmd_config_free(cfg);
+    cfg = str_ok("[server]\nadmin_listen = [::1]:0\n");
+    assert_true(cfg->admin_enabled);
+    assert_string_equal(cfg->admin.host, "::1");
+    rtmd_config_free(cfg);
+    cfg = str_ok("[server]\nadmin_listen = OFF\n");
+    assert_false(cfg->admin_enabled);
+    rtmd_config_free(cfg);
+
+    str_bad("[server]\nadmin_listen = 127.0.0.1:9464@eu\n",
+            "t.ini:2: admin_listen: \"127.0.0.1:9464@eu\": expected ADDR:PORT (no region; always "
+            "plain HTTP)");
+    str_bad("[server]\nadmin_listen = 127.0.0.1:9464/tls\n",
+            "t.ini:2: admin_listen: \"127.0.0.1:9464/tls\": expected ADDR:PORT (no region; "
+            "always plain HTTP)");
+    str_bad("[server]\nadmin_listen = localhost:9464\n",
+            "t.ini:2: admin_listen: \"localhost:9464\": not a numeric IPv4 (or [IPv6]) address");
+    str_bad("[server]\nadmin_listen = 127.0.0.1\n",
+            "t.ini:2: admin_listen: \"127.0.0.1\": expected ADDR:PORT");
+    str_bad("[server]\nadmin_listen = 127.0.0.1:70000\n",
+            "t.ini:2: admin_listen: \"127.0.0.1:70000\": port must be 0..65535");
+    str_bad("[server]\nlisten = 127.0.0.1:8443\nadmin_listen = 127.0.0.1:8443\n",
+            "t.ini:3: admin_listen: 127.0.0.1:8443 is also in listen");
+    str_bad("[server]\nadmin_listen = 127.0.0.1:1\nadmin_listen = 127.0.0.1:2\n",
+            "t.ini:3: admin_listen: set twice in [server] (first at line 2)");
+}
+
+static void test_origins(void **state)
+{
+    (void)state;
+    struct rtmd_config *cfg = str_ok("[server]\nlisten = 127.0.0.1:1\n");
+    assert_true(cfg->allowed_origins.any); /* default: any */
+    assert_int_equal(cfg->allowed_origins.n, 0);
+    assert_false(cfg->cors_origins.any); /* default: none */
+    assert_int_equal(cfg->cors_origins.n, 0);
+    assert_null(rtmd_origins_match(&cfg->cors_origins, RTMD_STR_LIT("https://a.example")));
+    assert_string_equal(rtmd_origins_match(&cfg->allowed_origins, RTMD_STR_LIT("https://x")), "*");
+    rtmd_config_free(cfg);
+
+    /* The file's list replaces the default; items are kept in lower case
+     * without a default port; repeats count once; lists continue. */
+    cfg = str_ok("[server]\nallowed_origins = HTTPS://App.Example.com:443, http://localhost:3000,\n"
+                 "  http://[::1]:80, https://app.example.com\n"
+                 "allowed_origins = chrome-extension://abcdef\n"
+                 "cors_origins = https://a.example:8443\n");
+    assert_false(cfg->allowed_origins.any);
+    assert_int_equal(cfg->allowed_origins.n, 4);
+    assert_string_equal(cfg->allowed_origins.items[0], "https://app.example.com");
+    assert_string_equal(cfg->allowed_origins.items[1], "http://localhost:3000");
+    assert_string_equal(cfg->allowed_origins.items[2], "http://[::1]");
+    assert_string_equal(cfg->allowed_origins.items[3], "chrome-extension://abcdef");
+    assert_string_equal(
+        rtmd_origins_match(&cfg->allowed_origins, RTMD_STR_LIT("https://APP.example.com")),
+        "https://app.example.com");
+    assert_null(rtmd_origins_match(&cfg->allowed_origins, RTMD_STR_LIT("https://app.example.co")));
+    assert_null(
+        rtmd_origins_match(&cfg->allowed_origins, RTMD_STR_LIT("https://app.example.com:443")));
+    assert_null(rtmd_origins_match(&cfg->allowed_origins, RTMD_STR_LIT("http://localhost:3001")));
+    assert_null(rtmd_origins_match(&cfg->allowed_origins, RTMD_STR_LIT("null")));
+    assert_int_equal(cfg->cors_origins.n, 1);
+    assert_string_equal(cfg->cors_origins.items[0], "https://a.example:8443");
+    rtmd_config_free(cfg);
+
+    /* An empty list: no page at all; `*` with others: any. */
+    cfg = str_ok("[server]\nallowed_origins =\ncors_origins = https://a.b, *\n");
+    assert_false(cfg->allowed_origins.any);
+    assert_int_equal(cfg->allowed_origins.n, 0);
+    assert_null(rtmd_origins_match(&cfg->allowed_origins, RTMD_STR_LIT("https://a.b")));
+    assert_true(cfg->cors_origins.any);
+    rtmd_config_free(cfg);
+
+    static const char *const bad[] = {
+        "https://a.example/", "https://a.example/path", "a.example",   "https://", "://a.b",
+        "https://a.b:0",      "https://a.b:65536",      "https://a b", "null",     "https://[zz]",
+        "1http://a.b",        "https://a.b:",
+    };
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(bad); i++) {
+        char text[256], want[512];
+        snprintf(text, sizeof(text), "[server]\ncors_origins = %s\n", bad[i]);
+        snprintf(want, sizeof(want),
+                 "t.ini:2: cors_origins: \"%s\": an origin is scheme://host[:port] of at most 255 "
+                 "bytes, with no path or trailing '/' (or * for any)",
+                 bad[i]);
+        str_bad(text, want);
+    }
+
+    /* At most RTMD_ORIGINS_MAX. */
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, 1 << 16);
+    assert_int_equal(rtmd_buf_append_cstr(&b, "[server]\nallowed_origins ="), 0);
+    for (int i = 0; i <= RTMD_ORIGINS_MAX; i++)
+        assert_int_equal(rtmd_buf_printf(&b, "\n  https://h%d.example", i), 0);
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+    str_bad(b.data, "t.ini:67: allowed_origins: \"https://h64.example\": more than 64 origins");
+    rtmd_buf_free(&b);
+}
+
 static void test_node_numbers(void **state)
 {
     (void)state;
@@ -940,6 +1085,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_crlf_bom_tabs),
         cmocka_unit_test(test_bool_spellings),
         cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_listen_tls_suffix),
+        cmocka_unit_test(test_admin_listen),
+        cmocka_unit_test(test_origins),
         cmocka_unit_test(test_node_numbers),
         cmocka_unit_test(test_more_errors),
         cmocka_unit_test(test_nul_byte),
