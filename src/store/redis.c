@@ -1198,7 +1198,8 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
     if (!run_until(rs, is_up, NULL, OPEN_WAIT_MS)) {
         rtmd_log_error("store",
                        "redis: not ready within %d s (seeds from %s:%u on; ready is every slot "
-                       "served and this node's channels subscribed)",
+                       "served and this node's channels subscribed; an AUTH refused or a server "
+                       "not answering is logged above)",
                        OPEN_WAIT_MS / 1000, seeds[0].host, seeds[0].port);
         r = -ETIMEDOUT;
         goto fail_started;
