@@ -126,7 +126,7 @@ class Rtmd:
     """One rtmd process with its own data dir and config."""
 
     def __init__(self, tmpdir, tls=False, regions=("default", "eu"), limits=None, extra="",
-                 server=None, store=None, app_extra="", port=0):
+                 server=None, store=None, app_extra="", port=0, env=None):
         self.dir = str(tmpdir)
         self.tls = tls
         self.regions = list(regions)
@@ -140,6 +140,7 @@ class Rtmd:
             self.server["node_id"] = next_node_id()
         self.app_extra = app_extra        # more lines of APP's section
         self.listen_port = port           # 0: any free port
+        self.env = dict(env or {})        # more environment variables, e.g. RTMD_LIMITS_*
         self.proc = None
         self.ports = {}
         self.log_path = os.path.join(self.dir, "rtmd.log")
@@ -187,7 +188,8 @@ class Rtmd:
         self.log = open(self.log_path, "ab")
         self.expect_exit = False  # set by stop() and kill9()
         self.proc = subprocess.Popen([RTMD_BIN, "--config", self.conf_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **self.env) if self.env else None)
         return self
 
     def start(self, timeout=20.0):
