@@ -88,7 +88,7 @@ int rtmd_config_write_reference(struct rtmd_buf *out)
     int rc = rtmd_buf_printf(out,
                              "<!-- BEGIN generated reference: from the table in "
                              "src/core/config_table.c; regenerate with "
-                             "`scripts/regen-config-doc` -->\n\n%s\n",
+                             "`scripts/regen-config-doc` -->\n\n### Environment variables\n\n%s\n",
                              env_doc);
     for (int s = SEC_SERVER; s < SEC_COUNT && !rc; s++) {
         rc = rtmd_buf_printf(out, "\n### `%s`\n\n%s ", rtmd_config_sections[s].heading,
