@@ -28,8 +28,10 @@ static const char env_doc[] =
     "`environment VAR: KEY: what is wrong` and status 2. The keys of `[customer:ID]` and "
     "`[app:APPID]` come from the file only (they are many, and named by IDs): an "
     "`RTMD_CUSTOMER_` or `RTMD_APP_` variable is an error. Other `RTMD_` variables are not "
-    "read. `rtmd --check-config FILE` applies the environment too and names the variables it "
-    "used.";
+    "read. Variables are read wherever the file is (a start, `rtmd --check-config FILE`, which "
+    "names the variables it used, `rtmd token --config FILE`, a reload); a process's "
+    "environment does not change, so a key set by a variable keeps that value across "
+    "reloads.";
 
 static const char *type_name(const struct opt *o)
 {

@@ -1018,7 +1018,7 @@ static void test_reference_in_docs(void **state)
         fail_msg("docs/CONFIG.md not found (run from the repository root)");
     if (!strstr(doc, ref.data))
         fail_msg("docs/CONFIG.md does not contain the generated reference; replace its generated "
-                 "part with the output of `build/tests/test_config --print-reference`");
+                 "part: make && scripts/regen-config-doc");
     rtmd_free(doc);
     rtmd_buf_free(&ref);
 }
