@@ -16,6 +16,13 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Short names for the table's entries. */
+#define STR(x)          RTMD_CONFIG_STR(x)
+#define PATH_MAX_LEN    RTMD_CONFIG_PATH_MAX
+#define SECRET_MIN      RTMD_CONFIG_SECRET_MIN
+#define SECRET_MAX      RTMD_CONFIG_SECRET_MAX
+#define CUSTOMER_ID_MAX RTMD_CONFIG_CUSTOMER_ID_MAX
+
 const struct section_info rtmd_config_sections[SEC_COUNT] = {
     [SEC_SERVER] = {"server", "[server]", "SERVER",
                     "Listeners, TLS, files and the identity of this node."},
@@ -26,8 +33,8 @@ const struct section_info rtmd_config_sections[SEC_COUNT] = {
          "has one. Rates are per app."},
     [SEC_CUSTOMER] =
         {"customer", "[customer:ID]", NULL,
-         "One per vendor account, repeatable. ID (the Basic-auth user name) is 1.." RTMD_CONFIG_STR(
-             RTMD_CONFIG_CUSTOMER_ID_MAX) " characters `[A-Za-z0-9_-]`."},
+         "One per vendor account, repeatable. ID (the Basic-auth user name) is 1.." STR(
+             CUSTOMER_ID_MAX) " characters `[A-Za-z0-9_-]`."},
     [SEC_APP] = {"app", "[app:APPID]", NULL,
                  "One per app, repeatable. APPID is 32 characters `[0-9A-Za-z]`. A section with no "
                  "keys declares an app without certificate; so does naming the app in a customer's "
@@ -69,8 +76,8 @@ const struct opt rtmd_config_options[] = {
      .type_doc = "list",
      .bounds =
          "ADDR is IPv4 or `[IPv6]`; PORT 0..65535 (0: any free port); REGION 1..31 characters "
-         "`[A-Za-z0-9_-]`, `default` when `@REGION` is left out; at most " RTMD_CONFIG_STR(
-             RTMD_LISTENERS_MAX) " listeners and " RTMD_CONFIG_STR(RTMD_REGIONS_MAX) " regions",
+         "`[A-Za-z0-9_-]`, `default` when `@REGION` is left out; at most " STR(
+             RTMD_LISTENERS_MAX) " listeners and " STR(RTMD_REGIONS_MAX) " regions",
      .doc = "Where to serve, as `ADDR:PORT@REGION`; each region reads the event logs on its own"},
     {.section = SEC_SERVER,
      .name = "tls",
@@ -84,9 +91,9 @@ const struct opt rtmd_config_options[] = {
      .type = T_STRING,
      .offset = CFG(tls_cert),
      .min = 1,
-     .max = RTMD_CONFIG_PATH_MAX,
+     .max = PATH_MAX_LEN,
      .type_doc = "path",
-     .bounds = "1.." RTMD_CONFIG_STR(RTMD_CONFIG_PATH_MAX) " bytes; with `tls_key`",
+     .bounds = "1.." STR(PATH_MAX_LEN) " bytes; with `tls_key`",
      .doc = "PEM certificate chain; with neither `tls_cert` nor `tls_key`, a self-signed pair is "
             "made in `data_dir`"},
     {.section = SEC_SERVER,
@@ -94,9 +101,9 @@ const struct opt rtmd_config_options[] = {
      .type = T_STRING,
      .offset = CFG(tls_key),
      .min = 1,
-     .max = RTMD_CONFIG_PATH_MAX,
+     .max = PATH_MAX_LEN,
      .type_doc = "path",
-     .bounds = "1.." RTMD_CONFIG_STR(RTMD_CONFIG_PATH_MAX) " bytes; with `tls_cert`",
+     .bounds = "1.." STR(PATH_MAX_LEN) " bytes; with `tls_cert`",
      .doc = "PEM private key of `tls_cert`"},
     {.section = SEC_SERVER,
      .name = "data_dir",
@@ -104,7 +111,7 @@ const struct opt rtmd_config_options[] = {
      .offset = CFG(data_dir),
      .def = "./rtmd-data",
      .min = 1,
-     .max = RTMD_CONFIG_PATH_MAX,
+     .max = PATH_MAX_LEN,
      .type_doc = "path",
      .doc = "Embedded store, self-signed TLS pair and first-run files; relative to the working "
             "directory"},
@@ -116,7 +123,7 @@ const struct opt rtmd_config_options[] = {
      .max = RTMD_NODE_ID_MAX - 1,
      .validate = rtmd_config_validate_node_id,
      .type_doc = "name",
-     .bounds = "1.." RTMD_CONFIG_STR(RTMD_NODE_ID_MAX_STR) " characters `[A-Za-z0-9_-]`",
+     .bounds = "1.." STR(RTMD_NODE_ID_MAX_STR) " characters `[A-Za-z0-9_-]`",
      .doc = "This node's name, unique among the nodes sharing a store. Without it: `1` with the "
             "embedded store; with `redis`, a name made at the first start and kept in "
             "`data_dir/node_id`. The `<node>` of request IDs is node_id when it is a number "
@@ -135,7 +142,7 @@ const struct opt rtmd_config_options[] = {
      .type = T_STRING,
      .offset = CFG(ready_file),
      .min = 1,
-     .max = RTMD_CONFIG_PATH_MAX,
+     .max = PATH_MAX_LEN,
      .type_doc = "path",
      .doc = "Written with the bound addresses once rtmd serves (for scripts that use port 0)"},
     {.section = SEC_SERVER,
@@ -160,11 +167,10 @@ const struct opt rtmd_config_options[] = {
      .offset = CFG(redis_url),
      .def = "redis://127.0.0.1:6379",
      .min = 1,
-     .max = RTMD_CONFIG_PATH_MAX,
+     .max = PATH_MAX_LEN,
      .validate = rtmd_config_validate_redis_url,
      .type_doc = "list",
-     .bounds = "1.." RTMD_CONFIG_STR(
-         RTMD_REDIS_SEEDS_MAX) " URLs `redis://[[USER]:PASSWORD@]HOST[:PORT][/0]`",
+     .bounds = "1.." STR(RTMD_REDIS_SEEDS_MAX) " URLs `redis://[[USER]:PASSWORD@]HOST[:PORT][/0]`",
      .doc = "Where the `redis` backend connects, comma separated: one instance, or any nodes of "
             "a Redis Cluster. The seeds are tried in order and the first that answers tells "
             "which (CLUSTER SLOTS); a Cluster's other nodes are found from its slot map and "
@@ -255,8 +261,7 @@ const struct opt rtmd_config_options[] = {
      .name = "secret",
      .type = T_SECRET,
      .type_doc = "string",
-     .bounds = RTMD_CONFIG_STR(RTMD_CONFIG_SECRET_MIN) ".." RTMD_CONFIG_STR(
-         RTMD_CONFIG_SECRET_MAX) " printable ASCII characters, no spaces",
+     .bounds = STR(SECRET_MIN) ".." STR(SECRET_MAX) " printable ASCII characters, no spaces",
      .doc = "The Customer Secret of Basic auth",
      .required = true},
     {.section = SEC_CUSTOMER,
