@@ -122,6 +122,18 @@ def assert_events_envelope(resp):
     return events
 
 
+CONFIG_ENV_PREFIXES = ("RTMD_SERVER_", "RTMD_STORE_", "RTMD_LIMITS_", "RTMD_APP_", "RTMD_CUSTOMER_")
+
+
+def rtmd_env(extra=None):
+    """The environment of an rtmd under test: this process's without the
+    RTMD_<SECTION>_<KEY> variables that would override its config file,
+    plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_ENV_PREFIXES)}
+    env.update(extra or {})
+    return env
+
+
 class Rtmd:
     """One rtmd process with its own data dir and config."""
 
@@ -189,7 +201,7 @@ class Rtmd:
         self.expect_exit = False  # set by stop() and kill9()
         self.proc = subprocess.Popen([RTMD_BIN, "--config", self.conf_path],
                                      stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, **self.env) if self.env else None)
+                                     env=rtmd_env(self.env))
         return self
 
     def start(self, timeout=20.0):

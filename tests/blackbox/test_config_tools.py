@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from harness import APP, APP_NOCERT, CERT, HERE, RTMD_BIN, Ws
+from harness import APP, APP_NOCERT, CERT, HERE, RTMD_BIN, rtmd_env
 from test_lifecycle import BAD_CONFIGS, SANITIZER_WORDS
 
 ROOT = os.path.join(HERE, "..", "..")
@@ -31,13 +31,10 @@ certificate = %(cert)s
 
 
 def run(args, cwd=None, env=None, timeout=30):
-    """rtmd with args; env adds to (or, with a None value, removes from) the
-    environment. Returns (status, stdout, stderr)."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("RTMD_SERVER_", "RTMD_STORE_",
-                                                                       "RTMD_LIMITS_", "RTMD_APP_",
-                                                                       "RTMD_CUSTOMER_"))}
-    full.update(env or {})
-    p = subprocess.run([RTMD_BIN] + args, cwd=cwd, env=full, capture_output=True, timeout=timeout)
+    """rtmd with args, and env added to the environment (without the
+    developer's RTMD_<SECTION>_<KEY> variables). Returns (status, stdout, stderr)."""
+    p = subprocess.run([RTMD_BIN] + args, cwd=cwd, env=rtmd_env(env), capture_output=True,
+                       timeout=timeout)
     out, err = p.stdout.decode(), p.stderr.decode()
     for w in SANITIZER_WORDS:
         assert w not in err, err

@@ -36,6 +36,8 @@
 
 #define CONFIG_DIR   "tests/unit/config/"
 
+extern char **environ;
+
 static char err[1024];
 
 static struct rtmd_config *load_ok(const char *path)
@@ -1149,8 +1151,31 @@ static int write_demo_sample(struct rtmd_buf *b)
         "970CA35de60c44645bbae8a215061b33", "5CFd2fd1755d40ecb72977518be15d3b");
 }
 
+/* rtmd_config_load() reads the process's RTMD_<SECTION>_<KEY> variables:
+ * the tests run without the developer's. */
+static void clear_config_env(void)
+{
+    static const char *const prefixes[] = {"RTMD_SERVER_", "RTMD_STORE_", "RTMD_LIMITS_",
+                                           "RTMD_APP_", "RTMD_CUSTOMER_"};
+    for (bool again = true; again;) {
+        again = false;
+        for (char **e = environ; *e && !again; e++) {
+            for (size_t i = 0; i < RTMD_ARRAY_SIZE(prefixes) && !again; i++) {
+                const char *eq = strchr(*e, '=');
+                if (!eq || strncmp(*e, prefixes[i], strlen(prefixes[i])) != 0)
+                    continue;
+                char name[256];
+                snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+                unsetenv(name);
+                again = true; /* environ changed: start over */
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
+    clear_config_env();
     if (argc > 1 && strcmp(argv[1], "--print-reference") == 0)
         return print(rtmd_config_write_reference);
     if (argc > 1 && strcmp(argv[1], "--print-man") == 0)
