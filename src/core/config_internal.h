@@ -23,6 +23,7 @@
 #define RTMD_CONFIG_CUSTOMER_ID_MAX 64
 #define RTMD_CONFIG_OBJ_KEYS_MAX    4 /* keys of a [customer:] or [app:] section */
 #define RTMD_CONFIG_ENV_PREFIX      "RTMD_"
+#define RTMD_CONFIG_QUOTE_MAX       72 /* bytes of a quoted value in a message */
 
 enum section { SEC_NONE, SEC_SERVER, SEC_STORE, SEC_LIMITS, SEC_CUSTOMER, SEC_APP, SEC_COUNT };
 
@@ -63,7 +64,7 @@ struct opt {
     const char *def;   /* the default as written in a file; NULL: none */
     uint32_t min, max; /* T_U32: value bounds; T_STRING: length bounds */
     const struct choice *choices; /* T_BOOL, T_ENUM: NULL-terminated */
-    /* Called after the length check; fails through rtmd_config_fail(). */
+    /* Called after the length check; fails through rtmd_config_fail_value(). */
     int (*validate)(struct parser *ps, const struct opt *o, struct rtmd_str v);
     const char *type_doc; /* overrides the type's name in docs */
     const char *bounds;   /* docs text where min..max does not say it */
@@ -102,9 +103,12 @@ const struct rule *rtmd_config_rule_of(const struct opt *o);
  * included); "" for a key of a repeatable section. */
 void rtmd_config_env_name(const struct opt *o, char *out, size_t outlen);
 
-/* config_read.c: validators the table names. */
-int rtmd_config_validate_redis_url(struct parser *ps, const struct opt *o, struct rtmd_str v);
-int rtmd_config_validate_node_id(struct parser *ps, const struct opt *o, struct rtmd_str v);
+/* config_read.c: for a key's validator. Records the error about the value
+ * of o being applied ("FILE:LINE: KEY: msg", or "environment VAR: KEY: msg")
+ * and returns -EINVAL. Quote file text with rtmd_log_quote() in a buffer of
+ * RTMD_CONFIG_QUOTE_MAX bytes; never echo a secret. */
+__attribute__((format(printf, 3, 4))) int
+rtmd_config_fail_value(struct parser *ps, const struct opt *o, const char *fmt, ...);
 
 /* config_read.c: true for the bytes that may end an INI value's trimming. */
 bool rtmd_config_is_space(char c);

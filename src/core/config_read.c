@@ -132,7 +132,7 @@ static const char *esc(char *out, size_t outlen, struct rtmd_str s)
 }
 
 /* A quoted, escaped copy of file text for messages. */
-#define QUOTE_MAX 72
+#define QUOTE_MAX RTMD_CONFIG_QUOTE_MAX
 static const char *quote(char *out, struct rtmd_str s)
 {
     return rtmd_log_quote(out, QUOTE_MAX, s);
@@ -151,8 +151,8 @@ static void *grow_for(void *p, size_t n, size_t elem)
 
 /* Records the first error: "FILE:LINE: KEY: msg" (no line: "FILE: KEY: msg";
  * while applying a variable: "environment VAR: KEY: msg"). */
-__attribute__((format(printf, 4, 5))) static int config_fail(struct parser *ps, int line,
-                                                             const char *key, const char *fmt, ...)
+__attribute__((format(printf, 4, 0))) static int
+config_vfail(struct parser *ps, int line, const char *key, const char *fmt, va_list ap)
 {
     if (ps->failed)
         return -EINVAL;
@@ -160,10 +160,7 @@ __attribute__((format(printf, 4, 5))) static int config_fail(struct parser *ps, 
     if (!ps->err || ps->errlen == 0)
         return -EINVAL;
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     if (ps->env_var)
         snprintf(ps->err, ps->errlen, "environment %s: %s: %s", ps->env_var, key, msg);
     else if (line > 0)
@@ -171,6 +168,25 @@ __attribute__((format(printf, 4, 5))) static int config_fail(struct parser *ps, 
     else
         snprintf(ps->err, ps->errlen, "%s: %s: %s", ps->name, key, msg);
     return -EINVAL;
+}
+
+__attribute__((format(printf, 4, 5))) static int config_fail(struct parser *ps, int line,
+                                                             const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = config_vfail(ps, line, key, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int rtmd_config_fail_value(struct parser *ps, const struct opt *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = config_vfail(ps, ps->lineno, o->name, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static size_t opt_index(const struct opt *o)
@@ -203,29 +219,6 @@ static uint32_t *u32_field(struct rtmd_config *cfg, const struct opt *o)
 }
 
 /* ---- values ------------------------------------------------------------- */
-
-int rtmd_config_validate_redis_url(struct parser *ps, const struct opt *o, struct rtmd_str v)
-{
-    struct rtmd_redis_seed seeds[RTMD_REDIS_SEEDS_MAX];
-    size_t n, bad;
-    const char *why;
-    if (rtmd_redis_urls_parse(v, seeds, RTMD_ARRAY_SIZE(seeds), &n, &why, &bad) == 0)
-        return 0;
-    /* The URL may hold a password: name its position, not its text. */
-    return config_fail(ps, ps->lineno, o->name, "URL %zu: %s", bad + 1, why);
-}
-
-int rtmd_config_validate_node_id(struct parser *ps, const struct opt *o, struct rtmd_str v)
-{
-    for (size_t i = 0; i < v.len; i++) {
-        if (!name_char(v.p[i])) {
-            char q[QUOTE_MAX];
-            return config_fail(ps, ps->lineno, o->name, "must be characters [A-Za-z0-9_-] (got %s)",
-                               quote(q, v));
-        }
-    }
-    return 0;
-}
 
 static int region_index(struct parser *ps, const struct opt *o, struct rtmd_str item,
                         struct rtmd_str region, uint32_t *out)

@@ -59,6 +59,35 @@ _Static_assert(sizeof(enum rtmd_log_level) == sizeof(int), "enum fields are stor
 _Static_assert(sizeof(enum rtmd_store_backend) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum rtmd_store_sync) == sizeof(int), "enum fields are stored as int");
 
+/* ---- validators: checks of one value beyond its type's -------------------- */
+
+static int validate_redis_url(struct parser *ps, const struct opt *o, struct rtmd_str v)
+{
+    struct rtmd_redis_seed seeds[RTMD_REDIS_SEEDS_MAX];
+    size_t n, bad;
+    const char *why;
+    if (rtmd_redis_urls_parse(v, seeds, RTMD_ARRAY_SIZE(seeds), &n, &why, &bad) == 0)
+        return 0;
+    /* The URL may hold a password: name its position, not its text. */
+    return rtmd_config_fail_value(ps, o, "URL %zu: %s", bad + 1, why);
+}
+
+static int validate_node_id(struct parser *ps, const struct opt *o, struct rtmd_str v)
+{
+    for (size_t i = 0; i < v.len; i++) {
+        char c = v.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-')) {
+            char q[RTMD_CONFIG_QUOTE_MAX];
+            return rtmd_config_fail_value(ps, o, "must be characters [A-Za-z0-9_-] (got %s)",
+                                          rtmd_log_quote(q, sizeof(q), v));
+        }
+    }
+    return 0;
+}
+
+/* ---- the keys ------------------------------------------------------------ */
+
 #define CFG(field) offsetof(struct rtmd_config, field)
 #define LIMIT(key, dflt, lo, hi, text)                                                             \
     {                                                                                              \
@@ -121,7 +150,7 @@ const struct opt rtmd_config_options[] = {
      .offset = CFG(node_name),
      .min = 1,
      .max = RTMD_NODE_ID_MAX - 1,
-     .validate = rtmd_config_validate_node_id,
+     .validate = validate_node_id,
      .type_doc = "name",
      .bounds = "1.." STR(RTMD_NODE_ID_MAX_STR) " characters `[A-Za-z0-9_-]`",
      .doc = "This node's name, unique among the nodes sharing a store. Without it: `1` with the "
@@ -168,7 +197,7 @@ const struct opt rtmd_config_options[] = {
      .def = "redis://127.0.0.1:6379",
      .min = 1,
      .max = PATH_MAX_LEN,
-     .validate = rtmd_config_validate_redis_url,
+     .validate = validate_redis_url,
      .type_doc = "list",
      .bounds = "1.." STR(RTMD_REDIS_SEEDS_MAX) " URLs `redis://[[USER]:PASSWORD@]HOST[:PORT][/0]`",
      .doc = "Where the `redis` backend connects, comma separated: one instance, or any nodes of "
