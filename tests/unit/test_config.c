@@ -999,29 +999,42 @@ static char *read_file(const char *path, size_t *len)
     return rtmd_buf_steal(&b, len);
 }
 
+/* What write() generates from the table, NUL-terminated in out, with
+ * before KEY after found for every key. */
+static void generate(struct rtmd_buf *out, int (*write)(struct rtmd_buf *), const char *before,
+                     const char *after)
+{
+    rtmd_buf_init(out, 1 << 20);
+    assert_int_equal(write(out), 0);
+    assert_int_equal(rtmd_buf_append_byte(out, '\0'), 0);
+    for (size_t i = 0; i < N_OPTS; i++) {
+        char entry[80];
+        snprintf(entry, sizeof(entry), "%s%s%s", before, options[i].name, after);
+        if (!strstr(out->data, entry))
+            fail_msg("no %s in the generated text", entry);
+    }
+}
+
+/* The committed file path holds text (whole: is it), byte for byte. */
+static void committed(const char *path, const char *text, bool whole)
+{
+    size_t len;
+    char *file = read_file(path, &len);
+    if (!file)
+        fail_msg("%s not found (run from the repository root)", path);
+    if (whole ? strcmp(file, text) != 0 : !strstr(file, text))
+        fail_msg("%s is not what the table makes: make && scripts/regen-config-doc", path);
+    rtmd_free(file);
+}
+
 /* docs/CONFIG.md carries the reference generated from the table, byte for
  * byte, so the docs cannot drift from the code. */
 static void test_reference_in_docs(void **state)
 {
     (void)state;
     struct rtmd_buf ref;
-    rtmd_buf_init(&ref, 1 << 20);
-    assert_int_equal(rtmd_config_write_reference(&ref), 0);
-    assert_int_equal(rtmd_buf_append_byte(&ref, '\0'), 0);
-    /* Every key of the table is in it. */
-    for (size_t i = 0; i < N_OPTS; i++) {
-        char cell[80];
-        snprintf(cell, sizeof(cell), "| `%s` |", options[i].name);
-        assert_non_null(strstr(ref.data, cell));
-    }
-    size_t len;
-    char *doc = read_file("docs/CONFIG.md", &len);
-    if (!doc)
-        fail_msg("docs/CONFIG.md not found (run from the repository root)");
-    if (!strstr(doc, ref.data))
-        fail_msg("docs/CONFIG.md does not contain the generated reference; replace its generated "
-                 "part: make && scripts/regen-config-doc");
-    rtmd_free(doc);
+    generate(&ref, rtmd_config_write_reference, "| `", "` |");
+    committed("docs/CONFIG.md", ref.data, false);
     rtmd_buf_free(&ref);
 }
 
@@ -1030,22 +1043,9 @@ static void test_man_page(void **state)
 {
     (void)state;
     struct rtmd_buf man;
-    rtmd_buf_init(&man, 1 << 20);
-    assert_int_equal(rtmd_config_write_man(&man), 0);
-    assert_int_equal(rtmd_buf_append_byte(&man, '\0'), 0);
-    for (size_t i = 0; i < N_OPTS; i++) {
-        char entry[80];
-        snprintf(entry, sizeof(entry), "\n.TP\n.B %s\n", options[i].name);
-        assert_non_null(strstr(man.data, entry));
-    }
+    generate(&man, rtmd_config_write_man, "\n.TP\n.B ", "\n");
     assert_non_null(strstr(man.data, "\\fBRTMD_LIMITS_EVENTS_QPS\\fR"));
-    size_t len;
-    char *page = read_file("man/rtmd.conf.5", &len);
-    if (!page)
-        fail_msg("man/rtmd.conf.5 not found (run from the repository root)");
-    if (strcmp(page, man.data) != 0)
-        fail_msg("man/rtmd.conf.5 is not the page the table makes; run scripts/regen-config-doc");
-    rtmd_free(page);
+    committed("man/rtmd.conf.5", man.data, true);
     rtmd_buf_free(&man);
 
     /* Text that roff would read as a request, or could not show, is escaped or refused. */
