@@ -29,7 +29,7 @@ SANFLAGS =
 OPT     ?= -O2 -g
 endif
 
-PKGS     = libuv openssl zlib sqlite3 libcjson inih hiredis
+PKGS     = libuv openssl zlib sqlite3 libcjson hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lwslay -lpthread -lm
 

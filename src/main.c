@@ -49,12 +49,35 @@ static bool shutting_down_;
 static void usage(FILE *f)
 {
     fprintf(f, "usage: rtmd [--config FILE]\n"
+               "       rtmd --check-config FILE\n"
                "       rtmd token --appid A --certificate C --uid U [--expire S] [--v 006|007]\n"
+               "       rtmd token --config FILE --app A --uid U [--expire S] [--v 006|007]\n"
                "       rtmd --help | --version\n"
                "\n"
                "With no arguments rtmd uses ./rtmd-data/rtmd.conf, creating it (with a demo\n"
                "app, a demo customer and a self-signed certificate) on the first run.\n"
-               "Configuration keys: docs/CONFIG.md. A bad config exits with status 2.\n");
+               "Configuration keys: rtmd.conf(5), docs/CONFIG.md; RTMD_<SECTION>_<KEY>\n"
+               "environment variables override [server], [store] and [limits] keys.\n"
+               "A bad config exits with status 2; --check-config only reads it (and the\n"
+               "environment) and prints \"FILE: ok\" or the same error.\n");
+}
+
+/* rtmd --check-config FILE: reads the file and the environment as a start
+ * does; creates, binds and opens nothing else. */
+static int check_config(const char *path)
+{
+    char err[1024];
+    struct rtmd_config *cfg = rtmd_config_load(path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return RTMD_CONFIG_EXIT;
+    }
+    printf("%s: ok", path);
+    for (size_t i = 0; i < cfg->n_overrides; i++)
+        printf("%s%s", i ? ", " : " (from the environment: ", cfg->overrides[i]);
+    printf("%s\n", cfg->n_overrides ? ")" : "");
+    rtmd_config_free(cfg);
+    return fflush(stdout) == 0 ? 0 : 1;
 }
 
 static void ignore_signals(void)
@@ -183,15 +206,17 @@ int main(int argc, char **argv)
 
     static const struct option long_opts[] = {
         {"config", required_argument, NULL, 'c'},
+        {"check-config", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL;
+    const char *config_path = NULL, *check_path = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:hV", long_opts, NULL)) != -1) {
         switch (opt) {
         case 'c': config_path = optarg; break;
+        case 'k': check_path = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("rtmd %s\n", RTMD_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -202,6 +227,13 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (check_path && config_path) {
+        fprintf(stderr, "rtmd: --check-config FILE takes the file itself, without --config\n");
+        usage(stderr);
+        return 2;
+    }
+    if (check_path)
+        return check_config(check_path);
 
     /* Seed the table hash before anything builds a table (the config does). */
     uint64_t seeds[3];
@@ -223,9 +255,11 @@ int main(int argc, char **argv)
     struct rtmd_config *cfg = rtmd_config_load(config_path, err, sizeof(err));
     if (!cfg) {
         fprintf(stderr, "%s\n", err);
-        return 2;
+        return RTMD_CONFIG_EXIT;
     }
     rtmd_log_level = cfg->log_level;
+    for (size_t i = 0; i < cfg->n_overrides; i++)
+        rtmd_log_info("main", "%s overrides the config file", cfg->overrides[i]);
     if (cfg->bench_pull_keeps_events)
         rtmd_log_warn("main", "[store] bench_pull_keeps_events is on: event pulls do not consume "
                               "(benchmarks only)");

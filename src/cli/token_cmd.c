@@ -13,18 +13,23 @@
 #include "auth/token.h"
 #include "core/buf.h"
 #include "core/common.h"
+#include "core/config.h"
 #include "core/ids.h"
 
 #define SALT_MAX 99999999u
 
 static const char usage[] =
     "usage: rtmd token --appid A --certificate C --uid U [--expire S] [--v 006|007]\n"
+    "       rtmd token --config FILE --app A --uid U [--expire S] [--v 006|007]\n"
     "\n"
     "Prints an Agora-compatible RTM token for user U of app A, signed with\n"
-    "the app certificate C.\n"
+    "the app certificate C, or with app A's certificate in the config FILE\n"
+    "(which keeps the certificate off the command line).\n"
     "\n"
-    "  --appid A        App ID: 32 characters [0-9A-Za-z]\n"
+    "  --appid A, --app A  App ID: 32 characters [0-9A-Za-z]\n"
     "  --certificate C  App Certificate: 32 hex characters\n"
+    "  --config FILE    take the certificate from FILE's [app:A] section (the file\n"
+    "                   and RTMD_* variables are read as rtmd reads them)\n"
     "  --uid U          user ID: 1..64 allowed characters, not \"null\"\n"
     "  --expire S       lifetime in seconds, 0..86400 (default 86400; 0 = 24 h)\n"
     "  --v 006|007      token version (default 007)\n"
@@ -63,7 +68,36 @@ struct options {
     const char *uid;
     const char *expire;
     const char *version;
+    const char *config;
 };
+
+/* The certificate of app appid in the config file path (and the
+ * environment), copied into cert[33]. Prints why not and returns 2. */
+static int certificate_from_config(const char *path, const char *appid, char *cert)
+{
+    char err[1024];
+    struct rtmd_config *cfg = rtmd_config_load(path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return RTMD_CONFIG_EXIT;
+    }
+    int rc = 0;
+    const struct rtmd_app *app = rtmd_config_app(cfg, rtmd_str_cstr(appid));
+    if (!app) {
+        fprintf(stderr, "rtmd token: %s: no app %s\n", path, appid);
+        rc = 2;
+    } else if (!app->has_certificate) {
+        fprintf(stderr,
+                "rtmd token: %s: app %s has no certificate (its clients log in without a "
+                "token)\n",
+                path, appid);
+        rc = 2;
+    } else {
+        memcpy(cert, app->certificate, sizeof(app->certificate));
+    }
+    rtmd_config_free(cfg);
+    return rc;
+}
 
 int rtmd_cli_token(int argc, char **argv)
 {
@@ -72,9 +106,8 @@ int rtmd_cli_token(int argc, char **argv)
         const char *name;
         const char **slot;
     } table[] = {
-        {"appid", &o.appid}, {"certificate", &o.certificate},
-        {"uid", &o.uid},     {"expire", &o.expire},
-        {"v", &o.version},
+        {"appid", &o.appid},   {"app", &o.appid}, {"certificate", &o.certificate}, {"uid", &o.uid},
+        {"expire", &o.expire}, {"v", &o.version}, {"config", &o.config},
     };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -106,13 +139,15 @@ int rtmd_cli_token(int argc, char **argv)
 
     if (!o.appid)
         return bad_usage("%s is required", "--appid");
-    if (!o.certificate)
-        return bad_usage("%s is required", "--certificate");
+    if (o.config && o.certificate)
+        return bad_usage("give %s or %s, not both", "--certificate", "--config");
+    if (!o.certificate && !o.config)
+        return bad_usage("%s (or --config) is required", "--certificate");
     if (!o.uid)
         return bad_usage("%s is required", "--uid");
     if (!rtmd_appid_valid(rtmd_str_cstr(o.appid)))
         return bad_usage("%s: an App ID is 32 characters [0-9A-Za-z]", "--appid");
-    if (!rtmd_certificate_valid(rtmd_str_cstr(o.certificate)))
+    if (o.certificate && !rtmd_certificate_valid(rtmd_str_cstr(o.certificate)))
         return bad_usage("%s: an App Certificate is 32 hex characters", "--certificate");
     if (!rtmd_id_valid(rtmd_str_cstr(o.uid)))
         return bad_usage("%s: a user ID is 1..64 of a-z A-Z 0-9 space and "
@@ -129,6 +164,14 @@ int rtmd_cli_token(int argc, char **argv)
             version = 7;
         else
             return bad_usage("%s: 006 or 007", "--v");
+    }
+
+    char cert[33];
+    if (o.config) {
+        int rc = certificate_from_config(o.config, o.appid, cert);
+        if (rc)
+            return rc;
+        o.certificate = cert;
     }
 
     uint32_t salt;

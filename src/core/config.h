@@ -1,14 +1,20 @@
 /*
- * config.h — rtmd's configuration: one table of keys drives parsing,
- * defaults, bounds, validation, docs/CONFIG.md and the sample config
- * (STYLE.md §11). The INI syntax is read by inih.
+ * config.h — rtmd's configuration: one table of keys (config_table.c)
+ * drives parsing, defaults, bounds, validation, the environment overrides,
+ * docs/CONFIG.md, rtmd.conf(5) and the sample config (STYLE.md §11). The
+ * INI file is read by rtmd's own reader (config_read.c).
  *
  * Sections: [server], [store], [limits], [customer:<ID>] (repeatable),
- * [app:<APPID>] (repeatable). See docs/CONFIG.md for every key.
+ * [app:<APPID>] (repeatable). See docs/CONFIG.md for every key. Each key of
+ * [server], [store] and [limits] may be overridden by an environment
+ * variable RTMD_<SECTION>_<KEY> (RTMD_LIMITS_EVENTS_QPS=5).
  *
- * Ownership: rtmd_config_load() returns a config the caller frees with
- * rtmd_config_free(). Everything inside is owned by the config and immutable
- * after loading; other modules keep pointers into it for the process's life.
+ * Ownership: rtmd_config_load() returns a new config the caller frees with
+ * rtmd_config_free(). Loading has no side effect (no global state is read
+ * but the environment, none is written), so a second config may be loaded
+ * beside the running one. Everything inside is owned by the config and
+ * immutable after loading; other modules keep pointers into it while it
+ * is the running config.
  */
 #ifndef RTMD_CORE_CONFIG_H
 #define RTMD_CORE_CONFIG_H
@@ -140,15 +146,30 @@ struct rtmd_config {
     struct rtmd_customer **customers;
     size_t n_customers;
     struct rtmd_hashmap customers_by_id;
+
+    /* RTMD_<SECTION>_<KEY> variables that replaced the file's value, in the
+     * table's order (names only: a value may hold a password). */
+    char **overrides;
+    size_t n_overrides;
 };
 
 /*
- * Reads and validates FILE. On error returns NULL and writes one message
- * "FILE:LINE: KEY: what is wrong" into err (errlen bytes); the caller prints
- * it and exits with status 2.
+ * Reads and validates FILE, then the process's RTMD_<SECTION>_<KEY>
+ * environment variables. On error returns NULL and writes one message into
+ * err (errlen bytes): "FILE:LINE: KEY: what is wrong", "FILE: cannot read:
+ * ..." or "environment VAR: KEY: what is wrong"; the caller prints it and
+ * exits with status RTMD_CONFIG_EXIT (or, on a reload, keeps its config).
  */
 struct rtmd_config *rtmd_config_load(const char *path, char *err, size_t errlen);
-/* The same from a string (tests, fuzzing); name is used in messages. */
+/* The same with the environment env ("NAME=value" strings ending with a
+ * NULL; NULL: none) instead of the process's. */
+struct rtmd_config *rtmd_config_load_file(const char *path, char *const *env, char *err,
+                                          size_t errlen);
+/* From len bytes of text (NUL bytes included, and refused); name is used
+ * in messages. */
+struct rtmd_config *rtmd_config_load_text(const char *name, const char *text, size_t len,
+                                          char *const *env, char *err, size_t errlen);
+/* From a string, without environment (tests, fuzzing, the sample check). */
 struct rtmd_config *rtmd_config_load_string(const char *name, const char *text, char *err,
                                             size_t errlen);
 void rtmd_config_free(struct rtmd_config *cfg);
@@ -166,9 +187,11 @@ int rtmd_config_region(const struct rtmd_config *cfg, const char *name);
  * answer points into the list (never to the request's bytes). */
 const char *rtmd_origins_match(const struct rtmd_origins *list, struct rtmd_str origin);
 
-/* Writes docs/CONFIG.md's key reference (Markdown) from the table to f. */
+/* Writes docs/CONFIG.md's key reference (Markdown) from the table to out. */
 struct rtmd_buf;
 int rtmd_config_write_reference(struct rtmd_buf *out);
+/* Writes the rtmd.conf(5) man page (man/rtmd.conf.5, roff) from the table. */
+int rtmd_config_write_man(struct rtmd_buf *out);
 /* Writes a complete, commented sample config to out; the first-run config. */
 int rtmd_config_write_sample(struct rtmd_buf *out, const char *listen, const char *data_dir,
                              const char *customer_id, const char *customer_secret,

@@ -122,11 +122,23 @@ def assert_events_envelope(resp):
     return events
 
 
+CONFIG_ENV_PREFIXES = ("RTMD_SERVER_", "RTMD_STORE_", "RTMD_LIMITS_", "RTMD_APP_", "RTMD_CUSTOMER_")
+
+
+def rtmd_env(extra=None):
+    """The environment of an rtmd under test: this process's without the
+    RTMD_<SECTION>_<KEY> variables that would override its config file,
+    plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_ENV_PREFIXES)}
+    env.update(extra or {})
+    return env
+
+
 class Rtmd:
     """One rtmd process with its own data dir and config."""
 
     def __init__(self, tmpdir, tls=False, regions=("default", "eu"), limits=None, extra="",
-                 server=None, store=None, app_extra="", port=0):
+                 server=None, store=None, app_extra="", port=0, env=None):
         self.dir = str(tmpdir)
         self.tls = tls
         self.regions = list(regions)
@@ -140,6 +152,7 @@ class Rtmd:
             self.server["node_id"] = next_node_id()
         self.app_extra = app_extra        # more lines of APP's section
         self.listen_port = port           # 0: any free port
+        self.env = dict(env or {})        # more environment variables, e.g. RTMD_LIMITS_*
         self.proc = None
         self.ports = {}
         self.log_path = os.path.join(self.dir, "rtmd.log")
@@ -187,7 +200,8 @@ class Rtmd:
         self.log = open(self.log_path, "ab")
         self.expect_exit = False  # set by stop() and kill9()
         self.proc = subprocess.Popen([RTMD_BIN, "--config", self.conf_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=rtmd_env(self.env))
         return self
 
     def start(self, timeout=20.0):

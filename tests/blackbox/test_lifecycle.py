@@ -12,13 +12,14 @@ import threading
 import pytest
 
 from harness import (APP, APP_NOCERT, CERT, HERE, RTMD_BIN, Ws, assert_events_envelope, connect,
-                     wait_until)
+                     rtmd_env, wait_until)
 
 SANITIZER_WORDS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
 
 
 def run(args, cwd=None, timeout=30):
-    p = subprocess.run([RTMD_BIN] + args, cwd=cwd, capture_output=True, timeout=timeout)
+    p = subprocess.run([RTMD_BIN] + args, cwd=cwd, env=rtmd_env(), capture_output=True,
+                       timeout=timeout)
     out, err = p.stdout.decode(), p.stderr.decode()
     for w in SANITIZER_WORDS:
         assert w not in err, err
@@ -153,7 +154,7 @@ certificate = 5CFd2fd1755d40ecb72977518be15d3b
 """ % (tmp_path / "data", ready)
     conf = tmp_path / "spec.conf"
     conf.write_text(text)
-    p = subprocess.Popen([RTMD_BIN, "--config", str(conf)], stdout=subprocess.DEVNULL,
+    p = subprocess.Popen([RTMD_BIN, "--config", str(conf)], env=rtmd_env(), stdout=subprocess.DEVNULL,
                          stderr=open(tmp_path / "log", "wb"))
     try:
         wait_until(lambda: ready.exists() or p.poll() is not None, 20, what="ready file")
@@ -228,7 +229,8 @@ class DefaultRun:
         self.cwd = str(cwd)
         self.err_path = os.path.join(self.cwd, "stderr-%d.txt" % len(os.listdir(self.cwd)))
         self.err = open(self.err_path, "wb")
-        self.p = subprocess.Popen([RTMD_BIN], cwd=self.cwd, stdout=subprocess.PIPE, stderr=self.err)
+        self.p = subprocess.Popen([RTMD_BIN], cwd=self.cwd, env=rtmd_env(), stdout=subprocess.PIPE,
+                                  stderr=self.err)
         self.lines = []
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()

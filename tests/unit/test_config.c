@@ -1,12 +1,15 @@
 /*
- * test_config.c — the config table, the INI reader around inih, the
- * messages (exact FILE:LINE: KEY: text), the generated docs and sample.
+ * test_config.c — the config table, the INI reader, the environment
+ * overrides, the messages (exact FILE:LINE: KEY: text), the generated docs,
+ * man page and sample.
  *
- * Runs from the repository root (make unit): reads the .ini files in tests/unit/config/
- * and docs/CONFIG.md.
+ * Runs from the repository root (make unit): reads the .ini files in
+ * tests/unit/config/, docs/CONFIG.md and man/rtmd.conf.5.
  *
  *   build/tests/test_config --print-reference   the generated part of docs/CONFIG.md
+ *   build/tests/test_config --print-man         man/rtmd.conf.5
  *   build/tests/test_config --print-sample      a first-run sample config
+ * (scripts/regen-config-doc writes the first two into the repository.)
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -19,9 +22,21 @@
 
 #include <cmocka.h>
 
-#include "core/config.c"
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/config_internal.h"
+/* The writer's statics (roff escaping) are tested too; the archive
+ * supplies the table and the reader. */
+#include "core/config_write.c"
 
-#define CONFIG_DIR "tests/unit/config/"
+#define options      rtmd_config_options
+#define N_OPTS       rtmd_config_n_options
+#define opt_slot     rtmd_config_opt_slot
+#define OBJ_KEYS_MAX RTMD_CONFIG_OBJ_KEYS_MAX
+
+#define CONFIG_DIR   "tests/unit/config/"
+
+extern char **environ;
 
 static char err[1024];
 
@@ -446,9 +461,9 @@ static void test_too_large(void **state)
 static void test_comments(void **state)
 {
     (void)state;
-    /* " ;" starts a comment anywhere, also on continuation lines (which
-     * Debian's inih r55 would keep) and after section headers; ';' without
-     * a space before it is part of the value; '#' only starts a line. */
+    /* " ;" starts a comment anywhere, also on continuation lines and after
+     * section headers; ';' without a space before it is part of the value;
+     * '#' only starts a line. */
     struct rtmd_config *cfg = str_ok("[server]   ; the server\n"
                                      "data_dir = ./a;b ; comment\n"
                                      "ready_file = ./r#x\n"
@@ -467,7 +482,7 @@ static void test_comments(void **state)
     rtmd_config_free(cfg);
 }
 
-/* An indented key right after a section header is a key (inih has no
+/* An indented key right after a section header is a key (there is no
  * previous key to continue); blank and comment lines do not end a list. */
 static void test_indented_key(void **state)
 {
@@ -486,26 +501,6 @@ static void test_indented_key(void **state)
     /* A second indented key continues the first. */
     str_bad("[server]\n\ttls = off\n  data_dir = x\n",
             "t.ini:3: tls: unexpected continuation line (only lists continue on indented lines)");
-}
-
-/* handler() refuses a call the reader did not expect: a different inih
- * that reads lines differently fails loudly instead of misfiling values. */
-static void test_inih_disagreement(void **state)
-{
-    (void)state;
-    struct rtmd_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    struct parser ps;
-    memset(&ps, 0, sizeof(ps));
-    ps.cfg = &cfg;
-    ps.name = "d.ini";
-    ps.err = err;
-    ps.errlen = sizeof(err);
-    ps.lineno = 7;
-    snprintf(ps.heading, sizeof(ps.heading), "[server]");
-    assert_int_equal(handler(&ps, "server", "tls", "on"), 0);
-    assert_string_equal(err, "d.ini:7: [server]: internal error: inih did not read this line as "
-                             "expected");
 }
 
 static void test_crlf_bom_tabs(void **state)
@@ -825,7 +820,7 @@ static void test_more_errors(void **state)
             "[customer:ID] or [app:APPID])");
     str_bad("[customer:a]\nsecret = 12345678\n[customer:b]\nsecret = 12345678\n[customer:c]\n",
             "t.ini:5: [customer:c]: missing required key secret");
-    /* An indented section header after a key continues that key (inih). */
+    /* An indented section header after a key continues that key. */
     str_bad(
         "[server]\ndata_dir = ./d\n  [store]\n",
         "t.ini:3: data_dir: unexpected continuation line (only lists continue on indented lines)");
@@ -840,13 +835,15 @@ static void test_nul_byte(void **state)
 {
     (void)state;
     static const char text[] = "[server]\ntls = off\ndata_dir = a\0b\n";
-    struct rtmd_config *cfg = load_text("n.ini", text, sizeof(text) - 1, err, sizeof(err));
+    struct rtmd_config *cfg =
+        rtmd_config_load_text("n.ini", text, sizeof(text) - 1, NULL, err, sizeof(err));
     assert_null(cfg);
     assert_string_equal(err, "n.ini:3: data_dir: control character \\x00 in line");
 }
 
-/* Customer IDs of 64 characters that differ after byte 49 (inih's section
- * buffer) stay two customers; a 65-character ID fails. */
+/* Customer IDs of 64 characters that differ after byte 49 stay two
+ * customers (inih, once used, cut section names there); a 65-character ID
+ * fails. */
 static void test_long_customer_ids(void **state)
 {
     (void)state;
@@ -869,8 +866,8 @@ static void test_long_customer_ids(void **state)
     str_bad(text, expected);
 }
 
-/* Lines up to RTMD_CONFIG_LINE_MAX bytes work (inih's default is 200:
- * Debian's r55 would split a longer line and parse its tail as a key). */
+/* Lines up to RTMD_CONFIG_LINE_MAX bytes work; a longer one is an error,
+ * never split into a line whose tail reads as a key. */
 static void test_line_length(void **state)
 {
     (void)state;
@@ -892,20 +889,224 @@ static void test_line_length(void **state)
     rtmd_buf_free(&b);
 }
 
-/* inih's global options are put back after each parse. */
-static void test_ini_globals_restored(void **state)
+/* ---- the environment ---------------------------------------------------- */
+
+static struct rtmd_config *env_load(const char *text, char *const *env)
+{
+    return rtmd_config_load_text("t.ini", text, strlen(text), env, err, sizeof(err));
+}
+
+static void env_bad(const char *text, char *const *env, const char *expected)
+{
+    struct rtmd_config *cfg = env_load(text, env);
+    if (cfg) {
+        rtmd_config_free(cfg);
+        fail_msg("loaded, expected error: %s", expected);
+    }
+    assert_string_equal(err, expected);
+}
+
+/* One variable (and a few that are not rtmd's config) over text. */
+static void env_bad1(const char *text, const char *var, const char *expected)
+{
+    char *env[] = {"PATH=/bin", "RTMD_BIN=/x/rtmd", "RTMD_TEST_BACKENDS=embedded", (char *)var,
+                   NULL};
+    env_bad(text, env, expected);
+}
+
+/* RTMD_<SECTION>_<KEY> replaces the file's value, checked like the file. */
+static void test_env_overrides(void **state)
 {
     (void)state;
-    int max_line = ini_max_line;
-    bool multiline = ini_allow_multiline, stop = ini_stop_on_first_error;
-    char *prefixes = ini_start_comment_prefixes;
-    struct rtmd_config *cfg = load_ok(CONFIG_DIR "good_spec_sample.ini");
+    char *env[] = {"HOME=/root",
+                   "RTMD_SERVER_LOG_LEVEL=debug",
+                   "RTMD_LIMITS_EVENTS_QPS=5",
+                   "RTMD_BIN=/x/rtmd", /* not a section: not rtmd's config */
+                   "RTMD_TEST_BACKENDS=redis",
+                   "RTMD_SERVER=1",
+                   "rtmd_server_tls=off", /* names are upper case */
+                   "RTMD_SERVER_LISTEN= 127.0.0.1:1@a, [::1]:2@b ",
+                   "RTMD_SERVER_DATA_DIR=./d ; not a comment",
+                   "RTMD_LIMITS_EVENTS_QPS=6", /* the first one counts, as for getenv() */
+                   "RTMD_STORE_SYNC=NORMAL",
+                   NULL};
+    struct rtmd_config *cfg = env_load("[server]\nlog_level = info\nlisten = 10.0.0.1:1@x\n"
+                                       "  10.0.0.2:1@y\n[limits]\nevents_qps = 50\n",
+                                       env);
+    if (!cfg)
+        fail_msg("did not load: %s", err);
+    assert_int_equal(cfg->log_level, RTMD_LOG_DEBUG);
+    assert_int_equal(cfg->limits.events_qps, 5);
+    assert_true(cfg->tls);
+    assert_int_equal(cfg->sync, RTMD_SYNC_NORMAL);
+    assert_string_equal(cfg->data_dir, "./d ; not a comment");
+    assert_int_equal(cfg->n_listeners, 2); /* replaced, not added to */
+    assert_string_equal(cfg->listeners[0].host, "127.0.0.1");
+    assert_string_equal(cfg->listeners[1].host, "::1");
+    assert_int_equal(cfg->n_regions, 2);
+    assert_string_equal(cfg->regions[0], "a");
+    assert_int_equal(cfg->listeners[1].region_index, 1);
+    /* In the table's order. */
+    const char *names[] = {"RTMD_SERVER_LISTEN", "RTMD_SERVER_DATA_DIR", "RTMD_SERVER_LOG_LEVEL",
+                           "RTMD_STORE_SYNC", "RTMD_LIMITS_EVENTS_QPS"};
+    assert_int_equal(cfg->n_overrides, RTMD_ARRAY_SIZE(names));
+    for (size_t i = 0; i < RTMD_ARRAY_SIZE(names); i++)
+        assert_string_equal(cfg->overrides[i], names[i]);
     rtmd_config_free(cfg);
+
+    /* Without variables, or with none of rtmd's: the file alone. */
+    char *none[] = {"RTMD_BIN=/x", NULL};
+    cfg = env_load("[server]\nlog_level = warn\n", none);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->log_level, RTMD_LOG_WARN);
+    assert_int_equal(cfg->n_overrides, 0);
+    assert_null(cfg->overrides);
+    rtmd_config_free(cfg);
+
+    /* A variable may set what the file did not, and make it valid. */
+    char *pair[] = {"RTMD_SERVER_TLS_KEY=/k.pem", "RTMD_STORE_BACKEND=redis", NULL};
+    cfg = env_load("[server]\ntls_cert = /c.pem\nreuse_port = on\n", pair);
+    if (!cfg)
+        fail_msg("did not load: %s", err);
+    assert_string_equal(cfg->tls_key, "/k.pem");
+    assert_int_equal(cfg->backend, RTMD_STORE_REDIS);
+    rtmd_config_free(cfg);
+}
+
+static void test_env_errors(void **state)
+{
+    (void)state;
+    env_bad1("", "RTMD_LIMITS_EVENTS_QPS=0",
+             "environment RTMD_LIMITS_EVENTS_QPS: events_qps: must be 1..10000000 (got \"0\")");
+    env_bad1("", "RTMD_LIMITS_EVENTS_QPS=5/s",
+             "environment RTMD_LIMITS_EVENTS_QPS: events_qps: must be a whole number (got "
+             "\"5/s\")");
+    env_bad1("", "RTMD_SERVER_TLS=maybe",
+             "environment RTMD_SERVER_TLS: tls: must be one of on, off, true, false, yes, no, 1, "
+             "0 (got \"maybe\")");
+    env_bad1("", "RTMD_SERVER_LOG_LEVEL=",
+             "environment RTMD_SERVER_LOG_LEVEL: log_level: missing value");
+    env_bad1("", "RTMD_SERVER_LOG_LEVEL=  ",
+             "environment RTMD_SERVER_LOG_LEVEL: log_level: missing value");
+    env_bad1("", "RTMD_SERVER_DATA_DIR=a\nb",
+             "environment RTMD_SERVER_DATA_DIR: data_dir: control character \\x0a in value");
+    env_bad1("", "RTMD_SERVER_LISTEN=localhost:80",
+             "environment RTMD_SERVER_LISTEN: listen: \"localhost:80\": not a numeric IPv4 (or "
+             "[IPv6]) address");
+    env_bad1("",
+             "RTMD_SERVER_LISTEN=", "environment RTMD_SERVER_LISTEN: listen: no listener given");
+    env_bad1("", "RTMD_SERVER_COLOUR=red",
+             "environment RTMD_SERVER_COLOUR: colour: unknown key in [server]");
+    env_bad1("", "RTMD_LIMITS_EVENT_QPS=5",
+             "environment RTMD_LIMITS_EVENT_QPS: event_qps: unknown key in [limits]");
+    env_bad1("", "RTMD_SERVER_log_level=debug",
+             "environment RTMD_SERVER_log_level: log_level: unknown key in [server]");
+    env_bad1("", "RTMD_SERVER_=x", "environment RTMD_SERVER_: : unknown key in [server]");
+    env_bad1("", "RTMD_APP_0123456789abcdef0123456789abcdef_CERTIFICATE=x",
+             "environment RTMD_APP_0123456789abcdef0123456789abcdef_CERTIFICATE: [app:APPID]: "
+             "keys of repeatable sections are read from the file only (the environment sets "
+             "[server], [store] and [limits] keys)");
+    env_bad1("", "RTMD_CUSTOMER_CK_SECRET=12345678",
+             "environment RTMD_CUSTOMER_CK_SECRET: [customer:ID]: keys of repeatable sections are "
+             "read from the file only (the environment sets [server], [store] and [limits] keys)");
+    /* Rules between keys name the variable that set the key. */
+    env_bad1("", "RTMD_LIMITS_EVENTS_MAX_PULL=5000",
+             "environment RTMD_LIMITS_EVENTS_MAX_PULL: events_max_pull: must be at most "
+             "events_retain (2000)");
+    env_bad1("", "RTMD_LIMITS_EVENTS_RETAIN=10",
+             "environment RTMD_LIMITS_EVENTS_RETAIN: events_retain: must be at least "
+             "events_max_pull (1000)");
+    env_bad1("[limits]\nevents_max_pull = 20\n", "RTMD_LIMITS_EVENTS_RETAIN=10",
+             "t.ini:2: events_max_pull: must be at most events_retain (10)");
+    env_bad1("", "RTMD_SERVER_TLS_CERT=/c.pem",
+             "environment RTMD_SERVER_TLS_CERT: tls_cert: tls_key is missing (give both or "
+             "neither)");
+    env_bad1("[server]\nreuse_port = on\n[store]\nbackend = redis\n", "RTMD_STORE_BACKEND=embedded",
+             "t.ini:2: reuse_port: needs backend = redis (the embedded store is one node: one "
+             "database, one process)");
+    /* A file error comes first; the file's messages are unchanged. */
+    env_bad1("[server]\ntls = maybe\n", "RTMD_LIMITS_EVENTS_QPS=0",
+             "t.ini:2: tls: must be one of on, off, true, false, yes, no, 1, 0 (got \"maybe\")");
+    /* A password in a variable is never echoed. */
+    env_bad1("", "RTMD_STORE_REDIS_URL=redis://:hunter2@h:99999",
+             "environment RTMD_STORE_REDIS_URL: redis_url: URL 1: the port must be 1..65535");
+
+    /* At most RTMD_CONFIG_LINE_MAX bytes, like a line. */
+    size_t n = strlen("RTMD_SERVER_DATA_DIR=");
+    char *big = rtmd_malloc(n + RTMD_CONFIG_LINE_MAX + 2);
+    memcpy(big, "RTMD_SERVER_DATA_DIR=", n);
+    memset(big + n, 'd', RTMD_CONFIG_LINE_MAX + 1);
+    big[n + RTMD_CONFIG_LINE_MAX + 1] = '\0';
+    env_bad1("", big,
+             "environment RTMD_SERVER_DATA_DIR: data_dir: value is longer than 4096 bytes");
+    big[n + RTMD_CONFIG_LINE_MAX] = '\0'; /* then the key's own bound */
+    env_bad1("", big, "environment RTMD_SERVER_DATA_DIR: data_dir: must be 1..4095 bytes");
+    big[n + RTMD_CONFIG_LINE_MAX - 1] = '\0';
+    char *env[] = {big, NULL};
+    struct rtmd_config *cfg = env_load("", env);
+    assert_non_null(cfg);
+    assert_int_equal(strlen(cfg->data_dir), RTMD_CONFIG_LINE_MAX - 1);
+    rtmd_config_free(cfg);
+    rtmd_free(big);
+}
+
+/* Every [server]/[store]/[limits] key has its variable, and no other. */
+static void test_env_names(void **state)
+{
+    (void)state;
+    char name[64];
+    rtmd_config_env_name(rtmd_config_find(SEC_SERVER, "log_level"), name, sizeof(name));
+    assert_string_equal(name, "RTMD_SERVER_LOG_LEVEL");
+    rtmd_config_env_name(rtmd_config_find(SEC_LIMITS, "events_qps"), name, sizeof(name));
+    assert_string_equal(name, "RTMD_LIMITS_EVENTS_QPS");
+    rtmd_config_env_name(rtmd_config_find(SEC_APP, "certificate"), name, sizeof(name));
+    assert_string_equal(name, "");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &options[i];
+        rtmd_config_env_name(o, name, sizeof(name));
+        assert_int_equal(name[0] != '\0', o->section <= SEC_LAST_FIXED);
+        assert_true(strlen(name) < sizeof(name) - 1);
+        if (!name[0])
+            continue;
+        /* Each variable is read: set to its default (or a path), it loads
+         * and is listed among the overrides. */
+        char var[160];
+        const char *sample = o->def                                 ? o->def
+                             : strcmp(o->name, "admin_listen") == 0 ? "127.0.0.1:9464"
+                             : o->type == T_ORIGINS                 ? "https://a.example"
+                             : o->validate                          ? "n1"
+                                                                    : "/some/path";
+        snprintf(var, sizeof(var), "%s=%s", name, sample);
+        char *env[] = {var, "RTMD_SERVER_TLS_CERT=/c", "RTMD_SERVER_TLS_KEY=/k", NULL};
+        struct rtmd_config *cfg = env_load("", env);
+        if (!cfg)
+            fail_msg("%s: %s", var, err);
+        bool listed = false;
+        for (size_t k = 0; k < cfg->n_overrides; k++)
+            listed |= strcmp(cfg->overrides[k], name) == 0;
+        assert_true(listed);
+        rtmd_config_free(cfg);
+    }
+}
+
+/* Loading keeps no state between calls: two configs live side by side
+ * (a reload loads the new one beside the running one) and either may be
+ * freed first. */
+static void test_side_by_side(void **state)
+{
+    (void)state;
+    struct rtmd_config *a = load_ok(CONFIG_DIR "good_spec_sample.ini");
+    struct rtmd_config *b = load_ok(CONFIG_DIR "good_lists.ini");
     assert_null(rtmd_config_load(CONFIG_DIR "bad_port.ini", err, sizeof(err)));
-    assert_int_equal(ini_max_line, max_line);
-    assert_int_equal(ini_allow_multiline, multiline);
-    assert_int_equal(ini_stop_on_first_error, stop);
-    assert_ptr_equal(ini_start_comment_prefixes, prefixes);
+    struct rtmd_config *c = load_ok(CONFIG_DIR "good_spec_sample.ini");
+    assert_int_equal(a->n_apps, c->n_apps);
+    assert_ptr_not_equal(a->apps[0], c->apps[0]);
+    assert_string_equal(a->apps[0]->id, c->apps[0]->id);
+    rtmd_config_free(a);
+    assert_int_equal(b->n_apps, 6);
+    assert_string_equal(c->customers[0]->secret, "4d1f0c7e9a2b4c6d8e0f1a3b5c7d9e1f");
+    rtmd_config_free(c);
+    rtmd_config_free(b);
 }
 
 /* Small or missing error buffers are fine; secrets are never echoed. */
@@ -945,30 +1146,64 @@ static char *read_file(const char *path, size_t *len)
     return rtmd_buf_steal(&b, len);
 }
 
+/* What write() generates from the table, NUL-terminated in out, with
+ * before KEY after found for every key. */
+static void generate(struct rtmd_buf *out, int (*write)(struct rtmd_buf *), const char *before,
+                     const char *after)
+{
+    rtmd_buf_init(out, 1 << 20);
+    assert_int_equal(write(out), 0);
+    assert_int_equal(rtmd_buf_append_byte(out, '\0'), 0);
+    for (size_t i = 0; i < N_OPTS; i++) {
+        char entry[80];
+        snprintf(entry, sizeof(entry), "%s%s%s", before, options[i].name, after);
+        if (!strstr(out->data, entry))
+            fail_msg("no %s in the generated text", entry);
+    }
+}
+
+/* The committed file path holds text (whole: is it), byte for byte. */
+static void committed(const char *path, const char *text, bool whole)
+{
+    size_t len;
+    char *file = read_file(path, &len);
+    if (!file)
+        fail_msg("%s not found (run from the repository root)", path);
+    if (whole ? strcmp(file, text) != 0 : !strstr(file, text))
+        fail_msg("%s is not what the table makes: make && scripts/regen-config-doc", path);
+    rtmd_free(file);
+}
+
 /* docs/CONFIG.md carries the reference generated from the table, byte for
  * byte, so the docs cannot drift from the code. */
 static void test_reference_in_docs(void **state)
 {
     (void)state;
     struct rtmd_buf ref;
-    rtmd_buf_init(&ref, 1 << 20);
-    assert_int_equal(rtmd_config_write_reference(&ref), 0);
-    assert_int_equal(rtmd_buf_append_byte(&ref, '\0'), 0);
-    /* Every key of the table is in it. */
-    for (size_t i = 0; i < N_OPTS; i++) {
-        char cell[80];
-        snprintf(cell, sizeof(cell), "| `%s` |", options[i].name);
-        assert_non_null(strstr(ref.data, cell));
-    }
-    size_t len;
-    char *doc = read_file("docs/CONFIG.md", &len);
-    if (!doc)
-        fail_msg("docs/CONFIG.md not found (run from the repository root)");
-    if (!strstr(doc, ref.data))
-        fail_msg("docs/CONFIG.md does not contain the generated reference; replace its generated "
-                 "part with the output of `build/tests/test_config --print-reference`");
-    rtmd_free(doc);
+    generate(&ref, rtmd_config_write_reference, "| `", "` |");
+    committed("docs/CONFIG.md", ref.data, false);
     rtmd_buf_free(&ref);
+}
+
+/* man/rtmd.conf.5 is the page generated from the table, byte for byte. */
+static void test_man_page(void **state)
+{
+    (void)state;
+    struct rtmd_buf man;
+    generate(&man, rtmd_config_write_man, "\n.TP\n.B ", "\n");
+    assert_non_null(strstr(man.data, "\\fBRTMD_LIMITS_EVENTS_QPS\\fR"));
+    committed("man/rtmd.conf.5", man.data, true);
+    rtmd_buf_free(&man);
+
+    /* Text that roff would read as a request, or could not show, is escaped or refused. */
+    struct rtmd_buf b;
+    rtmd_buf_init(&b, 1024);
+    assert_int_equal(roff(&b, ".x 'y \\z -w `c`"), 0);
+    assert_int_equal(rtmd_buf_append_byte(&b, '\0'), 0);
+    assert_string_equal(b.data, "\\&.x 'y \\ez \\-w \\fBc\\fR");
+    rtmd_buf_reset(&b);
+    assert_int_equal(roff(&b, "caf\xc3\xa9"), -EINVAL);
+    rtmd_buf_free(&b);
 }
 
 static void test_sample_roundtrip(void **state)
@@ -1063,10 +1298,35 @@ static int write_demo_sample(struct rtmd_buf *b)
         "970CA35de60c44645bbae8a215061b33", "5CFd2fd1755d40ecb72977518be15d3b");
 }
 
+/* rtmd_config_load() reads the process's RTMD_<SECTION>_<KEY> variables:
+ * the tests run without the developer's. */
+static void clear_config_env(void)
+{
+    static const char *const prefixes[] = {"RTMD_SERVER_", "RTMD_STORE_", "RTMD_LIMITS_",
+                                           "RTMD_APP_", "RTMD_CUSTOMER_"};
+    for (bool again = true; again;) {
+        again = false;
+        for (char **e = environ; *e && !again; e++) {
+            for (size_t i = 0; i < RTMD_ARRAY_SIZE(prefixes) && !again; i++) {
+                const char *eq = strchr(*e, '=');
+                if (!eq || strncmp(*e, prefixes[i], strlen(prefixes[i])) != 0)
+                    continue;
+                char name[256];
+                snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+                unsetenv(name);
+                again = true; /* environ changed: start over */
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
+    clear_config_env();
     if (argc > 1 && strcmp(argv[1], "--print-reference") == 0)
         return print(rtmd_config_write_reference);
+    if (argc > 1 && strcmp(argv[1], "--print-man") == 0)
+        return print(rtmd_config_write_man);
     if (argc > 1 && strcmp(argv[1], "--print-sample") == 0)
         return print(write_demo_sample);
     const struct CMUnitTest tests[] = {
@@ -1081,7 +1341,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_too_large),
         cmocka_unit_test(test_comments),
         cmocka_unit_test(test_indented_key),
-        cmocka_unit_test(test_inih_disagreement),
         cmocka_unit_test(test_crlf_bom_tabs),
         cmocka_unit_test(test_bool_spellings),
         cmocka_unit_test(test_listen_forms),
@@ -1093,9 +1352,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_nul_byte),
         cmocka_unit_test(test_long_customer_ids),
         cmocka_unit_test(test_line_length),
-        cmocka_unit_test(test_ini_globals_restored),
+        cmocka_unit_test(test_env_overrides),
+        cmocka_unit_test(test_env_errors),
+        cmocka_unit_test(test_env_names),
+        cmocka_unit_test(test_side_by_side),
         cmocka_unit_test(test_err_buffer),
         cmocka_unit_test(test_reference_in_docs),
+        cmocka_unit_test(test_man_page),
         cmocka_unit_test(test_sample_roundtrip),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
