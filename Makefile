@@ -131,14 +131,20 @@ install: $(BUILD)/rtmd
 
 # dpkg-buildpackage in a copy of the tree (its clean step would remove build/,
 # and it writes next to the source directory): the .deb, its .buildinfo and
-# .changes end up in build/deb/. Files git ignores are not copied.
+# .changes end up in build/deb/. Files git ignores are not copied; outside a
+# git checkout (a Docker build context) everything but the build outputs is.
 DEB_DIR = build/deb
 deb:
 	@v=$$(dpkg-parsechangelog -S Version); [ "$$v" = "$(VERSION)" ] || \
 	  { echo "debian/changelog is at $$v, VERSION at $(VERSION): add a changelog entry (dch -v $(VERSION))" >&2; exit 1; }
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/rtmd-$(VERSION)
-	git ls-files -z --cached --others --exclude-standard | \
-	  tar --null --ignore-failed-read -T - -cf - | tar -C $(DEB_DIR)/rtmd-$(VERSION) -xf -
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git ls-files -z --cached --others --exclude-standard | \
+	    tar --null --ignore-failed-read -T - -cf - | tar -C $(DEB_DIR)/rtmd-$(VERSION) -xf -; \
+	else \
+	  tar --exclude-vcs --exclude=./build --exclude='./build-*' --exclude=./rtmd-data \
+	    --exclude=./tests/blackbox/node/node_modules -cf - . | tar -C $(DEB_DIR)/rtmd-$(VERSION) -xf -; \
+	fi
 	cd $(DEB_DIR)/rtmd-$(VERSION) && dpkg-buildpackage -b -us -uc
 	@ls -1 $(DEB_DIR)/*.deb
 
