@@ -51,8 +51,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: rtmd [--config FILE]\n"
                "       rtmd token --appid A --certificate C --uid U [--expire S] [--v 006|007]\n"
-               "       rtmd backup [--config FILE | --data-dir DIR] OUT\n"
                "       rtmd --help | --version\n"
+               "       rtmd backup [--config FILE | --data-dir DIR] OUT\n"
                "\n"
                "With no arguments rtmd uses ./rtmd-data/rtmd.conf, creating it (with a demo\n"
                "app, a demo customer and a self-signed certificate) on the first run.\n"
