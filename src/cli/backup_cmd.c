@@ -208,8 +208,11 @@ int rtmd_cli_backup(int argc, char **argv)
     if (strlen(out) >= BACKUP_PATH_MAX)
         return fail(out, "path", "too long");
     snprintf(tmp, sizeof(tmp), "%s.tmp", out);
-    if (access(db, R_OK) != 0)
+    struct stat db_st, out_st;
+    if (stat(db, &db_st) != 0 || access(db, R_OK) != 0)
         return fail(db, "cannot read the store", strerror(errno));
+    if (stat(out, &out_st) == 0 && out_st.st_dev == db_st.st_dev && out_st.st_ino == db_st.st_ino)
+        return fail(out, "refused", "that is the live store itself");
 
     umask(077); /* the copy holds what the store holds */
     sqlite3 *src = NULL;

@@ -113,3 +113,17 @@ def test_backup_usage_and_errors(tmp_path):
     bad.write_text("[server]\nnope = 1\n")
     res = backup("--config", str(bad), str(tmp_path / "out.db"))
     assert res.returncode == 2 and "bad.conf:2" in res.stderr, res
+
+
+def test_backup_never_writes_over_the_live_store(make_rtmd, store_backend):
+    if store_backend == "redis":
+        return  # no local store (the refusal is tested above)
+    r = make_rtmd()
+    with r.ws() as ws:
+        assert ws.login("keep", app=APP_NOCERT)["ok"]
+    live = os.path.join(r.data_dir, "rtmd.db")
+    res = backup("--config", r.conf_path, live)
+    assert res.returncode == 1 and "live store" in res.stderr, res
+    assert not os.path.exists(live + ".tmp")
+    assert [(e["type"], e["user_id"]) for e in r.pull_until(2, app=APP_NOCERT)] == [
+        ("Login", "keep"), ("Logout", "keep")]
