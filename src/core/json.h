@@ -3,9 +3,9 @@
  *
  * rtmd writes every response and push with this writer, never with a DOM:
  * it measured about 3x faster than building a cJSON tree and printing it
- * (bench/json_writer.c; docs/BENCHMARKS.md). Callers
- * write keys in alphabetical order themselves (every REST answer's keys are
- * sorted, as Agora's are). Errors are sticky: the first failed append is
+ * (bench/json_writer.c; docs/BENCHMARKS.md). Callers write keys in
+ * alphabetical order themselves (every REST answer's keys are sorted, as
+ * Agora's are). Errors are sticky: the first failed append is
  * kept and returned by rtmd_json_finish(), so call sites need not check
  * every step.
  */
