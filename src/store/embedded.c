@@ -2019,6 +2019,31 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
+/* One rtmd per data_dir: an exclusive flock() on data_dir/rtmd.lock. */
+static int lock_data_dir(struct embedded *s)
+{
+    struct rtmd_buf path;
+    rtmd_buf_init(&path, 4096);
+    int rc = rtmd_buf_printf(&path, "%s/rtmd.lock", s->cfg->data_dir);
+    if (rc) {
+        rtmd_buf_free(&path);
+        return rc;
+    }
+    s->lock_fd = open(path.data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        rc = -errno;
+        rtmd_log_error(MODULE, "cannot open %s: %s", path.data, strerror(errno));
+    } else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        if (rc == -EBUSY)
+            rtmd_log_error(MODULE, "%s/rtmd.db is in use by another process", s->cfg->data_dir);
+        else
+            rtmd_log_error(MODULE, "cannot lock %s: %s", path.data, strerror(errno));
+    }
+    rtmd_buf_free(&path);
+    return rc;
+}
+
 static int configure(struct embedded *s)
 {
     int rc;
@@ -2255,31 +2280,6 @@ static int restore(struct embedded *s)
 out:
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(q[i]);
-    return rc;
-}
-
-/* One rtmd per data_dir: an exclusive flock() on data_dir/rtmd.lock. */
-static int lock_data_dir(struct embedded *s)
-{
-    struct rtmd_buf path;
-    rtmd_buf_init(&path, 4096);
-    int rc = rtmd_buf_printf(&path, "%s/rtmd.lock", s->cfg->data_dir);
-    if (rc) {
-        rtmd_buf_free(&path);
-        return rc;
-    }
-    s->lock_fd = open(path.data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (s->lock_fd < 0) {
-        rc = -errno;
-        rtmd_log_error(MODULE, "cannot open %s: %s", path.data, strerror(errno));
-    } else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        if (rc == -EBUSY)
-            rtmd_log_error(MODULE, "%s/rtmd.db is in use by another process", s->cfg->data_dir);
-        else
-            rtmd_log_error(MODULE, "cannot lock %s: %s", path.data, strerror(errno));
-    }
-    rtmd_buf_free(&path);
     return rc;
 }
 
