@@ -7,6 +7,9 @@
 #                             worker share the SQLite connection); a race aborts the process
 #   make CC=clang             any C17 compiler; warnings are errors everywhere
 #   make fuzz CC=clang        libFuzzer drivers in build-fuzz/ (clang only)
+#   make install              build/rtmd to $(DESTDIR)$(PREFIX)/sbin, man pages to
+#                             $(DESTDIR)$(PREFIX)/share/man (PREFIX=/usr/local)
+#   make deb                  the Debian package (debian/), in build/deb/
 #
 # Sources are found by wildcard: every src/<module>/*.c goes into librtmd.a,
 # every tests/unit/test_*.c is one unit-test binary, every fuzz/fuzz_*.c is one
@@ -55,14 +58,14 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 PYTEST  ?= /usr/bin/python3 -m pytest
 
-.PHONY: all test unit replay blackbox fuzz bench-tools clean format format-check
+.PHONY: all test unit replay blackbox fuzz bench-tools clean format format-check install deb
 # Keep the objects of pattern-rule chains (unit tests, fuzz drivers) between runs.
 .SECONDARY:
 all: $(BUILD)/rtmd $(UNIT_BIN) $(REPLAY_BIN) $(BENCH_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/librtmd.a: $(LIB_OBJ)
 	@rm -f $@
@@ -114,6 +117,36 @@ format-check:
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz build-clang
+
+# Installs the server and the man pages (rtmd(8) by hand, rtmd.conf(5)
+# generated from the config table); the config and the systemd unit are the
+# package's (debian/rtmd.conf, debian/rtmd.service; docs/OPERATIONS.md).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: $(BUILD)/rtmd
+	install -D -m 0755 $(BUILD)/rtmd $(DESTDIR)$(PREFIX)/sbin/rtmd
+	@set -e; for m in $(wildcard man/*.[1-8]); do s=$${m##*.}; \
+	  echo "install -D -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/$${m##*/}"; \
+	  install -D -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/$${m##*/}; done
+
+# dpkg-buildpackage in a copy of the tree (its clean step would remove build/,
+# and it writes next to the source directory): the .deb, its .buildinfo and
+# .changes end up in build/deb/. Files git ignores are not copied; outside a
+# git checkout (a Docker build context) everything but the build outputs is.
+DEB_DIR = build/deb
+deb:
+	@v=$$(dpkg-parsechangelog -S Version); [ "$$v" = "$(VERSION)" ] || \
+	  { echo "debian/changelog is at $$v, VERSION at $(VERSION): add a changelog entry (dch -v $(VERSION))" >&2; exit 1; }
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/rtmd-$(VERSION)
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git ls-files -z --cached --others --exclude-standard | \
+	    tar --null --ignore-failed-read -T - -cf - | tar -C $(DEB_DIR)/rtmd-$(VERSION) -xf -; \
+	else \
+	  tar --exclude-vcs --exclude=./build --exclude='./build-*' --exclude=./rtmd-data \
+	    --exclude=./tests/blackbox/node/node_modules -cf - . | tar -C $(DEB_DIR)/rtmd-$(VERSION) -xf -; \
+	fi
+	cd $(DEB_DIR)/rtmd-$(VERSION) && dpkg-buildpackage -b -us -uc
+	@ls -1 $(DEB_DIR)/*.deb
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "cli/backup_cmd.h"
 #include "cli/firstrun.h"
 #include "cli/token_cmd.h"
 #include "core/config.h"
@@ -53,6 +54,7 @@ static void usage(FILE *f)
                "       rtmd token --appid A --certificate C --uid U [--expire S] [--v 006|007]\n"
                "       rtmd token --config FILE --app A --uid U [--expire S] [--v 006|007]\n"
                "       rtmd --help | --version\n"
+               "       rtmd backup [--config FILE | --data-dir DIR] OUT\n"
                "\n"
                "With no arguments rtmd uses ./rtmd-data/rtmd.conf, creating it (with a demo\n"
                "app, a demo customer and a self-signed certificate) on the first run.\n"
@@ -196,6 +198,8 @@ int main(int argc, char **argv)
     ignore_signals(); /* from the start; the loop logs them once it runs */
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return rtmd_cli_token(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "backup") == 0)
+        return rtmd_cli_backup(argc - 1, argv + 1);
 
     /* glibc gives freed heap back to the kernel (and maps big blocks anew)
      * all the time under rtmd's pattern of large short-lived answers; the

@@ -1,6 +1,6 @@
 /*
  * bodies.c — reading JSON request bodies: every field checked, every error a
- * 400 whose message names the field (SPEC §3.2).
+ * 400 whose message names the field (the error body of docs/API.md).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>

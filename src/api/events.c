@@ -1,6 +1,6 @@
 /*
  * events.c — GET rtm/vendor/user_events and rtm/vendor/channel_events
- * (the seed; SPEC §3.3).
+ * (the presence event logs; docs/API.md "Presence events").
  *
  * The store returns the region's oldest unread events, each already JSON
  * (made once when recorded), and marks them read for this region only; the

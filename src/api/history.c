@@ -1,5 +1,6 @@
 /*
- * history.c — message history (SPEC §3.4, research §4):
+ * history.c — message history, as Agora RTM's REST API has it (docs/API.md
+ * "Message history"):
  *
  *   POST rtm/message/history/query        → a single-use handle in "location"
  *   GET  rtm/message/history/query/{h}    → the messages (then the handle is gone: 410)

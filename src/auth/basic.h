@@ -1,6 +1,6 @@
 /*
  * basic.h — HTTP Basic credentials (RFC 7617) for the vendor REST API
- * (SPEC §3.1: `Authorization: Basic base64(customer_id:customer_secret)`),
+ * (`Authorization: Basic base64(customer_id:customer_secret)`),
  * and the constant-time secret comparison that checks them.
  */
 #ifndef RTMD_AUTH_BASIC_H

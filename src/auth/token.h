@@ -1,9 +1,10 @@
 /*
  * token.h — Agora RTM tokens: AccessToken "006" and AccessToken2 "007"
- * (research/agora-rtm-rest.md §8, SPEC §3.1). Verification accepts exactly
- * what Agora's public builders (npm agora-access-token / agora-token, and the
- * C++/Python/Go versions in AgoraIO/Tools) produce, including their published
- * test vectors; the builders reproduce those vectors.
+ * (client logins, and the vendor REST API's token credentials). Verification
+ * accepts exactly what Agora's public builders (npm agora-access-token /
+ * agora-token, and the C++/Python/Go versions in AgoraIO/Tools) produce,
+ * including their published test vectors; the builders reproduce those
+ * vectors.
  *
  * Formats (all integers little-endian, str = u16 len || bytes,
  * map = u16 count || (u16 key || u32 value)*):
@@ -37,11 +38,11 @@
  *     (never re-packed), compared with CRYPTO_memcmp.
  *  4. User and privilege (RTMD_EAUTH):
  *     006 — uid is required (the token carries only its crc32): uid must be a
- *           valid SPEC §2 ID; the token's crc fields must be crc32(uid) and 0
+ *           valid ID (core/ids.h); the token's crc fields must be crc32(uid) and 0
  *           (an RTM token has an empty RTC uid); privilege 1000 must be present.
  *           user_id = uid.
  *     007 — an RTM service (type 2) holding privilege 1 (login) must have been
- *           read; its user must be a valid SPEC §2 ID; if uid.len > 0 it must
+ *           read; its user must be a valid ID (core/ids.h); if uid.len > 0 it must
  *           equal that user. user_id = the token's user.
  *  5. Expiry (RTMD_EEXPIRED); a token is valid while now_s <= expire_ts:
  *     006 — expire_ts = ts, lowered to privilege 1000's value when that is
@@ -86,7 +87,7 @@
 
 struct rtmd_token_info {
     int version;                   /* 6 or 7 */
-    char user_id[RTMD_ID_MAX + 1]; /* NUL-terminated, a valid SPEC §2 ID */
+    char user_id[RTMD_ID_MAX + 1]; /* NUL-terminated, a valid ID (core/ids.h) */
     uint32_t issue_ts;             /* 007: issue time; 006: 0 (not in the token) */
     uint32_t expire_ts;            /* last second (absolute unix time) it is valid */
     uint32_t salt;

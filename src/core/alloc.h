@@ -1,5 +1,5 @@
 /*
- * alloc.h — the out-of-memory policy, decided once (STYLE.md §4).
+ * alloc.h — the out-of-memory policy, decided once for the whole program.
  *
  * rtmd_malloc() and friends abort the process when memory runs out: they are
  * for internal allocations whose size rtmd controls. Allocations whose size a

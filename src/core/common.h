@@ -1,7 +1,7 @@
 /*
  * common.h — the few definitions every rtmd module shares.
  *
- * Error convention (STYLE.md §3): 0 is success, a negative errno value
+ * Error convention (every module): 0 is success, a negative errno value
  * (-EINVAL, -ENOMEM, ...) or one of the RTMD_E* codes below is failure.
  * rtmd_strerror() names either kind.
  */

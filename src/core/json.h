@@ -2,10 +2,12 @@
  * json.h — a streaming JSON writer over an rtmd_buf.
  *
  * rtmd writes every response and push with this writer, never with a DOM:
- * it is the measured 27x faster path (research/c-stack.md §4). Callers write
- * keys in alphabetical order themselves (SPEC §3: every response's keys are
- * sorted). Errors are sticky: the first failed append is kept and returned by
- * rtmd_json_finish(), so call sites need not check every step.
+ * it measured about 3x faster than building a cJSON tree and printing it
+ * (bench/json_writer.c; docs/BENCHMARKS.md). Callers write keys in
+ * alphabetical order themselves (every REST answer's keys are sorted, as
+ * Agora's are). Errors are sticky: the first failed append is
+ * kept and returned by rtmd_json_finish(), so call sites need not check
+ * every step.
  */
 #ifndef RTMD_CORE_JSON_H
 #define RTMD_CORE_JSON_H

@@ -1,5 +1,5 @@
 /*
- * ratelimit.h — request limits per second (SPEC §3.3–3.5).
+ * ratelimit.h — request limits per second (events_qps, history_qps, send_qps).
  *
  * "qps requests per second" is read strictly: in no window of 1000 ms are
  * more than qps requests allowed, and a burst of qps passes at once. Up to

@@ -1,5 +1,5 @@
 /*
- * reqid.h — request IDs `<node>_<u64>` (SPEC §3: unique per node, sent as
+ * reqid.h — request IDs `<node>_<u64>` (unique per node, sent as
  * `request_id` and `X-Request-ID`). The u64 starts at a random value at
  * process start and counts up, so IDs stay unique across restarts.
  */

@@ -159,12 +159,19 @@
  * events_retain rows (by seq; after a failed commit the skipped numbers
  * leave a few rows fewer until the log moves on).
  *
- * The database is opened with locking_mode=EXCLUSIVE: a second rtmd on the
- * same data_dir fails at open (-EBUSY) instead of corrupting the sessions.
+ * One rtmd per data_dir: open() takes an exclusive flock() on
+ * data_dir/rtmd.lock, held until close, so a second rtmd on the same
+ * data_dir fails at open (-EBUSY) instead of corrupting the sessions. The
+ * database itself uses SQLite's normal locking (the WAL index in the
+ * rtmd.db-shm file), so that another process can read it while rtmd writes:
+ * `rtmd backup` copies it online (cli/backup_cmd.c).
  */
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/buf.h"
@@ -364,6 +371,7 @@ static const char schema_sql[] =
 struct embedded {
     struct rtmd_store base;
     const struct rtmd_config *cfg;
+    int lock_fd; /* data_dir/rtmd.lock, flock()ed; -1 */
     uv_loop_t *loop;
     struct app_state *apps;
     size_t n_apps;
@@ -1869,6 +1877,8 @@ static void free_ops(struct rtmd_list *list)
 static void destroy(struct embedded *s)
 {
     db_close(s);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     if (s->w_owed_n)
         rtmd_log_warn(MODULE,
                       "%llu owed Leave/Logout records not written; the next start records them",
@@ -2009,14 +2019,35 @@ static int on_wal(void *arg, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
+/* One rtmd per data_dir: an exclusive flock() on data_dir/rtmd.lock. */
+static int lock_data_dir(struct embedded *s)
+{
+    struct rtmd_buf path;
+    rtmd_buf_init(&path, 4096);
+    int rc = rtmd_buf_printf(&path, "%s/rtmd.lock", s->cfg->data_dir);
+    if (rc) {
+        rtmd_buf_free(&path);
+        return rc;
+    }
+    s->lock_fd = open(path.data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        rc = -errno;
+        rtmd_log_error(MODULE, "cannot open %s: %s", path.data, strerror(errno));
+    } else if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        if (rc == -EBUSY)
+            rtmd_log_error(MODULE, "%s/rtmd.db is in use by another process", s->cfg->data_dir);
+        else
+            rtmd_log_error(MODULE, "cannot lock %s: %s", path.data, strerror(errno));
+    }
+    rtmd_buf_free(&path);
+    return rc;
+}
+
 static int configure(struct embedded *s)
 {
     int rc;
     sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-    /* Exclusive before the first access: the WAL index then lives in heap
-     * memory (no -shm file) and the lock is held until close. */
-    if ((rc = exec_sql(s, "PRAGMA locking_mode=EXCLUSIVE")))
-        return rc;
     sqlite3_stmt *st = NULL;
     rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
     if (rc == SQLITE_OK)
@@ -2267,6 +2298,7 @@ static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg,
     s->base.type = &rtmd_store_embedded;
     s->cfg = cfg;
     s->loop = loop;
+    s->lock_fd = -1;
     rtmd_list_init(&s->batch);
     rtmd_list_init(&s->done);
     rtmd_list_init(&s->inbox);
@@ -2295,7 +2327,7 @@ static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg,
         }
     }
 
-    if ((rc = make_dirs(cfg->data_dir)))
+    if ((rc = make_dirs(cfg->data_dir)) || (rc = lock_data_dir(s)))
         goto fail;
     struct rtmd_buf path;
     rtmd_buf_init(&path, 4096);

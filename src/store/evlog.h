@@ -5,7 +5,8 @@
  * immutable, reference-counted (seq, JSON) pair; the log numbers records
  * itself with strictly increasing sequence numbers starting at 1. Every
  * region has its own read position (the seq of the last record it read, 0
- * for none), so regions drain the same log independently (SPEC §3.3).
+ * for none), so regions drain the same log independently: each reads every
+ * event once.
  *
  * When the ring is full, appending overwrites the oldest record. For every
  * region whose position had not passed it, that counts one drop. A reader

@@ -1,5 +1,6 @@
 /*
- * handles.h — history query handles kept in memory (SPEC §3.4): a query
+ * handles.h — history query handles kept in memory (docs/API.md "Message
+ * history"): a query
  * stored under a random URL-safe name, taken once, forgotten after its ttl.
  *
  * A handle is 16 bytes from OpenSSL's RAND_bytes in base64url without

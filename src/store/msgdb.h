@@ -1,8 +1,9 @@
 /*
  * msgdb.h — the message tables of the embedded store in SQLite: history
- * (SPEC §3.4) with one inbox row per receiver, and offline messages
- * (SPEC §3.5). embedded.c owns the threading, the batching and the
- * transactions; this module owns the schema, the statements and the SQL.
+ * with one inbox row per receiver, and offline messages (docs/API.md
+ * "Message history", "Sending messages"). embedded.c owns the threading,
+ * the batching and the transactions; this module owns the schema, the
+ * statements and the SQL.
  *
  * Schema (created with IF NOT EXISTS; embedded.c runs it and sets the
  * database's user_version):

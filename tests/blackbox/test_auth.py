@@ -1,5 +1,5 @@
-"""Credentials: the REST auth matrix on the event endpoints (SPEC §3.1) and
-the token rules of the WebSocket login (SPEC §4), with tokens made by
+"""Credentials: the REST auth matrix on the event endpoints (docs/API.md
+"Conventions") and the token rules of the WebSocket login ("Client protocol"), with tokens made by
 Agora's own npm builders."""
 import base64
 import struct

@@ -1,4 +1,4 @@
-"""The store across kill -9 and SIGTERM of rtmd (SPEC §4 last rule, §5):
+"""The store across kill -9 and SIGTERM of rtmd (docs/ARCHITECTURE.md):
 acknowledged events survive, sessions of a dead process end with Leave then
 Logout at the next start, answered pulls stay answered. On redis the node
 restarts under its node_id and ends its previous sessions itself."""

@@ -1,4 +1,4 @@
-"""The presence event logs over REST (SPEC §3.3): exact envelope and fields,
+"""The presence event logs over REST (docs/API.md "Presence events"): exact envelope and fields,
 per app x {user, channel}, per-region read positions, events_max_pull,
 events_retain and the drop counters."""
 import json

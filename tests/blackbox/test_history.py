@@ -1,4 +1,4 @@
-"""Message history (SPEC §3.4, research §4, docs/API.md "Message history"):
+"""Message history (docs/API.md "Message history"):
 only flagged messages are kept; POST rtm/message/history/query makes a
 single-use, URL-safe handle, GET .../query/{handle} returns the messages,
 GET .../count counts them; every filter row, the times, paging, the 400s,
@@ -126,7 +126,7 @@ def world(tmp_path_factory, module_store):
 
 
 ROWS = [
-    # (source, destination, expected keys) -- research §4.1 row by row, docs/API.md table
+    # (source, destination, expected keys) -- the docs/API.md table, row by row
     (None, "bob", ["P1", "C1", "P4", "C2"]),      # all bob received: peer and channel
     (None, "carol", ["C1", "C2", "C4"]),
     (None, "alice", ["P3", "C2", "C4"]),          # not her own channel messages

@@ -1,6 +1,6 @@
-"""Messaging over the client WebSocket (SPEC §4, docs/API.md "Client protocol"):
+"""Messaging over the client WebSocket (docs/API.md "Client protocol"):
 the peer, publish and ack ops, the peer_message / channel_message /
-member_joined / member_left pushes, and payload validation (SPEC §2)."""
+member_joined / member_left pushes, and payload validation (1 to max_payload bytes of UTF-8)."""
 import json
 
 import pytest

@@ -1,4 +1,4 @@
-"""Offline messages (SPEC §3.5, docs/API.md): a peer message for a receiver
+"""Offline messages (docs/API.md "Sending messages"): a peer message for a receiver
 that is not online, sent with "offline": true (WebSocket) or
 "enable_offline_messaging": true (REST), is kept — at most
 offline_max_per_user per receiver, newest replacing oldest, for

@@ -1,4 +1,4 @@
-"""Presence over WebSocket (SPEC §4) and its events over REST (SPEC §3.3)."""
+"""Presence over WebSocket and its events over REST (docs/API.md)."""
 import json
 
 from harness import APP, APP_NOCERT, CERT, basic, token, wait_until

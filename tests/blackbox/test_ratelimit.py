@@ -1,4 +1,4 @@
-"""events_qps (SPEC §3.3, §3.2): 10 requests per second per app over both
+"""events_qps (docs/API.md "Presence events", 429 in "Conventions"): 10 requests per second per app over both
 event endpoints; a 429 has the error body and consumes no events; other apps
 are unaffected."""
 import time
@@ -138,7 +138,7 @@ def test_the_limit_refills_within_about_a_second(rtmd):
 
 
 def test_no_more_than_10_are_served_in_any_second(rtmd):
-    """SPEC §3.3 '10 requests per second': requests spread over less than a
+    """'10 requests per second' (events_qps): requests spread over less than a
     second (one every ~40 ms, each answered before the next) - at most 10 of
     those answered within one second of the first are 200."""
     path = event_path("user", APP_NOCERT)

@@ -1,5 +1,4 @@
-"""Sending from the backend (SPEC §3.5, research §5, docs/API.md "Sending
-messages"): POST rtm/users/{user_id}/peer_messages[?wait_for_ack=] and
+"""Sending from the backend (docs/API.md "Sending messages"): POST rtm/users/{user_id}/peer_messages[?wait_for_ack=] and
 rtm/users/{user_id}/channel_messages with Agora's bodies and answers."""
 import json
 import threading

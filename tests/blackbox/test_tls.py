@@ -1,4 +1,4 @@
-"""The same flows over TLS (tls = on; SPEC §5): the self-signed pair made
+"""The same flows over TLS (tls = on): the self-signed pair made
 in data_dir, an explicit tls_cert/tls_key, HTTPS and WSS, and bad TLS input."""
 import json
 import os

@@ -1,5 +1,5 @@
-"""The WebSocket gateway at /v1/rtm (SPEC §4; RFC 6455 framing; SPEC §2
-bounds): replies, error replies that keep the connection, framing rules
+"""The WebSocket gateway at /v1/rtm (docs/API.md "Client protocol"; RFC 6455
+framing; the ID and size bounds): replies, error replies that keep the connection, framing rules
 and size limits (close codes)."""
 import json
 import struct
@@ -386,7 +386,7 @@ def test_binary_frame_is_not_a_crash(rtmd):
     ws = logged_in(rtmd)
     ws.send_frame(json.dumps({"op": "ping", "id": 5}).encode(), opcode=2)
     m = ws.recv()
-    # SPEC §4 speaks of text frames; a binary frame is either served or refused with a reply
+    # the protocol speaks of text frames; a binary frame is either served or refused with a reply
     assert m["op"] == "reply", m
     still_alive(ws)
 

@@ -1,7 +1,7 @@
 /*
- * Unit tests for core/ids.c: the identifier rules of SPEC §2 and UTF-8
- * validation. The allowed set is spelled out here again from the SPEC text,
- * independently of ids.c, and every byte value is checked against it; UTF-8
+ * Unit tests for core/ids.c: the identifier rules (1 to 64 bytes of the
+ * characters below, not "null") and UTF-8 validation. The allowed set is
+ * spelled out here again, independently of ids.c, and every byte value is checked against it; UTF-8
  * is checked against a reference decoder written from RFC 3629, exhaustively
  * for every 1-, 2- and 3-byte input.
  */
@@ -15,7 +15,7 @@
 
 #include "core/ids.h"
 
-/* SPEC §2: a-z A-Z 0-9, space and ! # $ % & ( ) + - : ; < = . > ? @ [ ] ^ _ { } | ~ , ' */
+/* IDs: a-z A-Z 0-9, space and ! # $ % & ( ) + - : ; < = . > ? @ [ ] ^ _ { } | ~ , ' */
 static const char spec_punct[] = " !#$%&()+-:;<=.>?@[]^_{}|~,'";
 
 static bool spec_allows(unsigned char c)
@@ -57,7 +57,7 @@ static void test_id_every_byte(void **state)
 static void test_id_disallowed_printable(void **state)
 {
     (void)state;
-    /* The printable ASCII characters SPEC §2 leaves out. */
+    /* The printable ASCII characters IDs leave out. */
     static const char out[] = "\"*/\\`";
     for (size_t i = 0; i < sizeof(out) - 1; i++) {
         char s[4] = {'u', out[i], 'v', '\0'};

@@ -1,7 +1,7 @@
 /*
  * Unit tests for core/json.c's writer, and the exact bytes of the JSON that
- * other modules build with it: rtmd_event_format() (store/store.c, SPEC §3.3)
- * and rtmd_http_error_body() (net/http.c, SPEC §3.2).
+ * other modules build with it: rtmd_event_format() (store/store.c, a presence
+ * event) and rtmd_http_error_body() (net/http.c, the REST error body).
  */
 #include <setjmp.h>
 #include <stdarg.h>

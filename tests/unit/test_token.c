@@ -1,9 +1,10 @@
 /*
- * test_token.c — RTM tokens 006/007 (research/agora-rtm-rest.md §8.3 vectors),
+ * test_token.c — RTM tokens 006/007 (the test vectors Agora publishes with its
+ * token builders in AgoraIO/Tools),
  * strict base64, Basic credentials, secret comparison and `rtmd token`.
  *
  * token.c is included so its statics (parsers, signers, inflate) can be
- * checked against the intermediate values of §8.3.
+ * checked against the intermediate values of those vectors.
  */
 #include <setjmp.h>
 #include <stdarg.h>
