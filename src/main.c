@@ -45,6 +45,9 @@ static uv_signal_t sigterm_, sigint_;
 static const int ignored_signals_[] = {SIGHUP, SIGUSR1, SIGUSR2};
 static uv_signal_t ignored_[RTMD_ARRAY_SIZE(ignored_signals_)];
 static bool shutting_down_;
+static bool draining_;
+static uv_timer_t drain_timer_;
+static uint64_t drain_deadline_; /* rtmd_mono_ms() */
 
 static void usage(FILE *f)
 {
@@ -79,6 +82,7 @@ static void on_store_closed(void *arg, int status)
         rtmd_log_error("main", "closing the store: %s", rtmd_strerror(status));
     uv_close((uv_handle_t *)&sigterm_, NULL);
     uv_close((uv_handle_t *)&sigint_, NULL);
+    uv_close((uv_handle_t *)&drain_timer_, NULL);
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_); i++)
         if (uv_is_active((uv_handle_t *)&ignored_[i]))
             uv_close((uv_handle_t *)&ignored_[i], NULL);
@@ -99,11 +103,44 @@ static void shutdown_server(void)
     rtmd_store_close(store_, on_store_closed, NULL);
 }
 
+static void on_drain_tick(uv_timer_t *t)
+{
+    (void)t;
+    if (server_.n_conns == 0) {
+        shutdown_server();
+    } else if (rtmd_mono_ms() >= drain_deadline_) {
+        rtmd_log_info("main", "drain_s passed: cutting %zu connections", server_.n_conns);
+        shutdown_server();
+    }
+}
+
+/* SIGTERM and SIGINT drain: no new connections; idle HTTP connections
+ * close, REST requests in flight are answered (then their connection
+ * closes), every WebSocket client gets close 1001 once its op in flight is
+ * answered (its session ends: Leave and Logout recorded). Once every
+ * connection is gone, or drain_s passed, the rest are cut and rtmd stops.
+ * A second signal ends the drain at once. */
 static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
-    rtmd_log_info("main", "signal %d", signum);
-    shutdown_server();
+    if (shutting_down_)
+        return;
+    if (draining_) {
+        rtmd_log_info("main", "signal %d (%s) again: ending the drain now", signum,
+                      strsignal(signum));
+        shutdown_server();
+        return;
+    }
+    draining_ = true;
+    rtmd_log_info("main", "signal %d (%s): draining %zu connections (up to %u s)", signum,
+                  strsignal(signum), server_.n_conns, server_.cfg->drain_s);
+    rtmd_server_stop_listening(&server_);
+    rtmd_server_go_away(&server_);
+    drain_deadline_ = rtmd_mono_ms() + (uint64_t)server_.cfg->drain_s * 1000;
+    if (server_.n_conns == 0)
+        shutdown_server();
+    else /* the first check after the close frames were written */
+        uv_timer_start(&drain_timer_, on_drain_tick, 50, 50);
 }
 
 static int write_ready_file(const struct rtmd_config *cfg)
@@ -258,9 +295,11 @@ int main(int argc, char **argv)
         rtmd_store_close(store_, on_store_closed, NULL);
         uv_signal_init(loop, &sigterm_);
         uv_signal_init(loop, &sigint_);
+        uv_timer_init(loop, &drain_timer_);
         uv_run(loop, UV_RUN_DEFAULT);
         goto out;
     }
+    uv_timer_init(loop, &drain_timer_);
     uv_signal_init(loop, &sigterm_);
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint_);

@@ -216,6 +216,17 @@ static const struct opt options[] = {
      .type_doc = "path",
      .doc = "Written with the bound addresses once rtmd serves (for scripts that use port 0)"},
     {.section = SEC_SERVER,
+     .name = "drain_s",
+     .type = T_U32,
+     .offset = CFG(drain_s),
+     .def = "5",
+     .min = 0,
+     .max = 300,
+     .type_doc = "seconds",
+     .doc = "On SIGTERM or SIGINT: seconds the clients get to close after rtmd sent each of them "
+            "close 1001 (going away) and REST requests in flight get to finish; connections still "
+            "open then are cut"},
+    {.section = SEC_SERVER,
      .name = "log_level",
      .type = T_ENUM,
      .offset = CFG(log_level),

@@ -102,6 +102,7 @@ struct rtmd_config {
     uint32_t node_id; /* the <node> in request IDs, from node_name (1 without one) */
     bool reuse_port;  /* SO_REUSEPORT on the listeners (redis backend only) */
     char *ready_file; /* NULL, or a file written with the bound addresses once serving */
+    uint32_t drain_s; /* SIGTERM: seconds clients get to close after close 1001 */
     enum rtmd_log_level log_level;
 
     /* [store] */

@@ -722,6 +722,17 @@ void rtmd_server_stop_listening(struct rtmd_server *s)
         uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
 }
 
+void rtmd_server_go_away(struct rtmd_server *s)
+{
+    struct rtmd_list *n, *tmp;
+    rtmd_list_foreach_safe(n, tmp, &s->conns)
+    {
+        struct rtmd_conn *c = RTMD_CONTAINER_OF(n, struct rtmd_conn, link);
+        if (!rtmd_conn_ending(c) && c->proto && c->proto->on_going_away)
+            c->proto->on_going_away(c);
+    }
+}
+
 void rtmd_server_close_all(struct rtmd_server *s)
 {
     rtmd_loop_hook_remove(&s->flush_hook);

@@ -188,6 +188,16 @@ struct rtmd_channel *rtmd_presence_channel(const struct rtmd_app *app, struct rt
     return rtmd_hashmap_get(&state_of(app)->channels, name);
 }
 
+size_t rtmd_presence_app_sessions(const struct rtmd_app *app, struct rtmd_session **out, size_t max)
+{
+    size_t k = 0;
+    struct rtmd_str key;
+    void *v;
+    for (size_t it = 0; k < max && rtmd_hashmap_next(&state_of(app)->sessions, &it, &key, &v);)
+        out[k++] = v;
+    return k;
+}
+
 void rtmd_presence_foreach(void (*fn)(struct rtmd_session *s, void *arg), void *arg)
 {
     for (size_t i = 0; i < cfg_->n_apps; i++) {

@@ -123,6 +123,9 @@ bool rtmd_session_in_channel(const struct rtmd_session *s, struct rtmd_str chann
 struct rtmd_channel *rtmd_session_channel(const struct rtmd_session *s, struct rtmd_str channel);
 size_t rtmd_presence_session_count(void);
 
+/* Writes up to max of app's sessions on this node to out; returns how many. */
+size_t rtmd_presence_app_sessions(const struct rtmd_app *app, struct rtmd_session **out,
+                                  size_t max);
 /* Calls fn for every session this node holds (the map must not change). */
 void rtmd_presence_foreach(void (*fn)(struct rtmd_session *s, void *arg), void *arg);
 
