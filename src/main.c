@@ -32,6 +32,7 @@
 #include "net/http.h"
 #include "net/tls.h"
 #include "net/ws.h"
+#include "server/reload.h"
 #include "store/store.h"
 
 static struct rtmd_server server_;
@@ -40,9 +41,12 @@ static struct rtmd_messaging messaging_;
 static struct rtmd_gateway gateway_;
 static struct rtmd_api api_;
 static uv_signal_t sigterm_, sigint_;
-/* Signals that must never kill rtmd (logrotate and `systemctl reload` send
- * SIGHUP): logged and ignored. */
-static const int ignored_signals_[] = {SIGHUP, SIGUSR1, SIGUSR2};
+static uv_signal_t sighup_;
+static struct rtmd_reload reload_;
+/* Signals that must never kill rtmd: logged and ignored. SIGHUP (sent by
+ * `systemctl reload` and logrotate) reloads; it is ignored too until the
+ * loop runs and while rtmd stops. */
+static const int ignored_signals_[] = {SIGUSR1, SIGUSR2};
 static uv_signal_t ignored_[RTMD_ARRAY_SIZE(ignored_signals_)];
 static bool shutting_down_;
 static bool draining_;
@@ -67,6 +71,7 @@ static void ignore_signals(void)
     sa.sa_handler = SIG_IGN;
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_signals_); i++)
         sigaction(ignored_signals_[i], &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 static void on_ignored_signal(uv_signal_t *h, int signum)
@@ -83,6 +88,8 @@ static void on_store_closed(void *arg, int status)
     uv_close((uv_handle_t *)&sigterm_, NULL);
     uv_close((uv_handle_t *)&sigint_, NULL);
     uv_close((uv_handle_t *)&drain_timer_, NULL);
+    if (uv_is_active((uv_handle_t *)&sighup_))
+        uv_close((uv_handle_t *)&sighup_, NULL); /* not made when the start failed */
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_); i++)
         if (uv_is_active((uv_handle_t *)&ignored_[i]))
             uv_close((uv_handle_t *)&ignored_[i], NULL);
@@ -101,6 +108,18 @@ static void shutdown_server(void)
     rtmd_gateway_stop(&gateway_);
     rtmd_server_close_all(&server_);
     rtmd_store_close(store_, on_store_closed, NULL);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)h;
+    if (draining_ || shutting_down_) {
+        rtmd_log_info("main", "signal %d (%s) ignored: shutting down", signum, strsignal(signum));
+        return;
+    }
+    rtmd_log_info("main", "signal %d (%s): reloading %s", signum, strsignal(signum),
+                  reload_.cfg->path);
+    rtmd_reload(&reload_);
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -178,29 +197,6 @@ static void raise_fd_limit(const struct rtmd_config *cfg)
                       rl.rlim_cur > 64 ? (unsigned long long)rl.rlim_cur - 64 : 0ULL);
 }
 
-static SSL_CTX *make_tls(const struct rtmd_config *cfg)
-{
-    char err[512], cert[4096], key[4096];
-    if (cfg->tls_cert) {
-        snprintf(cert, sizeof(cert), "%s", cfg->tls_cert);
-        snprintf(key, sizeof(key), "%s", cfg->tls_key);
-    } else {
-        snprintf(cert, sizeof(cert), "%s/tls-cert.pem", cfg->data_dir);
-        snprintf(key, sizeof(key), "%s/tls-key.pem", cfg->data_dir);
-        if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
-            if (rtmd_tls_make_self_signed(cert, key, err, sizeof(err)) < 0) {
-                rtmd_log_error("main", "self-signed certificate: %s", err);
-                return NULL;
-            }
-            rtmd_log_info("main", "made a self-signed certificate: %s", cert);
-        }
-    }
-    SSL_CTX *ctx = rtmd_tls_server_ctx(cert, key, err, sizeof(err));
-    if (!ctx)
-        rtmd_log_error("main", "TLS: %s", err);
-    return ctx;
-}
-
 int main(int argc, char **argv)
 {
     ignore_signals(); /* from the start; the loop logs them once it runs */
@@ -276,7 +272,7 @@ int main(int argc, char **argv)
         rtmd_log_error("main", "%s: cannot create: %s", cfg->data_dir, strerror(-r));
         goto out;
     }
-    if (cfg->tls && !(ssl_ctx = make_tls(cfg)))
+    if (cfg->tls && !(ssl_ctx = rtmd_tls_ctx_from_config(cfg)))
         goto out;
     /* The store before the server: its before-sleep hook may answer pulls,
      * and the server's, added after it, writes those answers. */
@@ -308,6 +304,9 @@ int main(int argc, char **argv)
         uv_signal_init(loop, &ignored_[i]);
         uv_signal_start(&ignored_[i], on_ignored_signal, ignored_signals_[i]);
     }
+    reload_ = (struct rtmd_reload){cfg, &server_, store_, &gateway_};
+    uv_signal_init(loop, &sighup_);
+    uv_signal_start(&sighup_, on_sighup, SIGHUP);
     if (cfg->ready_file && write_ready_file(cfg) < 0)
         rtmd_log_warn("main", "%s: cannot write the ready file", cfg->ready_file);
     for (size_t i = 0; i < server_.n_listeners; i++)
@@ -325,7 +324,9 @@ out:
     rtmd_messaging_shutdown(&messaging_);
     rtmd_http_shutdown();
     uv_loop_close(loop);
-    if (ssl_ctx)
+    if (server_.ssl_ctx) /* a reload may have replaced (and freed) ssl_ctx */
+        SSL_CTX_free(server_.ssl_ctx);
+    else if (ssl_ctx)
         SSL_CTX_free(ssl_ctx);
     rtmd_config_free(cfg);
     return rc;

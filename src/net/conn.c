@@ -713,6 +713,14 @@ int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_
     return 0;
 }
 
+void rtmd_server_set_tls(struct rtmd_server *s, SSL_CTX *ctx)
+{
+    SSL_CTX *old = s->ssl_ctx;
+    s->ssl_ctx = ctx;
+    if (old)
+        SSL_CTX_free(old); /* our reference; each SSL made from it holds its own */
+}
+
 void rtmd_server_stop_listening(struct rtmd_server *s)
 {
     if (s->stopping)

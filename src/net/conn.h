@@ -135,6 +135,10 @@ struct rtmd_server {
 /* Binds every listener of cfg (ssl_ctx may be NULL). On error writes a message to err. */
 int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_CTX *ssl_ctx,
                       rtmd_http_handler on_request, void *request_ctx, char *err, size_t errlen);
+/* Replaces the TLS context new connections use (a reload), taking
+ * ownership of ctx; connections already made keep the old one (each SSL
+ * holds a reference to its context), which is freed with the last of them. */
+void rtmd_server_set_tls(struct rtmd_server *s, SSL_CTX *ctx);
 /* Stops accepting (listeners closed); existing connections stay. */
 void rtmd_server_stop_listening(struct rtmd_server *s);
 /* Asks every connection to end once what it has in flight is done (its

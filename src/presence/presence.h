@@ -89,6 +89,8 @@ typedef void (*rtmd_presence_cb)(struct rtmd_session *s, int status, void *arg);
 int rtmd_presence_init(const struct rtmd_config *cfg, struct rtmd_store *store,
                        const struct rtmd_presence_hooks *hooks, void *hooks_ctx);
 void rtmd_presence_shutdown(void);
+/* A reload added app (its index is the next one; removed apps keep theirs). */
+void rtmd_presence_add_app(const struct rtmd_app *app);
 
 struct rtmd_session *rtmd_session_new(void *owner);
 /* The owner lets go; the session is freed once no store call is pending.
