@@ -5,9 +5,11 @@
  * Start: config → loop services → TLS context → store (which ends sessions a
  * crashed run left behind) → presence/gateway → WebSocket → API → listeners
  * → ready file → loop.
- * Shutdown: stop accepting → close every connection (each session ends with
- * Leave/Logout) → close the store (everything submitted is committed) →
- * close the loop's handles → exit 0.
+ * SIGHUP: server/reload.c.
+ * Shutdown (SIGTERM/SIGINT): stop accepting → drain (close 1001 to every
+ * client, REST answers finish; up to drain_s) → close every connection left
+ * (each session ends with Leave/Logout) → close the store (everything
+ * submitted is committed) → close the loop's handles → exit 0.
  */
 #include <getopt.h>
 #include <malloc.h>

@@ -7,8 +7,10 @@
  * [app:<APPID>] (repeatable). See docs/CONFIG.md for every key.
  *
  * Ownership: rtmd_config_load() returns a config the caller frees with
- * rtmd_config_free(). Everything inside is owned by the config and immutable
- * after loading; other modules keep pointers into it for the process's life.
+ * rtmd_config_free(). Everything inside is owned by the config; other
+ * modules keep pointers into the running one for the process's life, so it
+ * changes only through rtmd_config_merge() (a reload, on the loop thread),
+ * which never frees an app.
  */
 #ifndef RTMD_CORE_CONFIG_H
 #define RTMD_CORE_CONFIG_H
