@@ -1,6 +1,7 @@
 """Signals that operators and their tools send (logrotate and `systemctl
 reload` send SIGHUP; SIGUSR1/SIGUSR2 are common "reopen"/"dump" signals) must
 never kill rtmd: until they mean something, they are logged and ignored."""
+import json
 import os
 import struct
 import time
@@ -8,7 +9,7 @@ import signal
 
 import pytest
 
-from harness import APP_NOCERT, Rtmd, wait_until
+from harness import APP_NOCERT, Http, Rtmd, basic, event_path, wait_until
 
 
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2])
@@ -132,3 +133,46 @@ def test_second_sigterm_ends_the_drain_at_once(make_rtmd):
     r.expect_exit = True
     assert r.proc.wait(5) == 0
     assert time.monotonic() - t0 < 2
+
+
+def test_drain_answers_what_is_in_flight_first(make_rtmd, redis_server):
+    """With Redis stalled, a client's join and a REST pull are in flight when
+    SIGTERM comes: the client gets its join's answer, then close 1001; the
+    pull is answered (Connection: close); both finish once Redis answers."""
+    store = {"backend": "redis", "redis_url": redis_server.url, "redis_timeout_ms": 5000}
+    r = make_rtmd(store=store)
+    alice = r.ws()
+    assert alice.login("alice", app=APP_NOCERT)["ok"] is True
+    assert alice.call("ping")["ok"] is True  # the login's offline-message take is done
+    h = r.http()
+    redis_server.pause()
+    try:
+        alice.send({"op": "join", "id": 7, "channel": "ch"})
+        h.send(Http.build("GET", event_path(app=APP_NOCERT), {"Authorization": basic()}))
+        time.sleep(0.3)  # both reach rtmd and wait for Redis (nothing to poll for)
+        os.kill(r.proc.pid, signal.SIGTERM)
+        wait_until(lambda: r.log_has("draining 2 connections"), 5, what="the drain")
+        alice.assert_silent(0.3)  # no close while its join is in flight
+        assert r.alive()
+    finally:
+        redis_server.resume()
+    m = alice.reply(7)
+    assert m["ok"] is True, m
+    assert answer_close(alice) == (1001, "going away")
+    st, hd, body = h.read_response()
+    assert st == 200, body
+    assert hd.get("connection") == "close"
+    # (whether the pull ran before or after the Logout is the store's order)
+    users = [(e["type"], e["user_id"]) for e in json.loads(body)["events"]]
+    assert users[:1] == [("Login", "alice")]
+    assert h.wait_eof(5)
+    r.expect_exit = True
+    assert r.proc.wait(10) == 0
+    r.log.close()
+    r.restart()
+    if len(users) == 1:
+        users += user_events(r, APP_NOCERT, 1)
+    assert users == [("Login", "alice"), ("Logout", "alice")]
+    assert r.events("user", app=APP_NOCERT) == []
+    chans = [(e["type"], e["user_id"]) for e in r.pull_until(2, kind="channel", app=APP_NOCERT)]
+    assert chans == [("Join", "alice"), ("Leave", "alice")]
