@@ -1,6 +1,8 @@
-"""Signals that operators and their tools send (logrotate and `systemctl
-reload` send SIGHUP; SIGUSR1/SIGUSR2 are common "reopen"/"dump" signals) must
-never kill rtmd: until they mean something, they are logged and ignored."""
+"""Signals that operators and their tools send must never kill rtmd.
+SIGUSR1/SIGUSR2 (common "reopen"/"dump" signals): logged and ignored until
+they mean something. SIGTERM and SIGINT drain: close 1001 to every client,
+up to drain_s for them to close, sessions ended, exit 0. (SIGHUP reloads:
+test_reload.py.)"""
 import json
 import os
 import struct
@@ -13,7 +15,7 @@ from harness import APP_NOCERT, Http, Rtmd, basic, event_path, wait_until
 
 
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2])
-def test_hup_usr1_usr2_are_logged_and_ignored(make_rtmd, sig):
+def test_usr1_usr2_are_logged_and_ignored(make_rtmd, sig):
     r = make_rtmd()
     ws = r.ws()
     assert ws.login("alice", app=APP_NOCERT)["ok"] is True
