@@ -234,3 +234,21 @@ def test_a_renewed_certificate_is_used_by_new_connections(make_rtmd, tmp_path):
     assert ws.login("carol", app=APP_NOCERT)["ok"] is True
     ws.close()
     bob.close()
+
+
+def test_a_burst_of_sighup_with_the_same_file_changes_nothing(make_rtmd):
+    r = make_rtmd()
+    bob = r.ws()
+    assert bob.login("bob", app=APP_NOCERT)["ok"] is True
+    assert bob.call("join", channel="ch")["ok"] is True
+    for _ in range(20):
+        os.kill(r.proc.pid, signal.SIGHUP)
+    # signals may coalesce: at least one reload, each a no-op
+    wait_until(lambda: r.log_has(" reload reloaded "), 10, what="a reload")
+    assert_untouched(bob, "ch")
+    log = r.read_log()
+    assert "needs a restart" not in log
+    assert " 0 apps added, 0 back, 0 removed (0 sessions ended), 0 changed" in log
+    assert " 1 apps added" not in log and "kicked" not in log
+    r.healthy()
+    bob.close()
