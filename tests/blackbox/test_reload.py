@@ -138,7 +138,7 @@ def test_limits_customers_and_log_level_follow_the_file(make_rtmd):
     assert bob.call("join", channel="a")["ok"] is True
     assert r.get(event_path(app=APP_NOCERT), headers={"Authorization": basic()})[0] == 200
 
-    r.limits = {"max_channels_per_user": 2, "heartbeat_timeout_s": 50}
+    r.limits = {"max_channels_per_user": 2, "heartbeat_timeout_s": 50, "events_qps": 1}
     r.write_config()
     with open(r.conf_path) as f:
         text = f.read()
@@ -155,7 +155,11 @@ def test_limits_customers_and_log_level_follow_the_file(make_rtmd):
     # the customer's new secret, and only it, is accepted
     assert r.get(event_path(app=APP_NOCERT), headers={"Authorization": basic()})[0] == 401
     new = basic(CUSTOMER, "a-brand-new-secret-42")
-    assert r.get(event_path(app=APP_NOCERT), headers={"Authorization": new})[0] == 200
+    # (a pull made under the old limit may still count in this second's window)
+    wait_until(lambda: r.get(event_path(app=APP_NOCERT), headers={"Authorization": new})[0] == 200,
+               5, interval=0.1, what="a pull with the new secret")
+    # the rate limiter follows events_qps = 1: a second pull in the same second is refused
+    assert r.get(event_path(app=APP_NOCERT), headers={"Authorization": new})[0] == 429
     # log_level = info: a debug line no longer appears
     before = r.read_log().count(" debug ")
     probe = r.ws()
