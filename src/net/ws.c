@@ -420,6 +420,11 @@ void rtmd_ws_accept(struct rtmd_http_request *req)
                                         RTMD_STR_LIT("Sec-WebSocket-Version: 13\r\n"));
         return;
     }
+    if (req->conn && req->conn->server->stopping) { /* draining: no new sessions */
+        rtmd_http_respond_error_headers(req, 503, "unavailable", "the server is shutting down",
+                                        RTMD_STR_LIT("Retry-After: 1\r\n"));
+        return;
+    }
     /* The key is 16 random bytes in base64: 24 characters. */
     unsigned char raw[32];
     if (key.len != 24 || EVP_DecodeBlock(raw, (const unsigned char *)key.p, 24) != 18) {

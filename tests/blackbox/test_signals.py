@@ -178,3 +178,22 @@ def test_drain_answers_what_is_in_flight_first(make_rtmd, redis_server):
     assert r.events("user", app=APP_NOCERT) == []
     chans = [(e["type"], e["user_id"]) for e in r.pull_until(2, kind="channel", app=APP_NOCERT)]
     assert chans == [("Join", "alice"), ("Leave", "alice")]
+
+
+def test_an_upgrade_finished_during_the_drain_is_refused(make_rtmd):
+    r = make_rtmd()
+    h = r.http()
+    head = Http.build("GET", "/v1/rtm", {"Upgrade": "websocket", "Connection": "Upgrade",
+                                         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                         "Sec-WebSocket-Version": "13"})
+    h.send(head[:-2])  # all but the blank line that ends the head
+    os.kill(r.proc.pid, signal.SIGTERM)
+    wait_until(lambda: r.log_has("draining 1 connections"), 5, what="the drain")
+    h.send(b"\r\n")
+    st, hd, body = h.read_response()
+    assert st == 503, body
+    assert json.loads(body)["code"] == "unavailable"
+    assert h.wait_eof(5)
+    h.close()
+    r.expect_exit = True
+    assert r.proc.wait(10) == 0
