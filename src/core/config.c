@@ -1391,9 +1391,9 @@ int rtmd_config_region(const struct rtmd_config *cfg, const char *name)
 static const char *const live_keys[] = {"log_level", "drain_s", "tls_cert", "tls_key"};
 /* [limits] that need a restart: sizes and durations fixed when the rings,
  * timeout queues and pins were made. */
-static const char *const restart_limits[] = {"events_retain",       "heartbeat_timeout_s",
-                                             "login_timeout_s",     "http_header_timeout_ms",
-                                             "http_idle_timeout_s", "history_handle_ttl_s"};
+static const char *const restart_limits[] = {
+    "events_retain",       "heartbeat_timeout_s",  "login_timeout_s",    "http_header_timeout_ms",
+    "http_idle_timeout_s", "history_handle_ttl_s", "peer_ack_timeout_ms"};
 
 static bool name_in(const char *name, const char *const *list, size_t n)
 {
