@@ -105,6 +105,7 @@ static void shutdown_server(void)
     if (shutting_down_)
         return;
     shutting_down_ = true;
+    uv_timer_stop(&drain_timer_);
     rtmd_log_info("main", "shutting down: ending %zu connections", server_.n_conns);
     rtmd_server_stop_listening(&server_);
     rtmd_gateway_stop(&gateway_);
