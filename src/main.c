@@ -5,9 +5,11 @@
  * Start: config → loop services → TLS context → store (which ends sessions a
  * crashed run left behind) → presence/gateway → WebSocket → API → listeners
  * → ready file → loop.
- * Shutdown: stop accepting → close every connection (each session ends with
- * Leave/Logout) → close the store (everything submitted is committed) →
- * close the loop's handles → exit 0.
+ * SIGHUP: server/reload.c.
+ * Shutdown (SIGTERM/SIGINT): stop accepting → drain (close 1001 to every
+ * client, REST answers finish; up to drain_s) → close every connection left
+ * (each session ends with Leave/Logout) → close the store (everything
+ * submitted is committed) → close the loop's handles → exit 0.
  */
 #include <getopt.h>
 #include <malloc.h>
@@ -33,6 +35,7 @@
 #include "net/http.h"
 #include "net/tls.h"
 #include "net/ws.h"
+#include "server/reload.h"
 #include "store/store.h"
 
 static struct rtmd_server server_;
@@ -41,11 +44,17 @@ static struct rtmd_messaging messaging_;
 static struct rtmd_gateway gateway_;
 static struct rtmd_api api_;
 static uv_signal_t sigterm_, sigint_;
-/* Signals that must never kill rtmd (logrotate and `systemctl reload` send
- * SIGHUP): logged and ignored. */
-static const int ignored_signals_[] = {SIGHUP, SIGUSR1, SIGUSR2};
+static uv_signal_t sighup_;
+static struct rtmd_reload reload_;
+/* Signals that must never kill rtmd: logged and ignored. SIGHUP (sent by
+ * `systemctl reload` and logrotate) reloads; it is ignored too until the
+ * loop runs and while rtmd stops. */
+static const int ignored_signals_[] = {SIGUSR1, SIGUSR2};
 static uv_signal_t ignored_[RTMD_ARRAY_SIZE(ignored_signals_)];
 static bool shutting_down_;
+static bool draining_;
+static uv_timer_t drain_timer_;
+static uint64_t drain_deadline_; /* rtmd_mono_ms() */
 
 static void usage(FILE *f)
 {
@@ -89,6 +98,7 @@ static void ignore_signals(void)
     sa.sa_handler = SIG_IGN;
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_signals_); i++)
         sigaction(ignored_signals_[i], &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 static void on_ignored_signal(uv_signal_t *h, int signum)
@@ -104,6 +114,9 @@ static void on_store_closed(void *arg, int status)
         rtmd_log_error("main", "closing the store: %s", rtmd_strerror(status));
     uv_close((uv_handle_t *)&sigterm_, NULL);
     uv_close((uv_handle_t *)&sigint_, NULL);
+    uv_close((uv_handle_t *)&drain_timer_, NULL);
+    if (uv_is_active((uv_handle_t *)&sighup_))
+        uv_close((uv_handle_t *)&sighup_, NULL); /* not made when the start failed */
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_); i++)
         if (uv_is_active((uv_handle_t *)&ignored_[i]))
             uv_close((uv_handle_t *)&ignored_[i], NULL);
@@ -117,6 +130,7 @@ static void shutdown_server(void)
     if (shutting_down_)
         return;
     shutting_down_ = true;
+    uv_timer_stop(&drain_timer_);
     rtmd_log_info("main", "shutting down: ending %zu connections", server_.n_conns);
     rtmd_server_stop_listening(&server_);
     rtmd_gateway_stop(&gateway_);
@@ -124,11 +138,56 @@ static void shutdown_server(void)
     rtmd_store_close(store_, on_store_closed, NULL);
 }
 
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)h;
+    if (draining_ || shutting_down_) {
+        rtmd_log_info("main", "signal %d (%s) ignored: shutting down", signum, strsignal(signum));
+        return;
+    }
+    rtmd_log_info("main", "signal %d (%s): reloading %s", signum, strsignal(signum),
+                  reload_.cfg->path);
+    rtmd_reload(&reload_);
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    (void)t;
+    if (server_.n_conns == 0) {
+        shutdown_server();
+    } else if (rtmd_mono_ms() >= drain_deadline_) {
+        rtmd_log_info("main", "drain_s passed: cutting %zu connections", server_.n_conns);
+        shutdown_server();
+    }
+}
+
+/* SIGTERM and SIGINT drain: no new connections; idle HTTP connections
+ * close, REST requests in flight are answered (then their connection
+ * closes), every WebSocket client gets close 1001 once its op in flight is
+ * answered (its session ends: Leave and Logout recorded). Once every
+ * connection is gone, or drain_s passed, the rest are cut and rtmd stops.
+ * A second signal ends the drain at once. */
 static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
-    rtmd_log_info("main", "signal %d", signum);
-    shutdown_server();
+    if (shutting_down_)
+        return;
+    if (draining_) {
+        rtmd_log_info("main", "signal %d (%s) again: ending the drain now", signum,
+                      strsignal(signum));
+        shutdown_server();
+        return;
+    }
+    draining_ = true;
+    rtmd_log_info("main", "signal %d (%s): draining %zu connections (up to %u s)", signum,
+                  strsignal(signum), server_.n_conns, server_.cfg->drain_s);
+    rtmd_server_stop_listening(&server_);
+    rtmd_server_go_away(&server_);
+    drain_deadline_ = rtmd_mono_ms() + (uint64_t)server_.cfg->drain_s * 1000;
+    if (server_.n_conns == 0)
+        shutdown_server();
+    else /* the first check after the close frames were written */
+        uv_timer_start(&drain_timer_, on_drain_tick, 50, 50);
 }
 
 static int write_ready_file(const struct rtmd_config *cfg)
@@ -168,29 +227,6 @@ static void raise_fd_limit(const struct rtmd_config *cfg)
                       "%llu (connections past the limit are dropped unseen)",
                       cfg->limits.max_connections, (unsigned long long)rl.rlim_cur,
                       rl.rlim_cur > 64 ? (unsigned long long)rl.rlim_cur - 64 : 0ULL);
-}
-
-static SSL_CTX *make_tls(const struct rtmd_config *cfg)
-{
-    char err[512], cert[4096], key[4096];
-    if (cfg->tls_cert) {
-        snprintf(cert, sizeof(cert), "%s", cfg->tls_cert);
-        snprintf(key, sizeof(key), "%s", cfg->tls_key);
-    } else {
-        snprintf(cert, sizeof(cert), "%s/tls-cert.pem", cfg->data_dir);
-        snprintf(key, sizeof(key), "%s/tls-key.pem", cfg->data_dir);
-        if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
-            if (rtmd_tls_make_self_signed(cert, key, err, sizeof(err)) < 0) {
-                rtmd_log_error("main", "self-signed certificate: %s", err);
-                return NULL;
-            }
-            rtmd_log_info("main", "made a self-signed certificate: %s", cert);
-        }
-    }
-    SSL_CTX *ctx = rtmd_tls_server_ctx(cert, key, err, sizeof(err));
-    if (!ctx)
-        rtmd_log_error("main", "TLS: %s", err);
-    return ctx;
 }
 
 int main(int argc, char **argv)
@@ -281,7 +317,7 @@ int main(int argc, char **argv)
         rtmd_log_error("main", "%s: cannot create: %s", cfg->data_dir, strerror(-r));
         goto out;
     }
-    if (cfg->any_tls && !(ssl_ctx = make_tls(cfg)))
+    if (cfg->any_tls && !(ssl_ctx = rtmd_tls_ctx_from_config(cfg)))
         goto out;
     /* The store before the server: its before-sleep hook may answer pulls,
      * and the server's, added after it, writes those answers. */
@@ -300,9 +336,11 @@ int main(int argc, char **argv)
         rtmd_store_close(store_, on_store_closed, NULL);
         uv_signal_init(loop, &sigterm_);
         uv_signal_init(loop, &sigint_);
+        uv_timer_init(loop, &drain_timer_);
         uv_run(loop, UV_RUN_DEFAULT);
         goto out;
     }
+    uv_timer_init(loop, &drain_timer_);
     uv_signal_init(loop, &sigterm_);
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint_);
@@ -311,6 +349,9 @@ int main(int argc, char **argv)
         uv_signal_init(loop, &ignored_[i]);
         uv_signal_start(&ignored_[i], on_ignored_signal, ignored_signals_[i]);
     }
+    reload_ = (struct rtmd_reload){cfg, &server_, store_, &gateway_};
+    uv_signal_init(loop, &sighup_);
+    uv_signal_start(&sighup_, on_sighup, SIGHUP);
     if (cfg->ready_file && write_ready_file(cfg) < 0)
         rtmd_log_warn("main", "%s: cannot write the ready file", cfg->ready_file);
     for (size_t i = 0; i < server_.n_listeners; i++)
@@ -331,7 +372,9 @@ out:
     rtmd_messaging_shutdown(&messaging_);
     rtmd_http_shutdown();
     uv_loop_close(loop);
-    if (ssl_ctx)
+    if (server_.ssl_ctx) /* a reload may have replaced (and freed) ssl_ctx */
+        SSL_CTX_free(server_.ssl_ctx);
+    else if (ssl_ctx)
         SSL_CTX_free(ssl_ctx);
     rtmd_config_free(cfg);
     return rc;

@@ -12,9 +12,10 @@
  * Ownership: rtmd_config_load() returns a new config the caller frees with
  * rtmd_config_free(). Loading has no side effect (no global state is read
  * but the environment, none is written), so a second config may be loaded
- * beside the running one. Everything inside is owned by the config and
- * immutable after loading; other modules keep pointers into it while it
- * is the running config.
+ * beside the running one. Everything inside is owned by the config; other
+ * modules keep pointers into the running one for the process's life, so it
+ * changes only through rtmd_config_merge() (a reload, on the loop thread),
+ * which never frees an app.
  */
 #ifndef RTMD_CORE_CONFIG_H
 #define RTMD_CORE_CONFIG_H
@@ -44,6 +45,7 @@ struct rtmd_app {
     bool has_certificate;
     bool vendor_token_access; /* tokens accepted on event and history endpoints */
     uint32_t index;           /* 0..n_apps-1; indexes per-app runtime arrays */
+    bool retired;             /* a reload removed it: not found by id any more; its index stays */
     /* Customers that own this app (Basic auth grants access). */
     struct rtmd_customer **owners;
     size_t n_owners;
@@ -121,6 +123,7 @@ struct rtmd_config {
     uint32_t node_id; /* the <node> in request IDs, from node_name (1 without one) */
     bool reuse_port;  /* SO_REUSEPORT on the listeners (redis backend only) */
     char *ready_file; /* NULL, or a file written with the bound addresses once serving */
+    uint32_t drain_s; /* SIGTERM: seconds clients get to close after close 1001 */
     enum rtmd_log_level log_level;
     char *admin_listen;                  /* as written, or NULL */
     bool admin_enabled;                  /* admin_listen names an address (not off) */
@@ -177,6 +180,36 @@ void rtmd_config_free(struct rtmd_config *cfg);
 /* The <node> of request IDs for a node_id (NULL: 1): the number itself when
  * it is 1..999999, else a number 1..999999 made from the name. */
 uint32_t rtmd_config_node_number(const char *name);
+
+/*
+ * Reload (SIGHUP). The running config is never replaced: fresh, a config
+ * just loaded from the same file, is merged into it in place, on the loop
+ * thread, between callbacks, so every pointer into it stays valid:
+ *  - [server]/[store]/[limits] keys that can change live (log_level,
+ *    drain_s, tls_cert, tls_key, and the limits not named below) take the
+ *    new values; any other key that changed keeps its running value and is
+ *    named in restart_keys ("listen, data_dir");
+ *  - an app in both keeps its object and index and takes the new
+ *    certificate, vendor_token_access and owners;
+ *  - an app only in fresh is moved over with the next index (added); an
+ *    app removed earlier comes back with its old object (readded);
+ *  - an app only in live is retired: no lookup finds it any more, its
+ *    object stays until exit (removed);
+ *  - customers are replaced by fresh's (nothing keeps a customer pointer
+ *    past a request's synchronous authentication).
+ * fresh is freed. out's arrays are the caller's (rtmd_config_changes_free).
+ */
+struct rtmd_config_changes {
+    struct rtmd_app **added, **removed;
+    size_t n_added, n_removed, n_readded;
+    size_t n_apps_changed; /* certificate, vendor_token_access or owners */
+    char restart_keys[512];
+};
+void rtmd_config_merge(struct rtmd_config *live, struct rtmd_config *fresh,
+                       struct rtmd_config_changes *out);
+void rtmd_config_changes_free(struct rtmd_config_changes *c);
+/* Retires app now (an app a reload added that the store could not set up). */
+void rtmd_config_retire_app(struct rtmd_config *cfg, struct rtmd_app *app);
 
 struct rtmd_app *rtmd_config_app(const struct rtmd_config *cfg, struct rtmd_str id);
 struct rtmd_customer *rtmd_config_customer(const struct rtmd_config *cfg, struct rtmd_str id);

@@ -1184,6 +1184,8 @@ void rtmd_config_free(struct rtmd_config *cfg)
     if (!cfg)
         return;
     for (size_t i = 0; i < cfg->n_apps; i++) {
+        if (!cfg->apps[i])
+            continue; /* moved into the running config by a reload */
         rtmd_free(cfg->apps[i]->owners);
         rtmd_free(cfg->apps[i]);
     }

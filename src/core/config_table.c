@@ -219,6 +219,17 @@ const struct opt rtmd_config_options[] = {
             "`listen REGION ADDR:PORT tls` (or `plain`) per listener, `admin ADDR:PORT` for "
             "`admin_listen`"},
     {.section = SEC_SERVER,
+     .name = "drain_s",
+     .type = T_U32,
+     .offset = CFG(drain_s),
+     .def = "5",
+     .min = 0,
+     .max = 300,
+     .type_doc = "seconds",
+     .doc = "On SIGTERM or SIGINT: seconds the clients get to close after rtmd sent each of them "
+            "close 1001 (going away) and REST requests in flight get to finish; connections still "
+            "open then are cut"},
+    {.section = SEC_SERVER,
      .name = "log_level",
      .type = T_ENUM,
      .offset = CFG(log_level),

@@ -226,6 +226,10 @@ void gw_op_begin(struct gw_client *c, const struct gw_request *r)
 void gw_op_done(struct gw_client *c)
 {
     c->busy = false;
+    if (c->going_away && !c->closing && c->conn) {
+        gw_close(c, GW_CLOSE_SHUTDOWN); /* its queued frames are answered "closing" */
+        return;
+    }
     drain_queue(c);
 }
 
@@ -291,15 +295,22 @@ static const struct {
     [GW_CLOSE_NODE_LOST] = {RTMD_WS_CLOSE_GOING_AWAY, "node_lost", "closing",
                             "this node lost its sessions (the cluster took it for dead); log in "
                             "again"},
+    [GW_CLOSE_SHUTDOWN] = {RTMD_WS_CLOSE_GOING_AWAY, "going away", "closing",
+                           "the server is shutting down"},
+    [GW_CLOSE_APP_REMOVED] = {RTMD_WS_CLOSE_POLICY, "app_removed", "closing",
+                              "the app was removed from the server's configuration"},
 };
 
 void gw_close(struct gw_client *c, enum gw_close_why why)
 {
     static const char kicked[] = "{\"op\":\"kicked\",\"reason\":\"remote_login\"}";
+    static const char removed[] = "{\"op\":\"kicked\",\"reason\":\"app_removed\"}";
     c->closing = true;
     answer_unanswered(c, close_whys_[why].error, close_whys_[why].message);
     if (why == GW_CLOSE_KICKED)
         gw_send(c, kicked, sizeof(kicked) - 1);
+    else if (why == GW_CLOSE_APP_REMOVED)
+        gw_send(c, removed, sizeof(removed) - 1);
     end_session(c);
     if (c->conn)
         rtmd_ws_close(c->conn, close_whys_[why].code, close_whys_[why].reason);
@@ -347,6 +358,12 @@ static void on_message(struct rtmd_conn *conn, const char *p, size_t n)
     struct gw_client *c = conn->user;
     if (c->closing)
         return;
+    if (c->gw->draining && !c->busy) {
+        gw_enter(c);
+        gw_close(c, GW_CLOSE_SHUTDOWN);
+        gw_leave(c);
+        return;
+    }
     if (!c->busy) {
         gw_enter(c);
         handle_frame(c, p, n);
@@ -430,6 +447,58 @@ static void on_kicked(void *ctx, struct rtmd_session *s, const char *reason)
     gw_leave(c);
 }
 
+/* Draining: a client with an op in flight is closed once it is answered
+ * (gw_op_done); any other at once. Either way its session ends (Leave and
+ * Logout recorded) and it gets close 1001. */
+static void on_going_away(struct rtmd_conn *conn)
+{
+    struct gw_client *c = conn->user;
+    if (!c) {
+        rtmd_ws_close(conn, RTMD_WS_CLOSE_GOING_AWAY, "going away");
+        return;
+    }
+    c->gw->draining = true;
+    if (c->closing)
+        return;
+    gw_enter(c);
+    if (c->busy)
+        c->going_away = true;
+    else
+        gw_close(c, GW_CLOSE_SHUTDOWN);
+    gw_leave(c);
+}
+
+/* A reload removed app: its sessions on this node end (Leave and Logout
+ * recorded), their clients get a kicked push and close 1008. */
+static void close_app_session(struct rtmd_session *s, void *arg)
+{
+    struct gw_client *c = s->owner;
+    if (s->app != arg || s->state != RTMD_SESSION_ONLINE || !c || !c->conn || c->closing)
+        return;
+    gw_enter(c);
+    gw_close(c, GW_CLOSE_APP_REMOVED);
+    gw_leave(c);
+}
+
+size_t rtmd_gateway_end_app(struct rtmd_gateway *gw, const struct rtmd_app *app)
+{
+    (void)gw;
+    /* Collect first: ending a session changes the map being walked. */
+    size_t n = rtmd_presence_session_count();
+    if (n == 0)
+        return 0;
+    struct rtmd_session **all = rtmd_malloc(n * sizeof(*all));
+    size_t k = rtmd_presence_app_sessions(app, all, n);
+    for (size_t i = 0; i < k; i++)
+        rtmd_session_hold(all[i]);
+    for (size_t i = 0; i < k; i++) {
+        close_app_session(all[i], (void *)app);
+        rtmd_session_unhold(all[i]);
+    }
+    free(all);
+    return k;
+}
+
 static const struct rtmd_presence_hooks hooks_ = {.kicked = on_kicked, .member = gw_member_changed};
 
 int rtmd_gateway_init(struct rtmd_gateway *gw, const struct rtmd_config *cfg,
@@ -447,6 +516,7 @@ int rtmd_gateway_init(struct rtmd_gateway *gw, const struct rtmd_config *cfg,
         .on_timeout = on_timeout,
         .on_closing = on_closing,
         .on_close = on_close,
+        .on_going_away = on_going_away,
     };
     rtmd_buf_init(&gw->out, SIZE_MAX);
     gw_deliver_init(gw);

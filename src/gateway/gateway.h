@@ -43,6 +43,7 @@ struct rtmd_gateway {
     struct rtmd_deferred run;
     bool run_scheduled;
     bool initialized;
+    bool draining; /* SIGTERM: clients are being closed with 1001 */
     /* for /metrics */
     uint64_t pushes;   /* pushes written by fan-out and peer delivery */
     uint64_t cut_offs; /* clients disconnected for passing ws_output_budget */
@@ -55,5 +56,9 @@ int rtmd_gateway_init(struct rtmd_gateway *gw, const struct rtmd_config *cfg,
  * the connections can still carry the answers. */
 void rtmd_gateway_stop(struct rtmd_gateway *gw);
 void rtmd_gateway_shutdown(struct rtmd_gateway *gw);
+/* A reload removed app: ends every session of it on this node (Leave and
+ * Logout recorded; the client gets {"op":"kicked","reason":"app_removed"}
+ * and close 1008). Returns how many. */
+size_t rtmd_gateway_end_app(struct rtmd_gateway *gw, const struct rtmd_app *app);
 
 #endif

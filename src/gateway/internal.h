@@ -31,6 +31,7 @@ struct gw_client {
     bool ready;           /* login answered and offline messages out: pushes go straight out */
     bool login_late;      /* the login deadline passed while the login was being recorded */
     bool cut;             /* gw_cut_off() is closing it */
+    bool going_away;      /* draining: close 1001 once the op in flight is answered */
     struct rtmd_buf held; /* pushes that arrived before ready, in order */
     uint32_t depth;       /* gateway calls on the stack that use this client */
 };
@@ -118,6 +119,8 @@ enum gw_close_why {
     GW_CLOSE_HEARTBEAT,     /* 1001 "heartbeat timeout" */
     GW_CLOSE_LOGIN_TIMEOUT, /* 1008 "login timeout" */
     GW_CLOSE_NODE_LOST,     /* 1001 "node_lost": another node ended this node's sessions */
+    GW_CLOSE_SHUTDOWN,      /* 1001 "going away": the server drains (SIGTERM) */
+    GW_CLOSE_APP_REMOVED, /* 1008 "app_removed", after the kicked push: a reload removed the app */
 };
 /* Answers every op of c not answered yet (the one in flight, the queued
  * ones) with an error, then ends the client's session (if any) and closes:

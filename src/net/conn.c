@@ -742,6 +742,14 @@ int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_
     return 0;
 }
 
+void rtmd_server_set_tls(struct rtmd_server *s, SSL_CTX *ctx)
+{
+    SSL_CTX *old = s->ssl_ctx;
+    s->ssl_ctx = ctx;
+    if (old)
+        SSL_CTX_free(old); /* our reference; each SSL made from it holds its own */
+}
+
 void rtmd_server_stop_listening(struct rtmd_server *s)
 {
     if (s->stopping)
@@ -749,6 +757,17 @@ void rtmd_server_stop_listening(struct rtmd_server *s)
     s->stopping = true;
     for (size_t i = 0; i < s->n_listeners; i++)
         uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
+}
+
+void rtmd_server_go_away(struct rtmd_server *s)
+{
+    struct rtmd_list *n, *tmp;
+    rtmd_list_foreach_safe(n, tmp, &s->conns)
+    {
+        struct rtmd_conn *c = RTMD_CONTAINER_OF(n, struct rtmd_conn, link);
+        if (!rtmd_conn_ending(c) && c->proto && c->proto->on_going_away)
+            c->proto->on_going_away(c);
+    }
 }
 
 void rtmd_server_close_all(struct rtmd_server *s)

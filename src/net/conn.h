@@ -53,6 +53,9 @@ struct rtmd_proto {
     void (*on_close)(struct rtmd_conn *c);
     /* The connection's timeout expired (what it means is the protocol's). */
     void (*on_timeout)(struct rtmd_conn *c);
+    /* The server drains (SIGTERM): end the connection as soon as what is in
+     * flight is done. NULL: the connection ends by itself. */
+    void (*on_going_away)(struct rtmd_conn *c);
 };
 
 struct rtmd_listener {
@@ -145,9 +148,18 @@ struct rtmd_server {
  * listener serves TLS). On error writes a message to err. */
 int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_CTX *ssl_ctx,
                       rtmd_http_handler on_request, void *request_ctx, char *err, size_t errlen);
+/* Replaces the TLS context new connections use (a reload), taking
+ * ownership of ctx; connections already made keep the old one (each SSL
+ * holds a reference to its context), which is freed with the last of them. */
+void rtmd_server_set_tls(struct rtmd_server *s, SSL_CTX *ctx);
 /* Stops accepting (the listeners of `listen` closed, the admin listener
  * left open); existing connections stay. */
 void rtmd_server_stop_listening(struct rtmd_server *s);
+/* Asks every connection to end once what it has in flight is done (its
+ * protocol's on_going_away): idle HTTP connections close now, those with a
+ * request close after its answer, WebSockets get close 1001. Call after
+ * rtmd_server_stop_listening(); the caller waits for n_conns to reach 0. */
+void rtmd_server_go_away(struct rtmd_server *s);
 /* Closes the admin listener and every connection (their protocols'
  * on_close run). */
 void rtmd_server_close_all(struct rtmd_server *s);

@@ -948,6 +948,16 @@ static void http_on_timeout(struct rtmd_conn *c)
     rtmd_conn_close(c);
 }
 
+/* Draining: a connection between requests closes now; one with a request
+ * closes after its answer (respond() sees the server stopping), one in the
+ * middle of a head when it is answered or its header timeout passes. */
+static void http_on_going_away(struct rtmd_conn *c)
+{
+    struct rtmd_http_conn *hc = c->p.http;
+    if (hc && !hc->req && hc->state == ST_IDLE && hc->pending.len == 0)
+        rtmd_conn_close(c);
+}
+
 static const struct rtmd_proto http_proto = {
     .name = "http",
     .on_data = http_on_data,
@@ -955,6 +965,7 @@ static const struct rtmd_proto http_proto = {
     .on_drain = http_on_drain,
     .on_close = http_on_close,
     .on_timeout = http_on_timeout,
+    .on_going_away = http_on_going_away,
 };
 
 void rtmd_http_conn_start(struct rtmd_conn *c)

@@ -10,6 +10,32 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/config.h"
+#include "core/log.h"
+
+SSL_CTX *rtmd_tls_ctx_from_config(const struct rtmd_config *cfg)
+{
+    char err[512], cert[4096], key[4096];
+    if (cfg->tls_cert) {
+        snprintf(cert, sizeof(cert), "%s", cfg->tls_cert);
+        snprintf(key, sizeof(key), "%s", cfg->tls_key);
+    } else {
+        snprintf(cert, sizeof(cert), "%s/tls-cert.pem", cfg->data_dir);
+        snprintf(key, sizeof(key), "%s/tls-key.pem", cfg->data_dir);
+        if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
+            if (rtmd_tls_make_self_signed(cert, key, err, sizeof(err)) < 0) {
+                rtmd_log_error("tls", "self-signed certificate: %s", err);
+                return NULL;
+            }
+            rtmd_log_info("tls", "made a self-signed certificate: %s", cert);
+        }
+    }
+    SSL_CTX *ctx = rtmd_tls_server_ctx(cert, key, err, sizeof(err));
+    if (!ctx)
+        rtmd_log_error("tls", "%s", err);
+    return ctx;
+}
+
 static void ssl_error(char *err, size_t errlen, const char *what)
 {
     unsigned long e = ERR_get_error();

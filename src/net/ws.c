@@ -329,6 +329,14 @@ static void ws_on_timeout(struct rtmd_conn *c)
     handler_->on_timeout(c);
 }
 
+static void ws_on_going_away(struct rtmd_conn *c)
+{
+    if (handler_->on_going_away)
+        handler_->on_going_away(c);
+    else
+        rtmd_ws_close(c, RTMD_WS_CLOSE_GOING_AWAY, "going away");
+}
+
 static const struct rtmd_proto ws_proto = {
     .name = "ws",
     .on_data = ws_on_data,
@@ -336,6 +344,7 @@ static const struct rtmd_proto ws_proto = {
     .on_drain = ws_on_drain,
     .on_close = ws_on_close,
     .on_timeout = ws_on_timeout,
+    .on_going_away = ws_on_going_away,
 };
 
 static void on_deadline(struct rtmd_timeout *t)
@@ -409,6 +418,11 @@ void rtmd_ws_accept(struct rtmd_http_request *req)
     if (!rtmd_str_eq_cstr(version, "13")) {
         rtmd_http_respond_error_headers(req, 400, "bad_request", "unsupported WebSocket version",
                                         RTMD_STR_LIT("Sec-WebSocket-Version: 13\r\n"));
+        return;
+    }
+    if (req->conn && req->conn->server->stopping) { /* draining: no new sessions */
+        rtmd_http_respond_error_headers(req, 503, "unavailable", "the server is shutting down",
+                                        RTMD_STR_LIT("Retry-After: 1\r\n"));
         return;
     }
     /* The key is 16 random bytes in base64: 24 characters. */

@@ -59,6 +59,9 @@ struct rtmd_ws_handler {
     void (*on_closing)(struct rtmd_conn *c, uint16_t code, const char *reason);
     /* The connection is closing, for any reason. */
     void (*on_close)(struct rtmd_conn *c);
+    /* The server drains (SIGTERM): close with 1001 once what is in flight
+     * is answered. NULL: rtmd_ws_close(c, 1001, "going away") at once. */
+    void (*on_going_away)(struct rtmd_conn *c);
 };
 
 void rtmd_ws_init(const struct rtmd_config *cfg, const struct rtmd_ws_handler *handler);

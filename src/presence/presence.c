@@ -33,7 +33,9 @@ static const struct rtmd_config *cfg_;
 static struct rtmd_store *store_;
 static const struct rtmd_presence_hooks *hooks_;
 static void *hooks_ctx_;
-static struct app_state *apps_;
+static struct app_state
+    *apps_; /* by rtmd_app.index; a reload appends (no pointer into it is kept) */
+static size_t n_apps_;
 static size_t n_sessions_;
 static uint64_t gen_; /* channel generations: never reused, so (pointer, gen) names one state */
 /* Session ids: unique on this node across restarts (they start from the
@@ -110,19 +112,28 @@ int rtmd_presence_init(const struct rtmd_config *cfg, struct rtmd_store *store,
     rtmd_store_set_hooks(store, &store_hooks_, NULL);
     if (next_session_id_ == 0)
         next_session_id_ = rtmd_now_ms() * 1000 + 1;
-    apps_ = rtmd_calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*apps_));
-    for (size_t i = 0; i < cfg->n_apps; i++) {
-        rtmd_hashmap_init(&apps_[i].sessions);
-        rtmd_hashmap_init(&apps_[i].channels);
-    }
+    apps_ = NULL;
+    n_apps_ = 0;
+    for (size_t i = 0; i < cfg->n_apps; i++)
+        rtmd_presence_add_app(cfg->apps[i]);
     return 0;
+}
+
+void rtmd_presence_add_app(const struct rtmd_app *app)
+{
+    if (app->index != n_apps_)
+        abort(); /* apps are added in index order */
+    apps_ = rtmd_realloc(apps_, (n_apps_ + 1) * sizeof(*apps_));
+    rtmd_hashmap_init(&apps_[n_apps_].sessions);
+    rtmd_hashmap_init(&apps_[n_apps_].channels);
+    n_apps_++;
 }
 
 void rtmd_presence_shutdown(void)
 {
     if (!apps_)
         return;
-    for (size_t i = 0; i < cfg_->n_apps; i++) {
+    for (size_t i = 0; i < n_apps_; i++) {
         struct rtmd_str k;
         void *v;
         for (size_t it = 0; rtmd_hashmap_next(&apps_[i].channels, &it, &k, &v);) {
@@ -135,6 +146,7 @@ void rtmd_presence_shutdown(void)
     }
     free(apps_);
     apps_ = NULL;
+    n_apps_ = 0;
 }
 
 /* ---- sessions ------------------------------------------------------------------- */
@@ -188,9 +200,19 @@ struct rtmd_channel *rtmd_presence_channel(const struct rtmd_app *app, struct rt
     return rtmd_hashmap_get(&state_of(app)->channels, name);
 }
 
+size_t rtmd_presence_app_sessions(const struct rtmd_app *app, struct rtmd_session **out, size_t max)
+{
+    size_t k = 0;
+    struct rtmd_str key;
+    void *v;
+    for (size_t it = 0; k < max && rtmd_hashmap_next(&state_of(app)->sessions, &it, &key, &v);)
+        out[k++] = v;
+    return k;
+}
+
 void rtmd_presence_foreach(void (*fn)(struct rtmd_session *s, void *arg), void *arg)
 {
-    for (size_t i = 0; i < cfg_->n_apps; i++) {
+    for (size_t i = 0; i < n_apps_; i++) {
         struct rtmd_str k;
         void *v;
         for (size_t it = 0; rtmd_hashmap_next(&apps_[i].sessions, &it, &k, &v);)

@@ -89,6 +89,8 @@ typedef void (*rtmd_presence_cb)(struct rtmd_session *s, int status, void *arg);
 int rtmd_presence_init(const struct rtmd_config *cfg, struct rtmd_store *store,
                        const struct rtmd_presence_hooks *hooks, void *hooks_ctx);
 void rtmd_presence_shutdown(void);
+/* A reload added app (its index is the next one; removed apps keep theirs). */
+void rtmd_presence_add_app(const struct rtmd_app *app);
 
 struct rtmd_session *rtmd_session_new(void *owner);
 /* The owner lets go; the session is freed once no store call is pending.
@@ -123,6 +125,9 @@ bool rtmd_session_in_channel(const struct rtmd_session *s, struct rtmd_str chann
 struct rtmd_channel *rtmd_session_channel(const struct rtmd_session *s, struct rtmd_str channel);
 size_t rtmd_presence_session_count(void);
 
+/* Writes up to max of app's sessions on this node to out; returns how many. */
+size_t rtmd_presence_app_sessions(const struct rtmd_app *app, struct rtmd_session **out,
+                                  size_t max);
 /* Calls fn for every session this node holds (the map must not change). */
 void rtmd_presence_foreach(void (*fn)(struct rtmd_session *s, void *arg), void *arg);
 

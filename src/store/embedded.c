@@ -373,7 +373,7 @@ struct embedded {
     const struct rtmd_config *cfg;
     int lock_fd; /* data_dir/rtmd.lock, flock()ed; -1 */
     uv_loop_t *loop;
-    struct app_state *apps;
+    struct app_state **apps; /* by rtmd_app.index; grown by add_app (a reload), never moved */
     size_t n_apps;
 
     /* Loop thread. */
@@ -485,7 +485,7 @@ static struct app_state *app_state(struct embedded *s, const struct rtmd_app *ap
 {
     if (!app || app->index >= s->n_apps)
         return NULL;
-    struct app_state *as = &s->apps[app->index];
+    struct app_state *as = s->apps[app->index];
     if (as->app != app && strcmp(as->app->id, app->id) != 0)
         return NULL;
     return as;
@@ -1847,7 +1847,7 @@ static void embedded_stats(struct rtmd_store *base, struct rtmd_store_stats *out
     for (size_t a = 0; a < s->n_apps; a++)
         for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
             for (uint32_t r = 0; r < s->cfg->n_regions && r < RTMD_REGIONS_MAX; r++)
-                out->events_dropped[r][k] += rtmd_evlog_dropped(&s->apps[a].logs[k].log, r);
+                out->events_dropped[r][k] += rtmd_evlog_dropped(&s->apps[a]->logs[k].log, r);
     out->sessions = s->sessions;
     out->history_kept = s->history_kept;
     out->offline_kept = s->offline_kept;
@@ -1888,9 +1888,10 @@ static void destroy(struct embedded *s)
     free_ops(&s->done);
     for (size_t a = 0; a < s->n_apps; a++) {
         for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
-            rtmd_evlog_free(&s->apps[a].logs[k].log);
+            rtmd_evlog_free(&s->apps[a]->logs[k].log);
         for (int b = 0; b < RTMD_RATE_BUCKETS; b++)
-            rtmd_ratelimit_free(&s->apps[a].rate[b]);
+            rtmd_ratelimit_free(&s->apps[a]->rate[b]);
+        rtmd_free(s->apps[a]);
     }
     rtmd_free(s->apps);
     rtmd_buf_free(&s->scratch);
@@ -2224,8 +2225,9 @@ static const char *const open_sql[Q_COUNT] = {
     [Q_CURSORS] = "SELECT kind, region, seq FROM cursors WHERE app=?1",
 };
 
-/* Recovery and loading, synchronously on the calling thread. */
-static int restore(struct embedded *s)
+/* Recovery and loading of apps [from, to), synchronously on the calling
+ * thread (open(), before the worker starts; add_app, holding db_mu). */
+static int restore(struct embedded *s, size_t from, size_t to)
 {
     sqlite3_stmt *q[Q_COUNT] = {0};
     int rc = 0;
@@ -2241,8 +2243,8 @@ static int restore(struct embedded *s)
         rc = sqlite3_errcode(s->db) == SQLITE_BUSY ? -EBUSY : db_fail(s, "begin");
         goto out;
     }
-    for (size_t a = 0; a < s->n_apps && rc == 0; a++) {
-        struct app_state *as = &s->apps[a];
+    for (size_t a = from; a < to && rc == 0; a++) {
+        struct app_state *as = s->apps[a];
         if (rtmd_msgdb_app_key(&s->msgdb, as->app->id, &as->key)) {
             rc = db_fail(s, "app key");
             break;
@@ -2275,11 +2277,47 @@ static int restore(struct embedded *s)
     }
     if (ended)
         rtmd_log_warn(MODULE, "ended %zu sessions left by the previous run", ended);
-    for (size_t a = 0; a < s->n_apps && rc == 0; a++)
-        rc = load_app(s, &s->apps[a], q[Q_EVENTS], q[Q_CURSORS]);
+    for (size_t a = from; a < to && rc == 0; a++)
+        rc = load_app(s, s->apps[a], q[Q_EVENTS], q[Q_CURSORS]);
 out:
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(q[i]);
+    return rc;
+}
+
+/* Appends app's state (its index must be n_apps). Loop thread; the worker
+ * never reads s->apps. */
+static struct app_state *app_state_new(struct embedded *s, const struct rtmd_app *app)
+{
+    struct app_state *as = rtmd_calloc(1, sizeof(*as));
+    as->app = app;
+    for (int k = 0; k < RTMD_EVLOG_KINDS; k++) {
+        struct log_state *ls = &as->logs[k];
+        rtmd_evlog_init(&ls->log, s->cfg->limits.events_retain, (uint32_t)s->cfg->n_regions);
+        ls->app = as;
+        ls->kind = k;
+        rtmd_list_init(&ls->w_touched);
+        for (int r = 0; r < RTMD_REGIONS_MAX; r++)
+            ls->rewind[r] = NO_REWIND;
+    }
+    s->apps = rtmd_realloc(s->apps, (s->n_apps + 1) * sizeof(*s->apps));
+    s->apps[s->n_apps++] = as;
+    return as;
+}
+
+/* A reload added app: its state, and what the database holds of it from an
+ * earlier run (events, read positions; sessions a crashed run left are
+ * ended), read on the loop thread while it holds the connection: the
+ * worker waits meanwhile (one transaction of one app, as at open()). */
+static int embedded_add_app(struct rtmd_store *base, const struct rtmd_app *app)
+{
+    struct embedded *s = from_base(base);
+    if (app->index != s->n_apps)
+        return -EINVAL;
+    app_state_new(s, app);
+    uv_mutex_lock(&s->db_mu);
+    int rc = restore(s, s->n_apps - 1, s->n_apps);
+    uv_mutex_unlock(&s->db_mu);
     return rc;
 }
 
@@ -2311,21 +2349,8 @@ static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg,
     uv_mutex_init(&s->mu);
     uv_mutex_init(&s->db_mu);
     uv_cond_init(&s->cond);
-    s->n_apps = cfg->n_apps;
-    s->apps = rtmd_calloc(s->n_apps ? s->n_apps : 1, sizeof(*s->apps));
-    for (size_t a = 0; a < s->n_apps; a++) {
-        struct app_state *as = &s->apps[a];
-        as->app = cfg->apps[a];
-        for (int k = 0; k < RTMD_EVLOG_KINDS; k++) {
-            struct log_state *ls = &as->logs[k];
-            rtmd_evlog_init(&ls->log, cfg->limits.events_retain, (uint32_t)cfg->n_regions);
-            ls->app = as;
-            ls->kind = k;
-            rtmd_list_init(&ls->w_touched);
-            for (int r = 0; r < RTMD_REGIONS_MAX; r++)
-                ls->rewind[r] = NO_REWIND;
-        }
-    }
+    for (size_t a = 0; a < cfg->n_apps; a++)
+        app_state_new(s, cfg->apps[a]);
 
     if ((rc = make_dirs(cfg->data_dir)) || (rc = lock_data_dir(s)))
         goto fail;
@@ -2345,7 +2370,7 @@ static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg,
         goto fail;
     }
     rtmd_buf_free(&path);
-    if ((rc = configure(s)) || (rc = restore(s)))
+    if ((rc = configure(s)) || (rc = restore(s, 0, s->n_apps)))
         goto fail;
 
     /* The worker owns the connection from here on. It touches the async
@@ -2397,4 +2422,5 @@ const struct rtmd_store_type rtmd_store_embedded = {
     .offline_take = embedded_offline_take,
     .stats = embedded_stats,
     .close = embedded_close,
+    .add_app = embedded_add_app,
 };

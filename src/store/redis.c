@@ -72,9 +72,9 @@ uint64_t rtmd_redis_deadline(const struct redis_store *rs)
 
 struct app_rs *rtmd_redis_app(struct redis_store *rs, const struct rtmd_app *app)
 {
-    if (!app || app->index >= rs->cfg->n_apps || rs->cfg->apps[app->index] != app)
+    if (!app || app->index >= rs->n_apps || rs->apps[app->index]->app != app)
         return NULL;
-    return &rs->apps[app->index];
+    return rs->apps[app->index];
 }
 
 /* ---- scripts ------------------------------------------------------------------------------- */
@@ -485,9 +485,9 @@ static void flush_app(struct app_rs *a)
 static void on_flush(struct rtmd_loop_hook *h)
 {
     struct redis_store *rs = RTMD_CONTAINER_OF(h, struct redis_store, flush_hook);
-    for (size_t i = 0; i < rs->cfg->n_apps; i++)
-        if (rs->apps[i].n_calls)
-            flush_app(&rs->apps[i]);
+    for (size_t i = 0; i < rs->n_apps; i++)
+        if (rs->apps[i]->n_calls)
+            flush_app(rs->apps[i]);
 }
 
 static void on_expire(uv_timer_t *t);
@@ -508,8 +508,8 @@ static void arm_expire(struct redis_store *rs, uint64_t deadline)
 static void expire_calls(struct redis_store *rs)
 {
     uint64_t now = rtmd_now_ms(), next = UINT64_MAX;
-    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
-        struct app_rs *a = &rs->apps[i];
+    for (size_t i = 0; i < rs->n_apps; i++) {
+        struct app_rs *a = rs->apps[i];
         while (a->n_calls > 0 && a->calls[0].deadline <= now) {
             struct pcall c = a->calls[0];
             bool begins = false;
@@ -754,7 +754,7 @@ static void on_app_reaped(void *arg, int status, const redisReply *reply)
     }
     if (n > 0)
         rtmd_log_info("store", "redis: ended %lld sessions of dead node %s in app %s", n, r->dead,
-                      r->rs->cfg->apps[r->next_app]->id);
+                      r->rs->apps[r->next_app]->app->id);
     r->next_app++;
     reap_step(r);
 }
@@ -770,10 +770,10 @@ static void reap_step(struct reap *r)
     struct redis_store *rs = r->rs;
     char ms[24], retain[16], lock[96];
     int rc;
-    if (r->next_app < rs->cfg->n_apps) {
+    if (r->next_app < rs->n_apps) {
         snprintf(ms, sizeof(ms), "%llu", (unsigned long long)rtmd_now_ms());
         snprintf(retain, sizeof(retain), "%u", rs->cfg->limits.events_retain);
-        struct rtmd_str key = rtmd_redis_app_key(&rs->apps[r->next_app]);
+        struct rtmd_str key = rtmd_redis_app_key(rs->apps[r->next_app]);
         struct rtmd_str args[] = {rtmd_str_cstr(r->dead), rtmd_str_cstr(ms), rtmd_str_cstr(retain)};
         rc = rtmd_redis_script(rs, RTMD_LUA_END_NODE, &key, 1, args, 3, on_app_reaped, r);
     } else {
@@ -889,9 +889,9 @@ static void on_push(void *arg, struct rtmd_str channel, struct rtmd_str payload)
 /* This node's channel of every app, kept subscribed by the client. */
 static int subscribe_all(struct redis_store *rs)
 {
-    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
+    for (size_t i = 0; i < rs->n_apps; i++) {
         char name[PREFIX_MAX + 4 + RTMD_NODE_ID_MAX];
-        int k = snprintf(name, sizeof(name), "%sto:%s", rs->apps[i].prefix, rs->node);
+        int k = snprintf(name, sizeof(name), "%sto:%s", rs->apps[i]->prefix, rs->node);
         int r = rtmd_redis_subscribe(rs, rtmd_str_make(name, (size_t)k));
         if (r < 0)
             return r;
@@ -912,8 +912,8 @@ static void on_state(void *arg, bool up)
         return;
     }
     rtmd_log_info("store", "redis: every slot can be served");
-    for (size_t i = 0; i < rs->cfg->n_apps; i++)
-        flush_app(&rs->apps[i]);
+    for (size_t i = 0; i < rs->n_apps; i++)
+        flush_app(rs->apps[i]);
     beat(rs);
 }
 
@@ -954,12 +954,13 @@ static void redis_set_routes(struct rtmd_store *base, const struct rtmd_store_ro
 
 static void store_free(struct redis_store *rs)
 {
-    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
-        struct app_rs *a = &rs->apps[i];
+    for (size_t i = 0; i < rs->n_apps; i++) {
+        struct app_rs *a = rs->apps[i];
         for (size_t k = 0; k < a->n_ops; k++)
             pop_free(&a->ops[k]);
         free(a->ops);
         free(a->calls);
+        free(a);
     }
     free(rs->apps);
     free(rs);
@@ -998,11 +999,11 @@ static void close_handles(struct redis_store *rs)
     rtmd_loop_hook_remove(&rs->flush_hook);
     struct rtmd_redis_client *client = rs->client;
     rs->client = NULL;
-    rs->handles_open = 2 + (uint32_t)rs->cfg->n_apps + (client != NULL);
+    rs->handles_open = 2 + (uint32_t)rs->n_apps + (client != NULL);
     uv_close((uv_handle_t *)&rs->beat, on_timer_closed);
     uv_close((uv_handle_t *)&rs->expire, on_timer_closed);
-    for (size_t i = 0; i < rs->cfg->n_apps; i++)
-        uv_close((uv_handle_t *)&rs->apps[i].retry, on_retry_closed);
+    for (size_t i = 0; i < rs->n_apps; i++)
+        uv_close((uv_handle_t *)&rs->apps[i]->retry, on_retry_closed);
     /* Its done callback comes after every pending command completed. */
     if (client)
         rtmd_redis_client_close(client, on_client_closed, rs);
@@ -1014,8 +1015,8 @@ void rtmd_redis_call_done(struct redis_store *rs)
 {
     if (!rs->closing || rs->inflight > 0 || rs->beat_busy || !rs->client)
         return;
-    for (size_t i = 0; i < rs->cfg->n_apps; i++)
-        if (rs->apps[i].in_flight)
+    for (size_t i = 0; i < rs->n_apps; i++)
+        if (rs->apps[i]->in_flight)
             return;
     close_handles(rs);
 }
@@ -1026,16 +1027,16 @@ static void redis_close(struct rtmd_store *base, rtmd_store_cb cb, void *arg)
     rs->close_cb = cb;
     rs->close_arg = arg;
     rs->closing = true;
-    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
+    for (size_t i = 0; i < rs->n_apps; i++) {
         /* What the shutdown just ended, and anything owed or queued behind a
          * flight: flush_app sends it all, now or as each flight returns. */
-        uv_timer_stop(&rs->apps[i].retry);
-        flush_app(&rs->apps[i]);
+        uv_timer_stop(&rs->apps[i]->retry);
+        flush_app(rs->apps[i]);
     }
     uv_timer_stop(&rs->beat);
     uv_timer_stop(&rs->expire);
-    for (size_t i = 0; i < rs->cfg->n_apps; i++) {
-        struct app_rs *a = &rs->apps[i];
+    for (size_t i = 0; i < rs->n_apps; i++) {
+        struct app_rs *a = rs->apps[i];
         /* Not sent (Redis down): the next start of this node ends them. */
         for (size_t k = 0; k < a->n_calls; k++) {
             rs->pending--;
@@ -1049,6 +1050,67 @@ static void redis_close(struct rtmd_store *base, rtmd_store_cb cb, void *arg)
                           a->n_ops, a->app->id);
     }
     rtmd_redis_call_done(rs);
+}
+
+/* ---- apps ----------------------------------------------------------------------------------- */
+
+/* Appends app's state (its index must be n_apps). */
+static struct app_rs *app_rs_new(struct redis_store *rs, const struct rtmd_app *app)
+{
+    struct app_rs *a = rtmd_calloc(1, sizeof(*a));
+    a->app = app;
+    a->rs = rs;
+    a->prefix_len = (size_t)snprintf(a->prefix, sizeof(a->prefix), "rtmd:{%s}:", app->id);
+    uv_timer_init(rs->loop, &a->retry);
+    a->retry.data = a;
+    rs->apps = rtmd_realloc(rs->apps, (rs->n_apps + 1) * sizeof(*rs->apps));
+    rs->apps[rs->n_apps++] = a;
+    return a;
+}
+
+static void on_app_added_step(void *arg, int status, const redisReply *reply)
+{
+    struct app_rs *a = arg;
+    long long n;
+    if (status < 0 || !rtmd_redis_reply_int(reply, &n))
+        rtmd_log_warn("store", "redis: setting up app %s added by a reload: %s", a->app->id,
+                      rtmd_strerror(status < 0 ? status : RTMD_ESTORE));
+}
+
+/* A reload added app: as open() does for each app, this node's channel of
+ * it is subscribed, its regions join the app's list, and sessions a
+ * previous run of this node left in it are ended (in this order on the
+ * app's slot, before any presence call of the app, which come later). */
+static int redis_add_app(struct rtmd_store *base, const struct rtmd_app *app)
+{
+    struct redis_store *rs = from_base(base);
+    if (app->index != rs->n_apps || rs->closing)
+        return -EINVAL;
+    struct app_rs *a = app_rs_new(rs, app);
+    char name[PREFIX_MAX + 4 + RTMD_NODE_ID_MAX];
+    int k = snprintf(name, sizeof(name), "%sto:%s", a->prefix, rs->node);
+    int r = rtmd_redis_subscribe(rs, rtmd_str_make(name, (size_t)k));
+    if (r < 0)
+        return r;
+    const struct rtmd_config *cfg = rs->cfg;
+    char key[PREFIX_MAX + 8];
+    int klen = snprintf(key, sizeof(key), "%sregions", a->prefix);
+    const char *argv[2 + RTMD_REGIONS_MAX] = {"SADD", key};
+    size_t lens[2 + RTMD_REGIONS_MAX] = {4, (size_t)klen};
+    for (size_t g = 0; g < cfg->n_regions; g++) {
+        argv[2 + g] = cfg->regions[g];
+        lens[2 + g] = strlen(cfg->regions[g]);
+    }
+    r = rtmd_redis_command(rs, rtmd_redis_app_key(a), 2 + (int)cfg->n_regions, argv, lens,
+                           on_app_added_step, a);
+    if (r < 0)
+        return r;
+    char ms[24], retain[16];
+    snprintf(ms, sizeof(ms), "%llu", (unsigned long long)rtmd_now_ms());
+    snprintf(retain, sizeof(retain), "%u", cfg->limits.events_retain);
+    struct rtmd_str akey = rtmd_redis_app_key(a);
+    struct rtmd_str args[] = {rtmd_str_cstr(rs->node), rtmd_str_cstr(ms), rtmd_str_cstr(retain)};
+    return rtmd_redis_script(rs, RTMD_LUA_END_NODE, &akey, 1, args, 3, on_app_added_step, a);
 }
 
 /* ---- open ----------------------------------------------------------------------------------- */
@@ -1162,15 +1224,8 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
         free(rs);
         return r;
     }
-    rs->apps = rtmd_calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*rs->apps));
-    for (size_t i = 0; i < cfg->n_apps; i++) {
-        struct app_rs *a = &rs->apps[i];
-        a->app = cfg->apps[i];
-        a->rs = rs;
-        a->prefix_len = (size_t)snprintf(a->prefix, sizeof(a->prefix), "rtmd:{%s}:", a->app->id);
-        uv_timer_init(loop, &a->retry);
-        a->retry.data = a;
-    }
+    for (size_t i = 0; i < cfg->n_apps; i++)
+        app_rs_new(rs, cfg->apps[i]);
     for (int i = 0; i < RTMD_LUA_COUNT; i++)
         sha1_hex(rtmd_redis_lua[i], strlen(rtmd_redis_lua[i]), rs->sha[i]);
     uv_timer_init(loop, &rs->beat);
@@ -1210,14 +1265,14 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
     struct start_wait w = {2 * (int)cfg->n_apps, 0};
     for (size_t i = 0; i < cfg->n_apps; i++) {
         char key[PREFIX_MAX + 8];
-        int klen = snprintf(key, sizeof(key), "%sregions", rs->apps[i].prefix);
+        int klen = snprintf(key, sizeof(key), "%sregions", rs->apps[i]->prefix);
         const char *argv[2 + RTMD_REGIONS_MAX] = {"SADD", key};
         size_t lens[2 + RTMD_REGIONS_MAX] = {4, (size_t)klen};
         for (size_t g = 0; g < cfg->n_regions; g++) {
             argv[2 + g] = cfg->regions[g];
             lens[2 + g] = strlen(cfg->regions[g]);
         }
-        if (rtmd_redis_command(rs, rtmd_redis_app_key(&rs->apps[i]), 2 + (int)cfg->n_regions, argv,
+        if (rtmd_redis_command(rs, rtmd_redis_app_key(rs->apps[i]), 2 + (int)cfg->n_regions, argv,
                                lens, on_start_step, &w) < 0) {
             w.left--;
             w.status = -ENOTCONN;
@@ -1227,7 +1282,7 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)rtmd_now_ms());
     snprintf(retain, sizeof(retain), "%u", cfg->limits.events_retain);
     for (size_t i = 0; i < cfg->n_apps; i++) {
-        struct rtmd_str key = rtmd_redis_app_key(&rs->apps[i]);
+        struct rtmd_str key = rtmd_redis_app_key(rs->apps[i]);
         struct rtmd_str args[] = {rtmd_str_cstr(rs->node), rtmd_str_cstr(ms),
                                   rtmd_str_cstr(retain)};
         if (rtmd_redis_script(rs, RTMD_LUA_END_NODE, &key, 1, args, 3, on_start_step, &w) < 0) {
@@ -1283,4 +1338,5 @@ const struct rtmd_store_type rtmd_store_redis = {
     .route_ack = rtmd_redis_route_ack,
     .interest = rtmd_redis_interest,
     .close = redis_close,
+    .add_app = redis_add_app,
 };

@@ -96,9 +96,10 @@ struct redis_store {
     struct rtmd_redis_client *client; /* a single instance or a Cluster */
     char node[RTMD_NODE_ID_MAX];
     char sha[RTMD_LUA_COUNT][41];
-    int64_t offset_ms; /* Redis time - rtmd_now_ms() */
-    bool up;           /* rtmd_redis_client_up(): every slot can be served */
-    struct app_rs *apps;
+    int64_t offset_ms;    /* Redis time - rtmd_now_ms() */
+    bool up;              /* rtmd_redis_client_up(): every slot can be served */
+    struct app_rs **apps; /* by rtmd_app.index; add_app (a reload) appends, never moves */
+    size_t n_apps;
     struct rtmd_loop_hook flush_hook;
     uv_timer_t beat;
     uv_timer_t expire; /* presence calls still queued at their deadline */

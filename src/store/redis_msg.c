@@ -982,12 +982,12 @@ static void on_prune_reply(void *arg, int status, const redisReply *reply)
 static void prune_step(struct redis_store *rs)
 {
     struct redis_msg_prune *p = &rs->msg.prune;
-    if (p->app >= rs->cfg->n_apps) {
+    if (p->app >= rs->n_apps) {
         prune_end(rs);
         return;
     }
     struct num before, now, budget;
-    struct rtmd_str key = rtmd_redis_app_key(&rs->apps[p->app]);
+    struct rtmd_str key = rtmd_redis_app_key(rs->apps[p->app]);
     struct rtmd_str args[] = {num(&before, p->before_ms), num(&now, p->now_ms),
                               num(&budget, p->budget)};
     if (rtmd_redis_script(rs, RTMD_LUA_MSG_PRUNE, &key, 1, args, 3, on_prune_reply, rs) < 0)

@@ -296,6 +296,14 @@ struct rtmd_store_type {
     /* Finishes every call already made (their callbacks run), flushes, then
      * calls cb; after cb the context is freed. No call may follow close. */
     void (*close)(struct rtmd_store *s, rtmd_store_cb cb, void *arg);
+    /*
+     * A reload added app (its index is the next one: apps are never removed
+     * from the store, a removed app's state stays until exit). Sets up its
+     * state at once, synchronously: what an earlier run left of it (events,
+     * read positions) is read, and sessions a crashed run left are ended, as
+     * at open(). Negative: the app cannot be served (its slot exists anyway).
+     */
+    int (*add_app)(struct rtmd_store *s, const struct rtmd_app *app);
 };
 
 /* Every backend's context starts with this header. */
@@ -408,6 +416,10 @@ static inline void rtmd_store_interest(struct rtmd_store *s, const struct rtmd_a
 {
     if (s->type->interest)
         s->type->interest(s, app, channel, on);
+}
+static inline int rtmd_store_add_app(struct rtmd_store *s, const struct rtmd_app *app)
+{
+    return s->type->add_app(s, app);
 }
 static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void *arg)
 {

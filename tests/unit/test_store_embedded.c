@@ -260,7 +260,7 @@ static void test_sync_failures_never_call_back(void **state)
     assert_int_equal(p.calls, 0);
     /* No seq was consumed by the failed calls. */
     assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "u1", NULL, T0), 0);
-    assert_int_equal(impl(f)->apps[0].logs[RTMD_EVLOG_USER].log.last_seq, 1);
+    assert_int_equal(impl(f)->apps[0]->logs[RTMD_EVLOG_USER].log.last_seq, 1);
 }
 
 static void test_pull_max_and_regions(void **state)
@@ -428,7 +428,7 @@ static void test_reopen_keeps_events_and_cursors(void **state)
     pulled_free(&p);
     /* Sequence numbers continue after the restart. */
     assert_int_equal(presence1(f, 0, RTMD_EVENT_LOGIN, "b", NULL, T0 + 4), 0);
-    assert_int_equal(impl(f)->apps[0].logs[RTMD_EVLOG_USER].log.last_seq, 3);
+    assert_int_equal(impl(f)->apps[0]->logs[RTMD_EVLOG_USER].log.last_seq, 3);
     assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 1, 1000, &p), 0);
     assert_int_equal(p.n, 1);
     expect_user_event(p.ev[0], "Login", "b", T0 + 4);
@@ -650,7 +650,7 @@ static void test_commit_failure(void **state)
                     "INSERT INTO cursors(app,kind,region,seq) VALUES(NULL,?2,?3,?4)");
     assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 10, &p), RTMD_ESTORE);
     assert_int_equal(p.n, 0);
-    assert_int_equal(rtmd_evlog_unread(&impl(f)->apps[0].logs[0].log, 0), 1);
+    assert_int_equal(rtmd_evlog_unread(&impl(f)->apps[0]->logs[0].log, 0), 1);
 
     /* A failing event insert: the whole call fails, no event is visible,
      * and later calls work again. */
@@ -946,7 +946,7 @@ static void test_full_disk_keeps_leaves_and_logouts_in_order(void **state)
     struct pulled p;
     assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), -ENOSPC);
     assert_int_equal(p.n, 0);
-    assert_int_equal(rtmd_evlog_unread(&impl(f)->apps[0].logs[RTMD_EVLOG_USER].log, 0), 3);
+    assert_int_equal(rtmd_evlog_unread(&impl(f)->apps[0]->logs[RTMD_EVLOG_USER].log, 0), 3);
     assert_int_equal(history_put1(f, "a", "b"), -ENOSPC);
 
     set_disk_full(false);
@@ -1082,7 +1082,7 @@ static void test_full_disk_a_pull_consumes_nothing_and_tells_the_store(void **st
     struct pulled p;
     assert_int_equal(pull(f, 0, RTMD_EVLOG_USER, 0, 1000, &p), -ENOSPC);
     assert_int_equal(p.n, 0);
-    assert_int_equal(rtmd_evlog_unread(&impl(f)->apps[0].logs[RTMD_EVLOG_USER].log, 0), 1);
+    assert_int_equal(rtmd_evlog_unread(&impl(f)->apps[0]->logs[RTMD_EVLOG_USER].log, 0), 1);
     run_until(f, store_failing); /* the worker takes the failure over: /healthz says so */
     assert_int_equal(stats_of(f).write_error, -ENOSPC);
     set_disk_full(false);
