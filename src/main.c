@@ -40,8 +40,10 @@ static struct rtmd_messaging messaging_;
 static struct rtmd_gateway gateway_;
 static struct rtmd_api api_;
 static uv_signal_t sigterm_, sigint_;
+static uv_signal_t sigusr1_; /* reopens log_file */
 /* Signals that must never kill rtmd (logrotate and `systemctl reload` send
- * SIGHUP): logged and ignored. */
+ * SIGHUP): logged and ignored. SIGUSR1 reopens the log file while the loop
+ * runs (sigusr1_); before and after, it is ignored too. */
 static const int ignored_signals_[] = {SIGHUP, SIGUSR1, SIGUSR2};
 static uv_signal_t ignored_[RTMD_ARRAY_SIZE(ignored_signals_)];
 static bool shutting_down_;
@@ -72,6 +74,14 @@ static void on_ignored_signal(uv_signal_t *h, int signum)
     rtmd_log_info("main", "signal %d (%s) ignored", signum, strsignal(signum));
 }
 
+/* SIGUSR1: log_file is opened again (after logrotate moved it). */
+static void on_reopen_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    if (rtmd_log_reopen() == 0)
+        rtmd_log_info("main", "signal %d (%s): log file reopened", signum, strsignal(signum));
+}
+
 static void on_store_closed(void *arg, int status)
 {
     (void)arg;
@@ -79,6 +89,8 @@ static void on_store_closed(void *arg, int status)
         rtmd_log_error("main", "closing the store: %s", rtmd_strerror(status));
     uv_close((uv_handle_t *)&sigterm_, NULL);
     uv_close((uv_handle_t *)&sigint_, NULL);
+    if (uv_is_active((uv_handle_t *)&sigusr1_))
+        uv_close((uv_handle_t *)&sigusr1_, NULL);
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_); i++)
         if (uv_is_active((uv_handle_t *)&ignored_[i]))
             uv_close((uv_handle_t *)&ignored_[i], NULL);
@@ -208,6 +220,7 @@ int main(int argc, char **argv)
     rtmd_hash_seed(seeds[0], seeds[1]);
 
     char err[1024];
+    int r;
     bool first_run = false, default_config = !config_path;
     if (default_config) {
         if (rtmd_firstrun_prepare(&first_run, err, sizeof(err)) < 0) {
@@ -222,6 +235,12 @@ int main(int argc, char **argv)
         return 2;
     }
     rtmd_log_level = cfg->log_level;
+    rtmd_log_format = cfg->log_format;
+    if ((r = rtmd_log_open(cfg->log_file)) < 0) {
+        fprintf(stderr, "rtmd: log_file %s: %s\n", cfg->log_file, strerror(-r));
+        rtmd_config_free(cfg);
+        return 1;
+    }
     if (cfg->bench_pull_keeps_events)
         rtmd_log_warn("main", "[store] bench_pull_keeps_events is on: event pulls do not consume "
                               "(benchmarks only)");
@@ -234,7 +253,7 @@ int main(int argc, char **argv)
     rtmd_loop_init(loop);
     int rc = 1;
     SSL_CTX *ssl_ctx = NULL;
-    int r = rtmd_mkdirs(cfg->data_dir);
+    r = rtmd_mkdirs(cfg->data_dir);
     if (r < 0) {
         rtmd_log_error("main", "%s: cannot create: %s", cfg->data_dir, strerror(-r));
         goto out;
@@ -265,9 +284,12 @@ int main(int argc, char **argv)
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint_);
     uv_signal_start(&sigint_, on_signal, SIGINT);
+    uv_signal_init(loop, &sigusr1_);
+    uv_signal_start(&sigusr1_, on_reopen_signal, SIGUSR1);
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_); i++) {
         uv_signal_init(loop, &ignored_[i]);
-        uv_signal_start(&ignored_[i], on_ignored_signal, ignored_signals_[i]);
+        if (ignored_signals_[i] != SIGUSR1)
+            uv_signal_start(&ignored_[i], on_ignored_signal, ignored_signals_[i]);
     }
     if (cfg->ready_file && write_ready_file(cfg) < 0)
         rtmd_log_warn("main", "%s: cannot write the ready file", cfg->ready_file);
@@ -289,5 +311,6 @@ out:
     if (ssl_ctx)
         SSL_CTX_free(ssl_ctx);
     rtmd_config_free(cfg);
+    rtmd_log_close();
     return rc;
 }

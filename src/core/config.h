@@ -103,6 +103,8 @@ struct rtmd_config {
     bool reuse_port;  /* SO_REUSEPORT on the listeners (redis backend only) */
     char *ready_file; /* NULL, or a file written with the bound addresses once serving */
     enum rtmd_log_level log_level;
+    enum rtmd_log_format log_format;
+    char *log_file; /* NULL: stderr */
 
     /* [store] */
     enum rtmd_store_backend backend;

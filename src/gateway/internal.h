@@ -33,6 +33,7 @@ struct gw_client {
     bool cut;             /* gw_cut_off() is closing it */
     struct rtmd_buf held; /* pushes that arrived before ready, in order */
     uint32_t depth;       /* gateway calls on the stack that use this client */
+    uint64_t opened_ns;   /* uv_hrtime() at the upgrade, for the access log */
 };
 
 /* A parsed request frame. */

@@ -580,6 +580,18 @@ static bool over_limit(struct rtmd_server *s)
     return true;
 }
 
+const char *rtmd_conn_remote(const struct rtmd_conn *c, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN] = "";
+    if (c->peer.sa.sa_family == AF_INET && uv_ip4_name(&c->peer.in, host, sizeof(host)) == 0)
+        snprintf(out, outlen, "%s:%u", host, ntohs(c->peer.in.sin_port));
+    else if (c->peer.sa.sa_family == AF_INET6 && uv_ip6_name(&c->peer.in6, host, sizeof(host)) == 0)
+        snprintf(out, outlen, "[%s]:%u", host, ntohs(c->peer.in6.sin6_port));
+    else
+        snprintf(out, outlen, "-");
+    return out;
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     struct rtmd_listener *l = RTMD_CONTAINER_OF((uv_tcp_t *)ls, struct rtmd_listener, tcp);
@@ -598,6 +610,9 @@ static void on_connection(uv_stream_t *ls, int status)
     c->server = s;
     c->listener = l;
     c->id = ++s->next_conn_id;
+    int peer_len = sizeof(c->peer);
+    if (uv_tcp_getpeername(&c->tcp, &c->peer.sa, &peer_len) < 0)
+        c->peer.sa.sa_family = AF_UNSPEC;
     rtmd_timeout_init(&c->timeout);
     rtmd_list_init(&c->flush_link);
     rtmd_buf_init(&c->wbuf, WBUF_MAX);
