@@ -26,6 +26,7 @@
 #include "core/hashmap.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/metrics.h"
 #include "core/reqid.h"
 #include "gateway/gateway.h"
 #include "net/conn.h"
@@ -178,6 +179,7 @@ static SSL_CTX *make_tls(const struct rtmd_config *cfg)
 
 int main(int argc, char **argv)
 {
+    rtmd_metrics_start();
     ignore_signals(); /* from the start; the loop logs them once it runs */
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return rtmd_cli_token(argc - 1, argv + 1);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/ids.h"
 
 enum rtmd_log_level rtmd_log_level = RTMD_LOG_INFO;
 enum rtmd_log_format rtmd_log_format = RTMD_LOG_TEXT;
@@ -99,8 +100,9 @@ static bool plain_byte(unsigned char c)
     return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
 }
 
-/* A quoted string: JSON escapes (\" \\ \u00XX) or, in text, \xNN for every
- * byte outside printable ASCII and for " and \. At most max bytes of s, and
+/* A quoted string: in JSON, valid UTF-8 as it is and JSON escapes (\" \\
+ * \u00XX) for the rest; in text, \xNN for every byte outside printable
+ * ASCII and for " and \. At most max bytes of s, and
  * what fits the line; a cut value ends with "...". False when not even an
  * empty string fits. */
 static bool put_quoted(struct rtmd_log_rec *r, struct rtmd_str s, size_t max)
@@ -118,8 +120,15 @@ static bool put_quoted(struct rtmd_log_rec *r, struct rtmd_str s, size_t max)
             break;
         }
         unsigned char c = (unsigned char)s.p[i];
+        size_t u;
         if (plain_byte(c)) {
             b[o++] = (char)c;
+        } else if (r->json && c >= 0x80 && (u = rtmd_utf8_char_len(s.p + i, s.len - i)) > 1 &&
+                   i + u <= max) {
+            /* Valid UTF-8 stays as it is in JSON (at most 4 bytes: within ESC_MAX). */
+            memcpy(b + o, s.p + i, u);
+            o += u;
+            i += u - 1;
         } else if (r->json && (c == '"' || c == '\\')) {
             b[o++] = '\\';
             b[o++] = (char)c;
