@@ -23,6 +23,15 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static int log_fd_ = STDERR_FILENO;
 static char *log_path_;
 
+/* The loop thread's lines wait in loop_buf_ until the loop is about to
+ * sleep (rtmd_log_flush, from its prepare phase): one write per iteration
+ * instead of one per request. A warn or error line is written at once, with
+ * everything before it. Other threads write each line at once. */
+#define LOOP_BUF_MAX (64 * 1024)
+static __thread bool buffered_;
+static char loop_buf_[LOOP_BUF_MAX];
+static size_t loop_len_;
+
 /* Room kept at the end of every line: "}" (JSON), "\n" and a NUL. */
 #define TAIL 3
 /* The longest escape of one byte (\u00XX), and the room a cut value needs
@@ -163,6 +172,7 @@ void rtmd_log_begin(struct rtmd_log_rec *r, enum rtmd_log_level level, const cha
     char t[32];
     size_t tn = format_time(t);
     r->len = 0;
+    r->level = level;
     r->json = rtmd_log_format == RTMD_LOG_JSON;
     if (r->json) {
         put(r, "{\"time\":\"", 9);
@@ -211,16 +221,22 @@ void rtmd_log_cstr(struct rtmd_log_rec *r, const char *key, const char *value)
     rtmd_log_str(r, key, rtmd_str_cstr(value ? value : ""));
 }
 
+/* value in decimal, ending at end; returns where it starts. */
+static char *decimal(char *end, uint64_t value)
+{
+    do {
+        *--end = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    return end;
+}
+
 void rtmd_log_u64(struct rtmd_log_rec *r, const char *key, uint64_t value)
 {
     char num[24];
-    size_t n = sizeof(num);
-    do {
-        num[--n] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value);
+    char *p = decimal(num + sizeof(num), value);
     size_t at = r->len;
-    if (!put_key(r, key) || !put(r, num + n, sizeof(num) - n))
+    if (!put_key(r, key) || !put(r, p, (size_t)(num + sizeof(num) - p)))
         r->len = at;
 }
 
@@ -240,10 +256,15 @@ void rtmd_log_i64(struct rtmd_log_rec *r, const char *key, int64_t value)
 void rtmd_log_ms(struct rtmd_log_rec *r, const char *key, uint64_t ns)
 {
     char num[32];
-    int n = snprintf(num, sizeof(num), "%llu.%03llu", (unsigned long long)(ns / 1000000),
-                     (unsigned long long)(ns / 1000 % 1000));
+    uint64_t us = ns / 1000;
+    char *end = num + sizeof(num);
+    end[-4] = '.';
+    end[-3] = (char)('0' + us / 100 % 10);
+    end[-2] = (char)('0' + us / 10 % 10);
+    end[-1] = (char)('0' + us % 10);
+    char *p = decimal(end - 4, us / 1000);
     size_t at = r->len;
-    if (n < 0 || !put_key(r, key) || !put(r, num, (size_t)n))
+    if (!put_key(r, key) || !put(r, p, (size_t)(end - p)))
         r->len = at;
 }
 
@@ -253,7 +274,29 @@ void rtmd_log_end(struct rtmd_log_rec *r)
     if (r->json)
         r->buf[r->len++] = '}';
     r->buf[r->len++] = '\n';
-    emit(r->buf, r->len);
+    if (!buffered_) {
+        emit(r->buf, r->len);
+        return;
+    }
+    if (loop_len_ + r->len > LOOP_BUF_MAX)
+        rtmd_log_flush();
+    memcpy(loop_buf_ + loop_len_, r->buf, r->len);
+    loop_len_ += r->len;
+    if (r->level <= RTMD_LOG_WARN)
+        rtmd_log_flush();
+}
+
+void rtmd_log_buffer_here(void)
+{
+    buffered_ = true;
+}
+
+void rtmd_log_flush(void)
+{
+    if (buffered_ && loop_len_) {
+        emit(loop_buf_, loop_len_);
+        loop_len_ = 0;
+    }
 }
 
 void rtmd_log(enum rtmd_log_level level, const char *module, const char *fmt, ...)
@@ -310,6 +353,7 @@ int rtmd_log_reopen(void)
 {
     if (!log_path_)
         return 0;
+    rtmd_log_flush(); /* what came before the rotation goes to the old file */
     int fd = open_log_file(log_path_);
     if (fd < 0) {
         rtmd_log_error("log", "cannot reopen %s: %s; still writing to the old file", log_path_,
@@ -328,6 +372,7 @@ int rtmd_log_reopen(void)
 
 void rtmd_log_close(void)
 {
+    rtmd_log_flush();
     if (log_fd_ != STDERR_FILENO)
         close(log_fd_);
     log_fd_ = STDERR_FILENO;

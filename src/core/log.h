@@ -11,8 +11,11 @@
  * escape everything outside printable ASCII and truncate: a client's bytes
  * never break a line, nor the JSON.
  *
- * A record is one write(2) of the whole line, so lines of the loop and the
- * store's worker thread never interleave. rtmd_log_reopen() (SIGUSR1)
+ * A line is written whole by one write(2), so lines of the loop and the
+ * store's worker thread never interleave. The loop thread's lines (access
+ * lines: one per request) are gathered and written once per loop iteration,
+ * before the loop sleeps; a warn or error line at once, with those before
+ * it. A crash loses at most one iteration's info and debug lines. rtmd_log_reopen() (SIGUSR1)
  * reopens log_file in place: a rotation is `mv rtmd.log rtmd.log.1; kill
  * -USR1 <pid>`.
  */
@@ -59,8 +62,12 @@ int rtmd_log_open(const char *path);
  * is closed once the new one is open. 0 (also when logging to stderr), or a
  * negative errno: the old file is kept and the failure logged to it. */
 int rtmd_log_reopen(void);
-/* Back to stderr; the file closed. */
+/* Back to stderr; the file closed (what was gathered written first). */
 void rtmd_log_close(void);
+/* The calling thread (the loop's) gathers its lines until rtmd_log_flush();
+ * core/loop.c sets this up and flushes before the loop sleeps. */
+void rtmd_log_buffer_here(void);
+void rtmd_log_flush(void);
 
 /*
  * A record with fields, built on the stack (the caller checks
@@ -82,6 +89,7 @@ void rtmd_log_close(void);
 
 struct rtmd_log_rec {
     size_t len;
+    enum rtmd_log_level level;
     bool json;
     char buf[RTMD_LOG_LINE_MAX];
 };
