@@ -289,9 +289,10 @@ int main(int argc, char **argv)
     uv_signal_init(loop, &sigusr1_);
     uv_signal_start(&sigusr1_, on_reopen_signal, SIGUSR1);
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_); i++) {
+        if (ignored_signals_[i] == SIGUSR1)
+            continue; /* sigusr1_'s */
         uv_signal_init(loop, &ignored_[i]);
-        if (ignored_signals_[i] != SIGUSR1)
-            uv_signal_start(&ignored_[i], on_ignored_signal, ignored_signals_[i]);
+        uv_signal_start(&ignored_[i], on_ignored_signal, ignored_signals_[i]);
     }
     if (cfg->ready_file && write_ready_file(cfg) < 0)
         rtmd_log_warn("main", "%s: cannot write the ready file", cfg->ready_file);

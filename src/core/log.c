@@ -17,11 +17,12 @@ enum rtmd_log_format rtmd_log_format = RTMD_LOG_TEXT;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-/* Set at start-up and at exit only (no other thread runs then); a reopen
- * replaces the file behind the same descriptor (dup3), which is atomic for
- * a write(2) running on another thread. */
-static int log_fd_ = STDERR_FILENO;
-static char *log_path_;
+/* Where lines go. While other threads run, a file once opened keeps its
+ * descriptor number: a reopen (or a switch to another file, or back to
+ * stderr) replaces what is behind it with dup3, which is atomic for a
+ * write(2) running on another thread; it is closed only at exit. */
+static _Atomic int log_fd_ = STDERR_FILENO;
+static char *log_path_; /* the loop thread's */
 
 /* The loop thread's lines wait in loop_buf_ until the loop is about to
  * sleep (rtmd_log_flush, from its prepare phase): one write per iteration
@@ -336,16 +337,28 @@ static int open_log_file(const char *path)
 
 int rtmd_log_open(const char *path)
 {
+    rtmd_log_flush();
     if (!path) {
-        rtmd_log_close();
+        if (log_fd_ != STDERR_FILENO && dup3(STDERR_FILENO, log_fd_, O_CLOEXEC) < 0)
+            return -errno;
+        free(log_path_);
+        log_path_ = NULL;
         return 0;
     }
     int fd = open_log_file(path);
     if (fd < 0)
         return fd;
-    rtmd_log_close();
-    log_fd_ = fd;
-    log_path_ = rtmd_strdup(path);
+    if (log_fd_ == STDERR_FILENO) {
+        log_fd_ = fd;
+    } else {
+        int r = dup3(fd, log_fd_, O_CLOEXEC) < 0 ? -errno : 0;
+        close(fd);
+        if (r < 0)
+            return r;
+    }
+    char *copy = rtmd_strdup(path);
+    free(log_path_);
+    log_path_ = copy;
     return 0;
 }
 

@@ -56,7 +56,8 @@ int rtmd_log_level_parse(const char *s, enum rtmd_log_level *out);
 
 /* Sends the log to path (appended to, created 0640), or back to stderr when
  * path is NULL. 0, or a negative errno (the destination is unchanged). The
- * path is copied. */
+ * path is copied. Safe while the store's thread logs (a config reload may
+ * call it on the loop thread). */
 int rtmd_log_open(const char *path);
 /* Opens the log file's path again (after a rotation moved it); the old one
  * is closed once the new one is open. 0 (also when logging to stderr), or a

@@ -166,6 +166,37 @@ static void test_reopen_follows_the_path(void **state)
     unlink(moved);
 }
 
+/* A reload may point the log elsewhere: the same descriptor then writes to
+ * the new file (another thread may be writing through it meanwhile). */
+static void test_open_another_file(void **state)
+{
+    (void)state;
+    rtmd_log_format = RTMD_LOG_TEXT;
+    char other[sizeof(path_) + 4];
+    snprintf(other, sizeof(other), "%s.2", path_);
+    rtmd_log(RTMD_LOG_WARN, "t", "first");
+    assert_int_equal(rtmd_log_open(other), 0);
+    rtmd_log(RTMD_LOG_WARN, "t", "second");
+    assert_int_equal(rtmd_log_open(path_), 0);
+    rtmd_log(RTMD_LOG_WARN, "t", "third");
+    char *text = take_log();
+    assert_non_null(strstr(text, " first"));
+    assert_null(strstr(text, " second"));
+    assert_non_null(strstr(text, " third"));
+    FILE *f = fopen(other, "r");
+    assert_non_null(f);
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, " second"));
+    assert_null(strstr(buf, " third"));
+    unlink(other);
+    assert_int_equal(rtmd_log_open("/nonexistent-dir/x.log"), -ENOENT);
+    rtmd_log(RTMD_LOG_WARN, "t", "still here");
+    assert_non_null(strstr(take_log(), " still here"));
+}
+
 static void test_histogram(void **state)
 {
     (void)state;
@@ -201,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_json_lines_parse),
         cmocka_unit_test(test_text_lines),
         cmocka_unit_test(test_reopen_follows_the_path),
+        cmocka_unit_test(test_open_another_file),
         cmocka_unit_test(test_histogram),
     };
     return cmocka_run_group_tests_name("log", tests, setup, teardown);
