@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import struct
 
 from harness import (APP, APP_NOCERT, CUSTOMER, Rtmd, basic, event_path, token, wait_until)
 
@@ -175,7 +176,11 @@ def exercise(r):
     with r.ws() as w:
         assert w.login("obs-carol", app=APP_NOCERT)["ok"]
         w.call("logout")
-    wait_until(lambda: r.log_has("obs-carol") and r.read_log().count("websocket closed") >= 3, 5,
+    with r.ws() as w:
+        assert w.login("obs-dave", app=APP_NOCERT)["ok"]
+        w.send_frame(struct.pack("!H", 4001) + b"bye", opcode=8)  # the client closes
+        w.wait_eof()
+    wait_until(lambda: r.log_has("obs-dave") and r.read_log().count("websocket closed") >= 4, 5,
                what="every WebSocket's end in the log")
     return bad
 
@@ -223,6 +228,10 @@ def test_json_log_every_line_parses(tmp_path, rtmd_store):
     assert carol["closed_by"] == "server" and carol["duration_ms"] >= 0
     assert any(x["msg"] == "login" and x["level"] == "debug" and x["uid"] == "obs-carol"
                for x in recs)
+    dave = [x for x in ends if x["uid"] == "obs-dave"][0]
+    assert dave["close_code"] == 4001 and dave["closed_by"] == "client", dave
+    dropped = [x for x in ends if x["uid"] == ""]
+    assert dropped and all(x["close_code"] == 1006 and x["closed_by"] == "none" for x in dropped)
 
 
 def test_text_log_at_debug_shows_401_404_and_logins(rtmd):
