@@ -26,7 +26,7 @@ static char *log_path_; /* the loop thread's */
 
 /* The loop thread's lines wait in loop_buf_ until the loop is about to
  * sleep (rtmd_log_flush, from its prepare phase): one write per iteration
- * instead of one per request. A warn or error line is written at once, with
+ * instead of one per request. An error line is written at once, with
  * everything before it. Other threads write each line at once. */
 #define LOOP_BUF_MAX (64 * 1024)
 static __thread bool buffered_;
@@ -283,7 +283,7 @@ void rtmd_log_end(struct rtmd_log_rec *r)
         rtmd_log_flush();
     memcpy(loop_buf_ + loop_len_, r->buf, r->len);
     loop_len_ += r->len;
-    if (r->level <= RTMD_LOG_WARN)
+    if (r->level == RTMD_LOG_ERROR)
         rtmd_log_flush();
 }
 

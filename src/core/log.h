@@ -14,10 +14,11 @@
  * A line is written whole by one write(2), so lines of the loop and the
  * store's worker thread never interleave. The loop thread's lines (access
  * lines: one per request) are gathered and written once per loop iteration,
- * before the loop sleeps; a warn or error line at once, with those before
- * it. A crash loses at most one iteration's info and debug lines. rtmd_log_reopen() (SIGUSR1)
- * reopens log_file in place: a rotation is `mv rtmd.log rtmd.log.1; kill
- * -USR1 <pid>`.
+ * before the loop sleeps; an error line at once, with those before it (a
+ * flood of refused credentials, warn lines, costs no write each). A crash
+ * loses at most one iteration's lines below error. rtmd_log_reopen()
+ * (SIGUSR1) reopens log_file in place: a rotation is `mv rtmd.log
+ * rtmd.log.1; kill -USR1 <pid>`.
  */
 #ifndef RTMD_CORE_LOG_H
 #define RTMD_CORE_LOG_H
