@@ -192,9 +192,16 @@ void rtmd_log_begin(struct rtmd_log_rec *r, enum rtmd_log_level level, const cha
         put_cstr(r, module);
         put(r, " ", 1);
         /* A printf-style message as it is (its client bytes went through
-         * rtmd_log_quote), cut to the line. */
-        size_t n = RTMD_MIN(strlen(msg), room(r));
-        put(r, msg, n);
+         * rtmd_log_quote), but for control bytes (\xNN: a line stays one
+         * line whatever a library's message holds), cut to the line. */
+        for (const unsigned char *m = (const unsigned char *)msg; *m && room(r) >= 4; m++) {
+            if (*m >= 0x20 && *m != 0x7f) {
+                r->buf[r->len++] = (char)*m;
+            } else {
+                char esc[4] = {'\\', 'x', hex_[*m >> 4], hex_[*m & 15]};
+                put(r, esc, 4);
+            }
+        }
     }
 }
 

@@ -75,7 +75,7 @@ static void write_records(void)
         rtmd_log_str(&r, "v", rtmd_str_make(big, sizeof(big)));
     rtmd_log_u64(&r, "last", 1);
     rtmd_log_end(&r);
-    rtmd_log(RTMD_LOG_ERROR, "main", "printf %s \"quoted\" \x02", "style");
+    rtmd_log(RTMD_LOG_ERROR, "main", "printf %s \"quoted\" \x02 %s", "style", "two\nlines");
     rtmd_log(RTMD_LOG_DEBUG, "main", "debug line");
 }
 
@@ -116,7 +116,7 @@ static void test_json_lines_parse(void **state)
         }
         if (lines == 2)
             assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "msg")->valuestring,
-                                "printf style \"quoted\" \x02");
+                                "printf style \"quoted\" \x02 two\nlines");
         cJSON_Delete(j);
     }
     assert_int_equal(lines, 4);
@@ -138,7 +138,7 @@ static void test_text_lines(void **state)
     assert_non_null(strstr(second, " warn gateway big v=\"\\x22\\x22"));
     assert_true(strlen(second) < RTMD_LOG_LINE_MAX);
     char *third = strtok(NULL, "\n");
-    assert_non_null(strstr(third, " error main printf style"));
+    assert_non_null(strstr(third, " error main printf style \"quoted\" \\x02 two\\x0alines"));
     assert_null(strtok(NULL, "\n")); /* the debug line is below the level */
 }
 
