@@ -296,6 +296,13 @@ void rtmd_conn_close_gracefully(struct rtmd_conn *c)
     rtmd_defer(&stub_of(c)->shut, stub_on_shutdown);
 }
 
+const char *rtmd_conn_remote(const struct rtmd_conn *c, char *out, size_t outlen)
+{
+    (void)c;
+    snprintf(out, outlen, "-");
+    return out;
+}
+
 /* ---- the server and the loop ------------------------------------------------- */
 
 static void stub_on_proto_timeout(struct rtmd_timeout *t)

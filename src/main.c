@@ -29,6 +29,7 @@
 #include "core/hashmap.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/metrics.h"
 #include "core/reqid.h"
 #include "gateway/gateway.h"
 #include "net/conn.h"
@@ -46,9 +47,10 @@ static struct rtmd_api api_;
 static uv_signal_t sigterm_, sigint_;
 static uv_signal_t sighup_;
 static struct rtmd_reload reload_;
+static uv_signal_t sigusr1_; /* reopens log_file */
 /* Signals that must never kill rtmd: logged and ignored. SIGHUP (sent by
- * `systemctl reload` and logrotate) reloads; it is ignored too until the
- * loop runs and while rtmd stops. */
+ * `systemctl reload` and logrotate) reloads; SIGUSR1 reopens the log file;
+ * both are ignored too until the loop runs and while rtmd stops. */
 static const int ignored_signals_[] = {SIGUSR1, SIGUSR2};
 static uv_signal_t ignored_[RTMD_ARRAY_SIZE(ignored_signals_)];
 static bool shutting_down_;
@@ -107,6 +109,14 @@ static void on_ignored_signal(uv_signal_t *h, int signum)
     rtmd_log_info("main", "signal %d (%s) ignored", signum, strsignal(signum));
 }
 
+/* SIGUSR1: log_file is opened again (after logrotate moved it). */
+static void on_reopen_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    if (rtmd_log_reopen() == 0)
+        rtmd_log_info("main", "signal %d (%s): log file reopened", signum, strsignal(signum));
+}
+
 static void on_store_closed(void *arg, int status)
 {
     (void)arg;
@@ -117,6 +127,8 @@ static void on_store_closed(void *arg, int status)
     uv_close((uv_handle_t *)&drain_timer_, NULL);
     if (uv_is_active((uv_handle_t *)&sighup_))
         uv_close((uv_handle_t *)&sighup_, NULL); /* not made when the start failed */
+    if (uv_is_active((uv_handle_t *)&sigusr1_))
+        uv_close((uv_handle_t *)&sigusr1_, NULL);
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_); i++)
         if (uv_is_active((uv_handle_t *)&ignored_[i]))
             uv_close((uv_handle_t *)&ignored_[i], NULL);
@@ -231,6 +243,7 @@ static void raise_fd_limit(const struct rtmd_config *cfg)
 
 int main(int argc, char **argv)
 {
+    rtmd_metrics_start();
     ignore_signals(); /* from the start; the loop logs them once it runs */
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return rtmd_cli_token(argc - 1, argv + 1);
@@ -284,6 +297,7 @@ int main(int argc, char **argv)
     rtmd_hash_seed(seeds[0], seeds[1]);
 
     char err[1024];
+    int r;
     bool first_run = false, default_config = !config_path;
     if (default_config) {
         if (rtmd_firstrun_prepare(&first_run, err, sizeof(err)) < 0) {
@@ -298,6 +312,12 @@ int main(int argc, char **argv)
         return RTMD_CONFIG_EXIT;
     }
     rtmd_log_level = cfg->log_level;
+    rtmd_log_format = cfg->log_format;
+    if ((r = rtmd_log_open(cfg->log_file)) < 0) {
+        fprintf(stderr, "rtmd: log_file %s: %s\n", cfg->log_file, strerror(-r));
+        rtmd_config_free(cfg);
+        return 1;
+    }
     for (size_t i = 0; i < cfg->n_overrides; i++)
         rtmd_log_info("main", "%s overrides the config file", cfg->overrides[i]);
     if (cfg->bench_pull_keeps_events)
@@ -312,7 +332,7 @@ int main(int argc, char **argv)
     rtmd_loop_init(loop);
     int rc = 1;
     SSL_CTX *ssl_ctx = NULL;
-    int r = rtmd_mkdirs(cfg->data_dir);
+    r = rtmd_mkdirs(cfg->data_dir);
     if (r < 0) {
         rtmd_log_error("main", "%s: cannot create: %s", cfg->data_dir, strerror(-r));
         goto out;
@@ -345,7 +365,11 @@ int main(int argc, char **argv)
     uv_signal_start(&sigterm_, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint_);
     uv_signal_start(&sigint_, on_signal, SIGINT);
+    uv_signal_init(loop, &sigusr1_);
+    uv_signal_start(&sigusr1_, on_reopen_signal, SIGUSR1);
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(ignored_); i++) {
+        if (ignored_signals_[i] == SIGUSR1)
+            continue; /* sigusr1_'s */
         uv_signal_init(loop, &ignored_[i]);
         uv_signal_start(&ignored_[i], on_ignored_signal, ignored_signals_[i]);
     }
@@ -377,5 +401,6 @@ out:
     else if (ssl_ctx)
         SSL_CTX_free(ssl_ctx);
     rtmd_config_free(cfg);
+    rtmd_log_close();
     return rc;
 }

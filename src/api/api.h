@@ -26,6 +26,7 @@
 #include "api/pins.h"
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/metrics.h"
 #include "gateway/gateway.h"
 #include "messaging/messaging.h"
 #include "net/conn.h"
@@ -34,6 +35,9 @@
 
 /* Answers counted for /metrics, by these codes. */
 #define RTMD_API_COUNTED_CODES 14
+/* Routes timed for /metrics: the vendor routes, /v1/rtm, /healthz,
+ * /readyz, /metrics and everything else. */
+#define RTMD_API_ROUTES 12
 
 /* The API's context: what its files share, passed explicitly (each call
  * points to it; rtmd_api_handle finds it in server->request_ctx, which main
@@ -48,6 +52,7 @@ struct rtmd_api {
     struct rtmd_buf body;               /* answers are written at once */
     uint64_t status[6];                 /* answers by class: 1xx..5xx at [1..5] */
     uint64_t by_code[RTMD_API_COUNTED_CODES];
+    struct rtmd_histogram latency[RTMD_API_ROUTES]; /* by route: dispatch to answer */
 };
 
 int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rtmd_store *store,

@@ -2,6 +2,7 @@
  * health.c — GET /healthz, GET /readyz and GET /metrics (Prometheus text
  * format).
  */
+#include <openssl/crypto.h>
 #include <stdio.h>
 
 #include "api/internal.h"
@@ -67,6 +68,26 @@ void api_readyz(struct rtmd_api *api, struct rtmd_http_request *req)
 
 static const char *const log_names[RTMD_EVLOG_KINDS] = {"user", "channel"};
 
+static void write_histograms(struct rtmd_buf *b, const struct rtmd_api *api,
+                             const struct rtmd_store_stats *st)
+{
+    rtmd_metric_head(b, "rtmd_http_request_duration_seconds", "histogram",
+                     "REST requests from complete request to answer written, by route.");
+    for (size_t i = 0; i < RTMD_API_ROUTES; i++) {
+        char labels[128];
+        snprintf(labels, sizeof(labels), "route=\"%s\"", api_route_labels[i]);
+        rtmd_histogram_write(b, "rtmd_http_request_duration_seconds", labels, &api->latency[i]);
+    }
+    rtmd_metric_head(b, "rtmd_store_commit_duration_seconds", "histogram",
+                     "Store commits: the embedded store's transactions (BEGIN to COMMIT, fsync "
+                     "included), the redis backend's presence scripts (sent to answered).");
+    rtmd_histogram_write(b, "rtmd_store_commit_duration_seconds", NULL, &st->commit_duration);
+    rtmd_metric_head(b, "rtmd_push_duration_seconds", "histogram",
+                     "Pushes to this node's clients, from the message reaching delivery to its "
+                     "frame queued on the receiver's connection (written before the loop sleeps).");
+    rtmd_histogram_write(b, "rtmd_push_duration_seconds", NULL, &api->gateway->push_duration);
+}
+
 void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req)
 {
     struct rtmd_buf *b = api_body_buf(api);
@@ -80,6 +101,8 @@ void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req)
                     "# TYPE rtmd_connections gauge\nrtmd_connections %zu\n",
                     s->n_conns);
     rtmd_buf_printf(b,
+                    "# HELP rtmd_connections_accepted_total Connections accepted (those over "
+                    "max_connections included).\n"
                     "# TYPE rtmd_connections_accepted_total counter\n"
                     "rtmd_connections_accepted_total %llu\n"
                     "# HELP rtmd_connections_rejected_total Connections over max_connections "
@@ -105,7 +128,8 @@ void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req)
                     "rtmd_slow_consumers_closed_total %llu\n",
                     (unsigned long long)api->gateway->pushes,
                     (unsigned long long)api->gateway->cut_offs);
-    rtmd_buf_printf(b, "# TYPE rtmd_events_recorded_total counter\n");
+    rtmd_buf_printf(b, "# HELP rtmd_events_recorded_total Events recorded, by event log.\n"
+                       "# TYPE rtmd_events_recorded_total counter\n");
     for (int k = 0; k < RTMD_EVLOG_KINDS; k++)
         rtmd_buf_printf(b, "rtmd_events_recorded_total{log=\"%s\"} %llu\n", log_names[k],
                         (unsigned long long)st.events_recorded[k]);
@@ -117,7 +141,11 @@ void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req)
                             api->cfg->regions[r], log_names[k],
                             (unsigned long long)st.events_dropped[r][k]);
     rtmd_buf_printf(b,
+                    "# HELP rtmd_store_commits_total Group commits: the embedded store's "
+                    "transactions, the redis backend's presence scripts.\n"
                     "# TYPE rtmd_store_commits_total counter\nrtmd_store_commits_total %llu\n"
+                    "# HELP rtmd_store_commit_ops_total Operations (events, read positions, "
+                    "messages) in those commits.\n"
                     "# TYPE rtmd_store_commit_ops_total counter\n"
                     "rtmd_store_commit_ops_total %llu\n",
                     (unsigned long long)st.commits, (unsigned long long)st.commit_ops);
@@ -151,10 +179,18 @@ void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req)
     for (size_t i = 0; i < RTMD_HTTP_ERROR_STATUSES; i++)
         rtmd_buf_printf(b, "rtmd_http_request_errors_total{status=\"%d\"} %llu\n",
                         rtmd_http_error_statuses[i], (unsigned long long)rtmd_http_errors(i));
-    rtmd_buf_printf(b, "# TYPE rtmd_http_responses_total counter\n");
+    rtmd_buf_printf(b, "# HELP rtmd_http_responses_total Answers of the API, by status code.\n"
+                       "# TYPE rtmd_http_responses_total counter\n");
     for (size_t i = 0; i < RTMD_API_COUNTED_CODES; i++)
         rtmd_buf_printf(b, "rtmd_http_responses_total{code=\"%d\"} %llu\n", api_counted_codes[i],
                         (unsigned long long)api->by_code[i]);
+    write_histograms(b, api, &st);
+    rtmd_buf_printf(b,
+                    "# HELP rtmd_build_info rtmd's version and the libraries it runs on.\n"
+                    "# TYPE rtmd_build_info gauge\n"
+                    "rtmd_build_info{version=\"%s\",libuv=\"%s\",openssl=\"%s\"} 1\n",
+                    RTMD_VERSION, uv_version_string(), OpenSSL_version(OPENSSL_VERSION_STRING));
+    rtmd_metrics_write_process(b);
     api_count_status(api, 200);
     rtmd_http_respond(req, 200, "text/plain; version=0.0.4", RTMD_STR_NULL,
                       rtmd_str_make(b->data, b->len));

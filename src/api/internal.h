@@ -86,6 +86,9 @@ void api_cors_preflight(struct rtmd_api *api, struct rtmd_http_request *req, con
                         const char *listed);
 void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req);
 
+/* The route labels of rtmd_api.latency (RTMD_API_ROUTES), by index. */
+extern const char *const api_route_labels[RTMD_API_ROUTES];
+
 /* The codes counted in rtmd_api.by_code, in order. */
 extern const int api_counted_codes[RTMD_API_COUNTED_CODES];
 

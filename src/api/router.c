@@ -18,6 +18,7 @@
 
 static const char project_prefix[] = "/dev/v2/project/";
 
+/* In the order of their labels in api_route_labels (from ROUTE_VENDOR). */
 static const struct api_route routes_[] = {
     {HTTP_GET, "rtm/vendor/user_events", RTMD_RATE_EVENTS, true, NULL, api_user_events},
     {HTTP_GET, "rtm/vendor/channel_events", RTMD_RATE_EVENTS, true, NULL, api_channel_events},
@@ -28,6 +29,25 @@ static const struct api_route routes_[] = {
     {HTTP_POST, "rtm/message/history/query", RTMD_RATE_HISTORY, true, NULL, api_history_create},
     {HTTP_GET, "rtm/message/history/query/*", RTMD_RATE_HISTORY, true, NULL, api_history_get},
     {HTTP_GET, "rtm/message/history/count", RTMD_RATE_HISTORY, true, NULL, api_history_count},
+};
+
+/* Route indexes (rtmd_http_request.route) below the vendor routes'. */
+enum { ROUTE_OTHER = 0, ROUTE_WS, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_VENDOR };
+_Static_assert(ROUTE_VENDOR + RTMD_ARRAY_SIZE(routes_) == RTMD_API_ROUTES, "RTMD_API_ROUTES");
+
+const char *const api_route_labels[RTMD_API_ROUTES] = {
+    "other",
+    "/v1/rtm",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/dev/v2/project/{appid}/rtm/vendor/user_events",
+    "/dev/v2/project/{appid}/rtm/vendor/channel_events",
+    "/dev/v2/project/{appid}/rtm/users/{uid}/peer_messages",
+    "/dev/v2/project/{appid}/rtm/users/{uid}/channel_messages",
+    "/dev/v2/project/{appid}/rtm/message/history/query",
+    "/dev/v2/project/{appid}/rtm/message/history/query/{handle}",
+    "/dev/v2/project/{appid}/rtm/message/history/count",
 };
 
 /* Stands in for an App ID that does not exist, so that the caller's
@@ -187,8 +207,11 @@ static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
     char allow[64] = "";
     for (size_t i = 0; i < RTMD_ARRAY_SIZE(routes_); i++) {
         if (below.p && match(routes_[i].pattern, below, params)) {
+            if (!path_known)
+                req->route = ROUTE_VENDOR + (unsigned)i;
             path_known = true;
             if (routes_[i].method == req->method) {
+                req->route = ROUTE_VENDOR + (unsigned)i;
                 route = &routes_[i];
                 break;
             }
@@ -215,6 +238,7 @@ static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
                               "appid must be 32 characters [0-9A-Za-z]");
         return;
     }
+    req->app = appid;
     const struct rtmd_app *app = rtmd_config_app(api->cfg, appid);
     struct api_call *call = rtmd_calloc(1, sizeof(*call));
     call->api = api;
@@ -237,6 +261,8 @@ static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
         return;
     }
     if (r < 0 || !app) {
+        /* The log may tell what the answer must not. */
+        req->error = app ? why : "unknown app";
         api_respond_error(call, 401, r == RTMD_EEXPIRED ? "token_expired" : "unauthorized", why);
         return;
     }
@@ -274,6 +300,7 @@ static bool handle_ops(struct rtmd_api *api, struct rtmd_http_request *req, bool
         which = METRICS;
     else
         return false;
+    req->route = which == HEALTHZ ? ROUTE_HEALTHZ : which == READYZ ? ROUTE_READYZ : ROUTE_METRICS;
     /* HEAD is answered as GET (http.c leaves the body out). */
     if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
         method_not_allowed(api, req, "GET, HEAD");
@@ -315,6 +342,7 @@ void rtmd_api_handle(struct rtmd_http_request *req)
         return;
     }
     if (rtmd_str_eq_cstr(path, "/v1/rtm")) {
+        req->route = ROUTE_WS;
         if (req->method != HTTP_GET) {
             method_not_allowed(api, req, "GET");
             return;
@@ -325,6 +353,37 @@ void rtmd_api_handle(struct rtmd_http_request *req)
     if (handle_ops(api, req, false))
         return;
     api_respond_req_error(api, req, 404, "not_found", "no such endpoint");
+}
+
+/* Every answer: its latency into the route's histogram, and its
+ * access-log line (at info; a 401 at warn, with the reason, never the
+ * credentials). The query string is not logged: it may carry filters a
+ * log should not keep. */
+static void on_answered(void *ctx, const struct rtmd_http_request *req, int status, size_t body_len)
+{
+    struct rtmd_api *api = ctx;
+    uint64_t ns = uv_hrtime() - req->start_ns;
+    rtmd_histogram_observe(&api->latency[req->route < RTMD_API_ROUTES ? req->route : ROUTE_OTHER],
+                           ns);
+    enum rtmd_log_level level = status == 401 ? RTMD_LOG_WARN : RTMD_LOG_INFO;
+    if (!rtmd_log_enabled(level))
+        return;
+    char remote[RTMD_CONN_REMOTE_MAX];
+    struct rtmd_log_rec r;
+    rtmd_log_begin(&r, level, "http", status == 401 ? "authentication failed" : "request");
+    rtmd_log_cstr(&r, "method", http_method_str((enum http_method)req->method));
+    rtmd_log_str(&r, "path", req->path);
+    rtmd_log_u64(&r, "status", (uint64_t)status);
+    rtmd_log_u64(&r, "bytes", body_len);
+    rtmd_log_ms(&r, "duration_ms", ns);
+    if (req->app.len)
+        rtmd_log_str(&r, "app", req->app);
+    if (status >= 400 && req->error)
+        rtmd_log_cstr(&r, status == 401 ? "reason" : "error", req->error);
+    rtmd_log_cstr(&r, "request_id", req->request_id);
+    rtmd_log_cstr(&r, "remote",
+                  req->conn ? rtmd_conn_remote(req->conn, remote, sizeof(remote)) : "-");
+    rtmd_log_end(&r);
 }
 
 int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rtmd_store *store,
@@ -338,6 +397,7 @@ int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rt
     api->messaging = messaging;
     api->gateway = gateway;
     rtmd_buf_init(&api->body, SIZE_MAX);
+    rtmd_http_on_answered(on_answered, api);
     rtmd_history_pins_init(&api->pins, API_PINS_MAX,
                            (uint64_t)cfg->limits.history_handle_ttl_s * 1000);
     return 0;
@@ -347,6 +407,7 @@ void rtmd_api_shutdown(struct rtmd_api *api)
 {
     if (!api->cfg)
         return;
+    rtmd_http_on_answered(NULL, NULL);
     rtmd_buf_free(&api->body);
     rtmd_history_pins_free(&api->pins);
     api->cfg = NULL;

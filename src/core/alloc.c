@@ -1,12 +1,14 @@
 #include "core/alloc.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
+
 static void oom(size_t n)
 {
-    fprintf(stderr, "rtmd: out of memory allocating %zu bytes\n", n);
+    rtmd_log_flush(); /* the lines the loop gathered before this */
+    rtmd_log_error("main", "out of memory allocating %zu bytes", n);
     abort();
 }
 

@@ -130,6 +130,8 @@ struct rtmd_config {
     struct rtmd_listener_config admin;   /* /metrics, /healthz, /readyz: plain HTTP, no auth */
     struct rtmd_origins allowed_origins; /* WebSocket upgrades: default any */
     struct rtmd_origins cors_origins;    /* REST CORS: default none */
+    enum rtmd_log_format log_format;
+    char *log_file; /* NULL: stderr */
 
     /* [store] */
     enum rtmd_store_backend backend;

@@ -1208,6 +1208,7 @@ void rtmd_config_free(struct rtmd_config *cfg)
     rtmd_free(cfg->tls_key);
     rtmd_free(cfg->data_dir);
     rtmd_free(cfg->ready_file);
+    rtmd_free(cfg->log_file);
     rtmd_free(cfg->admin_listen);
     origins_clear(&cfg->allowed_origins);
     origins_clear(&cfg->cors_origins);

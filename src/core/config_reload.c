@@ -22,8 +22,9 @@ static void *grow(void *p, size_t n, size_t elem)
 }
 
 /* Keys outside [limits] that change live; everything else needs a restart. */
-static const char *const live_keys[] = {"log_level", "drain_s",         "tls_cert",
-                                        "tls_key",   "allowed_origins", "cors_origins"};
+static const char *const live_keys[] = {"log_level",       "log_format",  "log_file",
+                                        "drain_s",         "tls_cert",    "tls_key",
+                                        "allowed_origins", "cors_origins"};
 /* [limits] that need a restart: sizes and durations fixed when the rings,
  * timeout queues and pins were made. */
 static const char *const restart_limits[] = {

@@ -49,6 +49,8 @@ static const struct choice log_choices[] = {{"error", RTMD_LOG_ERROR},
                                             {"info", RTMD_LOG_INFO},
                                             {"debug", RTMD_LOG_DEBUG},
                                             {NULL, 0}};
+static const struct choice log_format_choices[] = {
+    {"text", RTMD_LOG_TEXT}, {"json", RTMD_LOG_JSON}, {NULL, 0}};
 static const struct choice backend_choices[] = {
     {"embedded", RTMD_STORE_EMBEDDED}, {"redis", RTMD_STORE_REDIS}, {NULL, 0}};
 static const struct choice sync_choices[] = {
@@ -56,6 +58,7 @@ static const struct choice sync_choices[] = {
 
 _Static_assert(RTMD_REGION_MAX == 32, "listen's bounds text says 1..31");
 _Static_assert(sizeof(enum rtmd_log_level) == sizeof(int), "enum fields are stored as int");
+_Static_assert(sizeof(enum rtmd_log_format) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum rtmd_store_backend) == sizeof(int), "enum fields are stored as int");
 _Static_assert(sizeof(enum rtmd_store_sync) == sizeof(int), "enum fields are stored as int");
 
@@ -235,7 +238,25 @@ const struct opt rtmd_config_options[] = {
      .offset = CFG(log_level),
      .def = "info",
      .choices = log_choices,
-     .doc = "Least severe level that is logged"},
+     .doc = "Least severe level that is logged. `info` adds one access-log line per REST "
+            "request and per WebSocket connection's end; `debug` adds logins and more"},
+    {.section = SEC_SERVER,
+     .name = "log_format",
+     .type = T_ENUM,
+     .offset = CFG(log_format),
+     .def = "text",
+     .choices = log_format_choices,
+     .doc = "`text`: `TIME LEVEL MODULE message key=value ...`; `json`: one JSON object a line "
+            "(`time`, `level`, `module`, `msg` and the record's fields)"},
+    {.section = SEC_SERVER,
+     .name = "log_file",
+     .type = T_STRING,
+     .offset = CFG(log_file),
+     .min = 1,
+     .max = PATH_MAX_LEN,
+     .type_doc = "path",
+     .doc = "Append the log to this file instead of stderr; SIGUSR1 reopens it (rotation: "
+            "`mv` the file, then `kill -USR1`)"},
 
     /* [store] */
     {.section = SEC_STORE,

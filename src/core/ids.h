@@ -21,5 +21,8 @@ bool rtmd_appid_valid(struct rtmd_str id);
 bool rtmd_certificate_valid(struct rtmd_str s);
 /* Well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool rtmd_utf8_valid(const char *p, size_t len);
+/* Bytes (1..4) of the valid UTF-8 character at p, or 0 when the bytes there
+ * are not one (len 0 included). */
+size_t rtmd_utf8_char_len(const char *p, size_t len);
 
 #endif

@@ -115,6 +115,7 @@ static void on_prepare(uv_prepare_t *h)
         struct rtmd_loop_hook *hook = RTMD_CONTAINER_OF(n, struct rtmd_loop_hook, link);
         hook->cb(hook);
     }
+    rtmd_log_flush(); /* the lines of this iteration, hooks' included */
 }
 
 static void on_tick(uv_timer_t *h)
@@ -127,6 +128,7 @@ static void on_tick(uv_timer_t *h)
 int rtmd_loop_init(uv_loop_t *loop)
 {
     loop_ = loop;
+    rtmd_log_buffer_here();
     clock_sync();
     uv_check_init(loop, &check_);
     uv_check_start(&check_, on_check);

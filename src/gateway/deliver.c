@@ -29,6 +29,7 @@
 
 struct frame {
     uint32_t refs;
+    uint64_t made_ns; /* uv_hrtime() when the message reached delivery */
     size_t len;
     char data[];
 };
@@ -62,6 +63,7 @@ static struct frame *frame_make(struct rtmd_gateway *gw)
         return NULL;
     struct frame *f = rtmd_malloc(sizeof(*f) + gw->framed.len);
     f->refs = 1;
+    f->made_ns = uv_hrtime();
     f->len = gw->framed.len;
     memcpy(f->data, gw->framed.data, gw->framed.len);
     return f;
@@ -75,13 +77,17 @@ static void frame_release(struct frame *f)
 
 /* Writes one push; true when the receiver is over its budget. A client
  * whose login is not answered yet gets it after the answer (and after its
- * offline messages), so nothing overtakes them. */
-static bool push(struct rtmd_gateway *gw, struct rtmd_conn *conn, const struct frame *f)
+ * offline messages), so nothing overtakes them. now_ns: the time, for
+ * rtmd_push_duration_seconds (the push is written to the socket before the
+ * loop sleeps next). */
+static bool push(struct rtmd_gateway *gw, struct rtmd_conn *conn, const struct frame *f,
+                 uint64_t now_ns)
 {
     struct gw_client *c = conn->user;
     if (rtmd_conn_closing(conn))
         return false;
     gw->pushes++;
+    rtmd_histogram_observe(&gw->push_duration, now_ns > f->made_ns ? now_ns - f->made_ns : 0);
     if (c && !c->ready) {
         if (rtmd_buf_append(&c->held, f->data, f->len) < 0)
             return true;
@@ -160,9 +166,10 @@ static bool push_frames(struct rtmd_gateway *gw, struct rtmd_conn *conn,
                         const struct job_frame *frames, size_t n)
 {
     bool over = false;
+    uint64_t now = uv_hrtime();
     for (size_t i = 0; i < n; i++)
         if (frames[i].skip != conn)
-            over |= push(gw, conn, frames[i].frame);
+            over |= push(gw, conn, frames[i].frame, now);
     return over;
 }
 
@@ -227,8 +234,9 @@ static size_t fan_out(struct rtmd_gateway *gw, struct rtmd_channel *ch, struct f
         /* Nothing queued ahead of it and small enough: deliver now. Receivers
          * over budget are cut off after the loop. */
         size_t slow = 0, sent = 0;
+        uint64_t now = uv_hrtime();
         for (size_t i = 0; i < n; i++) {
-            bool over = conns[i] != skip && (sent++, push(gw, conns[i], f));
+            bool over = conns[i] != skip && (sent++, push(gw, conns[i], f, now));
             if (over)
                 conns[slow++] = conns[i];
             else
@@ -320,7 +328,7 @@ bool gw_push_peer(struct rtmd_gateway *gw, const struct rtmd_app *app, struct rt
         return false;
     struct rtmd_conn *conn = c->conn;
     rtmd_conn_ref(conn);
-    if (push(gw, conn, f))
+    if (push(gw, conn, f, f->made_ns))
         gw_cut_off(gw, conn, "does not read its pushes");
     rtmd_conn_unref(conn);
     frame_release(f);

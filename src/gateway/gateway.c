@@ -348,6 +348,7 @@ static void on_open(void *ctx, struct rtmd_conn *conn)
     c->gw = ctx;
     c->conn = conn;
     c->session = rtmd_session_new(c);
+    c->opened_ns = uv_hrtime();
     rtmd_list_init(&c->queue);
     rtmd_buf_init(&c->held, SIZE_MAX); /* bounded by ws_output_budget in push() */
     conn->user = c;
@@ -422,11 +423,38 @@ static void on_closing(struct rtmd_conn *conn, uint16_t code, const char *reason
     gw_leave(c);
 }
 
+/* The access-log line of a WebSocket connection's end: its app and uid
+ * (empty if it never logged in), how long it lasted, and the first close
+ * frame's code, sent or received (1006: none, the connection dropped). */
+static void log_end(const struct gw_client *c, const struct rtmd_conn *conn)
+{
+    if (!rtmd_log_enabled(RTMD_LOG_INFO))
+        return;
+    bool by_peer;
+    uint16_t code = rtmd_ws_close_code(conn, &by_peer);
+    const struct rtmd_session *s = c->session;
+    char remote[RTMD_CONN_REMOTE_MAX];
+    struct rtmd_log_rec r;
+    rtmd_log_begin(&r, RTMD_LOG_INFO, "gateway", "websocket closed");
+    rtmd_log_cstr(&r, "app", s->app ? s->app->id : "");
+    rtmd_log_str(&r, "uid", rtmd_str_make(s->uid, s->app ? s->uid_len : 0));
+    rtmd_log_ms(&r, "duration_ms", uv_hrtime() - c->opened_ns);
+    rtmd_log_u64(&r, "close_code", code);
+    rtmd_log_cstr(&r, "closed_by",
+                  code == RTMD_WS_CLOSE_ABNORMAL ? "none"
+                  : by_peer                      ? "client"
+                                                 : "server");
+    rtmd_log_cstr(&r, "remote", rtmd_conn_remote(conn, remote, sizeof(remote)));
+    rtmd_log_u64(&r, "conn", conn->id);
+    rtmd_log_end(&r);
+}
+
 static void on_close(struct rtmd_conn *conn)
 {
     struct gw_client *c = conn->user;
     if (!c)
         return;
+    log_end(c, conn);
     conn->user = NULL;
     end_session(c);
     clear_queue(c);

@@ -25,6 +25,7 @@
 #include "core/config.h"
 #include "core/list.h"
 #include "core/loop.h"
+#include "core/metrics.h"
 #include "messaging/messaging.h"
 #include "net/ws.h"
 #include "store/store.h"
@@ -47,6 +48,9 @@ struct rtmd_gateway {
     /* for /metrics */
     uint64_t pushes;   /* pushes written by fan-out and peer delivery */
     uint64_t cut_offs; /* clients disconnected for passing ws_output_budget */
+    /* from a message reaching delivery to its push written to a receiver's
+     * connection (one observation per push) */
+    struct rtmd_histogram push_duration;
 };
 
 /* Sets up gw (and presence); registers this node's delivery with messaging. */

@@ -34,6 +34,7 @@ struct gw_client {
     bool going_away;      /* draining: close 1001 once the op in flight is answered */
     struct rtmd_buf held; /* pushes that arrived before ready, in order */
     uint32_t depth;       /* gateway calls on the stack that use this client */
+    uint64_t opened_ns;   /* uv_hrtime() at the upgrade, for the access log */
 };
 
 /* A parsed request frame. */

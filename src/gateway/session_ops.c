@@ -8,6 +8,7 @@
 #include "core/alloc.h"
 #include "core/ids.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "core/loop.h"
 #include "gateway/gateway.h"
 #include "gateway/internal.h"
@@ -64,12 +65,34 @@ static int take_offline(struct rtmd_gateway *gw, struct rtmd_session *s)
     return r;
 }
 
+/* A login's line: at debug when it succeeded, at warn (with the reason,
+ * never the token) when its credentials were refused. */
+static void log_login(const struct gw_client *c, enum rtmd_log_level level, const char *msg,
+                      struct rtmd_str appid, struct rtmd_str uid, const char *reason)
+{
+    if (!rtmd_log_enabled(level) || !c->conn)
+        return;
+    char remote[RTMD_CONN_REMOTE_MAX];
+    struct rtmd_log_rec r;
+    rtmd_log_begin(&r, level, "gateway", msg);
+    if (reason)
+        rtmd_log_cstr(&r, "reason", reason);
+    rtmd_log_str(&r, "app", appid);
+    rtmd_log_str(&r, "uid", uid);
+    rtmd_log_cstr(&r, "remote", rtmd_conn_remote(c->conn, remote, sizeof(remote)));
+    rtmd_log_u64(&r, "conn", c->conn->id);
+    rtmd_log_end(&r);
+}
+
 static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
 {
     (void)arg;
     struct gw_client *c = gw_owner_enter(s);
     if (!c)
         return;
+    if (status == 0 && s->state == RTMD_SESSION_ONLINE)
+        log_login(c, RTMD_LOG_DEBUG, "login", rtmd_str_cstr(s->app->id),
+                  rtmd_str_make(s->uid, s->uid_len), NULL);
     gw_reply_recorded(c, status); /* unless a takeover answered it (superseded) */
     if (status < 0)
         rtmd_presence_abandon_login(s);
@@ -109,6 +132,7 @@ void gw_op_login(struct gw_client *c, const struct gw_request *r)
     }
     const struct rtmd_app *app = rtmd_config_app(c->gw->cfg, appid);
     if (!app) {
+        log_login(c, RTMD_LOG_WARN, "login refused", appid, uid, "unknown app");
         gw_reply_error(c, true, r->id, "invalid_appid", "unknown appid");
         return;
     }
@@ -119,6 +143,7 @@ void gw_op_login(struct gw_client *c, const struct gw_request *r)
     }
     if (app->has_certificate) {
         if (!token.p || token.len == 0) {
+            log_login(c, RTMD_LOG_WARN, "login refused", appid, uid, "no token");
             gw_reply_error(c, true, r->id, "invalid_token", "this app requires a token");
             return;
         }
@@ -127,11 +152,12 @@ void gw_op_login(struct gw_client *c, const struct gw_request *r)
             rtmd_token_verify(token, rtmd_str_cstr(app->id), rtmd_str_cstr(app->certificate), uid,
                               rtmd_now_ms() / 1000, c->gw->cfg->limits.token_clock_skew_s, &info);
         if (tr < 0) {
-            gw_reply_error(c, true, r->id, token_error(tr),
-                           tr == RTMD_EEXPIRED  ? "token expired"
-                           : tr == RTMD_EFUTURE ? "token issued in the future (check the "
-                                                  "issuing server's clock)"
-                                                : "token does not verify for this app and uid");
+            const char *why = tr == RTMD_EEXPIRED  ? "token expired"
+                              : tr == RTMD_EFUTURE ? "token issued in the future (check the "
+                                                     "issuing server's clock)"
+                                                   : "token does not verify for this app and uid";
+            log_login(c, RTMD_LOG_WARN, "login refused", appid, uid, why);
+            gw_reply_error(c, true, r->id, token_error(tr), why);
             return;
         }
     }

@@ -584,6 +584,41 @@ static bool over_limit(struct rtmd_server *s)
     return true;
 }
 
+/* Appends v in decimal at p; returns the end. */
+static char *put_decimal(char *p, unsigned v)
+{
+    char d[10];
+    size_t n = 0;
+    do {
+        d[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = d[--n];
+    return p;
+}
+
+const char *rtmd_conn_remote(const struct rtmd_conn *c, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN] = "";
+    if (c->peer.sa.sa_family == AF_INET && outlen >= sizeof("255.255.255.255:65535")) {
+        /* By hand: this runs for every access-log line. */
+        const unsigned char *a = (const unsigned char *)&c->peer.in.sin_addr;
+        char *p = out;
+        for (int i = 0; i < 4; i++) {
+            p = put_decimal(p, a[i]);
+            *p++ = i < 3 ? '.' : ':';
+        }
+        p = put_decimal(p, ntohs(c->peer.in.sin_port));
+        *p = '\0';
+    } else if (c->peer.sa.sa_family == AF_INET6 &&
+               uv_ip6_name(&c->peer.in6, host, sizeof(host)) == 0)
+        snprintf(out, outlen, "[%s]:%u", host, ntohs(c->peer.in6.sin6_port));
+    else
+        snprintf(out, outlen, "-");
+    return out;
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     struct rtmd_listener *l = RTMD_CONTAINER_OF((uv_tcp_t *)ls, struct rtmd_listener, tcp);
@@ -602,6 +637,9 @@ static void on_connection(uv_stream_t *ls, int status)
     c->server = s;
     c->listener = l;
     c->id = ++s->next_conn_id;
+    int peer_len = sizeof(c->peer);
+    if (uv_tcp_getpeername(&c->tcp, &c->peer.sa, &peer_len) < 0)
+        c->peer.sa.sa_family = AF_UNSPEC;
     rtmd_timeout_init(&c->timeout);
     rtmd_list_init(&c->flush_link);
     rtmd_buf_init(&c->wbuf, WBUF_MAX);

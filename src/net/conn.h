@@ -102,7 +102,18 @@ struct rtmd_conn {
         struct rtmd_ws_conn *ws;
     } p;
     void *user; /* the protocol's user (the gateway's session) */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer; /* the client's address, taken at accept (AF_UNSPEC if unknown) */
 };
+
+/* Bytes rtmd_conn_remote() writes at most, with the NUL. */
+#define RTMD_CONN_REMOTE_MAX 64
+/* The client's "ADDR:PORT" ("[ADDR]:PORT" for IPv6, "-" if unknown) into
+ * out (RTMD_CONN_REMOTE_MAX bytes); returns out. */
+const char *rtmd_conn_remote(const struct rtmd_conn *c, char *out, size_t outlen);
 
 /* Request handlers the server dispatches to (the API router). */
 struct rtmd_http_request;

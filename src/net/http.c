@@ -541,6 +541,15 @@ void rtmd_http_respond_parts(struct rtmd_http_request *req, int status, const ch
     respond(req, status, content_type, RTMD_STR_NULL, parts, nparts);
 }
 
+static rtmd_http_answered_fn answered_;
+static void *answered_ctx_;
+
+void rtmd_http_on_answered(rtmd_http_answered_fn fn, void *ctx)
+{
+    answered_ = fn;
+    answered_ctx_ = ctx;
+}
+
 static void respond(struct rtmd_http_request *req, int status, const char *content_type,
                     struct rtmd_str extra_headers, const struct rtmd_str *parts, size_t nparts)
 {
@@ -549,6 +558,12 @@ static void respond(struct rtmd_http_request *req, int status, const char *conte
         return;
     }
     req->responded = true;
+    if (answered_) {
+        size_t body_len = 0;
+        for (size_t i = 0; i < nparts; i++)
+            body_len += parts[i].len;
+        answered_(answered_ctx_, req, status, req->method == HTTP_HEAD ? 0 : body_len);
+    }
     struct rtmd_conn *c = req->conn;
     if (REQ_ORPHANED(req)) {
         request_free(req);
@@ -596,6 +611,8 @@ void rtmd_http_respond_error_headers(struct rtmd_http_request *req, int status, 
 {
     struct rtmd_buf b;
     rtmd_buf_init(&b, 4096);
+    if (!req->error)
+        req->error = message;
     rtmd_http_error_body(&b, code, message, req->request_id);
     rtmd_http_respond(req, status, "application/json;charset=utf-8", extra_headers,
                       rtmd_str_make(b.data, b.len));
@@ -621,6 +638,17 @@ static void fail(struct rtmd_http_conn *hc, int status, const char *message)
     char id[RTMD_REQUEST_ID_MAX];
     rtmd_request_id_next(id);
     count_error(status);
+    if (rtmd_log_enabled(RTMD_LOG_INFO)) {
+        char remote[RTMD_CONN_REMOTE_MAX];
+        struct rtmd_log_rec r;
+        rtmd_log_begin(&r, RTMD_LOG_INFO, "http", "request refused");
+        rtmd_log_u64(&r, "status", (uint64_t)status);
+        rtmd_log_cstr(&r, "error", message);
+        rtmd_log_cstr(&r, "request_id", id);
+        rtmd_log_cstr(&r, "remote", rtmd_conn_remote(c, remote, sizeof(remote)));
+        rtmd_log_u64(&r, "conn", c->id);
+        rtmd_log_end(&r);
+    }
     /* A HEAD request whose method was parsed (the URL follows it) gets no body. */
     bool head_only = hc->req && hc->req->url.len > 0 && hc->parser.method == HTTP_HEAD;
     /* Done with HTTP before writing: a failed write closes the connection,
@@ -651,6 +679,7 @@ static void dispatch(struct rtmd_http_conn *hc)
     struct rtmd_conn *c = hc->conn;
     rtmd_conn_disarm_timeout(c);
     req->request_id_len = rtmd_request_id_next(req->request_id);
+    req->start_ns = uv_hrtime();
     rtmd_conn_ref(c);
     c->server->on_request(req);
 }

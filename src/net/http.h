@@ -54,11 +54,18 @@ struct rtmd_http_request {
     bool responded;
     char request_id[RTMD_REQUEST_ID_MAX];
     size_t request_id_len;
-    void *data; /* the handler's */
+    uint64_t start_ns; /* uv_hrtime() when the request was complete and handed over */
+    void *data;        /* the handler's */
     /* Header lines ("Name: value\r\n"...) sent with whatever answer this
      * request is given (CORS), added by the handler with rtmd_http_add_headers(). */
     char common_headers[RTMD_HTTP_COMMON_HEADERS_MAX];
     size_t common_headers_len;
+    /* The handler's, for the answered hook (logs, metrics): */
+    unsigned route;      /* its route's index */
+    struct rtmd_str app; /* the App ID the request named (a view into path), or empty */
+    /* An error answer's message (rtmd_http_respond_error sets it when the
+     * handler did not): valid until the answer is given. */
+    const char *error;
     /* private */
     struct rtmd_buf head; /* url and header bytes */
     struct rtmd_buf body_buf;
@@ -80,6 +87,14 @@ void rtmd_http_conn_busy(struct rtmd_conn *c);
 #define RTMD_HTTP_ERROR_STATUSES 5
 extern const int rtmd_http_error_statuses[RTMD_HTTP_ERROR_STATUSES];
 uint64_t rtmd_http_errors(size_t i);
+
+/* Called for every answer to a dispatched request (before it is written;
+ * also when the client left meanwhile: then req->conn is NULL) with the
+ * status and the body's length. One hook for the process (the API's access
+ * log and latency histogram). */
+typedef void (*rtmd_http_answered_fn)(void *ctx, const struct rtmd_http_request *req, int status,
+                                      size_t body_len);
+void rtmd_http_on_answered(rtmd_http_answered_fn fn, void *ctx);
 
 /* Value of the first header named name (case-insensitive), or an empty view
  * with p == NULL. */

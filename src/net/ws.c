@@ -18,10 +18,12 @@ struct rtmd_ws_conn {
     struct rtmd_buf partial;     /* an incomplete frame, only while there is one */
     const char *feed;            /* complete frames being handed to wslay */
     size_t feed_len;
-    bool in_message; /* a fragmented data message is in progress */
-    bool in_recv;    /* inside wslay_event_recv */
-    bool dead;       /* closed during wslay_event_recv: free afterwards */
-    bool heartbeat;  /* frames re-arm the heartbeat (after login); before: the login deadline */
+    bool in_message;     /* a fragmented data message is in progress */
+    bool in_recv;        /* inside wslay_event_recv */
+    bool dead;           /* closed during wslay_event_recv: free afterwards */
+    bool heartbeat;      /* frames re-arm the heartbeat (after login); before: the login deadline */
+    bool peer_closed;    /* close_code is the peer's */
+    uint16_t close_code; /* of the first close frame sent or received; 0: none yet */
 };
 
 static const struct rtmd_ws_handler *handler_;
@@ -178,6 +180,12 @@ static void feed(struct rtmd_conn *c, const char *p, size_t n)
     if (!rtmd_conn_ending(c))
         sr = wslay_event_send(ws->ctx); /* pongs, close replies, the close for a violation */
     ws->in_recv = false;
+    if (!ws->close_code && wslay_event_get_close_received(ws->ctx)) {
+        ws->close_code = wslay_event_get_status_code_received(ws->ctx);
+        ws->peer_closed = true;
+    } else if (!ws->close_code && wslay_event_get_close_sent(ws->ctx)) {
+        ws->close_code = wslay_event_get_status_code_sent(ws->ctx);
+    }
     if (ws->dead) {
         ws_free(ws);
         c->p.ws = NULL;
@@ -535,10 +543,19 @@ int rtmd_ws_send_text(struct rtmd_conn *c, const char *p, size_t n)
     return r;
 }
 
+uint16_t rtmd_ws_close_code(const struct rtmd_conn *c, bool *by_peer)
+{
+    const struct rtmd_ws_conn *ws = c->proto == &ws_proto ? c->p.ws : NULL;
+    *by_peer = ws && ws->close_code && ws->peer_closed;
+    return ws && ws->close_code ? ws->close_code : RTMD_WS_CLOSE_ABNORMAL;
+}
+
 void rtmd_ws_close(struct rtmd_conn *c, uint16_t code, const char *reason)
 {
     if (rtmd_conn_ending(c))
         return;
+    if (c->proto == &ws_proto && c->p.ws && !c->p.ws->close_code)
+        c->p.ws->close_code = code;
     if (handler_->on_closing) {
         rtmd_conn_ref(c);
         handler_->on_closing(c, code, reason);

@@ -42,6 +42,7 @@
 #define RTMD_WS_CLOSE_POLICY     1008
 #define RTMD_WS_CLOSE_TOO_BIG    1009
 #define RTMD_WS_CLOSE_ERROR      1011
+#define RTMD_WS_CLOSE_ABNORMAL   1006 /* no close frame (never sent on the wire) */
 
 struct rtmd_ws_handler {
     void *ctx; /* handed to on_open (which sets c->user for the others) */
@@ -77,6 +78,11 @@ int rtmd_ws_frame_text(struct rtmd_buf *out, const char *p, size_t n);
 int rtmd_ws_send_text(struct rtmd_conn *c, const char *p, size_t n);
 /* Sends a close frame, then closes the connection gracefully. */
 void rtmd_ws_close(struct rtmd_conn *c, uint16_t code, const char *reason);
+
+/* The code of the connection's first close frame, sent or received
+ * (*by_peer tells which; a peer's close without a code is 1005), or 1006
+ * when none was (the connection dropped). */
+uint16_t rtmd_ws_close_code(const struct rtmd_conn *c, bool *by_peer);
 
 /* The heartbeat: any frame re-arms it, once started. */
 void rtmd_ws_touch(struct rtmd_conn *c);

@@ -3,6 +3,8 @@
  */
 #include "server/reload.h"
 
+#include <string.h>
+
 #include "core/log.h"
 #include "net/tls.h"
 #include "presence/presence.h"
@@ -60,6 +62,13 @@ int rtmd_reload(struct rtmd_reload *r)
     if (ssl_ctx)
         rtmd_server_set_tls(r->server, ssl_ctx);
     rtmd_log_level = r->cfg->log_level;
+    rtmd_log_format = r->cfg->log_format;
+    /* Opened again even when unchanged, as SIGUSR1 does; on failure the log
+     * stays where it was (rtmd_log_open says so there). */
+    int lr = rtmd_log_open(r->cfg->log_file);
+    if (lr < 0)
+        rtmd_log_error(MODULE, "log_file %s: %s; logging goes on where it was",
+                       r->cfg->log_file ? r->cfg->log_file : "(stderr)", strerror(-lr));
     if (ch.restart_keys[0])
         rtmd_log_warn(MODULE, "%s: changed, but needs a restart (the running values stay): %s",
                       r->cfg->path, ch.restart_keys);

@@ -413,6 +413,7 @@ struct embedded {
     uint32_t prune_batch; /* rows per prune transaction (PRUNE_BATCH_ROWS) */
     uint64_t commits;
     uint64_t commit_ops;
+    struct rtmd_histogram commit_duration; /* BEGIN to COMMIT done, fsync included */
     uint64_t history_pruned;
     bool checkpoint_due;   /* the loop committed and the WAL is long */
     int loop_failed;       /* a commit on the loop failed with this status */
@@ -765,6 +766,7 @@ static int run_transaction(struct embedded *s, struct rtmd_list *work, uint64_t 
     uint64_t n_run = 0;
     struct rtmd_list *n, *tmp;
     const char *what = "begin";
+    uint64_t start_ns = uv_hrtime();
     set_sync_for(s, work);
     mark_last_cursors(work, false);
     int rc = run(s->stmt[ST_BEGIN]);
@@ -794,8 +796,13 @@ static int run_transaction(struct embedded *s, struct rtmd_list *work, uint64_t 
     }
     mark_last_cursors(work, true);
     *n_ops = rc ? 0 : n_run;
-    if (rc == 0)
+    if (rc == 0) {
+        uint64_t ns = uv_hrtime() - start_ns;
+        uv_mutex_lock(&s->mu);
+        rtmd_histogram_observe(&s->commit_duration, ns);
+        uv_mutex_unlock(&s->mu);
         return 0;
+    }
     int status = s->db_status = failure_status(s, rc);
     rtmd_log_error(MODULE, "%s failed, %llu ops not recorded: %s (%d)", what,
                    (unsigned long long)n_run, sqlite3_errmsg(s->db), rc);
@@ -1855,6 +1862,7 @@ static void embedded_stats(struct rtmd_store *base, struct rtmd_store_stats *out
     uv_mutex_lock(&s->mu);
     out->commits = s->commits;
     out->commit_ops = s->commit_ops;
+    out->commit_duration = s->commit_duration;
     out->history_pruned = s->history_pruned;
     out->owed_records = s->owed_records;
     out->write_error = s->write_error;

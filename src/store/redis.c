@@ -360,6 +360,7 @@ static void on_presence_reply(void *arg, int status, const redisReply *reply)
         a->retry_ms = 0;
         rs->stats.commits++; /* one script call: this node's group commit */
         rs->stats.commit_ops += f->n_ops;
+        rtmd_histogram_observe(&rs->stats.commit_duration, uv_hrtime() - f->sent_ns);
         for (size_t i = 0; i < f->n_ops; i++) {
             long long done = 0;
             if (rtmd_redis_reply_int(reply->element[i], &done) && done == 1)
@@ -458,6 +459,7 @@ static void flush_app(struct app_rs *a)
     f->ops = rtmd_malloc(n * sizeof(*f->ops));
     memcpy(f->ops, a->ops, n * sizeof(*f->ops));
     f->n_calls = n_calls;
+    f->sent_ns = uv_hrtime();
     f->calls = rtmd_malloc((n_calls ? n_calls : 1) * sizeof(*f->calls));
     memcpy(f->calls, a->calls, n_calls * sizeof(*f->calls));
     struct rtmd_str key = rtmd_redis_app_key(a);

@@ -72,6 +72,7 @@ struct flight {
     size_t n_ops;
     struct pcall *calls;
     size_t n_calls;
+    uint64_t sent_ns; /* uv_hrtime() when its script was sent */
 };
 
 /* The state of redis_msg.c: the prune of expired history and offline

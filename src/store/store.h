@@ -37,6 +37,7 @@
 
 #include "core/common.h"
 #include "core/config.h"
+#include "core/metrics.h"
 
 /* The presence events of SPEC §3.3. */
 enum rtmd_event_type { RTMD_EVENT_LOGIN, RTMD_EVENT_LOGOUT, RTMD_EVENT_JOIN, RTMD_EVENT_LEAVE };
@@ -84,8 +85,12 @@ struct rtmd_store_stats {
     uint64_t events_dropped[RTMD_REGIONS_MAX][RTMD_EVLOG_KINDS]; /* overwritten unread */
     uint64_t commits;                                            /* group commits (both backends) */
     uint64_t commit_ops;                                         /* ops in those commits */
-    uint64_t sessions;                                           /* live sessions recorded */
-    uint64_t history_kept;                                       /* messages put into history */
+    /* How long commits took: the embedded store's transactions (BEGIN to
+     * COMMIT, its fsync included), the redis backend's presence scripts
+     * (sent to answered). */
+    struct rtmd_histogram commit_duration;
+    uint64_t sessions;        /* live sessions recorded */
+    uint64_t history_kept;    /* messages put into history */
     uint64_t history_pruned;  /* messages removed after history_retention_s */
     uint64_t offline_kept;    /* offline messages stored */
     uint64_t offline_dropped; /* offline messages replaced by newer ones (over the cap) */

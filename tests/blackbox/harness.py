@@ -313,15 +313,19 @@ class Rtmd:
         assert json.loads(body)["status"] == "ok"
         return True
 
-    def metrics(self, region="default"):
-        """The /metrics samples as {"name{labels}": float} (asked with a
-        customer's Basic auth, which /metrics needs on the main listeners)."""
+    def metrics_text(self, region="default"):
+        """GET /metrics: the exposition text. The one place that fetches it
+        with a customer's Basic auth, which /metrics needs on the main listeners."""
         st, hd, body = self.get("/metrics", headers={"Authorization": basic()}, region=region)
         assert st == 200, (st, body)
         assert hd.get("content-type", "").startswith("text/plain"), \
             "GET /metrics is not Prometheus text: %r %r" % (hd.get("content-type"), body[:200])
+        return body.decode()
+
+    def metrics(self, region="default"):
+        """The /metrics samples as {"name{labels}": float}."""
         out = {}
-        for line in body.decode().splitlines():
+        for line in self.metrics_text(region).splitlines():
             if line and not line.startswith("#"):
                 k, v = line.rsplit(" ", 1)
                 out[k] = float(v)
