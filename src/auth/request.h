@@ -1,5 +1,5 @@
 /*
- * request.h — who is calling the REST API (SPEC §3.1).
+ * request.h — who is calling the REST API (Basic auth or a token).
  *
  * Any one of: Basic (a customer that owns the app), AccessToken 006 in
  * x-agora-token + x-agora-uid, AccessToken2 007 in `Authorization: agora

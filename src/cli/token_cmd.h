@@ -1,5 +1,5 @@
 /*
- * token_cmd.h — `rtmd token`: prints an RTM token (SPEC §5), for demos,
+ * token_cmd.h — `rtmd token`: prints an RTM token (006 or 007), for demos,
  * tests and operators.
  *
  *   rtmd token --appid A --certificate C --uid U [--expire S] [--v 006|007]

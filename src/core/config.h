@@ -1,7 +1,7 @@
 /*
  * config.h — rtmd's configuration: one table of keys (config_table.c)
  * drives parsing, defaults, bounds, validation, the environment overrides,
- * docs/CONFIG.md, rtmd.conf(5) and the sample config (STYLE.md §11). The
+ * docs/CONFIG.md, rtmd.conf(5) and the sample config. The
  * INI file is read by rtmd's own reader (config_read.c).
  *
  * Sections: [server], [store], [limits], [customer:<ID>] (repeatable),

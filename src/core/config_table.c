@@ -1,5 +1,6 @@
 /*
- * config_table.c — the table of rtmd's configuration (STYLE.md §11).
+ * config_table.c — the table of rtmd's configuration: one entry per key, from which everything else
+ * is made.
  *
  * options[] names every key with its section, type, default, bounds,
  * validator and a one-line meaning; rules[] bounds one [limits] key by

@@ -1,5 +1,5 @@
 /*
- * ids.h — validation of every identifier rtmd accepts (SPEC §2), used by both
+ * ids.h — validation of every identifier rtmd accepts, used by both
  * the REST API and the WebSocket gateway so the rules cannot drift apart.
  */
 #ifndef RTMD_CORE_IDS_H

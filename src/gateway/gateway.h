@@ -1,5 +1,5 @@
 /*
- * gateway.h — the client protocol of SPEC §4 over WebSocket.
+ * gateway.h — the client protocol (docs/API.md) over WebSocket.
  *
  * One JSON object per frame; every request has an "op" and an integer "id"
  * and gets exactly one reply, {"op":"reply","id":N,"ok":true,...} or

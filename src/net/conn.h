@@ -17,7 +17,7 @@
  * pongs). A protocol that cares (WebSocket) compares rtmd_conn_unsent() with
  * its output budget and stops reading past it (rtmd_conn_pause_output()).
  *
- * Lifetime (STYLE.md §9, objects die later): rtmd_conn_close() marks the
+ * Lifetime (objects die later, never in the middle of a callback): rtmd_conn_close() marks the
  * connection closing, tells the protocol (on_close), and starts uv_close();
  * the memory is freed when the close callback has run and the last
  * reference (rtmd_conn_ref, held by async work such as a store call) is

@@ -115,7 +115,7 @@ void rtmd_http_respond_parts(struct rtmd_http_request *req, int status, const ch
                              const struct rtmd_str *parts, size_t nparts);
 /* A JSON body (application/json;charset=utf-8). */
 void rtmd_http_respond_json(struct rtmd_http_request *req, int status, struct rtmd_str body);
-/* SPEC §3.2 error body:
+/* The REST API's error body (docs/API.md, "Errors"):
  * {"code":"<code>","message":"<message>","request_id":"...","result":"failed"} */
 void rtmd_http_respond_error(struct rtmd_http_request *req, int status, const char *code,
                              const char *message);

@@ -1,6 +1,6 @@
 /*
  * presence.h — sessions, channel memberships and the presence rules of
- * SPEC §4, turned into ordered store calls.
+ * the client protocol, turned into ordered store calls.
  *
  * This node's view: which sessions it holds (app × uid → session) and, per
  * app, which of its sessions are in which channel (channel → members, for

@@ -101,7 +101,7 @@
  * cannot return them again), but its callback — the HTTP answer — waits for
  * the new position to be committed. Answering first would let a crash right
  * after the answer bring the delivered events back after restart, and the
- * same region would read them twice; SPEC §3.3 says it never does. The
+ * same region would read them twice; a region never does. The
  * remaining window (commit done, answer lost) errs on the side of at most
  * once. If the cursor commit fails, the read position is moved back unless a
  * later pull of that region has since committed a position of its own.
@@ -109,7 +109,7 @@
  * Pulls with nothing to return, rate checks and query handles touch no disk:
  * they complete through rtmd_defer() in the same iteration's check phase.
  *
- * Messages (SPEC §3.4, §3.5; tables and SQL in store/msgdb.c). history_put,
+ * Messages (history, offline; tables and SQL in store/msgdb.c). history_put,
  * offline_put and offline_take are ops like presence: they join the
  * iteration's batch and commit in the same group transaction, and their
  * callbacks (status 0) run after that commit — so an acknowledged message is

@@ -2,10 +2,10 @@
  * store.h — the one interface between rtmd's logic and its state.
  *
  * Presence, gateway and API code call only these functions; they never know
- * which backend runs under them (STYLE.md §10). A backend is a const table of
+ * which backend runs under them. A backend is a const table of
  * functions (struct rtmd_store_type) plus an opaque context, chosen by name
  * at start: "embedded" (SQLite in WAL mode on a worker thread, one node) or
- * "redis" (Redis 7 lists and hashes, any number of nodes; SPEC §6).
+ * "redis" (Redis 7 lists and hashes, any number of nodes: docs/CLUSTER.md).
  *
  * Asynchrony (libuv's rule): every call either fails synchronously — returns
  * a negative error and never calls its callback — or returns 0 and later
@@ -39,13 +39,13 @@
 #include "core/config.h"
 #include "core/metrics.h"
 
-/* The presence events of SPEC §3.3. */
+/* The presence events of the event logs (Login/Logout, Join/Leave). */
 enum rtmd_event_type { RTMD_EVENT_LOGIN, RTMD_EVENT_LOGOUT, RTMD_EVENT_JOIN, RTMD_EVENT_LEAVE };
 
 /* The two event logs each app has. */
 enum rtmd_evlog_kind { RTMD_EVLOG_USER = 0, RTMD_EVLOG_CHANNEL = 1, RTMD_EVLOG_KINDS = 2 };
 
-/* Per-app rate-limit buckets (SPEC §3.3–3.5). */
+/* Per-app rate-limit buckets (events_qps, history_qps, send_qps). */
 enum rtmd_rate_bucket {
     RTMD_RATE_EVENTS = 0,
     RTMD_RATE_HISTORY = 1,
@@ -104,7 +104,7 @@ struct rtmd_store_stats {
     uint64_t redis_reconnects;   /* Redis connections that dropped while up */
 };
 
-/* ---- messages (SPEC §3.4, §3.5) ---- */
+/* ---- messages (history, offline delivery) ---- */
 
 enum rtmd_message_type { RTMD_MSG_PEER = 0, RTMD_MSG_CHANNEL = 1 };
 
@@ -118,7 +118,7 @@ struct rtmd_message {
 };
 
 /*
- * A history filter (SPEC §3.4, research §4.1). At least one of source and
+ * A history filter (docs/API.md, history queries). At least one of source and
  * destination is set (p != NULL). A destination names a user or a channel —
  * the API cannot tell which, so it matches both: the messages that user
  * received (peer messages to it, and channel messages delivered to it as a
@@ -253,7 +253,7 @@ struct rtmd_store_type {
     int (*history_count)(struct rtmd_store *s, const struct rtmd_app *app,
                          const struct rtmd_history_query *q, rtmd_store_count_cb cb, void *arg);
     /*
-     * Query handles (SPEC §3.4): keeps q under a new URL-safe handle for
+     * Query handles: keeps q under a new URL-safe handle for
      * ttl_ms; take returns it once and forgets it. A handle that is unknown,
      * used or expired answers -ENOENT (the API's 410).
      */
@@ -263,7 +263,7 @@ struct rtmd_store_type {
     int (*handle_take)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str handle,
                        rtmd_store_query_cb cb, void *arg);
     /*
-     * Offline messages (SPEC §3.5): keeps a PEER message for m->dst, at most
+     * Offline messages: keeps a PEER message for m->dst, at most
      * max_per_user per receiver (the newest replace the oldest), until
      * m->ms + ttl_ms; cb runs once it is durable. take removes and returns
      * every unexpired one of uid, oldest first.
@@ -432,7 +432,7 @@ static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void
 }
 
 /*
- * The JSON of one event, made once when it is recorded (SPEC §3.3; keys in
+ * The JSON of one event, made once when it is recorded (keys in
  * alphabetical order, both field styles):
  *   {"ms":M,"ts":M,"type":"Login","user_id":"u"}
  *   {"channel_id":"c","group_id":"c","ms":M,"ts":M,"type":"Join","user_id":"u"}

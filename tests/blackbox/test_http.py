@@ -1,4 +1,4 @@
-"""HTTP/1.1 of every listener (SPEC §2 bounds, §3 envelope, §3.2 errors):
+"""HTTP/1.1 of every listener (bounds, the envelope, error bodies):
 keep-alive, pipelining, limits (431/413/400), timeouts, 404/405, request IDs.
 
 Every bad request is followed by a check that the server still answers
@@ -203,7 +203,7 @@ def test_wrong_method_is_405(rtmd, method, path):
 
 def test_websocket_path_without_upgrade_is_an_error_with_request_id(rtmd):
     # A plain GET of the WebSocket endpoint is refused with the standard
-    # error body (SPEC §3.2: every error body carries request_id).
+    # error body (every error body carries request_id).
     assert_error(rtmd.get("/v1/rtm"), 426)
     rtmd.healthy()
 

@@ -1,4 +1,4 @@
-"""Running rtmd (SPEC §5): the first run with no arguments, --help,
+"""Running rtmd: the first run with no arguments, --help,
 --version, bad config (FILE:LINE: KEY: ..., exit 2), `rtmd token`, SIGTERM."""
 import json
 import os
@@ -120,7 +120,7 @@ def test_config_errors_do_not_echo_secrets(tmp_path):
 
 
 def test_sample_config_of_the_spec_works_as_written(tmp_path):
-    """SPEC §5's file, with only the ports, data_dir and tls changed."""
+    """The documented sample file, with only the ports, data_dir and tls changed."""
     ready = tmp_path / "ready"
     text = """[server]
 listen = 127.0.0.1:0@default, 127.0.0.1:0@eu   ; ADDR:PORT@REGION, comma separated

@@ -66,7 +66,7 @@ static void str_bad(const char *text, const char *expected)
     assert_string_equal(err, expected);
 }
 
-/* ---- SPEC §5: the sample must work as written --------------------------- */
+/* ---- the documented sample must work as written --------------------------- */
 
 static void test_spec_sample(void **state)
 {
