@@ -12,8 +12,8 @@
 #include "core/alloc.h"
 #include "core/ids.h"
 
-enum rtmd_log_level rtmd_log_level = RTMD_LOG_INFO;
-enum rtmd_log_format rtmd_log_format = RTMD_LOG_TEXT;
+_Atomic enum rtmd_log_level rtmd_log_level = RTMD_LOG_INFO;
+_Atomic enum rtmd_log_format rtmd_log_format = RTMD_LOG_TEXT;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 

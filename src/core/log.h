@@ -28,8 +28,10 @@
 enum rtmd_log_level { RTMD_LOG_ERROR = 0, RTMD_LOG_WARN, RTMD_LOG_INFO, RTMD_LOG_DEBUG };
 enum rtmd_log_format { RTMD_LOG_TEXT = 0, RTMD_LOG_JSON = 1 };
 
-extern enum rtmd_log_level rtmd_log_level;
-extern enum rtmd_log_format rtmd_log_format;
+/* Atomic: a reload (loop thread) changes them while the store's thread may
+ * be logging. */
+extern _Atomic enum rtmd_log_level rtmd_log_level;
+extern _Atomic enum rtmd_log_format rtmd_log_format;
 
 static inline bool rtmd_log_enabled(enum rtmd_log_level level)
 {
