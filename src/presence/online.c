@@ -1,0 +1,217 @@
+/*
+ * online.c — who is online (see online.h).
+ */
+#include "presence/online.h"
+
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "core/loop.h"
+#include "presence/presence.h"
+
+/* Bytewise order, a prefix before the longer string (as Redis's ZRANGEBYLEX). */
+static int uid_cmp(struct rtmd_str a, struct rtmd_str b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.p, b.p, n) : 0;
+    if (c)
+        return c;
+    return a.len < b.len ? -1 : a.len > b.len;
+}
+
+/* ---- a page from this node's state ------------------------------------------------ */
+
+struct members_call {
+    struct rtmd_deferred d;
+    const struct rtmd_app *app;
+    rtmd_store_members_cb cb;
+    void *arg;
+    uint32_t limit;
+    uint8_t channel_len, after_len;
+    char channel[RTMD_ID_MAX];
+    char after[RTMD_ID_MAX];
+};
+
+/* A max-heap of the `limit` smallest uids seen: the top is the largest kept. */
+static void sift_down(struct rtmd_str *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && uid_cmp(h[l], h[m]) > 0)
+            m = l;
+        if (r < n && uid_cmp(h[r], h[m]) > 0)
+            m = r;
+        if (m == i)
+            return;
+        struct rtmd_str t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static void sift_up(struct rtmd_str *h, size_t i)
+{
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (uid_cmp(h[i], h[up]) <= 0)
+            return;
+        struct rtmd_str t = h[i];
+        h[i] = h[up];
+        h[up] = t;
+        i = up;
+    }
+}
+
+/* The page: O(members x log limit), the members are not kept sorted (a
+ * join and a leave stay O(1)). */
+static void members_answer(struct rtmd_deferred *d)
+{
+    struct members_call *call = (struct members_call *)d;
+    struct rtmd_channel *ch =
+        rtmd_presence_channel(call->app, rtmd_str_make(call->channel, call->channel_len));
+    struct rtmd_str after = rtmd_str_make(call->after, call->after_len);
+    struct rtmd_member_page page = {.count = ch ? ch->n_members : 0};
+    struct rtmd_str *heap = NULL;
+    size_t n = 0, seen = 0;
+    if (ch && call->limit > 0) {
+        heap = rtmd_malloc(call->limit * sizeof(*heap));
+        for (uint32_t i = 0; i < ch->n_members; i++) {
+            struct rtmd_session *s = ch->members[i];
+            struct rtmd_str uid = rtmd_str_make(s->uid, s->uid_len);
+            if (after.len && uid_cmp(uid, after) <= 0)
+                continue;
+            seen++;
+            if (n < call->limit) {
+                heap[n] = uid;
+                sift_up(heap, n++);
+            } else if (uid_cmp(uid, heap[0]) < 0) {
+                heap[0] = uid;
+                sift_down(heap, n, 0);
+            }
+        }
+        /* Heap sort: ascending. */
+        for (size_t k = n; k > 1; k--) {
+            struct rtmd_str t = heap[0];
+            heap[0] = heap[k - 1];
+            heap[k - 1] = t;
+            sift_down(heap, k - 1, 0);
+        }
+    }
+    page.n = n;
+    page.uids = heap;
+    page.more = seen > n;
+    call->cb(call->arg, 0, &page);
+    free(heap);
+    free(call);
+}
+
+int rtmd_online_members(struct rtmd_store *store, const struct rtmd_app *app,
+                        struct rtmd_str channel, struct rtmd_str after, uint32_t limit,
+                        rtmd_store_members_cb cb, void *arg)
+{
+    if (!app || !cb || !rtmd_id_valid(channel) || (after.len && !rtmd_id_valid(after)) ||
+        limit > RTMD_MEMBERS_PAGE_MAX)
+        return -EINVAL;
+    if (rtmd_store_has_members(store))
+        return rtmd_store_members(store, app, channel, after, limit, cb, arg);
+    struct members_call *call = rtmd_calloc(1, sizeof(*call));
+    call->app = app;
+    call->cb = cb;
+    call->arg = arg;
+    call->limit = limit;
+    call->channel_len = (uint8_t)channel.len;
+    memcpy(call->channel, channel.p, channel.len);
+    call->after_len = (uint8_t)after.len;
+    if (after.len)
+        memcpy(call->after, after.p, after.len);
+    rtmd_defer(&call->d, members_answer);
+    return 0;
+}
+
+/* ---- statuses from this node's state ---------------------------------------------- */
+
+struct status_call {
+    struct rtmd_deferred d;
+    const struct rtmd_app *app;
+    rtmd_store_status_cb cb;
+    void *arg;
+    size_t n;
+    uint8_t len[RTMD_STATUS_MAX];
+    char uid[RTMD_STATUS_MAX][RTMD_ID_MAX];
+};
+
+static void status_answer(struct rtmd_deferred *d)
+{
+    struct status_call *call = (struct status_call *)d;
+    bool online[RTMD_STATUS_MAX];
+    for (size_t i = 0; i < call->n; i++) {
+        struct rtmd_session *s =
+            rtmd_presence_find(call->app, rtmd_str_make(call->uid[i], call->len[i]));
+        online[i] = s && s->state == RTMD_SESSION_ONLINE;
+    }
+    call->cb(call->arg, 0, online, call->n);
+    free(call);
+}
+
+int rtmd_online_status(struct rtmd_store *store, const struct rtmd_app *app,
+                       const struct rtmd_str *uids, size_t n, rtmd_store_status_cb cb, void *arg)
+{
+    if (!app || !cb || n == 0 || n > RTMD_STATUS_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!rtmd_id_valid(uids[i]))
+            return -EINVAL;
+    if (rtmd_store_has_members(store))
+        return rtmd_store_status(store, app, uids, n, cb, arg);
+    struct status_call *call = rtmd_malloc(sizeof(*call));
+    call->app = app;
+    call->cb = cb;
+    call->arg = arg;
+    call->n = n;
+    for (size_t i = 0; i < n; i++) {
+        call->len[i] = (uint8_t)uids[i].len;
+        memcpy(call->uid[i], uids[i].p, uids[i].len);
+    }
+    rtmd_defer(&call->d, status_answer);
+    return 0;
+}
+
+/* ---- cursors ------------------------------------------------------------------------- */
+
+size_t rtmd_online_cursor_encode(struct rtmd_str uid, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = uid.len < RTMD_ID_MAX ? uid.len : RTMD_ID_MAX;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[(unsigned char)uid.p[i] >> 4];
+        out[2 * i + 1] = hex[(unsigned char)uid.p[i] & 15];
+    }
+    out[2 * n] = '\0';
+    return 2 * n;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool rtmd_online_cursor_decode(struct rtmd_str cursor, char out[RTMD_ID_MAX], size_t *len)
+{
+    if (cursor.len == 0 || cursor.len % 2 || cursor.len > RTMD_CURSOR_MAX)
+        return false;
+    for (size_t i = 0; i < cursor.len / 2; i++) {
+        int hi = hex_value(cursor.p[2 * i]), lo = hex_value(cursor.p[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (char)(hi << 4 | lo);
+    }
+    *len = cursor.len / 2;
+    return rtmd_id_valid(rtmd_str_make(out, *len));
+}
