@@ -313,3 +313,18 @@ def test_two_nodes_on_one_redis_see_every_member(make_rtmd, store_backend):
     wait_until(lambda: count(a, "room") == 19, what="b's members gone")
     assert all_members(a, "room")[0] == want[1:20]
     close_all(on_a + [t])
+
+
+def test_redis_members_index_is_made_again_from_the_channel_hash(make_rtmd, store_backend, request):
+    """A channel written without the sorted set (an older version) pages all the same."""
+    if store_backend != "redis":
+        return
+    r = make_rtmd(limits=FAST)
+    socks = open_members(r, "room", ["c", "a", "b"])
+    redis = request.getfixturevalue("redis_session")
+    assert redis.command("DEL", "rtmd:{%s}:cm:room" % APP_NOCERT) == 1
+    assert all_members(r, "room", limit=2)[0] == ["a", "b", "c"]
+    assert redis.command("ZCARD", "rtmd:{%s}:cm:room" % APP_NOCERT) == 3
+    close_all(socks)
+    wait_until(lambda: count(r, "room") == 0, what="members gone")
+    assert redis.command("EXISTS", "rtmd:{%s}:cm:room" % APP_NOCERT) == 0
