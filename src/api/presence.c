@@ -58,13 +58,16 @@ static void on_members(void *arg, int status, const struct rtmd_member_page *pag
     rtmd_json_obj_begin(&j);
     rtmd_json_key(&j, "count");
     rtmd_json_u64(&j, page->count);
-    if (page->more && page->n > 0) {
+    if (call->route->handle == api_channel_count) {
+        /* the count alone */
+    } else if (page->more && page->n > 0) {
         char cursor[RTMD_CURSOR_MAX + 1];
         size_t n = rtmd_online_cursor_encode(page->uids[page->n - 1], cursor);
         rtmd_json_key(&j, "cursor");
         rtmd_json_str(&j, rtmd_str_make(cursor, n));
     }
-    write_members(&j, page);
+    if (call->route->handle != api_channel_count)
+        write_members(&j, page);
     api_json_tail(&j, call->req);
     api_respond_json(call, 200, rtmd_str_make(b->data, b->len));
 }
@@ -94,23 +97,6 @@ void api_channel_members(struct api_call *call)
         api_respond_store_error(call, r);
 }
 
-static void on_count(void *arg, int status, const struct rtmd_member_page *page)
-{
-    struct api_call *call = arg;
-    if (status < 0) {
-        api_respond_store_error(call, status);
-        return;
-    }
-    struct rtmd_buf *b = api_body_buf(call->api);
-    struct rtmd_json j;
-    rtmd_json_init(&j, b);
-    rtmd_json_obj_begin(&j);
-    rtmd_json_key(&j, "count");
-    rtmd_json_u64(&j, page->count);
-    api_json_tail(&j, call->req);
-    api_respond_json(call, 200, rtmd_str_make(b->data, b->len));
-}
-
 void api_channel_count(struct api_call *call)
 {
     char channel[RTMD_ID_MAX];
@@ -118,7 +104,7 @@ void api_channel_count(struct api_call *call)
     if (!channel_param(call, channel, &channel_len))
         return;
     int r = rtmd_online_members(call->api->store, call->app, rtmd_str_make(channel, channel_len),
-                                RTMD_STR_NULL, 0, on_count, call);
+                                RTMD_STR_NULL, 0, on_members, call);
     if (r < 0)
         api_respond_store_error(call, r);
 }
@@ -131,14 +117,6 @@ struct status_call {
     size_t n;
     struct rtmd_str uids[RTMD_STATUS_MAX];
 };
-
-static int uid_order(const void *a, const void *b)
-{
-    const struct rtmd_str *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->p, y->p, n);
-    return c ? c : (x->len > y->len) - (x->len < y->len);
-}
 
 static void on_status(void *arg, int status, const bool *online, size_t n)
 {
@@ -198,13 +176,7 @@ void api_users_status(struct api_call *call)
         }
         sc->uids[sc->n++] = uid;
     }
-    /* Keys in order, each once. */
-    qsort(sc->uids, sc->n, sizeof(sc->uids[0]), uid_order);
-    size_t k = 0;
-    for (size_t i = 0; i < sc->n; i++)
-        if (k == 0 || uid_order(&sc->uids[k - 1], &sc->uids[i]) != 0)
-            sc->uids[k++] = sc->uids[i];
-    sc->n = k;
+    sc->n = rtmd_online_sort_uids(sc->uids, sc->n); /* keys in order, each once */
     int r = rtmd_online_status(call->api->store, call->app, sc->uids, sc->n, on_status, sc);
     if (r < 0) {
         cJSON_Delete(root);

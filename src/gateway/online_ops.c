@@ -198,14 +198,6 @@ static void on_status(void *arg, int status, const bool *online, size_t n)
     query_end(q, c);
 }
 
-static int uid_order(const void *a, const void *b)
-{
-    const struct rtmd_str *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->p, y->p, n);
-    return c ? c : (x->len > y->len) - (x->len < y->len);
-}
-
 void gw_op_status(struct gw_client *c, const struct gw_request *r)
 {
     const cJSON *uids = cJSON_GetObjectItemCaseSensitive(r->root, "uids");
@@ -228,19 +220,15 @@ void gw_op_status(struct gw_client *c, const struct gw_request *r)
         }
         list[k++] = uid;
     }
-    qsort(list, k, sizeof(list[0]), uid_order);
+    k = rtmd_online_sort_uids(list, k); /* keys in order, each once */
     struct query *q = rtmd_malloc(sizeof(*q));
     q->s = c->session;
     q->what = "the statuses could not be read";
-    q->n = 0;
+    q->n = k;
     for (size_t i = 0; i < k; i++) {
-        if (q->n &&
-            uid_order(&list[i], &(struct rtmd_str){q->uid[q->n - 1], q->len[q->n - 1]}) == 0)
-            continue;
-        memcpy(q->uid[q->n], list[i].p, list[i].len);
-        q->len[q->n] = (uint8_t)list[i].len;
-        list[q->n] = rtmd_str_make(q->uid[q->n], q->len[q->n]);
-        q->n++;
+        memcpy(q->uid[i], list[i].p, list[i].len);
+        q->len[i] = (uint8_t)list[i].len;
+        list[i] = rtmd_str_make(q->uid[i], q->len[i]);
     }
     rtmd_session_hold(q->s);
     int rc = rtmd_online_status(c->gw->store, c->session->app, list, q->n, on_status, q);

@@ -7,16 +7,31 @@
 
 #include "core/alloc.h"
 #include "core/loop.h"
+#include "core/url.h"
 #include "presence/presence.h"
 
-/* Bytewise order, a prefix before the longer string (as Redis's ZRANGEBYLEX). */
-static int uid_cmp(struct rtmd_str a, struct rtmd_str b)
+int rtmd_online_uid_cmp(struct rtmd_str a, struct rtmd_str b)
 {
     size_t n = a.len < b.len ? a.len : b.len;
     int c = n ? memcmp(a.p, b.p, n) : 0;
     if (c)
         return c;
     return a.len < b.len ? -1 : a.len > b.len;
+}
+
+static int uid_order(const void *a, const void *b)
+{
+    return rtmd_online_uid_cmp(*(const struct rtmd_str *)a, *(const struct rtmd_str *)b);
+}
+
+size_t rtmd_online_sort_uids(struct rtmd_str *uids, size_t n)
+{
+    qsort(uids, n, sizeof(*uids), uid_order);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || rtmd_online_uid_cmp(uids[k - 1], uids[i]) != 0)
+            uids[k++] = uids[i];
+    return k;
 }
 
 /* ---- a page from this node's state ------------------------------------------------ */
@@ -37,9 +52,9 @@ static void sift_down(struct rtmd_str *h, size_t n, size_t i)
 {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && uid_cmp(h[l], h[m]) > 0)
+        if (l < n && rtmd_online_uid_cmp(h[l], h[m]) > 0)
             m = l;
-        if (r < n && uid_cmp(h[r], h[m]) > 0)
+        if (r < n && rtmd_online_uid_cmp(h[r], h[m]) > 0)
             m = r;
         if (m == i)
             return;
@@ -54,7 +69,7 @@ static void sift_up(struct rtmd_str *h, size_t i)
 {
     while (i > 0) {
         size_t up = (i - 1) / 2;
-        if (uid_cmp(h[i], h[up]) <= 0)
+        if (rtmd_online_uid_cmp(h[i], h[up]) <= 0)
             return;
         struct rtmd_str t = h[i];
         h[i] = h[up];
@@ -79,13 +94,13 @@ static void members_answer(struct rtmd_deferred *d)
         for (uint32_t i = 0; i < ch->n_members; i++) {
             struct rtmd_session *s = ch->members[i];
             struct rtmd_str uid = rtmd_str_make(s->uid, s->uid_len);
-            if (after.len && uid_cmp(uid, after) <= 0)
+            if (after.len && rtmd_online_uid_cmp(uid, after) <= 0)
                 continue;
             seen++;
             if (n < call->limit) {
                 heap[n] = uid;
                 sift_up(heap, n++);
-            } else if (uid_cmp(uid, heap[0]) < 0) {
+            } else if (rtmd_online_uid_cmp(uid, heap[0]) < 0) {
                 heap[0] = uid;
                 sift_down(heap, n, 0);
             }
@@ -191,23 +206,12 @@ size_t rtmd_online_cursor_encode(struct rtmd_str uid, char *out)
     return 2 * n;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool rtmd_online_cursor_decode(struct rtmd_str cursor, char out[RTMD_ID_MAX], size_t *len)
 {
     if (cursor.len == 0 || cursor.len % 2 || cursor.len > RTMD_CURSOR_MAX)
         return false;
     for (size_t i = 0; i < cursor.len / 2; i++) {
-        int hi = hex_value(cursor.p[2 * i]), lo = hex_value(cursor.p[2 * i + 1]);
+        int hi = rtmd_url_hexval(cursor.p[2 * i]), lo = rtmd_url_hexval(cursor.p[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (char)(hi << 4 | lo);

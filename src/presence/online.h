@@ -38,6 +38,12 @@ int rtmd_online_members(struct rtmd_store *store, const struct rtmd_app *app,
 int rtmd_online_status(struct rtmd_store *store, const struct rtmd_app *app,
                        const struct rtmd_str *uids, size_t n, rtmd_store_status_cb cb, void *arg);
 
+/* The order of pages: bytewise, a prefix before the longer uid (as Redis's
+ * ZRANGEBYLEX). <0, 0, >0. */
+int rtmd_online_uid_cmp(struct rtmd_str a, struct rtmd_str b);
+/* Sorts uids[0..n) in that order and drops repeats; returns how many are left. */
+size_t rtmd_online_sort_uids(struct rtmd_str *uids, size_t n);
+
 /* Cursors: the hex of the page's last uid (opaque to clients). encode
  * writes RTMD_CURSOR_MAX + 1 bytes at most (NUL-terminated) and returns the
  * length; decode returns false for anything that is not a cursor. */
