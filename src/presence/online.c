@@ -47,77 +47,29 @@ struct members_call {
     char after[RTMD_ID_MAX];
 };
 
-/* A max-heap of the `limit` smallest uids seen: the top is the largest kept. */
-static void sift_down(struct rtmd_str *h, size_t n, size_t i)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && rtmd_online_uid_cmp(h[l], h[m]) > 0)
-            m = l;
-        if (r < n && rtmd_online_uid_cmp(h[r], h[m]) > 0)
-            m = r;
-        if (m == i)
-            return;
-        struct rtmd_str t = h[i];
-        h[i] = h[m];
-        h[m] = t;
-        i = m;
-    }
-}
-
-static void sift_up(struct rtmd_str *h, size_t i)
-{
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (rtmd_online_uid_cmp(h[i], h[up]) <= 0)
-            return;
-        struct rtmd_str t = h[i];
-        h[i] = h[up];
-        h[up] = t;
-        i = up;
-    }
-}
-
-/* The page: O(members x log limit), the members are not kept sorted (a
- * join and a leave stay O(1)). */
+/* The page: the channel keeps its members in uid order too (by_uid), so a
+ * page is a binary search and a copy, O(log members + limit). */
 static void members_answer(struct rtmd_deferred *d)
 {
     struct members_call *call = (struct members_call *)d;
     struct rtmd_channel *ch =
         rtmd_presence_channel(call->app, rtmd_str_make(call->channel, call->channel_len));
-    struct rtmd_str after = rtmd_str_make(call->after, call->after_len);
     struct rtmd_member_page page = {.count = ch ? ch->n_members : 0};
-    struct rtmd_str *heap = NULL;
-    size_t n = 0, seen = 0;
+    struct rtmd_str *uids = NULL;
     if (ch && call->limit > 0) {
-        heap = rtmd_malloc(call->limit * sizeof(*heap));
-        for (uint32_t i = 0; i < ch->n_members; i++) {
-            struct rtmd_session *s = ch->members[i];
-            struct rtmd_str uid = rtmd_str_make(s->uid, s->uid_len);
-            if (after.len && rtmd_online_uid_cmp(uid, after) <= 0)
-                continue;
-            seen++;
-            if (n < call->limit) {
-                heap[n] = uid;
-                sift_up(heap, n++);
-            } else if (rtmd_online_uid_cmp(uid, heap[0]) < 0) {
-                heap[0] = uid;
-                sift_down(heap, n, 0);
-            }
+        uint32_t from = rtmd_channel_after(ch, rtmd_str_make(call->after, call->after_len));
+        uint32_t n = ch->n_members - from < call->limit ? ch->n_members - from : call->limit;
+        uids = rtmd_malloc((n ? n : 1) * sizeof(*uids));
+        for (uint32_t i = 0; i < n; i++) {
+            const struct rtmd_session *s = ch->by_uid[from + i];
+            uids[i] = rtmd_str_make(s->uid, s->uid_len);
         }
-        /* Heap sort: ascending. */
-        for (size_t k = n; k > 1; k--) {
-            struct rtmd_str t = heap[0];
-            heap[0] = heap[k - 1];
-            heap[k - 1] = t;
-            sift_down(heap, k - 1, 0);
-        }
+        page.n = n;
+        page.more = from + n < ch->n_members;
     }
-    page.n = n;
-    page.uids = heap;
-    page.more = seen > n;
+    page.uids = uids;
     call->cb(call->arg, 0, &page);
-    free(heap);
+    free(uids);
     free(call);
 }
 

@@ -328,3 +328,44 @@ def test_redis_members_index_is_made_again_from_the_channel_hash(make_rtmd, stor
     close_all(socks)
     wait_until(lambda: count(r, "room") == 0, what="members gone")
     assert redis.command("EXISTS", "rtmd:{%s}:cm:room" % APP_NOCERT) == 0
+
+
+def test_members_follow_random_joins_leaves_and_disconnects(make_rtmd):
+    """The list is exactly the members, in uid order, after a churn of joins,
+    leaves, logouts and disconnects (both of rtmd's orders of a channel's
+    members must agree)."""
+    import random
+    rnd = random.Random(7)
+    r = make_rtmd(limits=FAST)
+    uids = ["r%02d" % i for i in rnd.sample(range(100), 60)]
+    socks = dict(zip(uids, open_members(r, "churn", uids)))
+    inside = set(uids)
+    for step in range(4):
+        for u in rnd.sample(sorted(inside), 12):
+            how = rnd.choice(("leave", "logout", "drop"))
+            ws = socks[u]
+            if how == "leave":
+                assert ws.call("leave", channel="churn")["ok"]
+            elif how == "logout":
+                ws.call("logout")
+                ws.close_socket()
+                del socks[u]
+            else:
+                ws.close_socket()
+                del socks[u]
+            inside.discard(u)
+        back = rnd.sample(sorted(set(uids) - inside), 6)
+        for u in back:
+            if u in socks:
+                j = socks[u].call("join", channel="churn")
+            else:
+                socks[u] = open_members(r, "churn", [u])[0]
+                j = None
+            inside.add(u)
+            if j is not None:
+                assert j["ok"] and u in j["members"]
+        want = sorted(inside)
+        wait_until(lambda: all_members(r, "churn", limit=7)[0] == want,
+                   what="members after churn step %d" % step)
+        assert count(r, "churn") == len(want)
+    close_all(socks.values())
