@@ -24,8 +24,7 @@ static void test_cursor_round_trip(void **state)
 {
     (void)state;
     const char *uids[] = {"a", "alice", "A b%c", "~",
-                          "0123456789012345678901234567890123456789"
-                          "012345678901234567890123"};
+                          "0123456789012345678901234567890123456789012345678901234567890123"};
     for (size_t i = 0; i < sizeof(uids) / sizeof(uids[0]); i++) {
         char enc[RTMD_CURSOR_MAX + 1], dec[RTMD_ID_MAX];
         size_t n = rtmd_online_cursor_encode(rtmd_str_cstr(uids[i]), enc), len = 0;
