@@ -369,3 +369,16 @@ def test_members_follow_random_joins_leaves_and_disconnects(make_rtmd):
                    what="members after churn step %d" % step)
         assert count(r, "churn") == len(want)
     close_all(socks.values())
+
+
+def test_presence_qps_holds_across_nodes_on_redis(make_rtmd, store_backend):
+    if store_backend != "redis":
+        return
+    a = make_rtmd(name="qa", limits={"presence_qps": 4})
+    b = make_rtmd(name="qb", limits={"presence_qps": 4})
+    with a.http() as ha, b.http() as hb:
+        got = []
+        for h in (ha, hb, ha, hb, ha, hb):
+            got.append(h.request("GET", members_path("room"), headers={"Authorization": basic()})[0])
+        # one bucket for the app, whichever node answers (a second may have begun meanwhile)
+        assert got[:4] == [200] * 4 and 429 in got[4:], got
