@@ -74,12 +74,15 @@
 #define MAX_SOURCES 64
 #define RBUF_SIZE   (256 * 1024) /* one read buffer for every connection */
 #define CARRY_EXTRA 1024         /* a partial frame kept: payload + this */
-#define MAX_EVENTS  1024
-#define STDIN_TAG   UINT32_MAX
-#define TIMER_TAG   (UINT32_MAX - 1)
-#define HIST_EXACT  128 /* microseconds counted one by one */
-#define HIST_SUB    64  /* buckets per power of two above that */
-#define HIST_N      (HIST_EXACT + 36 * HIST_SUB)
+/* ... and at least this: a join's reply lists up to 512 members (uids of
+ * this tool's prefixes: under 24 bytes each). */
+#define CARRY_MIN  (16 * 1024)
+#define MAX_EVENTS 1024
+#define STDIN_TAG  UINT32_MAX
+#define TIMER_TAG  (UINT32_MAX - 1)
+#define HIST_EXACT 128 /* microseconds counted one by one */
+#define HIST_SUB   64  /* buckets per power of two above that */
+#define HIST_N     (HIST_EXACT + 36 * HIST_SUB)
 
 enum mode { MODE_MEMBERS, MODE_PUBLISHER, MODE_PAIRS };
 
@@ -1096,6 +1099,8 @@ int main(int argc, char **argv)
                 n_conns_, (unsigned long long)rl.rlim_cur);
 
     carry_cap_ = opt.payload_bytes + CARRY_EXTRA;
+    if (carry_cap_ < CARRY_MIN)
+        carry_cap_ = CARRY_MIN;
     sbuf_cap_ = opt.payload_bytes + CARRY_EXTRA;
     conns_ = calloc(n_conns_, sizeof(*conns_));
     char *carries = calloc(n_conns_, carry_cap_);

@@ -77,6 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     "events_qps = 10000000\n"                                                                      \
     "send_qps = 10000000\n"                                                                        \
     "history_qps = 10000000\n"                                                                     \
+    "presence_qps = 10000000\n"                                                                    \
     "events_retain = 50\n"                                                                         \
     "events_max_pull = 20\n"                                                                       \
     "max_payload = 256\n"                                                                          \

@@ -62,6 +62,9 @@ void api_channel_messages(struct api_call *call);
 void api_history_create(struct api_call *call);
 void api_history_get(struct api_call *call);
 void api_history_count(struct api_call *call);
+void api_channel_members(struct api_call *call);
+void api_channel_count(struct api_call *call);
+void api_users_status(struct api_call *call);
 
 /* Request-body helpers (bodies.c) — each answers 400 itself and returns
  * NULL/false on bad input. */

@@ -29,6 +29,9 @@ static const struct api_route routes_[] = {
     {HTTP_POST, "rtm/message/history/query", RTMD_RATE_HISTORY, true, NULL, api_history_create},
     {HTTP_GET, "rtm/message/history/query/*", RTMD_RATE_HISTORY, true, NULL, api_history_get},
     {HTTP_GET, "rtm/message/history/count", RTMD_RATE_HISTORY, true, NULL, api_history_count},
+    {HTTP_GET, "rtm/channels/*/members", RTMD_RATE_PRESENCE, true, NULL, api_channel_members},
+    {HTTP_GET, "rtm/channels/*/count", RTMD_RATE_PRESENCE, true, NULL, api_channel_count},
+    {HTTP_POST, "rtm/users/status", RTMD_RATE_PRESENCE, true, NULL, api_users_status},
 };
 
 /* Route indexes (rtmd_http_request.route) below the vendor routes'. */
@@ -48,6 +51,9 @@ const char *const api_route_labels[RTMD_API_ROUTES] = {
     "/dev/v2/project/{appid}/rtm/message/history/query",
     "/dev/v2/project/{appid}/rtm/message/history/query/{handle}",
     "/dev/v2/project/{appid}/rtm/message/history/count",
+    "/dev/v2/project/{appid}/rtm/channels/{channel}/members",
+    "/dev/v2/project/{appid}/rtm/channels/{channel}/count",
+    "/dev/v2/project/{appid}/rtm/users/status",
 };
 
 /* Stands in for an App ID that does not exist, so that the caller's
@@ -188,6 +194,7 @@ static uint32_t bucket_qps(const struct rtmd_api *api, int bucket)
     switch (bucket) {
     case RTMD_RATE_EVENTS: return api->cfg->limits.events_qps;
     case RTMD_RATE_HISTORY: return api->cfg->limits.history_qps;
+    case RTMD_RATE_PRESENCE: return api->cfg->limits.presence_qps;
     default: return api->cfg->limits.send_qps;
     }
 }

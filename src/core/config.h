@@ -84,6 +84,7 @@ struct rtmd_limits {
     uint32_t events_qps;             /* 10, per app, both event endpoints */
     uint32_t history_qps;            /* 100 */
     uint32_t send_qps;               /* 500 */
+    uint32_t presence_qps;           /* 100: members, count and status (REST) */
     uint32_t history_retention_s;    /* 604800 */
     uint32_t heartbeat_timeout_s;    /* 30 */
     uint32_t login_timeout_s;        /* 10: upgrade to login, frames do not extend it */

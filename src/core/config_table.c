@@ -329,6 +329,8 @@ const struct opt rtmd_config_options[] = {
     LIMIT(events_qps, 10, 1, 10000000, "Requests per second over both event endpoints"),
     LIMIT(history_qps, 100, 1, 10000000, "Requests per second over the history endpoints"),
     LIMIT(send_qps, 500, 1, 10000000, "Requests per second over both send endpoints"),
+    LIMIT(presence_qps, 100, 1, 10000000,
+          "Requests per second over the who-is-online endpoints (members, count, status)"),
     LIMIT(history_retention_s, 604800, 1, 315360000, "Seconds a kept message stays queryable"),
     LIMIT(heartbeat_timeout_s, 30, 1, 3600,
           "Seconds without a frame before a session is ended (Leave/Logout)"),

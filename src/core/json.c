@@ -81,6 +81,15 @@ void rtmd_json_key(struct rtmd_json *j, const char *key)
     j->comma |= PENDING_VALUE;
 }
 
+void rtmd_json_key_str(struct rtmd_json *j, struct rtmd_str key)
+{
+    value(j);
+    if (!j->err)
+        j->err = rtmd_json_append_escaped(j->buf, key);
+    put(j, ":", 1);
+    j->comma |= PENDING_VALUE;
+}
+
 int rtmd_json_append_escaped(struct rtmd_buf *b, struct rtmd_str s)
 {
     if (s.len == 0)

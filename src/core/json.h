@@ -33,6 +33,8 @@ void rtmd_json_arr_begin(struct rtmd_json *j);
 void rtmd_json_arr_end(struct rtmd_json *j);
 /* Writes "key": (with a leading comma when needed). key is trusted ASCII. */
 void rtmd_json_key(struct rtmd_json *j, const char *key);
+/* Writes "key": for a key from data (escaped). */
+void rtmd_json_key_str(struct rtmd_json *j, struct rtmd_str key);
 void rtmd_json_str(struct rtmd_json *j, struct rtmd_str s);
 void rtmd_json_cstr(struct rtmd_json *j, const char *s);
 void rtmd_json_i64(struct rtmd_json *j, int64_t v);

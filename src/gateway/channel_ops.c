@@ -1,6 +1,9 @@
 /*
  * channel_ops.c — join and leave.
  */
+#include <stdlib.h>
+
+#include "core/alloc.h"
 #include "core/ids.h"
 #include "gateway/gateway.h"
 #include "gateway/internal.h"
@@ -21,7 +24,12 @@ void gw_op_join(struct gw_client *c, const struct gw_request *r)
     struct rtmd_str channel;
     if (!channel_arg(c, r, &channel))
         return;
-    int pr = rtmd_presence_join(c->session, channel, gw_on_recorded, NULL);
+    struct join_channel *jc = rtmd_malloc(sizeof(*jc));
+    jc->len = (uint8_t)channel.len;
+    memcpy(jc->name, channel.p, channel.len);
+    int pr = rtmd_presence_join(c->session, channel, gw_join_recorded, jc);
+    if (pr < 0)
+        free(jc);
     switch (pr) {
     case 0: gw_op_begin(c, r); return;
     case -EALREADY:

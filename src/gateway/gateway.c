@@ -37,6 +37,8 @@ static const struct op_entry ops_[] = {
     {"peer",    gw_op_peer,    true},
     {"publish", gw_op_publish, true},
     {"ack",     gw_op_ack,     true},
+    {"members", gw_op_members, true},
+    {"status",  gw_op_status,  true},
     /* clang-format on */
 };
 

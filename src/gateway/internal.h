@@ -89,6 +89,16 @@ void gw_op_logout(struct gw_client *c, const struct gw_request *r);
 void gw_op_ping(struct gw_client *c, const struct gw_request *r);
 void gw_op_join(struct gw_client *c, const struct gw_request *r);
 void gw_op_leave(struct gw_client *c, const struct gw_request *r);
+void gw_op_members(struct gw_client *c, const struct gw_request *r);
+void gw_op_status(struct gw_client *c, const struct gw_request *r);
+
+/* online_ops.c: a join's presence callback (arg: a struct join_channel the
+ * callback frees); its reply carries the channel's members. */
+struct join_channel {
+    uint8_t len;
+    char name[RTMD_ID_MAX];
+};
+void gw_join_recorded(struct rtmd_session *s, int status, void *arg);
 
 void gw_op_peer(struct gw_client *c, const struct gw_request *r);
 void gw_op_publish(struct gw_client *c, const struct gw_request *r);

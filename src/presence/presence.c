@@ -9,6 +9,7 @@
 #include "core/hashmap.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "presence/online.h"
 
 struct app_state {
     struct rtmd_hashmap sessions; /* uid → session */
@@ -139,6 +140,7 @@ void rtmd_presence_shutdown(void)
         for (size_t it = 0; rtmd_hashmap_next(&apps_[i].channels, &it, &k, &v);) {
             struct rtmd_channel *ch = v;
             free(ch->members);
+            free(ch->by_uid);
             free(ch);
         }
         rtmd_hashmap_free(&apps_[i].sessions);
@@ -241,6 +243,28 @@ struct rtmd_channel *rtmd_session_channel(const struct rtmd_session *s, struct r
 
 /* ---- channel membership ------------------------------------------------------------ */
 
+/* The first position in ch->by_uid[0..n) whose uid sorts after `after`
+ * (inclusive: at or after). */
+static uint32_t lower_bound(struct rtmd_session *const *by_uid, uint32_t n, struct rtmd_str uid,
+                            bool inclusive)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = rtmd_online_uid_cmp(uid_of(by_uid[mid]), uid);
+        if (c < 0 || (c == 0 && !inclusive))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+uint32_t rtmd_channel_after(const struct rtmd_channel *ch, struct rtmd_str after)
+{
+    return after.len ? lower_bound(ch->by_uid, ch->n_members, after, false) : 0;
+}
+
 static void add_membership(struct rtmd_session *s, struct rtmd_str name)
 {
     struct app_state *st = state_of(s->app);
@@ -258,6 +282,7 @@ static void add_membership(struct rtmd_session *s, struct rtmd_str name)
     if (ch->n_members == ch->cap_members) {
         ch->cap_members = ch->cap_members ? ch->cap_members * 2 : 4;
         ch->members = rtmd_realloc(ch->members, ch->cap_members * sizeof(*ch->members));
+        ch->by_uid = rtmd_realloc(ch->by_uid, ch->cap_members * sizeof(*ch->by_uid));
     }
     if (s->n_channels == s->cap_channels) {
         s->cap_channels = (uint8_t)(s->cap_channels ? s->cap_channels * 2 : 2);
@@ -267,6 +292,9 @@ static void add_membership(struct rtmd_session *s, struct rtmd_str name)
     s->channels[s->n_channels].channel = ch;
     s->channels[s->n_channels].pos = ch->n_members;
     s->n_channels++;
+    uint32_t at = lower_bound(ch->by_uid, ch->n_members, uid_of(s), true);
+    memmove(ch->by_uid + at + 1, ch->by_uid + at, (ch->n_members - at) * sizeof(*ch->by_uid));
+    ch->by_uid[at] = s;
     ch->members[ch->n_members++] = s;
     if (hooks_ && hooks_->member)
         hooks_->member(hooks_ctx_, ch, s, true);
@@ -276,6 +304,14 @@ static void remove_membership(struct rtmd_session *s, int idx)
 {
     struct rtmd_channel *ch = s->channels[idx].channel;
     uint32_t pos = s->channels[idx].pos;
+    /* Out of the uid order (one uid is in a channel once: a takeover ends the
+     * old session first). */
+    uint32_t at = lower_bound(ch->by_uid, ch->n_members, uid_of(s), true);
+    while (at < ch->n_members && ch->by_uid[at] != s)
+        at++; /* never taken: kept for safety, not speed */
+    if (at < ch->n_members)
+        memmove(ch->by_uid + at, ch->by_uid + at + 1,
+                (ch->n_members - at - 1) * sizeof(*ch->by_uid));
     /* Swap-remove from the channel; fix the moved member's recorded position. */
     struct rtmd_session *moved = ch->members[--ch->n_members];
     ch->members[pos] = moved;
@@ -295,6 +331,7 @@ static void remove_membership(struct rtmd_session *s, int idx)
         rtmd_store_interest(store_, ch->app, name_of(ch), false);
         rtmd_hashmap_remove(&state_of(ch->app)->channels, name_of(ch));
         free(ch->members);
+        free(ch->by_uid);
         free(ch);
     }
 }

@@ -63,9 +63,11 @@ struct rtmd_channel {
     char name[RTMD_ID_MAX + 1];
     uint8_t name_len;
     struct rtmd_session **members;
+    struct rtmd_session **by_uid; /* the same members in uid order (rtmd_online_uid_cmp): the
+                                     pages of who is online; a join or a leave moves pointers */
     uint32_t n_members;
-    uint32_t cap_members;
-    uint64_t gen; /* changes with every membership change; unique across channels */
+    uint32_t cap_members; /* of both arrays */
+    uint64_t gen;         /* changes with every membership change; unique across channels */
 };
 
 /* What the gateway is told (ctx: the one given to rtmd_presence_init). */
@@ -119,6 +121,9 @@ int rtmd_presence_end(struct rtmd_session *s, rtmd_presence_cb cb, void *arg);
 
 struct rtmd_session *rtmd_presence_find(const struct rtmd_app *app, struct rtmd_str uid);
 struct rtmd_channel *rtmd_presence_channel(const struct rtmd_app *app, struct rtmd_str name);
+/* The position in ch->by_uid of the first member whose uid sorts after
+ * `after` (0 for an empty `after`). */
+uint32_t rtmd_channel_after(const struct rtmd_channel *ch, struct rtmd_str after);
 bool rtmd_session_in_channel(const struct rtmd_session *s, struct rtmd_str channel);
 /* The channel of that name s is a member of, or NULL: a membership check
  * and the channel's lookup in one. */

@@ -694,7 +694,8 @@ static void on_rate_reply(void *arg, int status, const redisReply *reply)
     rtmd_redis_call_done(rs);
 }
 
-static const char *const bucket_names[RTMD_RATE_BUCKETS] = {"events", "history", "send"};
+static const char *const bucket_names[RTMD_RATE_BUCKETS] = {"events", "history", "send",
+                                                            "presence"};
 
 static int redis_rate(struct rtmd_store *base, const struct rtmd_app *app,
                       enum rtmd_rate_bucket bucket, uint32_t qps, rtmd_store_cb cb, void *arg)
@@ -1339,6 +1340,8 @@ const struct rtmd_store_type rtmd_store_redis = {
     .route_member = rtmd_redis_route_member,
     .route_ack = rtmd_redis_route_ack,
     .interest = rtmd_redis_interest,
+    .members = rtmd_redis_members,
+    .status = rtmd_redis_status,
     .close = redis_close,
     .add_app = redis_add_app,
 };

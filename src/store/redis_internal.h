@@ -201,6 +201,11 @@ int rtmd_redis_offline_put(struct rtmd_store *s, const struct rtmd_app *app,
                            rtmd_store_cb cb, void *arg);
 int rtmd_redis_offline_take(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str uid,
                             rtmd_store_messages_cb cb, void *arg);
+/* redis_online.c: who is online (the store type's members and status). */
+int rtmd_redis_members(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str channel,
+                       struct rtmd_str after, uint32_t limit, rtmd_store_members_cb cb, void *arg);
+int rtmd_redis_status(struct rtmd_store *s, const struct rtmd_app *app, const struct rtmd_str *uids,
+                      size_t n, rtmd_store_status_cb cb, void *arg);
 /* Starts a prune pass now unless one runs (tests; message calls start one
  * at most every minute by themselves). */
 void rtmd_redis_msg_prune(struct redis_store *rs);

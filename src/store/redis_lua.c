@@ -53,6 +53,7 @@
     "  for _, ch in ipairs(chans) do\n"                                                            \
     "    chan_ev('Leave', uid, ch, ms)\n"                                                          \
     "    redis.call('HDEL', p .. 'ch:' .. ch, uid)\n"                                              \
+    "    redis.call('ZREM', p .. 'cm:' .. ch, uid)\n"                                              \
     "  end\n"                                                                                      \
     "  redis.call('DEL', p .. 'sch:' .. uid)\n"                                                    \
     "  user_ev('Logout', uid, ms)\n"                                                               \
@@ -102,12 +103,14 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "    if t == 'J' then\n"
         "      if redis.call('SADD', p .. 'sch:' .. uid, ch) == 1 then\n"
         "        redis.call('HSET', p .. 'ch:' .. ch, uid, node)\n"
+        "        redis.call('ZADD', p .. 'cm:' .. ch, 0, uid)\n"
         "        chan_ev('Join', uid, ch, ms)\n"
         "        done = 1\n"
         "      end\n"
         "    elseif t == 'L' then\n"
         "      if redis.call('SREM', p .. 'sch:' .. uid, ch) == 1 then\n"
         "        redis.call('HDEL', p .. 'ch:' .. ch, uid)\n"
+        "        redis.call('ZREM', p .. 'cm:' .. ch, uid)\n"
         "        chan_ev('Leave', uid, ch, ms)\n"
         "        done = 1\n"
         "      end\n"
@@ -659,5 +662,38 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "    redis.call('HDEL', ob, ids[i])\n"
         "  end\n"
         "end\n"
+        "return out\n",
+    [RTMD_LUA_MEMBERS] =
+        "-- A page of a channel's members in uid order, and their count. KEYS[1] the app's "
+        "prefix;\n"
+        "-- ARGV: channel, after (\"\": from the first), limit (0: the count alone). "
+        "Returns\n"
+        "-- {count, more (0|1), uid...}. cm:CHANNEL (the members as a sorted set of score 0, "
+        "in\n"
+        "-- uid order) mirrors ch:CHANNEL; one the hash outgrew (written by a version that "
+        "kept\n"
+        "-- none) is made again from it first.\n"
+        "local p, ch, lim = KEYS[1], ARGV[1], tonumber(ARGV[3])\n"
+        "local h, z = p .. 'ch:' .. ch, p .. 'cm:' .. ch\n"
+        "local n = redis.call('HLEN', h)\n"
+        "if lim == 0 then return {n, 0} end\n"
+        "if redis.call('ZCARD', z) ~= n then\n"
+        "  redis.call('DEL', z)\n"
+        "  local ks = redis.call('HKEYS', h)\n"
+        "  for i = 1, #ks, 500 do\n"
+        "    local args = {}\n"
+        "    for k = i, math.min(i + 499, #ks) do\n"
+        "      args[#args + 1] = 0\n"
+        "      args[#args + 1] = ks[k]\n"
+        "    end\n"
+        "    redis.call('ZADD', z, unpack(args))\n"
+        "  end\n"
+        "end\n"
+        "local lo = '-'\n"
+        "if ARGV[2] ~= '' then lo = '(' .. ARGV[2] end\n"
+        "local page = redis.call('ZRANGEBYLEX', z, lo, '+', 'LIMIT', 0, lim + 1)\n"
+        "local out = {n, 0}\n"
+        "for i = 1, math.min(#page, lim) do out[#out + 1] = page[i] end\n"
+        "if #page > lim then out[2] = 1 end\n"
         "return out\n",
 };

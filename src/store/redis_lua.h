@@ -14,6 +14,8 @@
  *   P node:NODE       set of the uids NODE holds
  *   P sch:UID         set of the channels uid's session is in
  *   P ch:CHANNEL      hash uid → NODE: the channel's members
+ *   P cm:CHANNEL      sorted set of the same uids, score 0 (uid order: the members
+ *                     pages), changed with ch:CHANNEL by the same scripts
  *   P r:BUCKET        rate-limit log (sorted set of request times)
  *   P meta            hash of counters: rseq (rate-limit entries), mseq and oseq
  *                     (the last history and offline message numbers given)
@@ -73,6 +75,7 @@ enum rtmd_redis_script {
     RTMD_LUA_HANDLE_TAKE,    /* KEYS P; ARGV deadline, name */
     RTMD_LUA_OFFLINE_PUT,    /* KEYS P; ARGV deadline, uid, src, ms, expire, payload, max, now */
     RTMD_LUA_OFFLINE_TAKE,   /* KEYS P; ARGV deadline, uid, now, byte budget */
+    RTMD_LUA_MEMBERS,        /* KEYS P; ARGV channel, after, limit */
     RTMD_LUA_COUNT
 };
 

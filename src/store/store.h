@@ -50,7 +50,8 @@ enum rtmd_rate_bucket {
     RTMD_RATE_EVENTS = 0,
     RTMD_RATE_HISTORY = 1,
     RTMD_RATE_SEND = 2,
-    RTMD_RATE_BUCKETS = 3
+    RTMD_RATE_PRESENCE = 3, /* who is online: members, counts, statuses */
+    RTMD_RATE_BUCKETS = 4
 };
 
 /*
@@ -156,6 +157,22 @@ typedef void (*rtmd_store_count_cb)(void *arg, int status, uint64_t count);
 typedef void (*rtmd_store_handle_cb)(void *arg, int status, const char *handle);
 /* q is NULL unless status is 0. */
 typedef void (*rtmd_store_query_cb)(void *arg, int status, const struct rtmd_history_query *q);
+
+/* ---- who is online ---- */
+
+/* One page of a channel's members, in uid order (bytewise, a prefix before
+ * the longer uid): at most the limit asked, the uids after the one given.
+ * more: members follow the last one here. count: the channel's members now,
+ * on every node. The uids are valid during the callback. */
+struct rtmd_member_page {
+    uint64_t count;
+    size_t n;
+    const struct rtmd_str *uids;
+    bool more;
+};
+typedef void (*rtmd_store_members_cb)(void *arg, int status, const struct rtmd_member_page *page);
+/* online[i] for uids[i] of the call; valid during the callback. */
+typedef void (*rtmd_store_status_cb)(void *arg, int status, const bool *online, size_t n);
 
 struct rtmd_store;
 
@@ -298,6 +315,18 @@ struct rtmd_store_type {
     int (*route_ack)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str ack_ctx);
     void (*interest)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str channel,
                      bool on);
+    /*
+     * Who is online, on every node (optional: NULL where this node's own
+     * presence state is the whole truth — the embedded store, one node —
+     * and presence answers from it). members: up to limit (0..1000; 0 for
+     * the count alone) of channel's members whose uid sorts after `after`
+     * (empty: from the first), with the count. status: whether each of
+     * uids[0..n) (n <= 256) holds a session now.
+     */
+    int (*members)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str channel,
+                   struct rtmd_str after, uint32_t limit, rtmd_store_members_cb cb, void *arg);
+    int (*status)(struct rtmd_store *s, const struct rtmd_app *app, const struct rtmd_str *uids,
+                  size_t n, rtmd_store_status_cb cb, void *arg);
     /* Finishes every call already made (their callbacks run), flushes, then
      * calls cb; after cb the context is freed. No call may follow close. */
     void (*close)(struct rtmd_store *s, rtmd_store_cb cb, void *arg);
@@ -421,6 +450,27 @@ static inline void rtmd_store_interest(struct rtmd_store *s, const struct rtmd_a
 {
     if (s->type->interest)
         s->type->interest(s, app, channel, on);
+}
+/* True when the backend answers who is online (else presence does). */
+static inline bool rtmd_store_has_members(const struct rtmd_store *s)
+{
+    return s->type->members != NULL && s->type->status != NULL;
+}
+static inline int rtmd_store_members(struct rtmd_store *s, const struct rtmd_app *app,
+                                     struct rtmd_str channel, struct rtmd_str after, uint32_t limit,
+                                     rtmd_store_members_cb cb, void *arg)
+{
+    if (!s->type->members)
+        return -ENOTSUP;
+    return s->type->members(s, app, channel, after, limit, cb, arg);
+}
+static inline int rtmd_store_status(struct rtmd_store *s, const struct rtmd_app *app,
+                                    const struct rtmd_str *uids, size_t n, rtmd_store_status_cb cb,
+                                    void *arg)
+{
+    if (!s->type->status)
+        return -ENOTSUP;
+    return s->type->status(s, app, uids, n, cb, arg);
 }
 static inline int rtmd_store_add_app(struct rtmd_store *s, const struct rtmd_app *app)
 {

@@ -56,9 +56,17 @@ def online(rtmd, uid, app=APP_NOCERT, channels=(), region="default"):
     m = ws.login(uid, app=app, token=token(uid) if app == APP else None)
     assert m == {"op": "reply", "id": m.get("id"), "ok": True}, m
     for ch in channels:
-        r = ws.call("join", channel=ch)
-        assert r == {"op": "reply", "id": r["id"], "ok": True}, r
+        assert_join_ok(ws.call("join", channel=ch))
     return ws
+
+
+def assert_join_ok(m, rid=None):
+    """A join's ok reply: {"op","id","ok":true} then the channel's members
+    (count, members, and cursor when more than 512)."""
+    assert list(m)[:3] == ["op", "id", "ok"] and m["op"] == "reply" and m["ok"] is True, m
+    assert rid is None or m["id"] == rid, m
+    assert set(m) - {"op", "id", "ok"} <= {"count", "members", "cursor"}, m
+    return m
 
 
 def push(ws, timeout=5.0):

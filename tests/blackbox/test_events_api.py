@@ -19,6 +19,8 @@ def channel_ops(ws, ops, first_id=100):
     ws.send_raw(b"".join(frames))
     for i in range(len(ops)):
         m = ws.recv(30)
+        if ops[i][0] == "join":  # a join's reply carries the members
+            m = {k: v for k, v in m.items() if k not in ("count", "members", "cursor")}
         assert m == {"op": "reply", "id": first_id + i, "ok": True}, m
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from harness import APP, APP_NOCERT, Ws, WsClosed, now_ms
-from msgutil import (assert_channel_push, assert_peer_push, assert_reply_err, assert_reply_ok,
+from msgutil import (assert_channel_push, assert_peer_push, assert_join_ok, assert_reply_err, assert_reply_ok,
                      frame, member, online, push, pushes, silent)
 
 
@@ -156,7 +156,7 @@ def test_publish_requires_membership(rtmd):
     alice = online(rtmd, "alice")
     bob = online(rtmd, "bob", channels=["room"])
     assert_reply_err(alice.call("publish", channel="room", payload="x"), "not_joined", 2)
-    assert_reply_ok(alice.call("join", channel="room"), 3)
+    assert_join_ok(alice.call("join", channel="room"), 3)
     assert push(bob) == member("member_joined", "room", "alice")
     assert_reply_ok(alice.call("publish", channel="room", payload="y"), 4)
     assert_channel_push(push(bob), "room", "alice", "y")
@@ -286,7 +286,7 @@ def test_member_left_on_takeover(rtmd):
     silent(alice)
     # the new session is not in the channel until it joins
     assert_reply_err(new.call("publish", channel="room", payload="x"), "not_joined", 2)
-    assert_reply_ok(new.call("join", channel="room"), 3)
+    assert_join_ok(new.call("join", channel="room"), 3)
     assert push(alice) == member("member_joined", "room", "bob")
     assert_reply_ok(new.call("publish", channel="room", payload="back"), 4)
     assert_channel_push(push(alice), "room", "bob", "back")

@@ -105,10 +105,18 @@ def test_rtmd_on_a_cluster_records_and_serves_events_whichever_master_holds_the_
         r.start()
         ws = r.ws()
         assert ws.login("alice", app=APP_NOCERT)["ok"] is True
-        assert ws.call("join", channel="room")["ok"] is True
+        j = ws.call("join", channel="room")
+        assert j["ok"] is True and j["members"] == ["alice"] and j["count"] == 1, j
         st, hd, body = r.get(event_path("user", APP_NOCERT), headers={"Authorization": basic()})
         assert st == 200, body
         assert [(e["type"], e["user_id"]) for e in json.loads(body)["events"]] == [("Login", "alice")]
+        # who is online: the members script and the statuses' HMGET on the app's master
+        st, _, body = r.get("/dev/v2/project/%s/rtm/channels/room/members" % APP_NOCERT,
+                            headers={"Authorization": basic()})
+        assert st == 200 and json.loads(body)["members"] == ["alice"], body
+        st, _, body = r.get("/dev/v2/project/%s/rtm/users/status" % APP_NOCERT, method="POST",
+                            headers={"Authorization": basic()}, body='{"uids":["alice","bob"]}')
+        assert st == 200 and json.loads(body)["statuses"] == {"alice": "online", "bob": "offline"}, body
         ws.close()
     finally:
         if r.alive():

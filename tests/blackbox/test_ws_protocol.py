@@ -19,6 +19,13 @@ def assert_ok_reply(m, rid):
     assert list(m) == ["op", "id", "ok"], m
 
 
+def assert_join_reply(m, rid):
+    """A join's ok reply: ok(rid), then the channel's members (docs/API.md)."""
+    assert list(m) == ["op", "id", "ok", "count", "members"], m
+    assert m["op"] == "reply" and m["id"] == rid and m["ok"] is True, m
+    assert m["count"] == len(m["members"]) >= 1, m
+
+
 def assert_err(m, rid, error):
     assert list(m) == ["op", "id", "ok", "error", "message"], m
     assert m["op"] == "reply" and m["id"] == rid and m["ok"] is False, m
@@ -49,7 +56,7 @@ def send_text(ws, text):
 def test_login_join_leave_ping_logout_replies(rtmd):
     ws = rtmd.ws()
     assert_ok_reply(ws.login("alice", token=token("alice")), 1)
-    assert_ok_reply(ws.call("join", channel="c1"), 2)
+    assert_join_reply(ws.call("join", channel="c1"), 2)
     assert_ok_reply(ws.call("leave", channel="c1"), 3)
     t0 = now_ms()
     m = ws.call("ping")
@@ -146,7 +153,7 @@ def test_second_login_on_one_connection_is_refused(rtmd):
     ws = logged_in(rtmd, "first")
     assert_err(ws.login("first", app=APP_NOCERT), 2, "already_logged_in")
     assert_err(ws.login("second", app=APP_NOCERT), 3, "already_logged_in")
-    assert_ok_reply(ws.call("join", channel="c"), 4)
+    assert_join_reply(ws.call("join", channel="c"), 4)
     ws.close_socket()
     users = rtmd.pull_until(2, app=APP_NOCERT)
     assert [(e["type"], e["user_id"]) for e in users] == [("Login", "first"), ("Logout", "first")]
@@ -197,14 +204,14 @@ def test_invalid_channel_gets_an_error_reply(rtmd, channel):
     fields = {} if channel is None else {"channel": channel}
     assert_err(ws.call("join", **fields), 2, "invalid_channel")
     assert_err(ws.call("leave", **fields), 3, "invalid_channel")
-    assert_ok_reply(ws.call("join", channel="ok"), 4)
+    assert_join_reply(ws.call("join", channel="ok"), 4)
     assert [e["channel_id"] for e in rtmd.pull_until(1, kind="channel", app=APP_NOCERT)] == ["ok"]
 
 
 @pytest.mark.parametrize("channel", ["c" * 64, ALLOWED, "NULL", " lead"])
 def test_valid_channel_edge_cases_join(rtmd, channel):
     ws = logged_in(rtmd)
-    assert_ok_reply(ws.call("join", channel=channel), 2)
+    assert_join_reply(ws.call("join", channel=channel), 2)
     assert_ok_reply(ws.call("leave", channel=channel), 3)
     ev = rtmd.pull_until(2, kind="channel", app=APP_NOCERT)
     assert [(e["type"], e["channel_id"]) for e in ev] == [("Join", channel), ("Leave", channel)]
@@ -212,12 +219,12 @@ def test_valid_channel_edge_cases_join(rtmd, channel):
 
 def test_already_joined_and_not_joined(rtmd):
     ws = logged_in(rtmd)
-    assert_ok_reply(ws.call("join", channel="c"), 2)
+    assert_join_reply(ws.call("join", channel="c"), 2)
     assert_err(ws.call("join", channel="c"), 3, "already_joined")
     assert_err(ws.call("leave", channel="other"), 4, "not_joined")
     assert_ok_reply(ws.call("leave", channel="c"), 5)
     assert_err(ws.call("leave", channel="c"), 6, "not_joined")
-    assert_ok_reply(ws.call("join", channel="c"), 7)
+    assert_join_reply(ws.call("join", channel="c"), 7)
     ev = rtmd.pull_until(3, kind="channel", app=APP_NOCERT)
     # the refused ops recorded nothing
     assert [e["type"] for e in ev] == ["Join", "Leave", "Join"]
@@ -227,14 +234,14 @@ def test_already_joined_and_not_joined(rtmd):
 def test_20_channels_then_too_many_channels(rtmd):
     ws = logged_in(rtmd)
     for i in range(20):
-        assert_ok_reply(ws.call("join", channel="ch%02d" % i), 2 + i)
+        assert_join_reply(ws.call("join", channel="ch%02d" % i), 2 + i)
     assert_err(ws.call("join", channel="ch20"), 22, "too_many_channels")
     assert_err(ws.call("join", channel="ch21"), 23, "too_many_channels")
     # already_joined still wins for a channel it is in
     m = ws.call("join", channel="ch00")
     assert m["ok"] is False and m["error"] in ("already_joined",), m
     assert_ok_reply(ws.call("leave", channel="ch05"), 25)
-    assert_ok_reply(ws.call("join", channel="ch20"), 26)
+    assert_join_reply(ws.call("join", channel="ch20"), 26)
     assert_err(ws.call("join", channel="ch21"), 27, "too_many_channels")
     ev = rtmd.pull_until(22, kind="channel", app=APP_NOCERT)
     assert [(e["type"], e["channel_id"]) for e in ev] == (
@@ -245,12 +252,12 @@ def test_channel_limit_follows_the_config(make_rtmd):
     r = make_rtmd(limits={"max_channels_per_user": 3})
     ws = logged_in(r)
     for i in range(3):
-        assert_ok_reply(ws.call("join", channel="c%d" % i), 2 + i)
+        assert_join_reply(ws.call("join", channel="c%d" % i), 2 + i)
     assert_err(ws.call("join", channel="c3"), 5, "too_many_channels")
     # the limit is per user: another user has its own 3
     ws2 = logged_in(r, "u2")
     for i in range(3):
-        assert_ok_reply(ws2.call("join", channel="c%d" % i), 2 + i)
+        assert_join_reply(ws2.call("join", channel="c%d" % i), 2 + i)
     assert_err(ws2.call("join", channel="c9"), 5, "too_many_channels")
 
 
@@ -282,7 +289,7 @@ def test_deep_json_nesting_is_refused_not_crashing(rtmd):
 def test_unknown_fields_are_ignored(rtmd):
     ws = rtmd.ws()
     assert_ok_reply(ws.call("login", appid=APP_NOCERT, uid="u", extra={"a": [1]}, token=None), 1)
-    assert_ok_reply(ws.call("join", channel="c", more="x"), 2)
+    assert_join_reply(ws.call("join", channel="c", more="x"), 2)
 
 
 # ---- framing ---------------------------------------------------------------------------
@@ -365,7 +372,7 @@ def test_fragmented_message_is_reassembled(rtmd):
     ws.send_frame(parts[3], opcode=0, fin=True)
     op, payload = ws.recv_frame()
     assert (op, payload) == (10, b"mid")
-    assert_ok_reply(ws.recv(), 7)
+    assert_join_reply(ws.recv(), 7)
     # all fragments in one write
     text = json.dumps({"op": "leave", "id": 8, "channel": "frag"})
     ws.send_raw(Ws.frame(text[:3], opcode=1, fin=False) + Ws.frame(text[3:], opcode=0, fin=True))
@@ -393,7 +400,7 @@ def test_binary_frame_is_not_a_crash(rtmd):
 
 def test_client_close_gets_a_close_reply_then_eof(rtmd):
     ws = logged_in(rtmd)
-    assert_ok_reply(ws.call("join", channel="c"), 2)
+    assert_join_reply(ws.call("join", channel="c"), 2)
     ws.send_frame(struct.pack("!H", 1000) + b"bye", opcode=8)
     op, payload = ws.recv_frame()
     assert op == 8
