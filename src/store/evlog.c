@@ -1,15 +1,21 @@
 #include "store/evlog.h"
 
 #include "core/alloc.h"
+#include "store/store.h"
 
-struct rtmd_evrec *rtmd_evrec_new(uint64_t seq, const char *json, size_t len)
+struct rtmd_evrec *rtmd_evrec_new(uint64_t seq, const char *json, size_t len,
+                                  struct rtmd_str session)
 {
-    struct rtmd_evrec *r = rtmd_malloc(sizeof(*r) + len + 1);
+    struct rtmd_evrec *r = rtmd_malloc(sizeof(*r) + len + 1 + session.len);
     r->refs = 1;
     r->len = (uint32_t)len;
     r->seq = seq;
+    r->end = 0;
+    r->session_len = (uint32_t)session.len;
     memcpy(r->json, json, len);
     r->json[len] = '\0';
+    if (session.len)
+        memcpy(r->json + len + 1, session.p, session.len);
     return r;
 }
 
@@ -73,6 +79,7 @@ static int put(struct rtmd_evlog *l, struct rtmd_evrec *rec, bool count_drops)
                 if (l->cursor[r] < old->seq)
                     l->dropped[r]++;
         }
+        l->trimmed_seq = old->seq;
         rtmd_evrec_release(old);
         l->ring[l->head] = rec;
         l->head = (l->head + 1) % l->cap;
@@ -98,7 +105,7 @@ int rtmd_evlog_append(struct rtmd_evlog *l, struct rtmd_evrec *rec)
 uint64_t rtmd_evlog_push(struct rtmd_evlog *l, const char *json, size_t len)
 {
     uint64_t seq = rtmd_evlog_reserve(l);
-    struct rtmd_evrec *rec = rtmd_evrec_new(seq, json, len);
+    struct rtmd_evrec *rec = rtmd_evrec_new(seq, json, len, RTMD_STR_NULL);
     if (rtmd_evlog_append(l, rec) != 0) {
         /* Cannot happen: seq was just reserved above every appended one. */
         rtmd_evrec_release(rec);
@@ -167,6 +174,24 @@ size_t rtmd_evlog_copy(const struct rtmd_evlog *l, uint32_t region, uint32_t max
     return n;
 }
 
+size_t rtmd_evlog_copy_after(const struct rtmd_evlog *l, uint64_t after, uint32_t max,
+                             struct rtmd_buf *out, uint64_t *last_seq)
+{
+    uint32_t first = first_after(l, after);
+    uint32_t n = RTMD_MIN(l->count - first, max);
+    size_t start = out->len;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct rtmd_evrec *r = at(l, first + i);
+        if ((i > 0 && rtmd_buf_append_byte(out, ',') < 0) ||
+            rtmd_event_numbered(out, rtmd_evrec_str(r), r->seq, rtmd_evrec_session(r)) != 0) {
+            out->len = start;
+            return 0;
+        }
+        *last_seq = r->seq;
+    }
+    return n;
+}
+
 void rtmd_evlog_advance(struct rtmd_evlog *l, uint32_t region, uint64_t seq)
 {
     if (!region_ok(l, region))
@@ -206,4 +231,13 @@ void rtmd_evlog_restore_next_seq(struct rtmd_evlog *l, uint64_t seq)
 {
     if (l->next_seq < seq)
         l->next_seq = seq;
+}
+
+void rtmd_evlog_restore_trimmed(struct rtmd_evlog *l)
+{
+    /* The disk drops numbers up to the newest's minus retain: below the
+     * oldest kept, every number that held an event is gone. */
+    uint64_t oldest = rtmd_evlog_oldest_seq(l);
+    if (l->last_seq > l->retain && oldest > 1 && l->trimmed_seq < oldest - 1)
+        l->trimmed_seq = oldest - 1;
 }

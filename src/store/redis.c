@@ -608,7 +608,33 @@ struct pull_call {
     void *arg;
     uint32_t region;
     enum rtmd_evlog_kind kind;
+    bool after; /* a lossless read: the reply is numbered */
 };
+
+/* A lossless read's reply after its first element: {numbers dropped, first
+ * number, n, n json, n session_ids}; the events in their numbered form. */
+static int numbered_events(const redisReply *reply, struct rtmd_buf *joined,
+                           struct rtmd_event_batch *b)
+{
+    long long dropped, first, n;
+    if (reply->elements < 4 || !rtmd_redis_reply_int(reply->element[1], &dropped) ||
+        !rtmd_redis_reply_int(reply->element[2], &first) ||
+        !rtmd_redis_reply_int(reply->element[3], &n) || dropped < 0 || first < 1 || n < 0 ||
+        (size_t)n > (reply->elements - 4) / 2)
+        return RTMD_ESTORE;
+    for (size_t i = 0; i < (size_t)n; i++) {
+        const redisReply *e = reply->element[4 + i], *sid = reply->element[4 + (size_t)n + i];
+        if (e->type != REDIS_REPLY_STRING || sid->type != REDIS_REPLY_STRING)
+            return RTMD_ESTORE;
+        if ((i > 0 && rtmd_buf_append_byte(joined, ',') < 0) ||
+            rtmd_event_numbered(joined, rtmd_str_make(e->str, e->len), (uint64_t)first + i,
+                                rtmd_str_make(sid->str, sid->len)) != 0)
+            return -ENOMEM;
+    }
+    b->n = (size_t)n;
+    b->dropped = (uint64_t)dropped;
+    return 0;
+}
 
 static void on_pull_reply(void *arg, int status, const redisReply *reply)
 {
@@ -618,35 +644,39 @@ static void on_pull_reply(void *arg, int status, const redisReply *reply)
     if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
                         !rtmd_redis_reply_int(reply->element[0], &dropped)))
         status = RTMD_ESTORE;
-    if (status == 0 && dropped < 0)
+    if (status == 0 && dropped == -1)
         status = -ETIMEDOUT; /* it reached Redis after its deadline: nothing read */
-    if (status < 0) {
-        p->cb(p->arg, status, NULL);
-        free(p);
-        rtmd_redis_call_done(rs);
-        return;
-    }
-    rs->stats.events_dropped[p->region][p->kind] += (uint64_t)dropped;
+    else if (status == 0 && dropped == -2)
+        status = -ERANGE; /* after is above the newest event: nothing done */
+    else if (status == 0 && dropped < 0)
+        status = RTMD_ESTORE;
     struct rtmd_buf joined;
     rtmd_buf_init(&joined, SIZE_MAX);
-    size_t n = 0;
-    for (size_t i = 1; i < reply->elements; i++) {
-        const redisReply *e = reply->element[i];
-        if (e->type != REDIS_REPLY_STRING)
-            continue;
-        if (n++)
-            rtmd_buf_append_byte(&joined, ',');
-        rtmd_buf_append(&joined, e->str, e->len);
+    struct rtmd_event_batch b = {0, RTMD_STR_NULL, 0};
+    if (status == 0) {
+        rs->stats.events_dropped[p->region][p->kind] += (uint64_t)dropped;
+        if (p->after) {
+            status = numbered_events(reply, &joined, &b);
+        } else {
+            for (size_t i = 1; i < reply->elements; i++) {
+                const redisReply *e = reply->element[i];
+                if (e->type != REDIS_REPLY_STRING)
+                    continue;
+                if (b.n++)
+                    rtmd_buf_append_byte(&joined, ',');
+                rtmd_buf_append(&joined, e->str, e->len);
+            }
+        }
     }
-    struct rtmd_event_batch b = {n, rtmd_str_make(joined.data ? joined.data : "", joined.len)};
-    p->cb(p->arg, 0, &b);
+    b.joined = rtmd_str_make(joined.data ? joined.data : "", joined.len);
+    p->cb(p->arg, status, status < 0 ? NULL : &b);
     rtmd_buf_free(&joined);
     free(p);
     rtmd_redis_call_done(rs);
 }
 
 static int redis_pull(struct rtmd_store *base, const struct rtmd_app *app,
-                      enum rtmd_evlog_kind kind, uint32_t region, uint32_t max,
+                      enum rtmd_evlog_kind kind, uint32_t region, uint32_t max, uint64_t after,
                       rtmd_store_pull_cb cb, void *arg)
 {
     struct redis_store *rs = from_base(base);
@@ -654,19 +684,21 @@ static int redis_pull(struct rtmd_store *base, const struct rtmd_app *app,
     if (rs->closing)
         return RTMD_ECLOSED;
     if (!a || !cb || max == 0 || region >= rs->cfg->n_regions ||
-        (kind != RTMD_EVLOG_USER && kind != RTMD_EVLOG_CHANNEL))
+        (kind != RTMD_EVLOG_USER && kind != RTMD_EVLOG_CHANNEL) ||
+        (after != RTMD_PULL_DRAIN && after > RTMD_PULL_AFTER_MAX))
         return -EINVAL;
-    char smax[16], dl[24];
+    char smax[16], dl[24], safter[24] = "";
     snprintf(smax, sizeof(smax), "%u", max);
     /* The deadline on Redis's clock: run later, the script does nothing. */
     snprintf(dl, sizeof(dl), "%lld", (long long)((int64_t)rtmd_redis_deadline(rs) + rs->offset_ms));
+    if (after != RTMD_PULL_DRAIN)
+        snprintf(safter, sizeof(safter), "%llu", (unsigned long long)after);
     struct rtmd_str key = rtmd_redis_app_key(a);
-    struct rtmd_str args[] = {
-        kind == RTMD_EVLOG_USER ? RTMD_STR_LIT("u") : RTMD_STR_LIT("c"),
-        rtmd_str_cstr(rs->cfg->regions[region]), rtmd_str_cstr(smax), rtmd_str_cstr(dl),
-        rs->cfg->bench_pull_keeps_events ? RTMD_STR_LIT("1") : RTMD_STR_LIT("0")};
+    struct rtmd_str args[] = {kind == RTMD_EVLOG_USER ? RTMD_STR_LIT("u") : RTMD_STR_LIT("c"),
+                              rtmd_str_cstr(rs->cfg->regions[region]), rtmd_str_cstr(smax),
+                              rtmd_str_cstr(dl), rtmd_str_cstr(safter)};
     struct pull_call *p = rtmd_malloc(sizeof(*p));
-    *p = (struct pull_call){rs, cb, arg, region, kind};
+    *p = (struct pull_call){rs, cb, arg, region, kind, after != RTMD_PULL_DRAIN};
     int r = rtmd_redis_script(rs, RTMD_LUA_PULL, &key, 1, args, RTMD_ARRAY_SIZE(args),
                               on_pull_reply, p);
     if (r < 0)

@@ -11,15 +11,21 @@
     "-- retain (events_retain) and sess. Events overwritten unread are counted per region (the\n"  \
     "-- regions every node serves, in P regions) when they are overwritten, and the region's "     \
     "read\n"                                                                                       \
-    "-- count moves past them; drops holds the counts for the caller.\n"                           \
+    "-- count moves past them; drops holds the counts for the caller. Each event's session_id\n"   \
+    "-- (\"NODE|SESSION\") goes to the parallel list P es:KIND, trimmed alike: the i-th newest\n"  \
+    "-- element of es is that of the i-th newest event.\n"                                         \
     "local regions, drops = nil, {}\n"                                                             \
-    "local function ev(kind, json)\n"                                                              \
+    "local function ev(kind, json, sid)\n"                                                         \
     "  local s = p .. 'ev:' .. kind\n"                                                             \
     "  local len = redis.call('RPUSH', s, json)\n"                                                 \
     "  local keep = tonumber(retain)\n"                                                            \
     "  if len > keep then\n"                                                                       \
     "    redis.call('LTRIM', s, len - keep, -1)\n"                                                 \
     "    len = keep\n"                                                                             \
+    "  end\n"                                                                                      \
+    "  local sl = redis.call('RPUSH', p .. 'es:' .. kind, sid)\n"                                  \
+    "  if sl > keep then\n"                                                                        \
+    "    redis.call('LTRIM', p .. 'es:' .. kind, sl - keep, -1)\n"                                 \
     "  end\n"                                                                                      \
     "  local first = redis.call('HINCRBY', p .. 'evn', kind, 1) - len\n"                           \
     "  if first > 0 then\n"                                                                        \
@@ -35,14 +41,15 @@
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
-    "local function user_ev(t, uid, ms)\n"                                                         \
+    "local function user_ev(t, uid, ms, sid)\n"                                                    \
     "  ev('u', '{\"ms\":' .. ms .. ',\"ts\":' .. ms .. ',\"type\":\"' .. t .. "                    \
-    "'\",\"user_id\":\"' .. uid .. '\"}')\n"                                                       \
+    "'\",\"user_id\":\"' .. uid .. '\"}',\n"                                                       \
+    "     sid)\n"                                                                                  \
     "end\n"                                                                                        \
-    "local function chan_ev(t, uid, ch, ms)\n"                                                     \
+    "local function chan_ev(t, uid, ch, ms, sid)\n"                                                \
     "  ev('c', '{\"channel_id\":\"' .. ch .. '\",\"group_id\":\"' .. ch .. '\",\"ms\":' .. ms .. " \
     "',\"ts\":' ..\n"                                                                              \
-    "     ms .. ',\"type\":\"' .. t .. '\",\"user_id\":\"' .. uid .. '\"}')\n"                     \
+    "     ms .. ',\"type\":\"' .. t .. '\",\"user_id\":\"' .. uid .. '\"}', sid)\n"                \
     "end\n"                                                                                        \
     "-- Ends uid's session (owned by `owner`, \"NODE|SESSION\"): a Leave per channel, then the\n"  \
     "-- Logout. Returns the owner's node.\n"                                                       \
@@ -51,11 +58,11 @@
     "  local chans = redis.call('SMEMBERS', p .. 'sch:' .. uid)\n"                                 \
     "  table.sort(chans)\n"                                                                        \
     "  for _, ch in ipairs(chans) do\n"                                                            \
-    "    chan_ev('Leave', uid, ch, ms)\n"                                                          \
+    "    chan_ev('Leave', uid, ch, ms, owner)\n"                                                   \
     "    redis.call('HDEL', p .. 'ch:' .. ch, uid)\n"                                              \
     "  end\n"                                                                                      \
     "  redis.call('DEL', p .. 'sch:' .. uid)\n"                                                    \
-    "  user_ev('Logout', uid, ms)\n"                                                               \
+    "  user_ev('Logout', uid, ms, owner)\n"                                                        \
     "  redis.call('HDEL', sess, uid)\n"                                                            \
     "  redis.call('SREM', p .. 'node:' .. onode, uid)\n"                                           \
     "  return onode\n"                                                                             \
@@ -95,20 +102,20 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "      end\n"
         "      redis.call('HSET', sess, uid, me)\n"
         "      redis.call('SADD', p .. 'node:' .. node, uid)\n"
-        "      user_ev('Login', uid, ms)\n"
+        "      user_ev('Login', uid, ms, me)\n"
         "      done = 1\n"
         "    end\n"
         "  elseif owner == me then\n"
         "    if t == 'J' then\n"
         "      if redis.call('SADD', p .. 'sch:' .. uid, ch) == 1 then\n"
         "        redis.call('HSET', p .. 'ch:' .. ch, uid, node)\n"
-        "        chan_ev('Join', uid, ch, ms)\n"
+        "        chan_ev('Join', uid, ch, ms, me)\n"
         "        done = 1\n"
         "      end\n"
         "    elseif t == 'L' then\n"
         "      if redis.call('SREM', p .. 'sch:' .. uid, ch) == 1 then\n"
         "        redis.call('HDEL', p .. 'ch:' .. ch, uid)\n"
-        "        chan_ev('Leave', uid, ch, ms)\n"
+        "        chan_ev('Leave', uid, ch, ms, me)\n"
         "        done = 1\n"
         "      end\n"
         "    else\n"
@@ -126,23 +133,33 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "end\n"
         "return out\n",
     [RTMD_LUA_PULL] =
-        "-- pull: the oldest events of one log the region has not read, marked read for it.\n"
+        "-- pull: the oldest events of one log the region has not read, marked read for it; or,\n"
+        "-- with after, those numbered above after, not marked (a lossless read).\n"
         "-- KEYS[1]: prefix \"rtmd:{APPID}:\"; ARGV: kind (u|c), region, max, deadline (Redis "
         "ms),\n"
-        "-- keep (1: bench_pull_keeps_events, the cursor is written back unchanged)\n"
+        "-- after ('' for a draining pull). Event i (0-based) of the log is numbered first + i + "
+        "1.\n"
         "-- Returns {-1} when run after its deadline (nothing read: the caller answered 408 "
         "already),\n"
-        "-- else {dropped, json...}.\n"
+        "-- {-2} when after is above the newest event's number (nothing done); else, draining,\n"
+        "-- {dropped, json...}; with after, {dropped, numbers above after that retention removed,\n"
+        "-- the first event's number, n, n json, n session_ids}. dropped: events the region had "
+        "not\n"
+        "-- read that retention removed (counted now).\n"
         "local p, kind, region, max, deadline = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), "
         "tonumber(ARGV[4])\n"
-        "local keep = ARGV[5] == '1'\n"
+        "local after = ARGV[5] ~= '' and tonumber(ARGV[5]) or nil\n"
         "local t = redis.call('TIME')\n"
         "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then\n"
         "  return {-1}\n"
         "end\n"
         "local log = p .. 'ev:' .. kind\n"
         "local added = tonumber(redis.call('HGET', p .. 'evn', kind) or '0')\n"
-        "local first = added - redis.call('LLEN', log)\n"
+        "if after and after > added then\n"
+        "  return {-2}\n"
+        "end\n"
+        "local len = redis.call('LLEN', log)\n"
+        "local first = added - len\n"
         "local rk = region .. ':' .. kind\n"
         "local read = tonumber(redis.call('HGET', p .. 'cur', rk .. ':n') or '0')\n"
         "local dropped = 0\n"
@@ -151,14 +168,33 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "  read = first\n"
         "  redis.call('HINCRBY', p .. 'drop', rk, dropped)\n"
         "end\n"
+        "if after then\n"
+        "  local from = math.max(after, first)\n"
+        "  local out = redis.call('LRANGE', log, from - first, from - first + max - 1)\n"
+        "  local n = #out\n"
+        "  -- es may be shorter (events recorded before it existed): aligned at the newest end\n"
+        "  local a = from - first - (len - redis.call('LLEN', p .. 'es:' .. kind))\n"
+        "  local sids = {}\n"
+        "  if n > 0 and a + n - 1 >= 0 then\n"
+        "    sids = redis.call('LRANGE', p .. 'es:' .. kind, math.max(a, 0), a + n - 1)\n"
+        "  end\n"
+        "  local pad = a < 0 and math.min(-a, n) or 0\n"
+        "  local res = {dropped, math.max(first - after, 0), from + 1, n}\n"
+        "  for i = 1, n do\n"
+        "    res[4 + i] = out[i]\n"
+        "    res[4 + n + i] = (i > pad and sids[i - pad]) or ''\n"
+        "  end\n"
+        "  if after > read or dropped > 0 then\n"
+        "    redis.call('HSET', p .. 'cur', rk .. ':n', math.max(after, read))\n"
+        "  end\n"
+        "  return res\n"
+        "end\n"
         "-- The log's element i (0-based) is event first + i: LRANGE's table is the answer as it\n"
         "-- is (one table of strings; a stream's entries cost three tables each to convert).\n"
         "local out = redis.call('LRANGE', log, read - first, read - first + max - 1)\n"
         "local n = #out\n"
         "table.insert(out, 1, dropped)\n"
-        "if n > 0 and keep then\n"
-        "  redis.call('HSET', p .. 'cur', rk .. ':n', read)\n"
-        "elseif n > 0 or dropped > 0 then\n"
+        "if n > 0 or dropped > 0 then\n"
         "  redis.call('HSET', p .. 'cur', rk .. ':n', read + n)\n"
         "end\n"
         "return out\n",

@@ -6,8 +6,10 @@
  * Keys of an app A (P = "rtmd:{A}:"):
  *   P ev:u, P ev:c    Lists: the user and channel event logs, each element
  *                     an event's JSON, trimmed to the newest events_retain
+ *   P es:u, P es:c    Lists: each event's session_id ("NODE|SESSION"), in
+ *                     step with ev (the i-th newest of each go together)
  *   P evn             hash u|c → events ever added: element i of a log is
- *                     event evn - LLEN + i
+ *                     event evn - LLEN + i (0-based; its number, seq, is one more)
  *   P cur             hash REGION:u|c:n → events the region has read
  *   P drop            hash REGION:u|c → events dropped unread
  *   P sess            hash uid → "NODE|SESSION": who holds uid's session
@@ -56,7 +58,7 @@
 
 enum rtmd_redis_script {
     RTMD_LUA_PRESENCE,   /* KEYS P; ARGV node, retain, n, n × (type, uid, channel, ms, session) */
-    RTMD_LUA_PULL,       /* KEYS P; ARGV u|c, region, max, deadline (Redis ms) */
+    RTMD_LUA_PULL,       /* KEYS P; ARGV u|c, region, max, deadline (Redis ms), after|'' */
     RTMD_LUA_RATE,       /* KEYS P; ARGV bucket, qps */
     RTMD_LUA_END_NODE,   /* KEYS P; ARGV node, ms, retain, session id limit */
     RTMD_LUA_BEAT,       /* KEYS hb, reaped; ARGV node, node_timeout_ms */

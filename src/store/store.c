@@ -60,3 +60,51 @@ int rtmd_event_format(struct rtmd_buf *out, const struct rtmd_presence_op *op)
         out->len = start;
     return rc;
 }
+
+/* Offset of the first ,"ts": in json, or len when there is none. */
+static size_t ts_offset(struct rtmd_str json)
+{
+    static const char ts[] = ",\"ts\":";
+    size_t klen = sizeof(ts) - 1;
+    for (size_t i = 0; i + klen <= json.len; i++) {
+        const char *c = memchr(json.p + i, ',', json.len - klen + 1 - i);
+        if (!c)
+            break;
+        i = (size_t)(c - json.p);
+        if (memcmp(c, ts, klen) == 0)
+            return i;
+    }
+    return json.len;
+}
+
+int rtmd_event_numbered(struct rtmd_buf *out, struct rtmd_str json, uint64_t seq,
+                        struct rtmd_str session)
+{
+    /* IDs hold no '"' (core/ids.h), so the first ,"ts": is the key; without
+     * one (not an event of ours), the fields go before the closing brace. */
+    size_t head = ts_offset(json);
+    if (head == json.len && json.len > 0)
+        head = json.len - 1;
+    char num[24];
+    int k = snprintf(num, sizeof(num), "%llu", (unsigned long long)seq);
+    size_t start = out->len;
+    int rc = rtmd_buf_reserve(out, json.len + session.len + (size_t)k + 32);
+    if (rc < 0)
+        return rc;
+    rtmd_buf_append(out, json.p, head);
+    rtmd_buf_append(out, ",\"seq\":", 7);
+    rtmd_buf_append(out, num, (size_t)k);
+    rtmd_buf_append(out, ",\"session_id\":\"", 15);
+    rtmd_buf_append(out, session.p, session.len);
+    rtmd_buf_append_byte(out, '"');
+    rc = rtmd_buf_append(out, json.p + head, json.len - head);
+    if (rc < 0)
+        out->len = start;
+    return rc < 0 ? rc : 0;
+}
+
+size_t rtmd_event_session(char *out, const char *node, uint64_t session)
+{
+    int k = snprintf(out, RTMD_SESSION_ID_MAX, "%s|%llu", node, (unsigned long long)session);
+    return k < 0 ? 0 : RTMD_MIN((size_t)k, (size_t)RTMD_SESSION_ID_MAX - 1);
+}
