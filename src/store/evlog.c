@@ -12,6 +12,7 @@ struct rtmd_evrec *rtmd_evrec_new(uint64_t seq, const char *json, size_t len,
     r->seq = seq;
     r->end = 0;
     r->session_len = (uint32_t)session.len;
+    r->ts_at = (uint32_t)rtmd_event_ts_offset(rtmd_str_make(json, len));
     memcpy(r->json, json, len);
     r->json[len] = '\0';
     if (session.len)
@@ -179,16 +180,27 @@ size_t rtmd_evlog_copy_after(const struct rtmd_evlog *l, uint64_t after, uint32_
 {
     uint32_t first = first_after(l, after);
     uint32_t n = RTMD_MIN(l->count - first, max);
-    size_t start = out->len;
+    if (n == 0)
+        return 0;
+    /* One reservation: the JSON from the running sums, then at most the
+     * fields and a whole session_id per record. */
+    const struct rtmd_evrec *a = at(l, first), *z = at(l, first + n - 1);
+    size_t room = (size_t)(z->end - a->end) + a->len + 1 +
+                  (size_t)n * (RTMD_EVENT_NUMBERED_EXTRA + RTMD_SESSION_ID_MAX);
+    if (rtmd_buf_reserve(out, room) < 0)
+        return 0;
+    char *o = out->data + out->len;
     for (uint32_t i = 0; i < n; i++) {
         const struct rtmd_evrec *r = at(l, first + i);
-        if ((i > 0 && rtmd_buf_append_byte(out, ',') < 0) ||
-            rtmd_event_numbered(out, rtmd_evrec_str(r), r->seq, rtmd_evrec_session(r)) != 0) {
-            out->len = start;
-            return 0;
-        }
-        *last_seq = r->seq;
+        *o = ',';
+        o += i > 0;
+        struct rtmd_str session = rtmd_evrec_session(r);
+        if (session.len > RTMD_SESSION_ID_MAX)
+            session.len = RTMD_SESSION_ID_MAX; /* cannot happen: made by rtmd_event_session */
+        o = rtmd_event_numbered_put(o, rtmd_evrec_str(r), r->ts_at, r->seq, session);
     }
+    out->len = (size_t)(o - out->data);
+    *last_seq = z->seq;
     return n;
 }
 

@@ -38,6 +38,7 @@ struct rtmd_evrec {
     uint64_t seq;
     uint64_t end;         /* the log's rtmd_evlog.bytes once this record was put */
     uint32_t session_len; /* bytes of the session_id, after the json's NUL */
+    uint32_t ts_at;       /* rtmd_event_ts_offset() of the json (the numbered form) */
     char json[];          /* len bytes, a NUL, then session_len bytes of session_id */
 };
 

@@ -12,22 +12,23 @@
     "-- regions every node serves, in P regions) when they are overwritten, and the region's "     \
     "read\n"                                                                                       \
     "-- count moves past them; drops holds the counts for the caller. Each event's session_id\n"   \
-    "-- (\"NODE|SESSION\") goes to the parallel list P es:KIND, trimmed alike: the i-th newest\n"  \
-    "-- element of es is that of the i-th newest event.\n"                                         \
+    "-- (\"NODE|SESSION\") goes to the hash P es:KIND under the event's number, removed with "     \
+    "it.\n"                                                                                        \
     "local regions, drops = nil, {}\n"                                                             \
     "local function ev(kind, json, sid)\n"                                                         \
-    "  local s = p .. 'ev:' .. kind\n"                                                             \
+    "  local s, es = p .. 'ev:' .. kind, p .. 'es:' .. kind\n"                                     \
     "  local len = redis.call('RPUSH', s, json)\n"                                                 \
     "  local keep = tonumber(retain)\n"                                                            \
+    "  local num = redis.call('HINCRBY', p .. 'evn', kind, 1)\n"                                   \
+    "  redis.call('HSET', es, num, sid)\n"                                                         \
     "  if len > keep then\n"                                                                       \
     "    redis.call('LTRIM', s, len - keep, -1)\n"                                                 \
+    "    for k = num - len + 1, num - keep do\n"                                                   \
+    "      redis.call('HDEL', es, k)\n"                                                            \
+    "    end\n"                                                                                    \
     "    len = keep\n"                                                                             \
     "  end\n"                                                                                      \
-    "  local sl = redis.call('RPUSH', p .. 'es:' .. kind, sid)\n"                                  \
-    "  if sl > keep then\n"                                                                        \
-    "    redis.call('LTRIM', p .. 'es:' .. kind, sl - keep, -1)\n"                                 \
-    "  end\n"                                                                                      \
-    "  local first = redis.call('HINCRBY', p .. 'evn', kind, 1) - len\n"                           \
+    "  local first = num - len\n"                                                                  \
     "  if first > 0 then\n"                                                                        \
     "    regions = regions or redis.call('SMEMBERS', p .. 'regions')\n"                            \
     "    for _, r in ipairs(regions) do\n"                                                         \
@@ -158,8 +159,7 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "if after and after > added then\n"
         "  return {-2}\n"
         "end\n"
-        "local len = redis.call('LLEN', log)\n"
-        "local first = added - len\n"
+        "local first = added - redis.call('LLEN', log)\n"
         "local rk = region .. ':' .. kind\n"
         "local read = tonumber(redis.call('HGET', p .. 'cur', rk .. ':n') or '0')\n"
         "local dropped = 0\n"
@@ -172,17 +172,22 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "  local from = math.max(after, first)\n"
         "  local out = redis.call('LRANGE', log, from - first, from - first + max - 1)\n"
         "  local n = #out\n"
-        "  -- es may be shorter (events recorded before it existed): aligned at the newest end\n"
-        "  local a = from - first - (len - redis.call('LLEN', p .. 'es:' .. kind))\n"
-        "  local sids = {}\n"
-        "  if n > 0 and a + n - 1 >= 0 then\n"
-        "    sids = redis.call('LRANGE', p .. 'es:' .. kind, math.max(a, 0), a + n - 1)\n"
-        "  end\n"
-        "  local pad = a < 0 and math.min(-a, n) or 0\n"
         "  local res = {dropped, math.max(first - after, 0), from + 1, n}\n"
         "  for i = 1, n do\n"
         "    res[4 + i] = out[i]\n"
-        "    res[4 + n + i] = (i > pad and sids[i - pad]) or ''\n"
+        "  end\n"
+        "  -- the session_ids, by number ('' for events recorded before rtmd kept them)\n"
+        "  local i = 0\n"
+        "  while i < n do\n"
+        "    local k, nums = math.min(n - i, 500), {}\n"
+        "    for j = 1, k do\n"
+        "      nums[j] = from + i + j\n"
+        "    end\n"
+        "    local v = redis.call('HMGET', p .. 'es:' .. kind, unpack(nums))\n"
+        "    for j = 1, k do\n"
+        "      res[4 + n + i + j] = v[j] or ''\n"
+        "    end\n"
+        "    i = i + k\n"
         "  end\n"
         "  if after > read or dropped > 0 then\n"
         "    redis.call('HSET', p .. 'cur', rk .. ':n', math.max(after, read))\n"

@@ -6,8 +6,8 @@
  * Keys of an app A (P = "rtmd:{A}:"):
  *   P ev:u, P ev:c    Lists: the user and channel event logs, each element
  *                     an event's JSON, trimmed to the newest events_retain
- *   P es:u, P es:c    Lists: each event's session_id ("NODE|SESSION"), in
- *                     step with ev (the i-th newest of each go together)
+ *   P es:u, P es:c    hash: event number → its session_id ("NODE|SESSION"),
+ *                     removed when the event is trimmed
  *   P evn             hash u|c → events ever added: element i of a log is
  *                     event evn - LLEN + i (0-based; its number, seq, is one more)
  *   P cur             hash REGION:u|c:n → events the region has read

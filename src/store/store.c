@@ -61,8 +61,7 @@ int rtmd_event_format(struct rtmd_buf *out, const struct rtmd_presence_op *op)
     return rc;
 }
 
-/* Offset of the first ,"ts": in json, or len when there is none. */
-static size_t ts_offset(struct rtmd_str json)
+size_t rtmd_event_ts_offset(struct rtmd_str json)
 {
     static const char ts[] = ",\"ts\":";
     size_t klen = sizeof(ts) - 1;
@@ -74,33 +73,38 @@ static size_t ts_offset(struct rtmd_str json)
         if (memcmp(c, ts, klen) == 0)
             return i;
     }
-    return json.len;
+    /* Not an event of ours: the fields go before the closing brace. */
+    return json.len ? json.len - 1 : 0;
+}
+
+char *rtmd_event_numbered_put(char *o, struct rtmd_str json, size_t ts_at, uint64_t seq,
+                              struct rtmd_str session)
+{
+    memcpy(o, json.p, ts_at);
+    o += ts_at;
+    memcpy(o, ",\"seq\":", 7);
+    o += 7;
+    o += rtmd_u64_to_dec(seq, o);
+    memcpy(o, ",\"session_id\":\"", 15);
+    o += 15;
+    if (session.len)
+        memcpy(o, session.p, session.len);
+    o += session.len;
+    *o++ = '"';
+    memcpy(o, json.p + ts_at, json.len - ts_at);
+    return o + json.len - ts_at;
 }
 
 int rtmd_event_numbered(struct rtmd_buf *out, struct rtmd_str json, uint64_t seq,
                         struct rtmd_str session)
 {
-    /* IDs hold no '"' (core/ids.h), so the first ,"ts": is the key; without
-     * one (not an event of ours), the fields go before the closing brace. */
-    size_t head = ts_offset(json);
-    if (head == json.len && json.len > 0)
-        head = json.len - 1;
-    char num[24];
-    int k = snprintf(num, sizeof(num), "%llu", (unsigned long long)seq);
-    size_t start = out->len;
-    int rc = rtmd_buf_reserve(out, json.len + session.len + (size_t)k + 32);
+    int rc = rtmd_buf_reserve(out, json.len + session.len + RTMD_EVENT_NUMBERED_EXTRA);
     if (rc < 0)
         return rc;
-    rtmd_buf_append(out, json.p, head);
-    rtmd_buf_append(out, ",\"seq\":", 7);
-    rtmd_buf_append(out, num, (size_t)k);
-    rtmd_buf_append(out, ",\"session_id\":\"", 15);
-    rtmd_buf_append(out, session.p, session.len);
-    rtmd_buf_append_byte(out, '"');
-    rc = rtmd_buf_append(out, json.p + head, json.len - head);
-    if (rc < 0)
-        out->len = start;
-    return rc < 0 ? rc : 0;
+    char *end = rtmd_event_numbered_put(out->data + out->len, json, rtmd_event_ts_offset(json), seq,
+                                        session);
+    out->len = (size_t)(end - out->data);
+    return 0;
 }
 
 size_t rtmd_event_session(char *out, const char *node, uint64_t session)

@@ -462,6 +462,16 @@ int rtmd_event_format(struct rtmd_buf *out, const struct rtmd_presence_op *op);
  */
 int rtmd_event_numbered(struct rtmd_buf *out, struct rtmd_str json, uint64_t seq,
                         struct rtmd_str session);
+/* Bytes the numbered form adds to an event, besides its session_id. */
+#define RTMD_EVENT_NUMBERED_EXTRA 48
+/* Where the fields go in json: the offset of its ,"ts": (before the
+ * closing brace without one). */
+size_t rtmd_event_ts_offset(struct rtmd_str json);
+/* Writes the numbered form at o, which has room for json.len +
+ * session.len + RTMD_EVENT_NUMBERED_EXTRA bytes; ts_at from
+ * rtmd_event_ts_offset(). Returns the end of what it wrote. */
+char *rtmd_event_numbered_put(char *o, struct rtmd_str json, size_t ts_at, uint64_t seq,
+                              struct rtmd_str session);
 /* Bytes of a session_id at most: a node id, '|', a 20-digit number. */
 #define RTMD_SESSION_ID_MAX 64
 /* Writes "NODE|NUMBER" (NUL-terminated) into out (RTMD_SESSION_ID_MAX
