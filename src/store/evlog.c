@@ -11,6 +11,8 @@ struct rtmd_evrec *rtmd_evrec_new(uint64_t seq, const char *json, size_t len,
     r->len = (uint32_t)len;
     r->seq = seq;
     r->end = 0;
+    r->numbered = NULL;
+    r->numbered_len = 0;
     r->session_len = (uint32_t)session.len;
     r->ts_at = (uint32_t)rtmd_event_ts_offset(rtmd_str_make(json, len));
     memcpy(r->json, json, len);
@@ -22,8 +24,10 @@ struct rtmd_evrec *rtmd_evrec_new(uint64_t seq, const char *json, size_t len,
 
 void rtmd_evrec_release(struct rtmd_evrec *r)
 {
-    if (r && --r->refs == 0)
+    if (r && --r->refs == 0) {
+        rtmd_free(r->numbered);
         rtmd_free(r);
+    }
 }
 
 void rtmd_evlog_init(struct rtmd_evlog *l, uint32_t retain, uint32_t n_regions)
@@ -175,32 +179,46 @@ size_t rtmd_evlog_copy(const struct rtmd_evlog *l, uint32_t region, uint32_t max
     return n;
 }
 
-size_t rtmd_evlog_copy_after(const struct rtmd_evlog *l, uint64_t after, uint32_t max,
+/* r's numbered form, made (and kept) at its first lossless read. */
+static struct rtmd_str numbered(struct rtmd_evrec *r)
+{
+    if (!r->numbered) {
+        struct rtmd_str session = rtmd_evrec_session(r);
+        char *p = rtmd_malloc(r->len + session.len + RTMD_EVENT_NUMBERED_EXTRA);
+        char *end = rtmd_event_numbered_put(p, rtmd_evrec_str(r), r->ts_at, r->seq, session);
+        r->numbered = p;
+        r->numbered_len = (uint32_t)(end - p);
+    }
+    return rtmd_str_make(r->numbered, r->numbered_len);
+}
+
+size_t rtmd_evlog_copy_after(struct rtmd_evlog *l, uint64_t after, uint32_t max,
                              struct rtmd_buf *out, uint64_t *last_seq)
 {
     uint32_t first = first_after(l, after);
     uint32_t n = RTMD_MIN(l->count - first, max);
     if (n == 0)
         return 0;
-    /* One reservation: the JSON from the running sums, then at most the
-     * fields and a whole session_id per record. */
-    const struct rtmd_evrec *a = at(l, first), *z = at(l, first + n - 1);
-    size_t room = (size_t)(z->end - a->end) + a->len + 1 +
-                  (size_t)n * (RTMD_EVENT_NUMBERED_EXTRA + RTMD_SESSION_ID_MAX);
+    size_t room = 0;
+    uint32_t slot = (l->head + first) % l->cap;
+    for (uint32_t i = 0; i < n; i++) {
+        room += numbered(l->ring[slot]).len + 1;
+        slot = slot + 1 == l->cap ? 0 : slot + 1;
+    }
     if (rtmd_buf_reserve(out, room) < 0)
         return 0;
     char *o = out->data + out->len;
+    slot = (l->head + first) % l->cap;
     for (uint32_t i = 0; i < n; i++) {
-        const struct rtmd_evrec *r = at(l, first + i);
+        const struct rtmd_evrec *r = l->ring[slot];
+        slot = slot + 1 == l->cap ? 0 : slot + 1;
         *o = ',';
         o += i > 0;
-        struct rtmd_str session = rtmd_evrec_session(r);
-        if (session.len > RTMD_SESSION_ID_MAX)
-            session.len = RTMD_SESSION_ID_MAX; /* cannot happen: made by rtmd_event_session */
-        o = rtmd_event_numbered_put(o, rtmd_evrec_str(r), r->ts_at, r->seq, session);
+        memcpy(o, r->numbered, r->numbered_len);
+        o += r->numbered_len;
     }
     out->len = (size_t)(o - out->data);
-    *last_seq = z->seq;
+    *last_seq = at(l, first + n - 1)->seq;
     return n;
 }
 

@@ -39,7 +39,9 @@ struct rtmd_evrec {
     uint64_t end;         /* the log's rtmd_evlog.bytes once this record was put */
     uint32_t session_len; /* bytes of the session_id, after the json's NUL */
     uint32_t ts_at;       /* rtmd_event_ts_offset() of the json (the numbered form) */
-    char json[];          /* len bytes, a NUL, then session_len bytes of session_id */
+    uint32_t numbered_len;
+    char *numbered; /* the numbered form, made at the record's first lossless read */
+    char json[];    /* len bytes, a NUL, then session_len bytes of session_id */
 };
 
 /* A new record holding a copy of json and of session (the event's
@@ -120,9 +122,11 @@ size_t rtmd_evlog_copy(const struct rtmd_evlog *l, uint32_t region, uint32_t max
  * after, in their numbered form (rtmd_event_numbered), joined by commas;
  * returns how many and sets *last_seq to the seq of the last one. Region
  * positions are not read or moved. Nothing is appended when out's bound
- * would be passed (0).
+ * would be passed (0). Each record keeps its numbered form once made (a
+ * log read this way holds its events twice; repeated reads cost one copy
+ * per event, as a draining pull does).
  */
-size_t rtmd_evlog_copy_after(const struct rtmd_evlog *l, uint64_t after, uint32_t max,
+size_t rtmd_evlog_copy_after(struct rtmd_evlog *l, uint64_t after, uint32_t max,
                              struct rtmd_buf *out, uint64_t *last_seq);
 /* Numbers above after that retention removed (trimmed_seq - after, or 0):
  * the events a read from after can no longer return. Counts numbers, so a
