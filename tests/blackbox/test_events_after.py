@@ -261,3 +261,31 @@ def test_after_on_two_redis_nodes_of_one_region(make_rtmd, redis_server):
     assert after(a, ev[1]["seq"])["events"] == after(b, ev[1]["seq"])["events"] == ev[2:]
     st, _, body = after_raw(b, ev[-1]["seq"] + 1)
     assert st == 400, body
+
+
+def test_after_on_redis_events_without_a_session_id_and_trimmed_ones(make_rtmd, redis_server):
+    """Events an older rtmd recorded (no session_id kept) answer "", and the session_ids of
+    events retention removed are removed with them."""
+    a = node(make_rtmd, redis_server, "na")
+    logins(a, ["alice", "bob"])
+    ev = wait_events(a, 4)
+    key = "rtmd:{%s}:es:u" % APP
+    assert redis_server.command("HLEN", key) == 4
+    assert redis_server.command("HDEL", key, str(ev[0]["seq"]), str(ev[1]["seq"])) == 2
+    again = after(a, 0)["events"]
+    assert [e["session_id"] for e in again] == ["", "", ev[2]["session_id"], ev[3]["session_id"]]
+    assert [e["seq"] for e in again] == seqs(ev)
+
+
+def test_after_on_redis_trims_session_ids_with_the_events(make_rtmd, redis_server):
+    st = {"backend": "redis", "redis_url": redis_server.url, "redis_timeout_ms": 500,
+          "node_timeout_s": 2}
+    a = make_rtmd(name="na", store=st, server={"node_id": "na"},
+                  limits=dict(FAST, events_retain=3, events_max_pull=3))
+    logins(a, ["u%d" % i for i in range(4)])
+    wait_until(lambda: after(a, 0)["events"][-1]["user_id"] == "u3", 10, what="u3's events")
+    key = "rtmd:{%s}:es:u" % APP
+    assert redis_server.command("HLEN", key) == 3
+    d = after(a, 0)
+    assert seqs(d["events"]) == [6, 7, 8] and d["dropped"] == 5
+    assert all(e["session_id"].startswith("na|") for e in d["events"])
