@@ -611,24 +611,61 @@ struct pull_call {
     bool after; /* a lossless read: the reply is numbered */
 };
 
+/* The next line of *rest (up to a newline or the end); moves *rest past it. */
+static struct rtmd_str next_line(struct rtmd_str *rest)
+{
+    const char *nl = memchr(rest->p, '\n', rest->len);
+    size_t len = nl ? (size_t)(nl - rest->p) : rest->len;
+    struct rtmd_str line = rtmd_str_make(rest->p, len);
+    rest->p += nl ? len + 1 : len;
+    rest->len -= nl ? len + 1 : len;
+    return line;
+}
+
+/* The next es entry "NUMBER:SESSION_ID" of *rest numbered seq, or "" (none:
+ * the event was recorded by an rtmd that kept no session_ids). Entries come
+ * in increasing number; those below seq are skipped. */
+static struct rtmd_str session_of(struct rtmd_str *rest, uint64_t seq)
+{
+    while (rest->len > 0) {
+        struct rtmd_str save = *rest, e = next_line(rest);
+        const char *colon = memchr(e.p, ':', e.len);
+        uint64_t num;
+        if (!colon ||
+            rtmd_str_to_u64(rtmd_str_make(e.p, (size_t)(colon - e.p)), UINT64_MAX, &num) != 0)
+            continue;
+        if (num == seq)
+            return rtmd_str_make(colon + 1, e.len - (size_t)(colon - e.p) - 1);
+        if (num > seq) {
+            *rest = save; /* a later event's */
+            break;
+        }
+    }
+    return RTMD_STR_LIT("");
+}
+
 /* A lossless read's reply after its first element: {numbers dropped, first
- * number, n, n json, n session_ids}; the events in their numbered form. */
+ * number, n, the n events' JSON joined by newlines, the es entries
+ * "NUMBER:SESSION_ID" joined alike}; the events in their numbered form. */
 static int numbered_events(const redisReply *reply, struct rtmd_buf *joined,
                            struct rtmd_event_batch *b)
 {
     long long dropped, first, n;
-    if (reply->elements < 4 || !rtmd_redis_reply_int(reply->element[1], &dropped) ||
+    if (reply->elements != 6 || !rtmd_redis_reply_int(reply->element[1], &dropped) ||
         !rtmd_redis_reply_int(reply->element[2], &first) ||
         !rtmd_redis_reply_int(reply->element[3], &n) || dropped < 0 || first < 1 || n < 0 ||
-        (size_t)n > (reply->elements - 4) / 2)
+        reply->element[4]->type != REDIS_REPLY_STRING ||
+        reply->element[5]->type != REDIS_REPLY_STRING)
         return RTMD_ESTORE;
+    struct rtmd_str events = rtmd_str_make(reply->element[4]->str, reply->element[4]->len);
+    struct rtmd_str sids = rtmd_str_make(reply->element[5]->str, reply->element[5]->len);
     for (size_t i = 0; i < (size_t)n; i++) {
-        const redisReply *e = reply->element[4 + i], *sid = reply->element[4 + (size_t)n + i];
-        if (e->type != REDIS_REPLY_STRING || sid->type != REDIS_REPLY_STRING)
-            return RTMD_ESTORE;
+        if (events.len == 0)
+            return RTMD_ESTORE; /* fewer events than n */
+        struct rtmd_str json = next_line(&events);
+        uint64_t seq = (uint64_t)first + i;
         if ((i > 0 && rtmd_buf_append_byte(joined, ',') < 0) ||
-            rtmd_event_numbered(joined, rtmd_str_make(e->str, e->len), (uint64_t)first + i,
-                                rtmd_str_make(sid->str, sid->len)) != 0)
+            rtmd_event_numbered(joined, json, seq, session_of(&sids, seq)) != 0)
             return -ENOMEM;
     }
     b->n = (size_t)n;

@@ -11,21 +11,21 @@
     "-- retain (events_retain) and sess. Events overwritten unread are counted per region (the\n"  \
     "-- regions every node serves, in P regions) when they are overwritten, and the region's "     \
     "read\n"                                                                                       \
-    "-- count moves past them; drops holds the counts for the caller. Each event's session_id\n"   \
-    "-- (\"NODE|SESSION\") goes to the hash P es:KIND under the event's number, removed with "     \
-    "it.\n"                                                                                        \
+    "-- count moves past them; drops holds the counts for the caller. Each event's session_id "    \
+    "goes\n"                                                                                       \
+    "-- to the list P es:KIND as \"NUMBER:NODE|SESSION\", trimmed alike.\n"                        \
     "local regions, drops = nil, {}\n"                                                             \
     "local function ev(kind, json, sid)\n"                                                         \
     "  local s, es = p .. 'ev:' .. kind, p .. 'es:' .. kind\n"                                     \
     "  local len = redis.call('RPUSH', s, json)\n"                                                 \
     "  local keep = tonumber(retain)\n"                                                            \
     "  local num = redis.call('HINCRBY', p .. 'evn', kind, 1)\n"                                   \
-    "  redis.call('HSET', es, num, sid)\n"                                                         \
+    "  local sl = redis.call('RPUSH', es, num .. ':' .. sid)\n"                                    \
+    "  if sl > keep then\n"                                                                        \
+    "    redis.call('LTRIM', es, sl - keep, -1)\n"                                                 \
+    "  end\n"                                                                                      \
     "  if len > keep then\n"                                                                       \
     "    redis.call('LTRIM', s, len - keep, -1)\n"                                                 \
-    "    for k = num - len + 1, num - keep do\n"                                                   \
-    "      redis.call('HDEL', es, k)\n"                                                            \
-    "    end\n"                                                                                    \
     "    len = keep\n"                                                                             \
     "  end\n"                                                                                      \
     "  local first = num - len\n"                                                                  \
@@ -144,9 +144,13 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "already),\n"
         "-- {-2} when after is above the newest event's number (nothing done); else, draining,\n"
         "-- {dropped, json...}; with after, {dropped, numbers above after that retention removed,\n"
-        "-- the first event's number, n, n json, n session_ids}. dropped: events the region had "
-        "not\n"
-        "-- read that retention removed (counted now).\n"
+        "-- the first event's number, n, the n events' JSON joined by newlines (events hold "
+        "none),\n"
+        "-- the \"NUMBER:SESSION_ID\" entries of es where those events' would be, joined alike}.\n"
+        "-- dropped: events the region had not read that retention removed (counted now). es and\n"
+        "-- the log end at the same event unless an rtmd that kept no session_ids recorded some "
+        "of\n"
+        "-- the newest: the caller matches the entries by number.\n"
         "local p, kind, region, max, deadline = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), "
         "tonumber(ARGV[4])\n"
         "local after = ARGV[5] ~= '' and tonumber(ARGV[5]) or nil\n"
@@ -159,7 +163,8 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "if after and after > added then\n"
         "  return {-2}\n"
         "end\n"
-        "local first = added - redis.call('LLEN', log)\n"
+        "local len = redis.call('LLEN', log)\n"
+        "local first = added - len\n"
         "local rk = region .. ':' .. kind\n"
         "local read = tonumber(redis.call('HGET', p .. 'cur', rk .. ':n') or '0')\n"
         "local dropped = 0\n"
@@ -172,23 +177,15 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "  local from = math.max(after, first)\n"
         "  local out = redis.call('LRANGE', log, from - first, from - first + max - 1)\n"
         "  local n = #out\n"
-        "  local res = {dropped, math.max(first - after, 0), from + 1, n}\n"
-        "  for i = 1, n do\n"
-        "    res[4 + i] = out[i]\n"
+        "  local es = p .. 'es:' .. kind\n"
+        "  local a = from - first - (len - redis.call('LLEN', es))\n"
+        "  local sids = ''\n"
+        "  if n > 0 and a + n - 1 >= 0 then\n"
+        "    sids = table.concat(redis.call('LRANGE', es, math.max(a, 0), a + n - 1), '\\n')\n"
         "  end\n"
-        "  -- the session_ids, by number ('' for events recorded before rtmd kept them)\n"
-        "  local i = 0\n"
-        "  while i < n do\n"
-        "    local k, nums = math.min(n - i, 500), {}\n"
-        "    for j = 1, k do\n"
-        "      nums[j] = from + i + j\n"
-        "    end\n"
-        "    local v = redis.call('HMGET', p .. 'es:' .. kind, unpack(nums))\n"
-        "    for j = 1, k do\n"
-        "      res[4 + n + i + j] = v[j] or ''\n"
-        "    end\n"
-        "    i = i + k\n"
-        "  end\n"
+        "  -- two strings rather than 2n elements: a third of the script's time at 100 events\n"
+        "  local res = {dropped, math.max(first - after, 0), from + 1, n, table.concat(out, "
+        "'\\n'), sids}\n"
         "  if after > read or dropped > 0 then\n"
         "    redis.call('HSET', p .. 'cur', rk .. ':n', math.max(after, read))\n"
         "  end\n"

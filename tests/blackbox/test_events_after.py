@@ -263,18 +263,31 @@ def test_after_on_two_redis_nodes_of_one_region(make_rtmd, redis_server):
     assert st == 400, body
 
 
-def test_after_on_redis_events_without_a_session_id_and_trimmed_ones(make_rtmd, redis_server):
-    """Events an older rtmd recorded (no session_id kept) answer "", and the session_ids of
-    events retention removed are removed with them."""
+def test_after_on_redis_events_an_older_rtmd_recorded_carry_an_empty_session_id(make_rtmd,
+                                                                               redis_server):
+    """Events recorded by an rtmd that kept no session_ids (a rolling upgrade) answer "";
+    the others keep theirs, matched by number."""
     a = node(make_rtmd, redis_server, "na")
-    logins(a, ["alice", "bob"])
-    ev = wait_events(a, 4)
-    key = "rtmd:{%s}:es:u" % APP
-    assert redis_server.command("HLEN", key) == 4
-    assert redis_server.command("HDEL", key, str(ev[0]["seq"]), str(ev[1]["seq"])) == 2
-    again = after(a, 0)["events"]
-    assert [e["session_id"] for e in again] == ["", "", ev[2]["session_id"], ev[3]["session_id"]]
-    assert [e["seq"] for e in again] == seqs(ev)
+    logins(a, ["alice"])
+    ev = wait_events(a, 2)
+    es = "rtmd:{%s}:es:u" % APP
+    assert redis_server.command("LLEN", es) == 2
+    # an older node records a Login: the event and its number, no session_id
+    old = '{"ms":1,"ts":1,"type":"Login","user_id":"old"}'
+    redis_server.command("RPUSH", "rtmd:{%s}:ev:u" % APP, old)
+    redis_server.command("HINCRBY", "rtmd:{%s}:evn" % APP, "u", "1")
+    logins(a, ["bob"])
+    got = wait_events(a, 5)
+    assert utypes(got) == [("Login", "alice"), ("Logout", "alice"), ("Login", "old"),
+                           ("Login", "bob"), ("Logout", "bob")]
+    assert seqs(got) == [1, 2, 3, 4, 5]
+    sid = [e["session_id"] for e in got]
+    assert sid[:2] == [ev[0]["session_id"]] * 2 and sid[2] == ""
+    assert sid[3] == sid[4] and sid[3].startswith("na|") and sid[3] != sid[0]
+    # entries lost altogether: those events answer "" too
+    redis_server.command("LTRIM", es, "2", "-1")
+    sid = [e["session_id"] for e in after(a, 0)["events"]]
+    assert sid[:3] == ["", "", ""] and sid[3] == sid[4] != ""
 
 
 def test_after_on_redis_trims_session_ids_with_the_events(make_rtmd, redis_server):
@@ -284,8 +297,7 @@ def test_after_on_redis_trims_session_ids_with_the_events(make_rtmd, redis_serve
                   limits=dict(FAST, events_retain=3, events_max_pull=3))
     logins(a, ["u%d" % i for i in range(4)])
     wait_until(lambda: after(a, 0)["events"][-1]["user_id"] == "u3", 10, what="u3's events")
-    key = "rtmd:{%s}:es:u" % APP
-    assert redis_server.command("HLEN", key) == 3
+    assert redis_server.command("LLEN", "rtmd:{%s}:es:u" % APP) == 3
     d = after(a, 0)
     assert seqs(d["events"]) == [6, 7, 8] and d["dropped"] == 5
     assert all(e["session_id"].startswith("na|") for e in d["events"])
