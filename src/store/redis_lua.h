@@ -6,8 +6,9 @@
  * Keys of an app A (P = "rtmd:{A}:"):
  *   P ev:u, P ev:c    Lists: the user and channel event logs, each element
  *                     an event's JSON, trimmed to the newest events_retain
- *   P es:u, P es:c    hash: event number → its session_id ("NODE|SESSION"),
- *                     removed when the event is trimmed
+ *   P es:u, P es:c    Lists: "NUMBER:NODE|SESSION", each event's number and
+ *                     session_id, pushed and trimmed with it (an event an
+ *                     older rtmd recorded has none: readers match by number)
  *   P evn             hash u|c → events ever added: element i of a log is
  *                     event evn - LLEN + i (0-based; its number, seq, is one more)
  *   P cur             hash REGION:u|c:n → events the region has read
