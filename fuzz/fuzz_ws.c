@@ -246,7 +246,7 @@ static void call_done(struct rtmd_deferred *d)
     if (k->to.cb) {
         k->to.cb(k->arg, k->status);
     } else if (k->to.pull_cb) {
-        struct rtmd_event_batch b = {0, RTMD_STR_NULL};
+        struct rtmd_event_batch b = {0, RTMD_STR_NULL, 0};
         k->to.pull_cb(k->arg, k->status, &b);
     } else if (k->to.messages_cb) {
         struct rtmd_message m = {RTMD_MSG_PEER, RTMD_STR_LIT("alice"), RTMD_STR_LIT("bob"),
@@ -313,7 +313,7 @@ static int st_presence(struct rtmd_store *s, const struct rtmd_app *app,
 }
 
 static int st_pull(struct rtmd_store *s, const struct rtmd_app *app, enum rtmd_evlog_kind kind,
-                   uint32_t region, uint32_t max, rtmd_store_pull_cb cb, void *arg)
+                   uint32_t region, uint32_t max, uint64_t after, rtmd_store_pull_cb cb, void *arg)
 {
     return call_start(arg, (struct reply){.pull_cb = cb});
 }

@@ -320,9 +320,6 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < cfg->n_overrides; i++)
         rtmd_log_info("main", "%s overrides the config file", cfg->overrides[i]);
-    if (cfg->bench_pull_keeps_events)
-        rtmd_log_warn("main", "[store] bench_pull_keeps_events is on: event pulls do not consume "
-                              "(benchmarks only)");
 
     rtmd_request_id_init(cfg->node_id, seeds[2] >> 1);
     signal(SIGPIPE, SIG_IGN);

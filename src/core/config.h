@@ -136,11 +136,10 @@ struct rtmd_config {
 
     /* [store] */
     enum rtmd_store_backend backend;
-    char *redis_url;              /* comma-separated seeds (core/redis_url.h) */
-    uint32_t redis_timeout_ms;    /* a Redis call not answered by then fails */
-    uint32_t node_timeout_s;      /* a node whose heartbeat is older is dead */
-    enum rtmd_store_sync sync;    /* embedded: full = fsync every group commit */
-    bool bench_pull_keeps_events; /* benchmarks only: pulls leave the read position */
+    char *redis_url;           /* comma-separated seeds (core/redis_url.h) */
+    uint32_t redis_timeout_ms; /* a Redis call not answered by then fails */
+    uint32_t node_timeout_s;   /* a node whose heartbeat is older is dead */
+    enum rtmd_store_sync sync; /* embedded: full = fsync every group commit */
 
     /* [limits] */
     struct rtmd_limits limits;

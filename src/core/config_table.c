@@ -312,16 +312,6 @@ const struct opt rtmd_config_options[] = {
      .doc = "`embedded` only: `full` fsyncs each group commit holding events, sessions or kept "
             "messages before acknowledging (read positions alone are left to the OS); `normal` "
             "leaves all flushing to the OS (faster; a power loss may lose the last moments)"},
-    {.section = SEC_STORE,
-     .name = "bench_pull_keeps_events",
-     .type = T_BOOL,
-     .offset = CFG(bench_pull_keeps_events),
-     .def = "off",
-     .choices = bool_choices,
-     .doc = "Benchmarks only, never in production: `on` makes an event pull return the oldest "
-            "unread events without marking them read (the cursor write is still committed, "
-            "unchanged; with `redis`, the pull script writes the cursor back as it was), so "
-            "bench/rest-pull can pull the same answer again and again"},
 
     /* [limits] — field comments in config.h give the same defaults */
     LIMIT(events_retain, 2000, 1, 1000000, "Events kept per app and log; older unread ones drop"),

@@ -146,11 +146,13 @@
  * (store/handles.c): random, single use, bound to the app, at most
  * HANDLES_MAX at once; they do not survive a restart.
  *
- * Schema (PRAGMA user_version = 2; version 1 databases gain the message
- * tables at open):
- *   events(app, kind, seq, json)            PK(app,kind,seq), WITHOUT ROWID
+ * Schema (PRAGMA user_version = 3; version 1 databases gain the message
+ * tables at open, versions 1 and 2 the session columns, '' in old rows):
+ *   events(app, kind, seq, json, session)   PK(app,kind,seq), WITHOUT ROWID;
+ *                                           session: the event's session_id
  *   cursors(app, kind, region, seq)         PK(app,kind,region): last seq read
- *   sessions(app, uid, node, login_ms)      PK(app,uid)
+ *   sessions(app, uid, node, login_ms,      PK(app,uid); session: its
+ *            session)                       session_id ("NODE|NUMBER")
  *   memberships(app, uid, channel, since)   PK(app,uid,channel); since = the
  *                                           Join event's seq (join order)
  *   app_keys, messages, inbox, offline      see store/msgdb.h
@@ -185,7 +187,7 @@
 #include "store/store.h"
 
 #define MODULE         "store"
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 /* Ops (events, cursor writes, message ops) submitted and not yet called
  * back; more fail synchronously with -EAGAIN. */
 #define MAX_PENDING 1000000
@@ -276,6 +278,7 @@ struct op {
     uint32_t region;
     uint64_t from_seq;      /* read position before this pull */
     uint64_t seq;           /* read position after it */
+    uint64_t dropped;       /* a pull with after: rtmd_event_batch.dropped */
     struct rtmd_buf joined; /* the pulled events, comma-separated */
     /* Message ops: strings point into the op's own bytes. */
     rtmd_store_messages_cb messages_cb;
@@ -340,11 +343,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_EVENT_INSERT] = "INSERT INTO events(app,kind,seq,json) VALUES(?1,?2,?3,?4)",
+    [ST_EVENT_INSERT] = "INSERT INTO events(app,kind,seq,json,session) VALUES(?1,?2,?3,?4,?5)",
     [ST_EVENT_TRIM] = "DELETE FROM events WHERE app=?1 AND kind=?2 AND seq<=?3",
     [ST_SESSION_INSERT] =
-        "INSERT OR IGNORE INTO sessions(app,uid,node,login_ms) VALUES(?1,?2,?3,?4)",
-    [ST_SESSION_UPDATE] = "UPDATE sessions SET node=?3, login_ms=?4 WHERE app=?1 AND uid=?2",
+        "INSERT OR IGNORE INTO sessions(app,uid,node,login_ms,session) VALUES(?1,?2,?3,?4,?5)",
+    [ST_SESSION_UPDATE] =
+        "UPDATE sessions SET node=?3, login_ms=?4, session=?5 WHERE app=?1 AND uid=?2",
     [ST_SESSION_DELETE] = "DELETE FROM sessions WHERE app=?1 AND uid=?2",
     [ST_MEMBERS_CLEAR] = "DELETE FROM memberships WHERE app=?1 AND uid=?2",
     [ST_MEMBER_INSERT] =
@@ -360,11 +364,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS events(app TEXT NOT NULL, kind INTEGER NOT NULL,"
-    " seq INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY(app,kind,seq)) WITHOUT ROWID;"
+    " seq INTEGER NOT NULL, json TEXT NOT NULL, session TEXT NOT NULL DEFAULT '',"
+    " PRIMARY KEY(app,kind,seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS cursors(app TEXT NOT NULL, kind INTEGER NOT NULL,"
     " region TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(app,kind,region)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS sessions(app TEXT NOT NULL, uid TEXT NOT NULL,"
-    " node INTEGER NOT NULL, login_ms INTEGER NOT NULL, PRIMARY KEY(app,uid)) WITHOUT ROWID;"
+    " node INTEGER NOT NULL, login_ms INTEGER NOT NULL, session TEXT NOT NULL DEFAULT '',"
+    " PRIMARY KEY(app,uid)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS memberships(app TEXT NOT NULL, uid TEXT NOT NULL,"
     " channel TEXT NOT NULL, since INTEGER NOT NULL, PRIMARY KEY(app,uid,channel)) WITHOUT ROWID;";
 
@@ -383,6 +389,7 @@ struct embedded {
     struct rtmd_loop_hook hook;
     uv_async_t async;
     struct rtmd_buf scratch;
+    char node[RTMD_NODE_ID_MAX]; /* the NODE of session_ids */
     bool closing;
     bool finishing;
     struct rtmd_deferred finish;
@@ -554,6 +561,7 @@ static int insert_event(struct embedded *s, struct app_state *as, const struct i
     sqlite3_bind_int(st, 2, kind);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)it->rec->seq);
     sqlite3_bind_text(st, 4, it->rec->json, (int)it->rec->len, SQLITE_STATIC);
+    bind_str(st, 5, rtmd_evrec_session(it->rec));
     if ((rc = run(st)))
         return rc;
     struct log_state *ls = &as->logs[kind];
@@ -588,6 +596,7 @@ static int exec_item(struct embedded *s, struct op *op, struct item *it)
         bind_str(st, 2, it->uid);
         sqlite3_bind_int64(st, 3, s->cfg->node_id);
         sqlite3_bind_int64(st, 4, (sqlite3_int64)it->ms);
+        bind_str(st, 5, rtmd_evrec_session(it->rec));
         if ((rc = run(st)))
             return rc;
         if (sqlite3_changes(s->db) > 0) {
@@ -599,6 +608,7 @@ static int exec_item(struct embedded *s, struct op *op, struct item *it)
         bind_str(st, 2, it->uid);
         sqlite3_bind_int64(st, 3, s->cfg->node_id);
         sqlite3_bind_int64(st, 4, (sqlite3_int64)it->ms);
+        bind_str(st, 5, rtmd_evrec_session(it->rec));
         return run(st);
     case RTMD_EVENT_LOGOUT:
         st = s->stmt[ST_SESSION_DELETE];
@@ -1233,10 +1243,11 @@ static void complete_pull(struct embedded *s, struct op *op)
         rtmd_evlog_rewind(&ls->log, r, ls->rewind[r]);
         ls->rewind[r] = NO_REWIND;
     }
-    struct rtmd_event_batch batch = {0, RTMD_STR_NULL};
+    struct rtmd_event_batch batch = {0, RTMD_STR_NULL, 0};
     if (op->status == 0) {
         batch.n = op->n;
-        batch.joined = rtmd_str_make(op->joined.data, op->joined.len);
+        batch.joined = rtmd_str_make(op->joined.data ? op->joined.data : "", op->joined.len);
+        batch.dropped = op->dropped;
     }
     pending_sub(s, 1);
     op->pull_cb(op->arg, op->status, &batch);
@@ -1394,7 +1405,7 @@ static void on_quick(struct rtmd_deferred *d)
     struct quick q = *RTMD_CONTAINER_OF(d, struct quick, d);
     quick_release(RTMD_CONTAINER_OF(d, struct quick, d));
     if (q.pull_cb) {
-        struct rtmd_event_batch batch = {0, RTMD_STR_NULL};
+        struct rtmd_event_batch batch = {0, RTMD_STR_NULL, 0};
         q.pull_cb(q.arg, 0, &batch);
     } else {
         q.cb(q.arg, q.status);
@@ -1474,7 +1485,9 @@ static int embedded_presence(struct rtmd_store *base, const struct rtmd_app *app
             op_free(op);
             return rc;
         }
-        it->rec = rtmd_evrec_new(0, s->scratch.data, s->scratch.len);
+        char sid[RTMD_SESSION_ID_MAX];
+        size_t sid_len = rtmd_event_session(sid, s->node, p->session);
+        it->rec = rtmd_evrec_new(0, s->scratch.data, s->scratch.len, rtmd_str_make(sid, sid_len));
         op->n = i + 1;
     }
     /* Numbers are handed out only once nothing can fail. */
@@ -1487,17 +1500,83 @@ static int embedded_presence(struct rtmd_store *base, const struct rtmd_app *app
     return 0;
 }
 
+/* The cursor-write op of a pull (its events are copied in by the caller). */
+static struct op *pull_op(struct app_state *as, enum rtmd_evlog_kind kind, uint32_t region,
+                          rtmd_store_pull_cb cb, void *arg)
+{
+    struct op *op = rtmd_calloc(1, sizeof(*op));
+    op->kind = OP_CURSOR;
+    op->app = as;
+    op->pull_cb = cb;
+    op->arg = arg;
+    op->log = kind;
+    op->region = region;
+    op->from_seq = as->logs[kind].log.cursor[region];
+    rtmd_buf_init(&op->joined, SIZE_MAX);
+    return op;
+}
+
+/* Moves the region's read position to op->seq in memory and queues its
+ * write; the answer waits for the commit. */
+static void pull_submit(struct embedded *s, struct log_state *ls, struct op *op)
+{
+    rtmd_evlog_advance(&ls->log, op->region, op->seq);
+    ls->inflight[op->region]++;
+    batch_add(s, op);
+    pending_add(s, 1);
+}
+
+/*
+ * A lossless read (after != RTMD_PULL_DRAIN): acknowledges up to after,
+ * answers what follows it without consuming it. The read position moves to
+ * after when that is ahead of it, through the same cursor write as a
+ * draining pull (so a later draining pull goes on after it); an answer with
+ * events and no move still writes the position, unchanged, so both kinds of
+ * pull cost the same.
+ */
+static int pull_after(struct embedded *s, struct log_state *ls, uint32_t region, uint32_t max,
+                      uint64_t after, rtmd_store_pull_cb cb, void *arg)
+{
+    struct rtmd_evlog *l = &ls->log;
+    if (after > l->last_seq)
+        return -ERANGE;
+    uint64_t pos = RTMD_MAX(l->cursor[region], after);
+    uint64_t dropped = rtmd_evlog_trimmed_after(l, after);
+    bool some = l->count > 0 && l->last_seq > after; /* the newest record follows after */
+    if (!some && pos == l->cursor[region] && dropped == 0) {
+        defer_quick(NULL, cb, arg, 0);
+        return 0;
+    }
+    if (s->pending >= MAX_PENDING)
+        return -EAGAIN;
+    struct op *op = pull_op(ls->app, (enum rtmd_evlog_kind)ls->kind, region, cb, arg);
+    uint64_t last_seq = 0;
+    op->n = rtmd_evlog_copy_after(l, after, max, &op->joined, &last_seq);
+    if (some && op->n == 0) {
+        rtmd_buf_free(&op->joined);
+        rtmd_free(op);
+        return -ENOMEM;
+    }
+    op->seq = pos;
+    op->dropped = dropped;
+    pull_submit(s, ls, op);
+    return 0;
+}
+
 static int embedded_pull(struct rtmd_store *base, const struct rtmd_app *app,
-                         enum rtmd_evlog_kind kind, uint32_t region, uint32_t max,
+                         enum rtmd_evlog_kind kind, uint32_t region, uint32_t max, uint64_t after,
                          rtmd_store_pull_cb cb, void *arg)
 {
     struct embedded *s = from_base(base);
     if (s->closing)
         return RTMD_ECLOSED;
     struct app_state *as = app_state(s, app);
-    if (!as || (unsigned)kind >= RTMD_EVLOG_KINDS || region >= s->cfg->n_regions || max == 0 || !cb)
+    if (!as || (unsigned)kind >= RTMD_EVLOG_KINDS || region >= s->cfg->n_regions || max == 0 ||
+        !cb || (after != RTMD_PULL_DRAIN && after > RTMD_PULL_AFTER_MAX))
         return -EINVAL;
     struct log_state *ls = &as->logs[kind];
+    if (after != RTMD_PULL_DRAIN)
+        return pull_after(s, ls, region, max, after, cb, arg);
     size_t n = RTMD_MIN(rtmd_evlog_unread(&ls->log, region), max);
     if (n == 0) {
         defer_quick(NULL, cb, arg, 0);
@@ -1509,14 +1588,7 @@ static int embedded_pull(struct rtmd_store *base, const struct rtmd_app *app,
     /* The events are copied out now, joined as the answer wants them: one
      * copy, and nothing of the ring stays referenced while the cursor write
      * commits. */
-    struct op *op = rtmd_calloc(1, sizeof(*op));
-    op->kind = OP_CURSOR;
-    op->app = as;
-    op->pull_cb = cb;
-    op->arg = arg;
-    op->log = kind;
-    op->region = region;
-    rtmd_buf_init(&op->joined, SIZE_MAX);
+    struct op *op = pull_op(as, kind, region, cb, arg);
     uint64_t last_seq = 0;
     op->n = rtmd_evlog_copy(&ls->log, region, (uint32_t)n, &op->joined, &last_seq);
     if (op->n == 0) {
@@ -1524,18 +1596,8 @@ static int embedded_pull(struct rtmd_store *base, const struct rtmd_app *app,
         rtmd_free(op);
         return -ENOMEM;
     }
-    op->from_seq = ls->log.cursor[region];
-    if (s->cfg->bench_pull_keeps_events) {
-        /* Benchmarks: the same cursor row is written (same SQL, same fsync),
-         * unchanged, so the same events answer the next pull too. */
-        op->seq = op->from_seq;
-    } else {
-        op->seq = last_seq;
-        rtmd_evlog_advance(&ls->log, region, op->seq);
-    }
-    ls->inflight[region]++;
-    batch_add(s, op);
-    pending_add(s, 1);
+    op->seq = last_seq;
+    pull_submit(s, ls, op);
     return 0;
 }
 
@@ -2053,6 +2115,20 @@ static int lock_data_dir(struct embedded *s)
     return rc;
 }
 
+/* Versions 1 and 2 lack the session columns: adds table's when missing. */
+static int add_session_column(struct embedded *s, const char *table)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT session FROM %s LIMIT 0", table);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK)
+        return 0;
+    snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN session TEXT NOT NULL DEFAULT ''", table);
+    return exec_sql(s, sql);
+}
+
 static int configure(struct embedded *s)
 {
     int rc;
@@ -2099,6 +2175,7 @@ static int configure(struct embedded *s)
         if ((rc = exec_sql(s, "BEGIN IMMEDIATE")))
             return rc;
         if ((rc = exec_sql(s, schema_sql)) || (rc = exec_sql(s, rtmd_msgdb_schema_sql)) ||
+            (rc = add_session_column(s, "events")) || (rc = add_session_column(s, "sessions")) ||
             (rc = exec_sql(s, set_version))) {
             exec_sql(s, "ROLLBACK");
             return rc;
@@ -2114,8 +2191,10 @@ static int configure(struct embedded *s)
     return 0;
 }
 
-/* Inserts one event made by open() (recovery) into app's log. */
-static int record_event(struct embedded *s, struct app_state *as, const struct rtmd_presence_op *p)
+/* Inserts one event made by open() (recovery) into app's log; session: the
+ * session_id of the session it ends. */
+static int record_event(struct embedded *s, struct app_state *as, const struct rtmd_presence_op *p,
+                        struct rtmd_str session)
 {
     enum rtmd_evlog_kind kind = rtmd_event_log_kind(p->type);
     rtmd_buf_reset(&s->scratch);
@@ -2128,6 +2207,7 @@ static int record_event(struct embedded *s, struct app_state *as, const struct r
     sqlite3_bind_int(st, 2, (int)kind);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
     sqlite3_bind_text(st, 4, s->scratch.data, (int)s->scratch.len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, session.p ? session.p : "", (int)session.len, SQLITE_STATIC);
     if (run(st))
         return db_fail(s, "recovery: insert event");
     s->recorded[kind]++;
@@ -2147,13 +2227,15 @@ static int recover_app(struct embedded *s, struct app_state *as, uint64_t now,
     while (rc == 0 && (step = sqlite3_step(q_sessions)) == SQLITE_ROW) {
         struct rtmd_str uid = rtmd_str_make((const char *)sqlite3_column_text(q_sessions, 0),
                                             (size_t)sqlite3_column_bytes(q_sessions, 0));
+        struct rtmd_str session = rtmd_str_make((const char *)sqlite3_column_text(q_sessions, 1),
+                                                (size_t)sqlite3_column_bytes(q_sessions, 1));
         struct rtmd_presence_op p = {RTMD_EVENT_LEAVE, uid, RTMD_STR_NULL, now, 0};
         sqlite3_bind_text(q_members, 1, as->app->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(q_members, 2, uid.p, (int)uid.len, SQLITE_STATIC);
         while (rc == 0 && (step = sqlite3_step(q_members)) == SQLITE_ROW) {
             p.channel = rtmd_str_make((const char *)sqlite3_column_text(q_members, 0),
                                       (size_t)sqlite3_column_bytes(q_members, 0));
-            rc = record_event(s, as, &p);
+            rc = record_event(s, as, &p, session);
         }
         if (rc == 0 && step != SQLITE_DONE)
             rc = db_fail(s, "recovery: memberships");
@@ -2161,7 +2243,7 @@ static int recover_app(struct embedded *s, struct app_state *as, uint64_t now,
         p.type = RTMD_EVENT_LOGOUT;
         p.channel = RTMD_STR_NULL;
         if (rc == 0)
-            rc = record_event(s, as, &p);
+            rc = record_event(s, as, &p, session);
         (*ended)++;
     }
     if (rc == 0 && step != SQLITE_DONE)
@@ -2185,7 +2267,9 @@ static int load_app(struct embedded *s, struct app_state *as, sqlite3_stmt *q_ev
             uint64_t seq = (uint64_t)sqlite3_column_int64(q_events, 0);
             struct rtmd_evrec *rec =
                 rtmd_evrec_new(seq, (const char *)sqlite3_column_text(q_events, 1),
-                               (size_t)sqlite3_column_bytes(q_events, 1));
+                               (size_t)sqlite3_column_bytes(q_events, 1),
+                               rtmd_str_make((const char *)sqlite3_column_text(q_events, 2),
+                                             (size_t)sqlite3_column_bytes(q_events, 2)));
             if (rtmd_evlog_restore(l, rec) != 0)
                 rtmd_evrec_release(rec);
         }
@@ -2193,6 +2277,7 @@ static int load_app(struct embedded *s, struct app_state *as, sqlite3_stmt *q_ev
         if (step != SQLITE_DONE)
             return db_fail(s, "load events");
         rtmd_evlog_restore_next_seq(l, next);
+        rtmd_evlog_restore_trimmed(l);
     }
     sqlite3_bind_text(q_cursors, 1, as->app->id, -1, SQLITE_STATIC);
     while ((step = sqlite3_step(q_cursors)) == SQLITE_ROW) {
@@ -2224,12 +2309,12 @@ enum {
 
 static const char *const open_sql[Q_COUNT] = {
     [Q_MAXSEQ] = "SELECT MAX(seq) FROM events WHERE app=?1 AND kind=?2",
-    [Q_SESSIONS] = "SELECT uid FROM sessions WHERE app=?1 ORDER BY login_ms, uid",
+    [Q_SESSIONS] = "SELECT uid, session FROM sessions WHERE app=?1 ORDER BY login_ms, uid",
     [Q_MEMBERS] = "SELECT channel FROM memberships WHERE app=?1 AND uid=?2 ORDER BY since, channel",
     [Q_END_MEMBERS] = "DELETE FROM memberships WHERE app=?1",
     [Q_END_SESSIONS] = "DELETE FROM sessions WHERE app=?1",
-    [Q_EVENTS] = ("SELECT seq, json FROM (SELECT seq, json FROM events WHERE app=?1 AND kind=?2"
-                  " ORDER BY seq DESC LIMIT ?3) ORDER BY seq"),
+    [Q_EVENTS] = ("SELECT seq, json, session FROM (SELECT seq, json, session FROM events"
+                  " WHERE app=?1 AND kind=?2 ORDER BY seq DESC LIMIT ?3) ORDER BY seq"),
     [Q_CURSORS] = "SELECT kind, region, seq FROM cursors WHERE app=?1",
 };
 
@@ -2352,6 +2437,12 @@ static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg,
     rtmd_list_init(&s->w_touched);
     rtmd_list_init(&s->w_owed);
     rtmd_buf_init(&s->scratch, EVENT_JSON_MAX);
+    /* session_ids name the node as the redis backend does: node_id, or
+     * without one the number of request IDs. */
+    if (cfg->node_name)
+        snprintf(s->node, sizeof(s->node), "%s", cfg->node_name);
+    else
+        snprintf(s->node, sizeof(s->node), "%u", cfg->node_id);
     rtmd_handles_init(&s->handles, HANDLES_MAX);
     s->prune_batch = PRUNE_BATCH_ROWS;
     uv_mutex_init(&s->mu);

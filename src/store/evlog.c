@@ -1,22 +1,33 @@
 #include "store/evlog.h"
 
 #include "core/alloc.h"
+#include "store/store.h"
 
-struct rtmd_evrec *rtmd_evrec_new(uint64_t seq, const char *json, size_t len)
+struct rtmd_evrec *rtmd_evrec_new(uint64_t seq, const char *json, size_t len,
+                                  struct rtmd_str session)
 {
-    struct rtmd_evrec *r = rtmd_malloc(sizeof(*r) + len + 1);
+    struct rtmd_evrec *r = rtmd_malloc(sizeof(*r) + len + 1 + session.len);
     r->refs = 1;
     r->len = (uint32_t)len;
     r->seq = seq;
+    r->end = 0;
+    r->numbered = NULL;
+    r->numbered_len = 0;
+    r->session_len = (uint32_t)session.len;
+    r->ts_at = (uint32_t)rtmd_event_ts_offset(rtmd_str_make(json, len));
     memcpy(r->json, json, len);
     r->json[len] = '\0';
+    if (session.len)
+        memcpy(r->json + len + 1, session.p, session.len);
     return r;
 }
 
 void rtmd_evrec_release(struct rtmd_evrec *r)
 {
-    if (r && --r->refs == 0)
+    if (r && --r->refs == 0) {
+        rtmd_free(r->numbered);
         rtmd_free(r);
+    }
 }
 
 void rtmd_evlog_init(struct rtmd_evlog *l, uint32_t retain, uint32_t n_regions)
@@ -73,6 +84,7 @@ static int put(struct rtmd_evlog *l, struct rtmd_evrec *rec, bool count_drops)
                 if (l->cursor[r] < old->seq)
                     l->dropped[r]++;
         }
+        l->trimmed_seq = old->seq;
         rtmd_evrec_release(old);
         l->ring[l->head] = rec;
         l->head = (l->head + 1) % l->cap;
@@ -98,7 +110,7 @@ int rtmd_evlog_append(struct rtmd_evlog *l, struct rtmd_evrec *rec)
 uint64_t rtmd_evlog_push(struct rtmd_evlog *l, const char *json, size_t len)
 {
     uint64_t seq = rtmd_evlog_reserve(l);
-    struct rtmd_evrec *rec = rtmd_evrec_new(seq, json, len);
+    struct rtmd_evrec *rec = rtmd_evrec_new(seq, json, len, RTMD_STR_NULL);
     if (rtmd_evlog_append(l, rec) != 0) {
         /* Cannot happen: seq was just reserved above every appended one. */
         rtmd_evrec_release(rec);
@@ -167,6 +179,49 @@ size_t rtmd_evlog_copy(const struct rtmd_evlog *l, uint32_t region, uint32_t max
     return n;
 }
 
+/* r's numbered form, made (and kept) at its first lossless read. */
+static struct rtmd_str numbered(struct rtmd_evrec *r)
+{
+    if (!r->numbered) {
+        struct rtmd_str session = rtmd_evrec_session(r);
+        char *p = rtmd_malloc(r->len + session.len + RTMD_EVENT_NUMBERED_EXTRA);
+        char *end = rtmd_event_numbered_put(p, rtmd_evrec_str(r), r->ts_at, r->seq, session);
+        r->numbered = p;
+        r->numbered_len = (uint32_t)(end - p);
+    }
+    return rtmd_str_make(r->numbered, r->numbered_len);
+}
+
+size_t rtmd_evlog_copy_after(struct rtmd_evlog *l, uint64_t after, uint32_t max,
+                             struct rtmd_buf *out, uint64_t *last_seq)
+{
+    uint32_t first = first_after(l, after);
+    uint32_t n = RTMD_MIN(l->count - first, max);
+    if (n == 0)
+        return 0;
+    size_t room = 0;
+    uint32_t slot = (l->head + first) % l->cap;
+    for (uint32_t i = 0; i < n; i++) {
+        room += numbered(l->ring[slot]).len + 1;
+        slot = slot + 1 == l->cap ? 0 : slot + 1;
+    }
+    if (rtmd_buf_reserve(out, room) < 0)
+        return 0;
+    char *o = out->data + out->len;
+    slot = (l->head + first) % l->cap;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct rtmd_evrec *r = l->ring[slot];
+        slot = slot + 1 == l->cap ? 0 : slot + 1;
+        *o = ',';
+        o += i > 0;
+        memcpy(o, r->numbered, r->numbered_len);
+        o += r->numbered_len;
+    }
+    out->len = (size_t)(o - out->data);
+    *last_seq = at(l, first + n - 1)->seq;
+    return n;
+}
+
 void rtmd_evlog_advance(struct rtmd_evlog *l, uint32_t region, uint64_t seq)
 {
     if (!region_ok(l, region))
@@ -206,4 +261,13 @@ void rtmd_evlog_restore_next_seq(struct rtmd_evlog *l, uint64_t seq)
 {
     if (l->next_seq < seq)
         l->next_seq = seq;
+}
+
+void rtmd_evlog_restore_trimmed(struct rtmd_evlog *l)
+{
+    /* The disk drops numbers up to the newest's minus retain: below the
+     * oldest kept, every number that held an event is gone. */
+    uint64_t oldest = rtmd_evlog_oldest_seq(l);
+    if (l->last_seq > l->retain && oldest > 1 && l->trimmed_seq < oldest - 1)
+        l->trimmed_seq = oldest - 1;
 }

@@ -36,13 +36,19 @@ struct rtmd_evrec {
     uint32_t refs;
     uint32_t len; /* bytes of json, no NUL counted */
     uint64_t seq;
-    uint64_t end; /* the log's rtmd_evlog.bytes once this record was put */
-    char json[];  /* len bytes, then a NUL */
+    uint64_t end;         /* the log's rtmd_evlog.bytes once this record was put */
+    uint32_t session_len; /* bytes of the session_id, after the json's NUL */
+    uint32_t ts_at;       /* rtmd_event_ts_offset() of the json (the numbered form) */
+    uint32_t numbered_len;
+    char *numbered; /* the numbered form, made at the record's first lossless read */
+    char json[];    /* len bytes, a NUL, then session_len bytes of session_id */
 };
 
-/* A new record holding a copy of json, with one reference owned by the
+/* A new record holding a copy of json and of session (the event's
+ * session_id, store.h; may be empty), with one reference owned by the
  * caller. Aborts on out-of-memory (the size is bounded by the event format). */
-struct rtmd_evrec *rtmd_evrec_new(uint64_t seq, const char *json, size_t len);
+struct rtmd_evrec *rtmd_evrec_new(uint64_t seq, const char *json, size_t len,
+                                  struct rtmd_str session);
 static inline struct rtmd_evrec *rtmd_evrec_ref(struct rtmd_evrec *r)
 {
     r->refs++;
@@ -53,6 +59,10 @@ void rtmd_evrec_release(struct rtmd_evrec *r);
 static inline struct rtmd_str rtmd_evrec_str(const struct rtmd_evrec *r)
 {
     return rtmd_str_make(r->json, r->len);
+}
+static inline struct rtmd_str rtmd_evrec_session(const struct rtmd_evrec *r)
+{
+    return rtmd_str_make(r->json + r->len + 1, r->session_len);
 }
 
 struct rtmd_evlog {
@@ -65,6 +75,7 @@ struct rtmd_evlog {
     uint64_t next_seq;                  /* the next number rtmd_evlog_reserve() hands out */
     uint64_t last_seq;                  /* seq of the newest record appended, 0 for none */
     uint64_t bytes;                     /* len + 1 of every record ever put, summed */
+    uint64_t trimmed_seq;               /* seq of the newest record retention removed */
     uint64_t cursor[RTMD_REGIONS_MAX];  /* last seq read, per region */
     uint64_t dropped[RTMD_REGIONS_MAX]; /* records overwritten unread */
 };
@@ -106,6 +117,24 @@ uint32_t rtmd_evlog_unread(const struct rtmd_evlog *l, uint32_t region);
  * the last one. Nothing is appended when out's bound would be passed (0). */
 size_t rtmd_evlog_copy(const struct rtmd_evlog *l, uint32_t region, uint32_t max,
                        struct rtmd_buf *out, uint64_t *last_seq);
+/*
+ * A lossless read: appends the oldest (at most max) records numbered above
+ * after, in their numbered form (rtmd_event_numbered), joined by commas;
+ * returns how many and sets *last_seq to the seq of the last one. Region
+ * positions are not read or moved. Nothing is appended when out's bound
+ * would be passed (0). Each record keeps its numbered form once made (a
+ * log read this way holds its events twice; repeated reads cost one copy
+ * per event, as a draining pull does).
+ */
+size_t rtmd_evlog_copy_after(struct rtmd_evlog *l, uint64_t after, uint32_t max,
+                             struct rtmd_buf *out, uint64_t *last_seq);
+/* Numbers above after that retention removed (trimmed_seq - after, or 0):
+ * the events a read from after can no longer return. Counts numbers, so a
+ * number that never held an event (store.h) counts too. */
+static inline uint64_t rtmd_evlog_trimmed_after(const struct rtmd_evlog *l, uint64_t after)
+{
+    return l->trimmed_seq > after ? l->trimmed_seq - after : 0;
+}
 
 /* Marks everything up to seq read for region (a position never moves back). */
 void rtmd_evlog_advance(struct rtmd_evlog *l, uint32_t region, uint64_t seq);
@@ -129,5 +158,9 @@ int rtmd_evlog_restore(struct rtmd_evlog *l, struct rtmd_evrec *rec);
 void rtmd_evlog_restore_cursor(struct rtmd_evlog *l, uint32_t region, uint64_t seq);
 /* Makes the next reserved number at least seq (numbers already on disk). */
 void rtmd_evlog_restore_next_seq(struct rtmd_evlog *l, uint64_t seq);
+/* After loading: numbers below the oldest record count as removed by
+ * retention once the log has numbered more than retain events (the disk
+ * keeps only the newest retain). */
+void rtmd_evlog_restore_trimmed(struct rtmd_evlog *l);
 
 #endif

@@ -610,7 +610,70 @@ struct pull_call {
     void *arg;
     uint32_t region;
     enum rtmd_evlog_kind kind;
+    bool after; /* a lossless read: the reply is numbered */
 };
+
+/* The next line of *rest (up to a newline or the end); moves *rest past it. */
+static struct rtmd_str next_line(struct rtmd_str *rest)
+{
+    const char *nl = memchr(rest->p, '\n', rest->len);
+    size_t len = nl ? (size_t)(nl - rest->p) : rest->len;
+    struct rtmd_str line = rtmd_str_make(rest->p, len);
+    rest->p += nl ? len + 1 : len;
+    rest->len -= nl ? len + 1 : len;
+    return line;
+}
+
+/* The next es entry "NUMBER:SESSION_ID" of *rest numbered seq, or "" (none:
+ * the event was recorded by an rtmd that kept no session_ids). Entries come
+ * in increasing number; those below seq are skipped. */
+static struct rtmd_str session_of(struct rtmd_str *rest, uint64_t seq)
+{
+    while (rest->len > 0) {
+        struct rtmd_str save = *rest, e = next_line(rest);
+        const char *colon = memchr(e.p, ':', e.len);
+        uint64_t num;
+        if (!colon ||
+            rtmd_str_to_u64(rtmd_str_make(e.p, (size_t)(colon - e.p)), UINT64_MAX, &num) != 0)
+            continue;
+        if (num == seq)
+            return rtmd_str_make(colon + 1, e.len - (size_t)(colon - e.p) - 1);
+        if (num > seq) {
+            *rest = save; /* a later event's */
+            break;
+        }
+    }
+    return RTMD_STR_LIT("");
+}
+
+/* A lossless read's reply after its first element: {numbers dropped, first
+ * number, n, the n events' JSON joined by newlines, the es entries
+ * "NUMBER:SESSION_ID" joined alike}; the events in their numbered form. */
+static int numbered_events(const redisReply *reply, struct rtmd_buf *joined,
+                           struct rtmd_event_batch *b)
+{
+    long long dropped, first, n;
+    if (reply->elements != 6 || !rtmd_redis_reply_int(reply->element[1], &dropped) ||
+        !rtmd_redis_reply_int(reply->element[2], &first) ||
+        !rtmd_redis_reply_int(reply->element[3], &n) || dropped < 0 || first < 1 || n < 0 ||
+        reply->element[4]->type != REDIS_REPLY_STRING ||
+        reply->element[5]->type != REDIS_REPLY_STRING)
+        return RTMD_ESTORE;
+    struct rtmd_str events = rtmd_str_make(reply->element[4]->str, reply->element[4]->len);
+    struct rtmd_str sids = rtmd_str_make(reply->element[5]->str, reply->element[5]->len);
+    for (size_t i = 0; i < (size_t)n; i++) {
+        if (events.len == 0)
+            return RTMD_ESTORE; /* fewer events than n */
+        struct rtmd_str json = next_line(&events);
+        uint64_t seq = (uint64_t)first + i;
+        if ((i > 0 && rtmd_buf_append_byte(joined, ',') < 0) ||
+            rtmd_event_numbered(joined, json, seq, session_of(&sids, seq)) != 0)
+            return -ENOMEM;
+    }
+    b->n = (size_t)n;
+    b->dropped = (uint64_t)dropped;
+    return 0;
+}
 
 static void on_pull_reply(void *arg, int status, const redisReply *reply)
 {
@@ -620,35 +683,39 @@ static void on_pull_reply(void *arg, int status, const redisReply *reply)
     if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
                         !rtmd_redis_reply_int(reply->element[0], &dropped)))
         status = RTMD_ESTORE;
-    if (status == 0 && dropped < 0)
+    if (status == 0 && dropped == -1)
         status = -ETIMEDOUT; /* it reached Redis after its deadline: nothing read */
-    if (status < 0) {
-        p->cb(p->arg, status, NULL);
-        free(p);
-        rtmd_redis_call_done(rs);
-        return;
-    }
-    rs->stats.events_dropped[p->region][p->kind] += (uint64_t)dropped;
+    else if (status == 0 && dropped == -2)
+        status = -ERANGE; /* after is above the newest event: nothing done */
+    else if (status == 0 && dropped < 0)
+        status = RTMD_ESTORE;
     struct rtmd_buf joined;
     rtmd_buf_init(&joined, SIZE_MAX);
-    size_t n = 0;
-    for (size_t i = 1; i < reply->elements; i++) {
-        const redisReply *e = reply->element[i];
-        if (e->type != REDIS_REPLY_STRING)
-            continue;
-        if (n++)
-            rtmd_buf_append_byte(&joined, ',');
-        rtmd_buf_append(&joined, e->str, e->len);
+    struct rtmd_event_batch b = {0, RTMD_STR_NULL, 0};
+    if (status == 0) {
+        rs->stats.events_dropped[p->region][p->kind] += (uint64_t)dropped;
+        if (p->after) {
+            status = numbered_events(reply, &joined, &b);
+        } else {
+            for (size_t i = 1; i < reply->elements; i++) {
+                const redisReply *e = reply->element[i];
+                if (e->type != REDIS_REPLY_STRING)
+                    continue;
+                if (b.n++)
+                    rtmd_buf_append_byte(&joined, ',');
+                rtmd_buf_append(&joined, e->str, e->len);
+            }
+        }
     }
-    struct rtmd_event_batch b = {n, rtmd_str_make(joined.data ? joined.data : "", joined.len)};
-    p->cb(p->arg, 0, &b);
+    b.joined = rtmd_str_make(joined.data ? joined.data : "", joined.len);
+    p->cb(p->arg, status, status < 0 ? NULL : &b);
     rtmd_buf_free(&joined);
     free(p);
     rtmd_redis_call_done(rs);
 }
 
 static int redis_pull(struct rtmd_store *base, const struct rtmd_app *app,
-                      enum rtmd_evlog_kind kind, uint32_t region, uint32_t max,
+                      enum rtmd_evlog_kind kind, uint32_t region, uint32_t max, uint64_t after,
                       rtmd_store_pull_cb cb, void *arg)
 {
     struct redis_store *rs = from_base(base);
@@ -656,19 +723,21 @@ static int redis_pull(struct rtmd_store *base, const struct rtmd_app *app,
     if (rs->closing)
         return RTMD_ECLOSED;
     if (!a || !cb || max == 0 || region >= rs->cfg->n_regions ||
-        (kind != RTMD_EVLOG_USER && kind != RTMD_EVLOG_CHANNEL))
+        (kind != RTMD_EVLOG_USER && kind != RTMD_EVLOG_CHANNEL) ||
+        (after != RTMD_PULL_DRAIN && after > RTMD_PULL_AFTER_MAX))
         return -EINVAL;
-    char smax[16], dl[24];
+    char smax[16], dl[24], safter[24] = "";
     snprintf(smax, sizeof(smax), "%u", max);
     /* The deadline on Redis's clock: run later, the script does nothing. */
     snprintf(dl, sizeof(dl), "%lld", (long long)((int64_t)rtmd_redis_deadline(rs) + rs->offset_ms));
+    if (after != RTMD_PULL_DRAIN)
+        snprintf(safter, sizeof(safter), "%llu", (unsigned long long)after);
     struct rtmd_str key = rtmd_redis_app_key(a);
-    struct rtmd_str args[] = {
-        kind == RTMD_EVLOG_USER ? RTMD_STR_LIT("u") : RTMD_STR_LIT("c"),
-        rtmd_str_cstr(rs->cfg->regions[region]), rtmd_str_cstr(smax), rtmd_str_cstr(dl),
-        rs->cfg->bench_pull_keeps_events ? RTMD_STR_LIT("1") : RTMD_STR_LIT("0")};
+    struct rtmd_str args[] = {kind == RTMD_EVLOG_USER ? RTMD_STR_LIT("u") : RTMD_STR_LIT("c"),
+                              rtmd_str_cstr(rs->cfg->regions[region]), rtmd_str_cstr(smax),
+                              rtmd_str_cstr(dl), rtmd_str_cstr(safter)};
     struct pull_call *p = rtmd_malloc(sizeof(*p));
-    *p = (struct pull_call){rs, cb, arg, region, kind};
+    *p = (struct pull_call){rs, cb, arg, region, kind, after != RTMD_PULL_DRAIN};
     int r = rtmd_redis_script(rs, RTMD_LUA_PULL, &key, 1, args, RTMD_ARRAY_SIZE(args),
                               on_pull_reply, p);
     if (r < 0)

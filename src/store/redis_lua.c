@@ -11,17 +11,24 @@
     "-- retain (events_retain) and sess. Events overwritten unread are counted per region (the\n"  \
     "-- regions every node serves, in P regions) when they are overwritten, and the region's "     \
     "read\n"                                                                                       \
-    "-- count moves past them; drops holds the counts for the caller.\n"                           \
+    "-- count moves past them; drops holds the counts for the caller. Each event's session_id "    \
+    "goes\n"                                                                                       \
+    "-- to the list P es:KIND as \"NUMBER:NODE|SESSION\", trimmed alike.\n"                        \
     "local regions, drops = nil, {}\n"                                                             \
-    "local function ev(kind, json)\n"                                                              \
-    "  local s = p .. 'ev:' .. kind\n"                                                             \
+    "local function ev(kind, json, sid)\n"                                                         \
+    "  local s, es = p .. 'ev:' .. kind, p .. 'es:' .. kind\n"                                     \
     "  local len = redis.call('RPUSH', s, json)\n"                                                 \
     "  local keep = tonumber(retain)\n"                                                            \
+    "  local num = redis.call('HINCRBY', p .. 'evn', kind, 1)\n"                                   \
+    "  local sl = redis.call('RPUSH', es, num .. ':' .. sid)\n"                                    \
+    "  if sl > keep then\n"                                                                        \
+    "    redis.call('LTRIM', es, sl - keep, -1)\n"                                                 \
+    "  end\n"                                                                                      \
     "  if len > keep then\n"                                                                       \
     "    redis.call('LTRIM', s, len - keep, -1)\n"                                                 \
     "    len = keep\n"                                                                             \
     "  end\n"                                                                                      \
-    "  local first = redis.call('HINCRBY', p .. 'evn', kind, 1) - len\n"                           \
+    "  local first = num - len\n"                                                                  \
     "  if first > 0 then\n"                                                                        \
     "    regions = regions or redis.call('SMEMBERS', p .. 'regions')\n"                            \
     "    for _, r in ipairs(regions) do\n"                                                         \
@@ -35,14 +42,15 @@
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
-    "local function user_ev(t, uid, ms)\n"                                                         \
+    "local function user_ev(t, uid, ms, sid)\n"                                                    \
     "  ev('u', '{\"ms\":' .. ms .. ',\"ts\":' .. ms .. ',\"type\":\"' .. t .. "                    \
-    "'\",\"user_id\":\"' .. uid .. '\"}')\n"                                                       \
+    "'\",\"user_id\":\"' .. uid .. '\"}',\n"                                                       \
+    "     sid)\n"                                                                                  \
     "end\n"                                                                                        \
-    "local function chan_ev(t, uid, ch, ms)\n"                                                     \
+    "local function chan_ev(t, uid, ch, ms, sid)\n"                                                \
     "  ev('c', '{\"channel_id\":\"' .. ch .. '\",\"group_id\":\"' .. ch .. '\",\"ms\":' .. ms .. " \
     "',\"ts\":' ..\n"                                                                              \
-    "     ms .. ',\"type\":\"' .. t .. '\",\"user_id\":\"' .. uid .. '\"}')\n"                     \
+    "     ms .. ',\"type\":\"' .. t .. '\",\"user_id\":\"' .. uid .. '\"}', sid)\n"                \
     "end\n"                                                                                        \
     "-- Ends uid's session (owned by `owner`, \"NODE|SESSION\"): a Leave per channel, then the\n"  \
     "-- Logout. Returns the owner's node.\n"                                                       \
@@ -51,12 +59,12 @@
     "  local chans = redis.call('SMEMBERS', p .. 'sch:' .. uid)\n"                                 \
     "  table.sort(chans)\n"                                                                        \
     "  for _, ch in ipairs(chans) do\n"                                                            \
-    "    chan_ev('Leave', uid, ch, ms)\n"                                                          \
+    "    chan_ev('Leave', uid, ch, ms, owner)\n"                                                   \
     "    redis.call('HDEL', p .. 'ch:' .. ch, uid)\n"                                              \
     "    redis.call('ZREM', p .. 'cm:' .. ch, uid)\n"                                              \
     "  end\n"                                                                                      \
     "  redis.call('DEL', p .. 'sch:' .. uid)\n"                                                    \
-    "  user_ev('Logout', uid, ms)\n"                                                               \
+    "  user_ev('Logout', uid, ms, owner)\n"                                                        \
     "  redis.call('HDEL', sess, uid)\n"                                                            \
     "  redis.call('SREM', p .. 'node:' .. onode, uid)\n"                                           \
     "  return onode\n"                                                                             \
@@ -96,7 +104,7 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "      end\n"
         "      redis.call('HSET', sess, uid, me)\n"
         "      redis.call('SADD', p .. 'node:' .. node, uid)\n"
-        "      user_ev('Login', uid, ms)\n"
+        "      user_ev('Login', uid, ms, me)\n"
         "      done = 1\n"
         "    end\n"
         "  elseif owner == me then\n"
@@ -104,14 +112,14 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "      if redis.call('SADD', p .. 'sch:' .. uid, ch) == 1 then\n"
         "        redis.call('HSET', p .. 'ch:' .. ch, uid, node)\n"
         "        redis.call('ZADD', p .. 'cm:' .. ch, 0, uid)\n"
-        "        chan_ev('Join', uid, ch, ms)\n"
+        "        chan_ev('Join', uid, ch, ms, me)\n"
         "        done = 1\n"
         "      end\n"
         "    elseif t == 'L' then\n"
         "      if redis.call('SREM', p .. 'sch:' .. uid, ch) == 1 then\n"
         "        redis.call('HDEL', p .. 'ch:' .. ch, uid)\n"
         "        redis.call('ZREM', p .. 'cm:' .. ch, uid)\n"
-        "        chan_ev('Leave', uid, ch, ms)\n"
+        "        chan_ev('Leave', uid, ch, ms, me)\n"
         "        done = 1\n"
         "      end\n"
         "    else\n"
@@ -129,23 +137,37 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "end\n"
         "return out\n",
     [RTMD_LUA_PULL] =
-        "-- pull: the oldest events of one log the region has not read, marked read for it.\n"
+        "-- pull: the oldest events of one log the region has not read, marked read for it; or,\n"
+        "-- with after, those numbered above after, not marked (a lossless read).\n"
         "-- KEYS[1]: prefix \"rtmd:{APPID}:\"; ARGV: kind (u|c), region, max, deadline (Redis "
         "ms),\n"
-        "-- keep (1: bench_pull_keeps_events, the cursor is written back unchanged)\n"
+        "-- after ('' for a draining pull). Event i (0-based) of the log is numbered first + i + "
+        "1.\n"
         "-- Returns {-1} when run after its deadline (nothing read: the caller answered 408 "
         "already),\n"
-        "-- else {dropped, json...}.\n"
+        "-- {-2} when after is above the newest event's number (nothing done); else, draining,\n"
+        "-- {dropped, json...}; with after, {dropped, numbers above after that retention removed,\n"
+        "-- the first event's number, n, the n events' JSON joined by newlines (events hold "
+        "none),\n"
+        "-- the \"NUMBER:SESSION_ID\" entries of es where those events' would be, joined alike}.\n"
+        "-- dropped: events the region had not read that retention removed (counted now). es and\n"
+        "-- the log end at the same event unless an rtmd that kept no session_ids recorded some "
+        "of\n"
+        "-- the newest: the caller matches the entries by number.\n"
         "local p, kind, region, max, deadline = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), "
         "tonumber(ARGV[4])\n"
-        "local keep = ARGV[5] == '1'\n"
+        "local after = ARGV[5] ~= '' and tonumber(ARGV[5]) or nil\n"
         "local t = redis.call('TIME')\n"
         "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > deadline then\n"
         "  return {-1}\n"
         "end\n"
         "local log = p .. 'ev:' .. kind\n"
         "local added = tonumber(redis.call('HGET', p .. 'evn', kind) or '0')\n"
-        "local first = added - redis.call('LLEN', log)\n"
+        "if after and after > added then\n"
+        "  return {-2}\n"
+        "end\n"
+        "local len = redis.call('LLEN', log)\n"
+        "local first = added - len\n"
         "local rk = region .. ':' .. kind\n"
         "local read = tonumber(redis.call('HGET', p .. 'cur', rk .. ':n') or '0')\n"
         "local dropped = 0\n"
@@ -154,14 +176,30 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "  read = first\n"
         "  redis.call('HINCRBY', p .. 'drop', rk, dropped)\n"
         "end\n"
+        "if after then\n"
+        "  local from = math.max(after, first)\n"
+        "  local out = redis.call('LRANGE', log, from - first, from - first + max - 1)\n"
+        "  local n = #out\n"
+        "  local es = p .. 'es:' .. kind\n"
+        "  local a = from - first - (len - redis.call('LLEN', es))\n"
+        "  local sids = ''\n"
+        "  if n > 0 and a + n - 1 >= 0 then\n"
+        "    sids = table.concat(redis.call('LRANGE', es, math.max(a, 0), a + n - 1), '\\n')\n"
+        "  end\n"
+        "  -- two strings rather than 2n elements: a third of the script's time at 100 events\n"
+        "  local res = {dropped, math.max(first - after, 0), from + 1, n, table.concat(out, "
+        "'\\n'), sids}\n"
+        "  if after > read or dropped > 0 then\n"
+        "    redis.call('HSET', p .. 'cur', rk .. ':n', math.max(after, read))\n"
+        "  end\n"
+        "  return res\n"
+        "end\n"
         "-- The log's element i (0-based) is event first + i: LRANGE's table is the answer as it\n"
         "-- is (one table of strings; a stream's entries cost three tables each to convert).\n"
         "local out = redis.call('LRANGE', log, read - first, read - first + max - 1)\n"
         "local n = #out\n"
         "table.insert(out, 1, dropped)\n"
-        "if n > 0 and keep then\n"
-        "  redis.call('HSET', p .. 'cur', rk .. ':n', read)\n"
-        "elseif n > 0 or dropped > 0 then\n"
+        "if n > 0 or dropped > 0 then\n"
         "  redis.call('HSET', p .. 'cur', rk .. ':n', read + n)\n"
         "end\n"
         "return out\n",

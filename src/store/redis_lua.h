@@ -6,8 +6,11 @@
  * Keys of an app A (P = "rtmd:{A}:"):
  *   P ev:u, P ev:c    Lists: the user and channel event logs, each element
  *                     an event's JSON, trimmed to the newest events_retain
+ *   P es:u, P es:c    Lists: "NUMBER:NODE|SESSION", each event's number and
+ *                     session_id, pushed and trimmed with it (an event an
+ *                     older rtmd recorded has none: readers match by number)
  *   P evn             hash u|c → events ever added: element i of a log is
- *                     event evn - LLEN + i
+ *                     event evn - LLEN + i (0-based; its number, seq, is one more)
  *   P cur             hash REGION:u|c:n → events the region has read
  *   P drop            hash REGION:u|c → events dropped unread
  *   P sess            hash uid → "NODE|SESSION": who holds uid's session
@@ -58,7 +61,7 @@
 
 enum rtmd_redis_script {
     RTMD_LUA_PRESENCE,   /* KEYS P; ARGV node, retain, n, n × (type, uid, channel, ms, session) */
-    RTMD_LUA_PULL,       /* KEYS P; ARGV u|c, region, max, deadline (Redis ms) */
+    RTMD_LUA_PULL,       /* KEYS P; ARGV u|c, region, max, deadline (Redis ms), after|'' */
     RTMD_LUA_RATE,       /* KEYS P; ARGV bucket, qps */
     RTMD_LUA_END_NODE,   /* KEYS P; ARGV node, ms, retain, session id limit */
     RTMD_LUA_BEAT,       /* KEYS hb, reaped; ARGV node, node_timeout_ms */

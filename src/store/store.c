@@ -60,3 +60,55 @@ int rtmd_event_format(struct rtmd_buf *out, const struct rtmd_presence_op *op)
         out->len = start;
     return rc;
 }
+
+size_t rtmd_event_ts_offset(struct rtmd_str json)
+{
+    static const char ts[] = ",\"ts\":";
+    size_t klen = sizeof(ts) - 1;
+    for (size_t i = 0; i + klen <= json.len; i++) {
+        const char *c = memchr(json.p + i, ',', json.len - klen + 1 - i);
+        if (!c)
+            break;
+        i = (size_t)(c - json.p);
+        if (memcmp(c, ts, klen) == 0)
+            return i;
+    }
+    /* Not an event of ours: the fields go before the closing brace. */
+    return json.len ? json.len - 1 : 0;
+}
+
+char *rtmd_event_numbered_put(char *o, struct rtmd_str json, size_t ts_at, uint64_t seq,
+                              struct rtmd_str session)
+{
+    memcpy(o, json.p, ts_at);
+    o += ts_at;
+    memcpy(o, ",\"seq\":", 7);
+    o += 7;
+    o += rtmd_u64_to_dec(seq, o);
+    memcpy(o, ",\"session_id\":\"", 15);
+    o += 15;
+    if (session.len)
+        memcpy(o, session.p, session.len);
+    o += session.len;
+    *o++ = '"';
+    memcpy(o, json.p + ts_at, json.len - ts_at);
+    return o + json.len - ts_at;
+}
+
+int rtmd_event_numbered(struct rtmd_buf *out, struct rtmd_str json, uint64_t seq,
+                        struct rtmd_str session)
+{
+    int rc = rtmd_buf_reserve(out, json.len + session.len + RTMD_EVENT_NUMBERED_EXTRA);
+    if (rc < 0)
+        return rc;
+    char *end = rtmd_event_numbered_put(out->data + out->len, json, rtmd_event_ts_offset(json), seq,
+                                        session);
+    out->len = (size_t)(end - out->data);
+    return 0;
+}
+
+size_t rtmd_event_session(char *out, const char *node, uint64_t session)
+{
+    int k = snprintf(out, RTMD_SESSION_ID_MAX, "%s|%llu", node, (unsigned long long)session);
+    return k < 0 ? 0 : RTMD_MIN((size_t)k, (size_t)RTMD_SESSION_ID_MAX - 1);
+}

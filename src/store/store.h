@@ -71,11 +71,20 @@ struct rtmd_presence_op {
 
 /* The events a pull returned, oldest first: `joined` holds each event's
  * JSON object, separated by commas — the inside of a JSON array, ready to be
- * wrapped in the answer with one copy. */
+ * wrapped in the answer with one copy. A pull with `after` returns each
+ * event in its numbered form (rtmd_event_numbered) and sets dropped: the
+ * numbers above `after` of events retention removed before they were read
+ * (0 for a draining pull). */
 struct rtmd_event_batch {
     size_t n;
     struct rtmd_str joined;
+    uint64_t dropped;
 };
+
+/* The `after` of a draining pull (the Agora-compatible one). */
+#define RTMD_PULL_DRAIN UINT64_MAX
+/* The largest `after` accepted: JSON numbers are exact up to 2^53 - 1. */
+#define RTMD_PULL_AFTER_MAX 9007199254740991ULL
 
 typedef void (*rtmd_store_cb)(void *arg, int status);
 typedef void (*rtmd_store_pull_cb)(void *arg, int status, const struct rtmd_event_batch *batch);
@@ -244,12 +253,21 @@ struct rtmd_store_type {
     int (*presence)(struct rtmd_store *s, const struct rtmd_app *app,
                     const struct rtmd_presence_op *ops, size_t n, rtmd_store_cb cb, void *arg);
     /*
-     * Returns up to max of the oldest events of (app, kind) that region has
-     * not read, and marks them read for that region only. cb runs once the
-     * new read position is durable.
+     * after == RTMD_PULL_DRAIN: returns up to max of the oldest events of
+     * (app, kind) that region has not read, and marks them read for that
+     * region only.
+     * Otherwise (a lossless read, after <= RTMD_PULL_AFTER_MAX): marks every
+     * event numbered up to `after` read for region (a read position never
+     * moves back) and returns up to max of the oldest events numbered above
+     * `after` that the log holds, numbered (seq, session_id), without marking
+     * them read: the same `after` answers the same events again. Numbers are
+     * strictly increasing per app and log, starting at 1. An `after` above the
+     * newest event's number fails with -ERANGE (the log was reset: nothing
+     * is marked).
+     * cb runs once the new read position is durable.
      */
     int (*pull)(struct rtmd_store *s, const struct rtmd_app *app, enum rtmd_evlog_kind kind,
-                uint32_t region, uint32_t max, rtmd_store_pull_cb cb, void *arg);
+                uint32_t region, uint32_t max, uint64_t after, rtmd_store_pull_cb cb, void *arg);
     /* Takes one request from (app, bucket), allowing qps per second: cb gets
      * 0, or RTMD_ERATE when the bucket is empty (nothing taken). */
     int (*rate)(struct rtmd_store *s, const struct rtmd_app *app, enum rtmd_rate_bucket bucket,
@@ -359,9 +377,9 @@ static inline int rtmd_store_presence(struct rtmd_store *s, const struct rtmd_ap
 }
 static inline int rtmd_store_pull(struct rtmd_store *s, const struct rtmd_app *app,
                                   enum rtmd_evlog_kind kind, uint32_t region, uint32_t max,
-                                  rtmd_store_pull_cb cb, void *arg)
+                                  uint64_t after, rtmd_store_pull_cb cb, void *arg)
 {
-    return s->type->pull(s, app, kind, region, max, cb, arg);
+    return s->type->pull(s, app, kind, region, max, after, cb, arg);
 }
 static inline int rtmd_store_rate(struct rtmd_store *s, const struct rtmd_app *app,
                                   enum rtmd_rate_bucket bucket, uint32_t qps, rtmd_store_cb cb,
@@ -490,6 +508,30 @@ static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void
  */
 struct rtmd_buf;
 int rtmd_event_format(struct rtmd_buf *out, const struct rtmd_presence_op *op);
+/*
+ * The numbered form of an event (pulls with `after`): its JSON with
+ * "seq":SEQ,"session_id":"SESSION" inserted before "ts" (keys stay in
+ * alphabetical order). SESSION names the session the event belongs to,
+ * "NODE|NUMBER" (rtmd_event_session), "" for events recorded before rtmd
+ * kept it. Appends to out; 0 or an rtmd_buf error.
+ */
+int rtmd_event_numbered(struct rtmd_buf *out, struct rtmd_str json, uint64_t seq,
+                        struct rtmd_str session);
+/* Bytes the numbered form adds to an event, besides its session_id. */
+#define RTMD_EVENT_NUMBERED_EXTRA 48
+/* Where the fields go in json: the offset of its ,"ts": (before the
+ * closing brace without one). */
+size_t rtmd_event_ts_offset(struct rtmd_str json);
+/* Writes the numbered form at o, which has room for json.len +
+ * session.len + RTMD_EVENT_NUMBERED_EXTRA bytes; ts_at from
+ * rtmd_event_ts_offset(). Returns the end of what it wrote. */
+char *rtmd_event_numbered_put(char *o, struct rtmd_str json, size_t ts_at, uint64_t seq,
+                              struct rtmd_str session);
+/* Bytes of a session_id at most: a node id, '|', a 20-digit number. */
+#define RTMD_SESSION_ID_MAX 64
+/* Writes "NODE|NUMBER" (NUL-terminated) into out (RTMD_SESSION_ID_MAX
+ * bytes); returns its length. */
+size_t rtmd_event_session(char *out, const char *node, uint64_t session);
 enum rtmd_evlog_kind rtmd_event_log_kind(enum rtmd_event_type type);
 const char *rtmd_event_type_name(enum rtmd_event_type type);
 

@@ -271,7 +271,10 @@ def test_full_disk_refuses_writes_keeps_every_end_and_writes_them_when_space_ret
     # pulls answer what was written before (or 503: nothing consumed); no
     # Logout or Leave can be among them yet
     users, members = log.still_open()
-    assert users == set(log.per_user()) and members == set(log.per_membership())
+    # (the churn's Joins and Leaves were all written before the disk filled: a pull that
+    # commits its read position into WAL space SQLite already had returns them)
+    assert users == set(log.per_user())
+    assert members == set(log.per_membership()) - {("stay", "churn")}
 
     disk.free()
     started = time.monotonic()

@@ -196,8 +196,9 @@ static void test_reserve_append_and_restore(void **state)
     assert_int_equal(c, 3);
     (void)b;
     /* b's commit failed: a gap. Appending out of order or unreserved fails. */
-    struct rtmd_evrec *ra = rtmd_evrec_new(a, "a", 1), *rc = rtmd_evrec_new(c, "c", 1);
-    struct rtmd_evrec *bad = rtmd_evrec_new(9, "x", 1);
+    struct rtmd_evrec *ra = rtmd_evrec_new(a, "a", 1, RTMD_STR_NULL),
+                      *rc = rtmd_evrec_new(c, "c", 1, RTMD_STR_NULL);
+    struct rtmd_evrec *bad = rtmd_evrec_new(9, "x", 1, RTMD_STR_NULL);
     assert_int_equal(rtmd_evlog_append(&l, bad), -EINVAL);
     assert_int_equal(rtmd_evlog_append(&l, ra), 0);
     assert_int_equal(rtmd_evlog_append(&l, rc), 0);
@@ -215,8 +216,8 @@ static void test_reserve_append_and_restore(void **state)
     /* Restore: any increasing numbers, no drops counted, next_seq follows. */
     rtmd_evlog_init(&l, 3, 2);
     for (uint64_t s = 10; s <= 50; s += 10)
-        assert_int_equal(rtmd_evlog_restore(&l, rtmd_evrec_new(s, "r", 1)), 0);
-    struct rtmd_evrec *old = rtmd_evrec_new(5, "o", 1);
+        assert_int_equal(rtmd_evlog_restore(&l, rtmd_evrec_new(s, "r", 1, RTMD_STR_NULL)), 0);
+    struct rtmd_evrec *old = rtmd_evrec_new(5, "o", 1, RTMD_STR_NULL);
     assert_int_equal(rtmd_evlog_restore(&l, old), -EINVAL);
     rtmd_evrec_release(old);
     assert_int_equal(l.count, 3);
@@ -276,6 +277,42 @@ static void test_copy_joins_across_the_wrap(void **state)
     rtmd_evlog_free(&l);
 }
 
+/* Lossless reads: records above after, numbered, and the numbers retention
+ * removed. */
+static void test_copy_after_numbers_and_trimmed(void **state)
+{
+    (void)state;
+    struct rtmd_evlog l;
+    rtmd_evlog_init(&l, 3, 1);
+    for (int i = 0; i < 5; i++) {
+        char json[64];
+        int len = snprintf(json, sizeof(json), "{\"ms\":%d,\"ts\":%d,\"type\":\"Login\"}", i, i);
+        struct rtmd_evrec *r =
+            rtmd_evrec_new(rtmd_evlog_reserve(&l), json, (size_t)len, RTMD_STR_LIT("n1|7"));
+        assert_int_equal(rtmd_evlog_append(&l, r), 0);
+    }
+    /* 1 and 2 were overwritten: after=0 answers 3..5, two numbers lost */
+    assert_int_equal(rtmd_evlog_trimmed_after(&l, 0), 2);
+    assert_int_equal(rtmd_evlog_trimmed_after(&l, 2), 0);
+    struct rtmd_buf out;
+    rtmd_buf_init(&out, SIZE_MAX);
+    uint64_t last = 0;
+    assert_int_equal(rtmd_evlog_copy_after(&l, 3, 10, &out, &last), 2);
+    assert_int_equal(last, 5);
+    const char *want = "{\"ms\":3,\"seq\":4,\"session_id\":\"n1|7\",\"ts\":3,\"type\":\"Login\"},"
+                       "{\"ms\":4,\"seq\":5,\"session_id\":\"n1|7\",\"ts\":4,\"type\":\"Login\"}";
+    assert_int_equal(out.len, strlen(want));
+    assert_memory_equal(out.data, want, out.len);
+    /* the position is not read or moved; nothing above the newest */
+    assert_int_equal(rtmd_evlog_unread(&l, 0), 3);
+    rtmd_buf_reset(&out);
+    assert_int_equal(rtmd_evlog_copy_after(&l, 5, 10, &out, &last), 0);
+    assert_int_equal(rtmd_evlog_copy_after(&l, 0, 1, &out, &last), 1);
+    assert_int_equal(last, 3);
+    rtmd_buf_free(&out);
+    rtmd_evlog_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_record_survives_overwrite),
         cmocka_unit_test(test_reserve_append_and_restore),
         cmocka_unit_test(test_copy_joins_across_the_wrap),
+        cmocka_unit_test(test_copy_after_numbers_and_trimmed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

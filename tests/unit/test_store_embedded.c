@@ -104,9 +104,10 @@ static int pull(struct fixture *f, int app, enum rtmd_evlog_kind kind, uint32_t 
                 uint32_t max, struct pulled *p)
 {
     memset(p, 0, sizeof(*p));
-    return await_callback(f,
-                          rtmd_store_pull(f->store, &f->apps[app], kind, region, max, on_pulled, p),
-                          &p->calls, &p->status);
+    return await_callback(
+        f,
+        rtmd_store_pull(f->store, &f->apps[app], kind, region, max, RTMD_PULL_DRAIN, on_pulled, p),
+        &p->calls, &p->status);
 }
 
 static void expect_user_event(const char *json, const char *type, const char *uid, uint64_t ms)
@@ -245,9 +246,11 @@ static void test_sync_failures_never_call_back(void **state)
     struct rtmd_presence_op ok = op_make(RTMD_EVENT_LOGIN, "u1", NULL, T0);
     assert_int_equal(rtmd_store_presence(f->store, &stranger, &ok, 1, on_done, &r), -EINVAL);
     struct pulled p = {0};
-    assert_int_equal(rtmd_store_pull(f->store, &f->apps[0], RTMD_EVLOG_USER, 2, 10, on_pulled, &p),
+    assert_int_equal(rtmd_store_pull(f->store, &f->apps[0], RTMD_EVLOG_USER, 2, 10, RTMD_PULL_DRAIN,
+                                     on_pulled, &p),
                      -EINVAL);
-    assert_int_equal(rtmd_store_pull(f->store, &f->apps[0], RTMD_EVLOG_USER, 0, 0, on_pulled, &p),
+    assert_int_equal(rtmd_store_pull(f->store, &f->apps[0], RTMD_EVLOG_USER, 0, 0, RTMD_PULL_DRAIN,
+                                     on_pulled, &p),
                      -EINVAL);
     assert_int_equal(rtmd_store_rate(f->store, &f->apps[0], RTMD_RATE_BUCKETS, 10, on_done, &r),
                      -EINVAL);
@@ -316,12 +319,15 @@ static void test_pulls_in_flight_do_not_overlap(void **state)
     assert_int_equal(presence_n(f, 0, ops, 5), 0);
     /* Three pulls made in the same iteration: 3 + 2 + nothing. */
     struct pulled a = {0}, b = {0}, c = {0};
-    assert_int_equal(
-        rtmd_store_pull(f->store, &f->apps[0], RTMD_EVLOG_CHANNEL, 0, 3, on_pulled, &a), 0);
-    assert_int_equal(
-        rtmd_store_pull(f->store, &f->apps[0], RTMD_EVLOG_CHANNEL, 0, 3, on_pulled, &b), 0);
-    assert_int_equal(
-        rtmd_store_pull(f->store, &f->apps[0], RTMD_EVLOG_CHANNEL, 0, 3, on_pulled, &c), 0);
+    assert_int_equal(rtmd_store_pull(f->store, &f->apps[0], RTMD_EVLOG_CHANNEL, 0, 3,
+                                     RTMD_PULL_DRAIN, on_pulled, &a),
+                     0);
+    assert_int_equal(rtmd_store_pull(f->store, &f->apps[0], RTMD_EVLOG_CHANNEL, 0, 3,
+                                     RTMD_PULL_DRAIN, on_pulled, &b),
+                     0);
+    assert_int_equal(rtmd_store_pull(f->store, &f->apps[0], RTMD_EVLOG_CHANNEL, 0, 3,
+                                     RTMD_PULL_DRAIN, on_pulled, &c),
+                     0);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(a.calls + b.calls + c.calls, 3);
     assert_int_equal(a.n, 3);

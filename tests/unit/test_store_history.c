@@ -614,14 +614,17 @@ static void test_upgrades_a_version_1_database(void **state)
     struct fixture *f = *state;
     open_store(f);
     close_store(f);
-    /* Make it look like rtmd 1's file: no message tables, version 1. */
+    /* Make it look like rtmd 1's file: no message tables nor session
+     * columns, version 1. */
     char path[128];
     snprintf(path, sizeof(path), "%s/rtmd.db", f->dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
                                   "DROP TABLE messages; DROP TABLE inbox; DROP TABLE offline;"
-                                  "DROP TABLE app_keys; PRAGMA user_version=1;",
+                                  "DROP TABLE app_keys; ALTER TABLE events DROP COLUMN session;"
+                                  "ALTER TABLE sessions DROP COLUMN session;"
+                                  "PRAGMA user_version=1;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -630,6 +633,7 @@ static void test_upgrades_a_version_1_database(void **state)
     expect(f, NULL, "bob", T0, T0, LIST("p alice>bob @0 hi"));
     close_store(f);
     assert_int_equal(db_count(f, "PRAGMA user_version"), SCHEMA_VERSION);
+    assert_int_equal(db_count(f, "SELECT COUNT(session) FROM sessions"), 0);
 }
 
 /* The child: puts 40 messages, each acknowledged, then 20 more without
