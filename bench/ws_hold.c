@@ -1,12 +1,19 @@
 /*
  * ws_hold.c — opens N plain WebSocket connections to rtmd, logs each in as
  * a distinct uid, holds them idle, then exits. A load generator for
- * bench/ws-hold; it needs nothing beyond libc (it ignores librtmd.a).
+ * bench/ws-hold; it needs libc and, for --tls, OpenSSL (it ignores
+ * librtmd.a).
  *
  *   build/bench/ws_hold --port P --app APPID[,APPID...] [--count N] [--sources A,B,...]
  *       [--host 127.0.0.1] [--rate CONNECTS_PER_S] [--inflight N]
  *       [--hold-seconds S] [--uid-prefix PFX] [--timeout S] [--logout]
- *       [--control-stdin] [--quiet]
+ *       [--tls] [--control-stdin] [--quiet]
+ *
+ * With --tls every connection is wss://: a TLS handshake (any protocol
+ * version rtmd offers, the certificate not verified, no session resumption)
+ * after the TCP connect, then the same upgrade and frames inside TLS. The
+ * client keeps its own TLS memory small (SSL_MODE_RELEASE_BUFFERS) so that
+ * 19,000 connections fit in two generators.
  *
  * Phases, each bounded by --timeout:
  *   1. connect: sockets bound to the --sources addresses in turn (bind()
@@ -55,6 +62,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "wsload.h"
 
 #define MAX_SOURCES 64
@@ -65,6 +75,7 @@
 enum state {
     ST_IDLE,       /* not started */
     ST_CONNECTING, /* connect() in progress */
+    ST_TLS,        /* --tls: TLS handshake in progress */
     ST_HANDSHAKE,  /* upgrade request sent, waiting for the 101 */
     ST_UPGRADED,   /* waiting for the login phase */
     ST_LOGIN,      /* login sent, waiting for the reply */
@@ -92,6 +103,7 @@ static const char *const failure_names[F_COUNT] = {
 };
 
 struct conn {
+    SSL *ssl; /* --tls only */
     int fd;
     uint8_t state;
     uint8_t src;
@@ -115,11 +127,13 @@ static struct {
     uint32_t n_apps;
     double timeout_s;
     bool logout;
+    bool tls;
     bool control_stdin;
     bool quiet;
 } opt;
 
 static struct conn *conns_;
+static SSL_CTX *ssl_ctx_; /* --tls */
 static int ep_;
 static struct sockaddr_in dst_;
 static char request_[512];
@@ -141,8 +155,8 @@ static void die_usage(const char *msg)
     fprintf(stderr,
             "usage: ws_hold --port P --app APPID[,..] [--count N] [--sources A,B,..] [--host H]\n"
             "               [--rate CONNECTS_PER_S] [--inflight N] [--hold-seconds S]\n"
-            "               [--uid-prefix PFX] [--timeout S] [--logout] [--control-stdin] "
-            "[--quiet]\n");
+            "               [--uid-prefix PFX] [--timeout S] [--logout] [--tls] [--control-stdin]\n"
+            "               [--quiet]\n");
     exit(2);
 }
 
@@ -160,6 +174,9 @@ static void parse_args(int argc, char **argv)
         bool takes = true;
         if (!strcmp(a, "--logout")) {
             opt.logout = true;
+            takes = false;
+        } else if (!strcmp(a, "--tls")) {
+            opt.tls = true;
             takes = false;
         } else if (!strcmp(a, "--control-stdin")) {
             opt.control_stdin = true;
@@ -228,6 +245,10 @@ static void note_failure(enum failure f, uint32_t i, int err, const char *what)
 static void close_conn(uint32_t i, uint8_t state)
 {
     struct conn *c = &conns_[i];
+    if (c->ssl) {
+        SSL_free(c->ssl); /* no close_notify: the bench closes abruptly, like plain */
+        c->ssl = NULL;
+    }
     if (c->fd >= 0) {
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
@@ -238,7 +259,8 @@ static void close_conn(uint32_t i, uint8_t state)
 
 static void fail(uint32_t i, enum failure f, int err, const char *what)
 {
-    if (conns_[i].state == ST_CONNECTING || conns_[i].state == ST_HANDSHAKE)
+    if (conns_[i].state == ST_CONNECTING || conns_[i].state == ST_TLS ||
+        conns_[i].state == ST_HANDSHAKE)
         n_pending_hs_--;
     if (conns_[i].state == ST_LOGIN || conns_[i].state == ST_LOGOUT)
         n_wait_--;
@@ -248,8 +270,18 @@ static void fail(uint32_t i, enum failure f, int err, const char *what)
 
 /* Sends all of buf (these requests are tiny; a short write on a fresh,
  * empty socket buffer would mean something is badly wrong). */
-static int send_all(int fd, const char *buf, size_t n)
+static int send_all(struct conn *c, const char *buf, size_t n)
 {
+    int fd = c->fd;
+    if (c->ssl) {
+        /* Without partial writes SSL_write takes all or nothing. */
+        int r = SSL_write(c->ssl, buf, (int)n);
+        if (r > 0)
+            return 0;
+        int e = SSL_get_error(c->ssl, r);
+        ERR_clear_error();
+        return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPROTO;
+    }
     size_t off = 0;
     while (off < n) {
         ssize_t w = send(fd, buf + off, n - off, MSG_NOSIGNAL);
@@ -286,6 +318,32 @@ static void start_conn(uint32_t i)
         fail(i, strcmp(what, "connect") ? F_SOCKET : F_CONNECT, -r, what);
 }
 
+static void send_upgrade(uint32_t i);
+
+/* --tls: drives the handshake; the upgrade request goes out once it is done. */
+static void on_tls(uint32_t i)
+{
+    struct conn *c = &conns_[i];
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        send_upgrade(i);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        struct epoll_event ev = {
+            .events = (e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT) | EPOLLRDHUP, .data.u32 = i};
+        epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
+        return;
+    }
+    char what[128];
+    unsigned long err = ERR_peek_error();
+    snprintf(what, sizeof(what), "TLS handshake: %s",
+             err ? ERR_reason_error_string(err) : "closed or reset");
+    ERR_clear_error();
+    fail(i, F_HANDSHAKE, 0, what);
+}
+
 static void on_connected(uint32_t i)
 {
     struct conn *c = &conns_[i];
@@ -294,7 +352,24 @@ static void on_connected(uint32_t i)
         fail(i, F_CONNECT, err, "connect");
         return;
     }
-    int r = send_all(c->fd, request_, request_len_);
+    if (opt.tls) {
+        c->ssl = SSL_new(ssl_ctx_);
+        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+            fail(i, F_SOCKET, ENOMEM, "SSL_new");
+            return;
+        }
+        SSL_set_connect_state(c->ssl);
+        c->state = ST_TLS;
+        on_tls(i);
+        return;
+    }
+    send_upgrade(i);
+}
+
+static void send_upgrade(uint32_t i)
+{
+    struct conn *c = &conns_[i];
+    int r = send_all(c, request_, request_len_);
     if (r) {
         fail(i, F_CONNECT, r, "send upgrade");
         return;
@@ -312,6 +387,21 @@ static ssize_t read_some(struct conn *c, int *err)
     if (room == 0) {
         *err = ENOBUFS;
         return -2;
+    }
+    if (c->ssl) {
+        int r = SSL_read(c->ssl, c->in + c->in_len, (int)room);
+        if (r > 0) {
+            c->in_len = (uint16_t)(c->in_len + r);
+            return r;
+        }
+        int e = SSL_get_error(c->ssl, r);
+        ERR_clear_error();
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return -1; /* nothing, or only records without data (session tickets) */
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return 0;
+        *err = e == SSL_ERROR_SYSCALL && errno ? errno : EPROTO;
+        return e == SSL_ERROR_SYSCALL && !errno ? 0 : -2;
     }
     ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
     if (n < 0) {
@@ -368,7 +458,7 @@ static void send_op(uint32_t i, bool login)
         n = snprintf(payload, sizeof(payload), "{\"op\":\"logout\",\"id\":2}");
     size_t flen = frame_text(frame, sizeof(frame), payload, (size_t)n, i);
     c->t_sent = now_ns();
-    int r = send_all(c->fd, frame, flen);
+    int r = send_all(c, frame, flen);
     c->state = login ? ST_LOGIN : ST_LOGOUT;
     n_wait_++;
     if (r)
@@ -448,14 +538,23 @@ static void on_event(uint32_t i, uint32_t events)
     struct conn *c = &conns_[i];
     if (c->fd < 0)
         return;
-    switch (c->state) {
-    case ST_CONNECTING: on_connected(i); break;
-    case ST_HANDSHAKE: on_handshake_data(i); break;
-    case ST_UPGRADED:
-    case ST_HELD: on_held_data(i); break;
-    case ST_LOGIN:
-    case ST_LOGOUT: on_reply_data(i); break;
-    default: break;
+    /* TLS may hold decrypted bytes the socket no longer signals: go on
+     * while it does (and the state reads). */
+    for (;;) {
+        uint8_t st = c->state;
+        switch (st) {
+        case ST_CONNECTING: on_connected(i); break;
+        case ST_TLS: on_tls(i); break;
+        case ST_HANDSHAKE: on_handshake_data(i); break;
+        case ST_UPGRADED:
+        case ST_HELD: on_held_data(i); break;
+        case ST_LOGIN:
+        case ST_LOGOUT: on_reply_data(i); break;
+        default: break;
+        }
+        if (c->fd < 0 || !c->ssl || SSL_pending(c->ssl) == 0 || c->state == ST_TLS ||
+            c->state == ST_CONNECTING)
+            break;
     }
     (void)events;
 }
@@ -559,6 +658,16 @@ int main(int argc, char **argv)
     }
     for (uint32_t i = 0; i < opt.count; i++)
         conns_[i].fd = -1;
+    if (opt.tls) {
+        ssl_ctx_ = SSL_CTX_new(TLS_client_method());
+        if (!ssl_ctx_) {
+            fprintf(stderr, "ws_hold: SSL_CTX_new failed\n");
+            return 1;
+        }
+        SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(ssl_ctx_, SSL_MODE_RELEASE_BUFFERS);
+        SSL_CTX_set_session_cache_mode(ssl_ctx_, SSL_SESS_CACHE_OFF);
+    }
     int rn = snprintf(request_, sizeof(request_),
                       "GET /v1/rtm HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -597,7 +706,8 @@ int main(int argc, char **argv)
         if (conns_[i].state == ST_IDLE) {
             conns_[i].state = ST_FAILED;
             note_failure(F_TIMEOUT, i, 0, "never started (timeout)");
-        } else if (conns_[i].state == ST_CONNECTING || conns_[i].state == ST_HANDSHAKE) {
+        } else if (conns_[i].state == ST_CONNECTING || conns_[i].state == ST_TLS ||
+                   conns_[i].state == ST_HANDSHAKE) {
             fail(i, F_TIMEOUT, 0, "handshake timeout");
         }
     }
@@ -698,6 +808,7 @@ int main(int argc, char **argv)
     }
     free(conns_);
     free(latencies_);
+    SSL_CTX_free(ssl_ctx_);
     close(ep_);
     bool ok = n_login_ok_ == opt.count && held_at_end == opt.count && total_failures() == 0;
     return ok ? 0 : 1;
