@@ -1,10 +1,12 @@
 /*
- * conn.c — listeners, accepted connections, TLS over memory BIOs, and the
- * write path. See conn.h for the model; the TLS part is the standard OpenSSL
- * memory-BIO pattern: ciphertext read from the socket is written into the
- * SSL's read BIO, SSL_read() yields plaintext for the protocol, and whatever
- * SSL puts into its write BIO (handshake records, encrypted responses) is
- * written to the socket.
+ * conn.c — listeners, accepted connections, TLS, and the write path. See
+ * conn.h for the model. TLS runs over a BIO of rtmd's own that keeps no
+ * bytes per connection: while a socket read is processed, the SSL reads its
+ * ciphertext straight from the loop's read buffer, and the records it writes
+ * (handshake flights, encrypted answers, alerts) go to one loop-wide staging
+ * buffer that tls_flush() hands to the socket after every SSL call. (Memory
+ * BIOs would keep, per connection, buffers as large as the largest flight or
+ * answer ever passed through them: BIO_s_mem never shrinks.)
  */
 #include "net/conn.h"
 
@@ -45,10 +47,14 @@ struct write_req {
 #define WBUF_MAX      (64u * 1024 * 1024)
 #define WBUF_FLUSH_AT (32u * 1024)
 
+static void tls_forget(struct rtmd_conn *c);
+
 static void conn_free(struct rtmd_conn *c)
 {
-    if (c->ssl)
+    if (c->ssl) {
+        tls_forget(c);
         SSL_free(c->ssl);
+    }
     rtmd_buf_free(&c->wbuf);
     free(c);
 }
@@ -153,6 +159,8 @@ static void fail_later(struct rtmd_conn *c)
         return;
     c->flags |= RTMD_CONN_FAILED;
     rtmd_buf_free(&c->wbuf);
+    if (c->ssl)
+        tls_forget(c); /* records staged for it are not sent */
     if (rtmd_list_linked(&c->flush_link))
         rtmd_list_remove(&c->flush_link);
     rtmd_list_insert_tail(&c->server->doomed, &c->flush_link);
@@ -209,18 +217,114 @@ static int raw_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
     return 0;
 }
 
-/* Moves whatever TLS produced (records) to the socket. */
+/* ---- the TLS BIO ----------------------------------------------------------- */
+
+/* What the SSL of tls_in_conn_ may read: the rest of the socket read being
+ * processed (tls_read()); any other SSL reads nothing. */
+static struct rtmd_conn *tls_in_conn_;
+static const char *tls_in_;
+static size_t tls_in_len_;
+
+/* Records written by the SSL of tls_out_conn_ and not yet handed to its
+ * socket. Every SSL call is followed by tls_flush() of its connection, so
+ * only one connection's records are ever here; a write from another
+ * connection's SSL would first flush these (it does not happen). A flight
+ * that does not fit goes to the socket in pieces. */
+#define TLS_STAGE_SIZE (64 * 1024)
+static struct rtmd_conn *tls_out_conn_;
+static size_t tls_out_len_;
+static char tls_out_[TLS_STAGE_SIZE];
+static BIO_METHOD *tls_bio_method_;
+
+/* Moves whatever c's SSL wrote (records) to the socket. */
 static int tls_flush(struct rtmd_conn *c)
 {
-    BIO *wbio = SSL_get_wbio(c->ssl);
-    char *data;
-    long n = BIO_get_mem_data(wbio, &data);
+    if (tls_out_conn_ != c || tls_out_len_ == 0)
+        return 0;
+    uv_buf_t b = uv_buf_init(tls_out_, (unsigned)tls_out_len_);
+    tls_out_conn_ = NULL;
+    tls_out_len_ = 0;
+    return raw_writev(c, &b, 1);
+}
+
+/* c's SSL is about to be freed: nothing of it stays staged. */
+static void tls_forget(struct rtmd_conn *c)
+{
+    if (tls_out_conn_ == c) {
+        tls_out_conn_ = NULL;
+        tls_out_len_ = 0;
+    }
+    if (tls_in_conn_ == c) {
+        tls_in_conn_ = NULL;
+        tls_in_len_ = 0;
+    }
+}
+
+static int tls_bio_write(BIO *b, const char *p, int n)
+{
+    struct rtmd_conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
     if (n <= 0)
         return 0;
-    uv_buf_t b = uv_buf_init(data, (unsigned)n);
-    int r = raw_writev(c, &b, 1);
-    (void)BIO_reset(wbio);
-    return r;
+    if (tls_out_conn_ && tls_out_conn_ != c)
+        tls_flush(tls_out_conn_);
+    if (tls_out_len_ + (size_t)n > sizeof(tls_out_))
+        tls_flush(c);
+    if ((size_t)n > sizeof(tls_out_)) {
+        uv_buf_t ub = uv_buf_init((char *)p, (unsigned)n);
+        raw_writev(c, &ub, 1); /* a failure marks c failed */
+        return n;
+    }
+    memcpy(tls_out_ + tls_out_len_, p, (size_t)n);
+    tls_out_len_ += (size_t)n;
+    tls_out_conn_ = c;
+    return n;
+}
+
+static int tls_bio_read(BIO *b, char *p, int n)
+{
+    BIO_clear_retry_flags(b);
+    if (BIO_get_data(b) != tls_in_conn_ || tls_in_len_ == 0 || n <= 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t k = (size_t)n < tls_in_len_ ? (size_t)n : tls_in_len_;
+    memcpy(p, tls_in_, k);
+    tls_in_ += k;
+    tls_in_len_ -= k;
+    return (int)k;
+}
+
+static long tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    /* Records are handed on as they come: a flush has nothing to do. */
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int tls_bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO *tls_bio_new(struct rtmd_conn *c)
+{
+    if (!tls_bio_method_) {
+        BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rtmd");
+        if (!m || !BIO_meth_set_write(m, tls_bio_write) || !BIO_meth_set_read(m, tls_bio_read) ||
+            !BIO_meth_set_ctrl(m, tls_bio_ctrl) || !BIO_meth_set_create(m, tls_bio_create)) {
+            BIO_meth_free(m);
+            return NULL;
+        }
+        tls_bio_method_ = m; /* one for the process, never freed */
+    }
+    BIO *b = BIO_new(tls_bio_method_);
+    if (b)
+        BIO_set_data(b, c);
+    return b;
 }
 
 static void flush_one(struct rtmd_conn *c);
@@ -371,15 +475,18 @@ static void deliver(struct rtmd_conn *c, const char *p, size_t n)
     c->proto->on_data(c, p, n);
 }
 
+/* The SSL reads p[0, n) through its BIO; what it does not read (the
+ * connection closed meanwhile) is dropped. */
 static void tls_read(struct rtmd_conn *c, const char *p, size_t n)
 {
-    BIO *rbio = SSL_get_rbio(c->ssl);
-    if (BIO_write(rbio, p, (int)n) != (int)n) {
-        rtmd_conn_close(c);
-        return;
-    }
+    tls_in_conn_ = c;
+    tls_in_ = p;
+    tls_in_len_ = n;
     while (!(c->flags & RTMD_CONN_CLOSING)) {
         int r = SSL_read(c->ssl, plain_buf_, sizeof(plain_buf_));
+        /* Records the read produced (handshake flights, tickets, alerts)
+         * go out before the protocol sees the data and writes others. */
+        tls_flush(c);
         if (r > 0) {
             c->flags |= RTMD_CONN_TLS_DONE;
             deliver(c, plain_buf_, (size_t)r);
@@ -396,18 +503,19 @@ static void tls_read(struct rtmd_conn *c, const char *p, size_t n)
                 c->proto->on_eof(c);
             else
                 rtmd_conn_close(c);
-            return;
+            break;
         }
         unsigned long err = ERR_peek_error();
         rtmd_log_debug("tls", "conn=%llu TLS error: %s", (unsigned long long)c->id,
                        err ? ERR_reason_error_string(err) : "syscall");
         ERR_clear_error();
-        tls_flush(c); /* an alert, if any */
-        rtmd_conn_close(c);
-        return;
+        rtmd_conn_close(c); /* after the alert, if any */
+        break;
     }
-    if (!(c->flags & RTMD_CONN_CLOSING))
-        tls_flush(c);
+    if (tls_in_conn_ == c) {
+        tls_in_conn_ = NULL;
+        tls_in_len_ = 0;
+    }
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -555,13 +663,10 @@ static int tls_start(struct rtmd_conn *c)
     if (!c->server->ssl_ctx)
         return -EINVAL;
     c->ssl = SSL_new(c->server->ssl_ctx);
-    BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
-    if (!c->ssl || !rbio || !wbio) {
-        BIO_free(rbio);
-        BIO_free(wbio);
+    BIO *bio = c->ssl ? tls_bio_new(c) : NULL;
+    if (!bio)
         return -ENOMEM;
-    }
-    SSL_set_bio(c->ssl, rbio, wbio);
+    SSL_set_bio(c->ssl, bio, bio); /* one BIO both ways: one reference */
     SSL_set_accept_state(c->ssl);
     return 0;
 }
