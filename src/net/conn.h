@@ -135,6 +135,8 @@ struct rtmd_server {
     struct rtmd_list flush;  /* connections with buffered output */
     struct rtmd_list doomed; /* connections whose write failed: closed before sleeping */
     struct rtmd_loop_hook flush_hook;
+    uv_timer_t trim_timer; /* malloc_trim() after TLS handshakes, once a second at most */
+    uint32_t trim_pending;
     size_t n_conns;          /* every open connection, busy ones included */
     size_t n_busy;           /* connections over max_connections being answered 503 */
     uint64_t full_logged_ms; /* when the log last said max_connections was reached */
