@@ -24,9 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "redis_fixture.h"
 #include "store/redis_conn.c"
 
-#define REDIS_SERVER_DEFAULT "/usr/bin/redis-server"
 /* How late a timeout may come after its deadline (the machine is shared). */
 #define MARGIN_MS 100
 
@@ -38,42 +38,6 @@ struct server {
     char dir[64];
     const char *password; /* --requirepass, or NULL */
 };
-
-static const char *redis_server_bin(void)
-{
-    const char *p = getenv("RTMD_REDIS_SERVER");
-    if (!p)
-        p = REDIS_SERVER_DEFAULT;
-    return access(p, X_OK) == 0 ? p : NULL;
-}
-
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void pause_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* Whether something on port answers an inline PING (+PONG, or -NOAUTH). */
 static bool server_answers(uint16_t port)

@@ -37,15 +37,15 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "redis_fixture.h"
 #include "store/redis_internal.h"
 
-#define REDIS_SERVER_DEFAULT "/usr/bin/redis-server"
-#define APP0                 "970CA35de60c44645bbae8a215061b33"
-#define APP1                 "0123456789abcdef0123456789abcdef"
-#define T0                   1578027420761ULL
-#define DAY                  86400000ULL
-#define WEEK                 (7 * DAY)
-#define WAIT_MS              20000 /* the longest a callback may take (sanitizers, shared machine) */
+#define APP0    "970CA35de60c44645bbae8a215061b33"
+#define APP1    "0123456789abcdef0123456789abcdef"
+#define T0      1578027420761ULL
+#define DAY     86400000ULL
+#define WEEK    (7 * DAY)
+#define WAIT_MS 20000 /* the longest a callback may take (sanitizers, shared machine) */
 
 /* ---- the redis-server of this file ---- */
 
@@ -56,40 +56,11 @@ static struct {
     char url[64];
 } srv;
 
-static const char *redis_server_bin(void)
-{
-    const char *p = getenv("RTMD_REDIS_SERVER");
-    if (!p)
-        p = REDIS_SERVER_DEFAULT;
-    return access(p, X_OK) == 0 ? p : NULL;
-}
-
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static double mono_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void pause_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* One command over a fresh blocking connection; the reply's first line
