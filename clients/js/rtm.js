@@ -93,7 +93,8 @@ export class RtmError extends Error {
 }
 
 // Login errors that another attempt with the same credentials cannot fix.
-const FATAL_LOGIN = new Set(['invalid_appid', 'invalid_uid', 'bad_request']);
+// superseded: another login of this uid took over while this one was recorded.
+const FATAL_LOGIN = new Set(['invalid_appid', 'invalid_uid', 'bad_request', 'superseded']);
 // Token errors: fatal unless getToken can give a new token.
 const TOKEN_LOGIN = new Set(['invalid_token', 'token_expired']);
 
@@ -148,7 +149,8 @@ export class RtmClient extends Emitter {
     this._pingTimer = null;
     this._retryTimer = null;
     this._waiters = []; // ops waiting for the session: {resolve, reject}
-    this._connectPromise = null;
+    this._loginReply = null;
+    this._endError = null; // why the client closed
     this._generation = 0; // one per socket: late events of an old socket are ignored
   }
 
@@ -162,15 +164,8 @@ export class RtmClient extends Emitter {
    * retried with backoff (unless reconnect is false), a refused login rejects.
    */
   connect() {
-    if (this.state === 'closed') return Promise.reject(this._ended());
     if (this.state === 'open') return Promise.resolve(this._loginReply);
-    if (!this._connectPromise) {
-      this._connectPromise = new Promise((resolve, reject) => {
-        this._connectSettle = { resolve, reject };
-      });
-      this._open(false);
-    }
-    return this._connectPromise;
+    return this._whenOpen().then(() => this._loginReply);
   }
 
   /** Ends the session: logout (records the Logout at once) and close; no reconnect after. */
@@ -178,17 +173,22 @@ export class RtmClient extends Emitter {
     if (this.state === 'closed') return;
     const ws = this._ws;
     const wasOpen = this.state === 'open';
+    const closed = new RtmError('closed', 'the client was closed');
+    this._endError = closed;
     this._setState('closed');
     clearTimeout(this._retryTimer);
     this._stopPing();
+    this._failWaiters(closed);
     if (ws && wasOpen && logout) {
       try {
-        await this._send('logout', {}, Math.min(this.requestTimeoutMs, 5000), true);
+        await this._send('logout', {}, Math.min(this.requestTimeoutMs, 5000));
       } catch (e) {
         // closing anyway
       }
     }
-    this._drop(new RtmError('closed', 'the client was closed'));
+    this._generation++; // the socket's late events are not the client's any more
+    this._ws = null;
+    this._drop(closed);
     if (ws) {
       await new Promise((resolve) => {
         if (ws.readyState === 3) return resolve();
@@ -196,12 +196,6 @@ export class RtmClient extends Emitter {
         ws.addEventListener('close', () => { clearTimeout(t); resolve(); });
         try { ws.close(1000, 'bye'); } catch (e) { resolve(); }
       });
-    }
-    this._ws = null;
-    this._failWaiters(new RtmError('closed', 'the client was closed'));
-    if (this._connectSettle) {
-      this._connectSettle.reject(new RtmError('closed', 'the client was closed'));
-      this._connectSettle = null;
     }
   }
 
@@ -275,7 +269,7 @@ export class RtmClient extends Emitter {
    * the reply (rejects with an RtmError).
    */
   async request(op, fields = {}) {
-    if (this.state !== 'open') await this._whenOpen();
+    while (this.state !== 'open') await this._whenOpen();
     return this._send(op, fields, this.requestTimeoutMs);
   }
 
@@ -291,10 +285,13 @@ export class RtmClient extends Emitter {
     if (this._log && this._log.debug) this._log.debug('[rtm]', ...args);
   }
 
+  // Resolves once logged in (connecting first when idle); rejects when the client closes.
   _whenOpen() {
     if (this.state === 'closed') return Promise.reject(this._ended());
-    if (this.state === 'idle') this.connect().catch(() => {});
-    return new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
+    if (this.state === 'open') return Promise.resolve();
+    const p = new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
+    if (this.state === 'idle') this._open(false);
+    return p;
   }
 
   _failWaiters(err) {
@@ -303,9 +300,11 @@ export class RtmClient extends Emitter {
     for (const x of w) x.reject(err);
   }
 
-  _send(op, fields, timeoutMs, evenIfClosing = false) {
+  // Sends one op on the current socket (callers made sure of the session: request() waits
+  // for it; login, the re-joins and logout are the client's own).
+  _send(op, fields, timeoutMs) {
     const ws = this._ws;
-    if (!ws || ws.readyState !== 1 || (this.state !== 'open' && !evenIfClosing && op !== 'login' && op !== 'join')) {
+    if (!ws || ws.readyState !== 1) {
       return Promise.reject(new RtmError('disconnected', 'not connected'));
     }
     const id = this._nextId++;
@@ -340,7 +339,16 @@ export class RtmClient extends Emitter {
       return;
     }
     this._ws = ws;
+    // A server that accepts the connection but never answers the handshake (stopped, or a
+    // proxy that lost it): give up on this socket after requestTimeoutMs and try again.
+    const openTimer = setTimeout(() => {
+      if (gen === this._generation && ws.readyState !== 1) {
+        this._debug('no handshake answer within', this.requestTimeoutMs, 'ms');
+        this._abandonSocket();
+      }
+    }, this.requestTimeoutMs);
     ws.onopen = () => {
+      clearTimeout(openTimer);
       if (gen === this._generation) this._login(gen, reconnect);
     };
     ws.onmessage = (ev) => {
@@ -348,6 +356,7 @@ export class RtmClient extends Emitter {
     };
     ws.onerror = () => {}; // a close event follows
     ws.onclose = (ev) => {
+      clearTimeout(openTimer);
       if (gen === this._generation) this._onClose(ev.code, ev.reason);
     };
   }
@@ -361,7 +370,7 @@ export class RtmClient extends Emitter {
       if (token) f.token = token;
       reply = await this._send('login', f, this.requestTimeoutMs);
     } catch (e) {
-      if (gen !== this._generation) return;
+      if (gen !== this._generation || this.state === 'closed') return;
       const code = e && e.code;
       if (FATAL_LOGIN.has(code) || (TOKEN_LOGIN.has(code) && !this._getToken) || !this.reconnect) {
         this._fatal(e instanceof RtmError ? e : new RtmError('login_failed', String(e)));
@@ -394,10 +403,6 @@ export class RtmClient extends Emitter {
     this._setState('open');
     this._startPing(gen);
     this.emit('connected', { reconnected: reconnect, reply });
-    if (this._connectSettle) {
-      this._connectSettle.resolve(reply);
-      this._connectSettle = null;
-    }
     const w = this._waiters;
     this._waiters = [];
     for (const x of w) x.resolve();
@@ -512,13 +517,9 @@ export class RtmClient extends Emitter {
     clearTimeout(this._retryTimer);
     this._drop(err);
     this._setState('closed', { error: err });
-    this._failWaiters(err);
-    if (this._connectSettle) {
-      this._connectSettle.reject(err);
-      this._connectSettle = null;
-    } else {
-      this.emit('error', err);
-    }
+    // The error goes to the ops (and connect() calls) that wait; with none, to 'error'.
+    if (this._waiters.length) this._failWaiters(err);
+    else this.emit('error', err);
   }
 }
 

@@ -2,13 +2,14 @@
 WebSocket subprotocol rtm.v1, and the client itself against the real rtmd — under Node
 (node/client_node_test.mjs, with the ws package) and in headless Chromium
 (node/client_browser_test.mjs, with puppeteer-core). The Node scripts print "ok STEP" per
-step and "@restart" when they want rtmd restarted on the same port and data; this file
-answers "restarted" on their stdin.
+step, and "@restart" (or "@pause", "@resume") when they want rtmd restarted on the same port
+and data (stopped, continued); this file answers "done restart" (...) on their stdin.
 """
 import base64
 import json
 import os
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -127,8 +128,9 @@ def test_subprotocol_offered_without_rtm_v1_is_a_clear_400(make_rtmd, offer):
 # ---- the client under Node and in Chromium ---------------------------------------------------
 
 def run_node(r, script, env, timeout):
-    """Runs a Node test script against r; restarts r (same port, same data) each time the
-    script asks. Returns its output; asserts that it exited 0 within timeout."""
+    """Runs a Node test script against r, doing to r what the script asks ("@restart": on the
+    same port and data; "@pause": SIGSTOP; "@resume": SIGCONT; answered "done WHAT" on its
+    stdin). Returns its output; asserts that it exited 0 within timeout."""
     p = subprocess.Popen(["node", script], cwd=NODE_DIR, stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          env=dict(os.environ, RTM_TEST_ENV=json.dumps(env)))
@@ -153,18 +155,28 @@ def run_node(r, script, env, timeout):
             if line is None:
                 break
             out.append(line)
-            if line.strip() == "@restart":
+            what = line.strip()[1:] if line.startswith("@") else None
+            if what == "restart":
                 assert r.stop() == 0, r.read_log()[-4000:]
                 r.start()
-                p.stdin.write("restarted\n")
+            elif what == "pause":
+                r.proc.send_signal(signal.SIGSTOP)
+            elif what == "resume":
+                r.proc.send_signal(signal.SIGCONT)
+            if what:
+                p.stdin.write("done %s\n" % what)
                 p.stdin.flush()
         rc = p.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+        if r.alive():
+            r.proc.send_signal(signal.SIGCONT)  # in case the script failed while rtmd was paused
     text = "".join(out)
+    print(text)  # the steps and their times, shown with -s or a failure
     assert rc == 0, "%s failed (exit %s):\n%s" % (script, rc, text)
+    assert "\nFAIL" not in "\n" + text, text
     return text
 
 
@@ -176,13 +188,15 @@ def client_env(r, uids):
             "app": APP, "customer": CUSTOMER, "secret": SECRET, "tokens": dict(zip(uids, toks))}
 
 
-def test_js_client_under_node(make_rtmd):
-    r = make_rtmd(port=free_port())
-    out = run_node(r, "client_node_test.mjs", client_env(r, ["alice", "bob", "carol"]), 150)
-    assert out.count("\nok ") + out.startswith("ok ") >= 12, out
-
-
 HEARTBEAT_S = 2
+
+
+def test_js_client_under_node(make_rtmd):
+    r = make_rtmd(port=free_port(), limits={"heartbeat_timeout_s": HEARTBEAT_S})
+    env = client_env(r, ["alice", "bob", "carol", "dave"])
+    env["heartbeatMs"] = HEARTBEAT_S * 1000
+    out = run_node(r, "client_node_test.mjs", env, 150)
+    assert out.count("\nok ") + out.startswith("ok ") >= 12, out
 
 
 def test_js_client_in_chromium(make_rtmd):

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { Backoff, Emitter, RtmClient, RtmError, SUBPROTOCOL } from '../../../clients/js/rtm.js';
-import { env, next, rest, restartRtmd, run, waitFor } from './harness.mjs';
+import { ask, env, next, rest, restartRtmd, run, waitFor } from './harness.mjs';
 
 const clients = [];
 const tokenCalls = {};
@@ -94,8 +94,9 @@ await run([
     const states = pushes(alice, 'state');
     const reply = await alice.connect();
     assert.equal(reply.ok, true);
-    assert.equal(reply.heartbeat_timeout_s, 30);
-    assert.equal(alice.heartbeatTimeoutMs, 30000);
+    // the server's heartbeat timeout, which the client pings within
+    assert.equal(reply.heartbeat_timeout_s * 1000, env.heartbeatMs);
+    assert.equal(alice.heartbeatTimeoutMs, env.heartbeatMs);
     assert.equal(alice.state, 'open');
     assert.deepEqual(states, ['connecting', 'open']);
     assert.equal(tokenCalls.alice, 1);
@@ -197,6 +198,52 @@ await run([
     await bob.publish('room', 'still here');
     await waitFor(() => aliceChannel.some((m) => m.payload === 'still here'), 'the channel message');
   }, 60000],
+
+  ['a server that stops answering: pings time out, the client reconnects once it answers', async () => {
+    const once = client('carol', { reconnect: false });
+    await once.connect();
+    const aliceDown = next(alice, 'disconnected', 'alice gives up the silent connection', 15000);
+    const onceClosed = waitFor(() => once.state === 'closed', 'reconnect: false closes', 15000);
+    await ask('pause');
+    let resumed = false;
+    try {
+      // nothing is answered: the ping in flight times out after the heartbeat timeout
+      await aliceDown;
+      await onceClosed;
+      assert.equal(once._endError.code, 'disconnected');
+      assert.ok(['reconnecting', 'connecting'].includes(alice.state), alice.state);
+      // reconnects get no handshake answer while rtmd is stopped: still not open
+      await new Promise((r) => setTimeout(r, 500));
+      assert.notEqual(alice.state, 'open');
+      await ask('resume');
+      resumed = true;
+    } finally {
+      if (!resumed) await ask('resume');
+    }
+    const back = await next(alice, 'connected', 'alice back', 30000);
+    assert.equal(back.reconnected, true);
+    await waitFor(async () => (await alice.allMembers('room')).includes('alice'), 'alice re-joined');
+    await rejects(once.ping(), 'disconnected');
+  }, 60000],
+
+  ['a token refused after getToken: asked again, and the login retried', async () => {
+    let calls = 0;
+    const errors = [];
+    const dave = client('dave', { getToken: () => (++calls === 1 ? 'not a token' : env.tokens.dave) });
+    dave.on('error', (e) => errors.push(e.code));
+    await dave.connect();
+    assert.equal(calls, 2);
+    assert.deepEqual(errors, ['invalid_token']);
+    assert.equal(dave.state, 'open');
+  }],
+
+  ['close while connecting: connect rejects with closed, no reconnect', async () => {
+    const c = client('dave');
+    const p = c.connect();
+    await c.close();
+    await rejects(p, 'closed');
+    assert.equal(c.state, 'closed');
+  }],
 
   ['leave: not re-joined; a takeover by another login of the uid ends the session for good', async () => {
     await bob.leave('room');

@@ -1,6 +1,6 @@
 // What the Node and Chromium tests of clients/js share: the environment pytest gives
 // (tests/blackbox/test_js_client.py), a runner of named steps with deadlines, polling,
-// and the restart handshake with pytest (a line "@restart" out, "restarted" back in).
+// and requests to pytest (a line "@restart" out, "done restart" back in).
 import assert from 'node:assert/strict';
 import readline from 'node:readline';
 
@@ -20,15 +20,18 @@ function stdinLines() {
   });
 }
 
-/** Asks pytest to restart rtmd (same port, same data) and waits until it says it did. */
-export async function restartRtmd(timeoutMs = 60000) {
+/** Asks pytest to do something to rtmd and waits until it says it did: "restart" (same port,
+ * same data), "pause" (SIGSTOP: connections stay open, nothing is answered), "resume". */
+export async function ask(what, timeoutMs = 60000) {
   stdinLines();
-  process.stdout.write('@restart\n');
+  process.stdout.write('@' + what + '\n');
   const line = await withDeadline(
     new Promise((resolve) => (buffered.length ? resolve(buffered.shift()) : waiting.push(resolve))),
-    timeoutMs, 'pytest restarting rtmd');
-  assert.equal(line, 'restarted');
+    timeoutMs, 'pytest: ' + what);
+  assert.equal(line, 'done ' + what);
 }
+
+export const restartRtmd = () => ask('restart');
 
 export function withDeadline(promise, ms, what) {
   let t;
