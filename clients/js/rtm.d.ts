@@ -82,11 +82,11 @@ export interface RtmClientOptions {
   getToken?: (req: TokenRequest) => string | Promise<string>;
   /** Where there is no global WebSocket (Node 18, 20): e.g. `(await import('ws')).WebSocket`. */
   WebSocket?: WebSocketConstructor;
-  /** The server's heartbeat_timeout_s in ms, when the login reply does not say (30000). */
+  /** The heartbeat timeout in ms when the login reply names none (30000); the reply's wins. */
   heartbeatTimeoutMs?: number;
   /** How often to ping (a third of the heartbeat timeout). */
   pingIntervalMs?: number;
-  /** How long to wait for a reply (10000). */
+  /** How long to wait for a reply, and for the WebSocket handshake (10000). */
   requestTimeoutMs?: number;
   /** Reconnect after a lost connection (true). */
   reconnect?: boolean;

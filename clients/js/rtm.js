@@ -408,24 +408,34 @@ export class RtmClient extends Emitter {
     for (const x of w) x.resolve();
   }
 
-  // A ping well inside the heartbeat timeout: a third of it (10 s for rtmd's 30 s).
+  // A ping well inside the heartbeat timeout: a third of it (10 s for rtmd's 30 s). Each ping is
+  // scheduled when the previous one's reply arrives, so its timer is set by a network event and
+  // not by another timer: browsers wake chains of timers of a hidden page once a minute at most
+  // (Chrome's intensive wake-up throttling), which would let the heartbeat timeout pass.
   _startPing(gen) {
     this._stopPing();
     const every = this._pingOption || Math.max(200, Math.floor(this.heartbeatTimeoutMs / 3));
-    this._pingTimer = setInterval(() => {
+    const schedule = () => {
+      this._pingTimer = setTimeout(tick, every);
+      if (this._pingTimer.unref) this._pingTimer.unref(); // Node: an idle client does not hold the process
+    };
+    const tick = () => {
+      this._pingTimer = null;
       if (gen !== this._generation || this.state !== 'open') return;
-      this._send('ping', {}, this.heartbeatTimeoutMs).catch((e) => {
+      this._send('ping', {}, this.heartbeatTimeoutMs).then(() => {
+        if (gen === this._generation && this.state === 'open' && !this._pingTimer) schedule();
+      }, (e) => {
         if (gen === this._generation && e.code === 'timeout') {
           this._debug('ping timed out: reconnecting');
           this._abandonSocket();
         }
       });
-    }, every);
-    if (this._pingTimer.unref) this._pingTimer.unref(); // Node: an idle client does not keep the process
+    };
+    schedule();
   }
 
   _stopPing() {
-    clearInterval(this._pingTimer);
+    clearTimeout(this._pingTimer);
     this._pingTimer = null;
   }
 

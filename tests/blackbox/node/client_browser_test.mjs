@@ -1,7 +1,8 @@
 // clients/js/rtm.js in headless Chromium (Debian's chromium, driven by puppeteer-core): two
 // pages of an app served from another origin load the client from rtmd's /v1/rtm.js, log in,
 // join, see each other in the members list, exchange peer and channel messages, survive an
-// rtmd restart, and stay connected while idle past 3x the heartbeat timeout. Run by
+// rtmd restart, and stay connected while idle past 3x the heartbeat timeout (a hidden page
+// too, with its timers throttled as Chromium does to background tabs). Run by
 // tests/blackbox/test_js_client.py (RTM_TEST_ENV; it restarts rtmd when asked).
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -9,6 +10,9 @@ import puppeteer from 'puppeteer-core';
 import { env, restartRtmd, run, waitFor } from './harness.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// Seconds a page is hidden before Chromium wakes its chains of timers once a minute at most
+// (intensive wake-up throttling: 5 minutes in a user's browser, shortened for the test).
+const THROTTLE_AFTER_S = 10;
 
 // The app's page: it imports the client from rtmd (a cross-origin module: CORS) and keeps
 // what the client tells it in window.t, the members of its channel included.
@@ -73,7 +77,11 @@ await run([
     browser = await puppeteer.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
+      // Hidden pages throttled as in a user's browser: puppeteer turns that off by default.
+      ignoreDefaultArgs: ['--disable-background-timer-throttling', '--disable-renderer-backgrounding',
+        '--disable-backgrounding-occluded-windows'],
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
+        `--enable-features=IntensiveWakeUpThrottling:grace_period_seconds/${THROTTLE_AFTER_S}`],
       timeout: 30000,
     });
     alice = await page('alice');
@@ -121,19 +129,33 @@ await run([
     await waitFor(async () => (await messagesOf(bob, 'channel_message', 'back too')).length === 1, 'bob gets it');
   }, 90000],
 
-  ['an idle page stays connected past 3x the heartbeat timeout', async () => {
+  ['an idle page stays connected past 3x the heartbeat timeout, hidden and throttled too', async () => {
+    // bob's page in front: alice's is hidden (since bob's page opened), so Chromium throttles its
+    // timers; a chain of timers in it shows when the intensive throttling takes hold.
+    await bob.bringToFront();
+    assert.equal(await alice.evaluate(() => document.visibilityState), 'hidden');
+    await alice.evaluate(() => {
+      const chain = window.t.chain = [Date.now()];
+      const f = () => { chain.push(Date.now()); setTimeout(f, 100); };
+      setTimeout(f, 100);
+    });
     const before = [(await events(alice, 'disconnected')).length, (await events(bob, 'disconnected')).length];
-    const idle = 3.5 * env.heartbeatMs;
+    const idle = Math.max(3.5 * env.heartbeatMs, (THROTTLE_AFTER_S + 6) * 1000);
     const t0 = Date.now();
-    // nothing sent by the test meanwhile: only the client's own pings keep the session
+    // nothing sent by the test meanwhile: only the clients' own pings keep the sessions
     await new Promise((r) => setTimeout(r, idle));
     assert.ok(Date.now() - t0 >= 3 * env.heartbeatMs);
+    const gap = await alice.evaluate(() => {
+      const c = window.t.chain.concat([Date.now()]);
+      return Math.max(...c.slice(1).map((x, i) => x - c[i]));
+    });
+    assert.ok(gap > 2 * env.heartbeatMs, `the hidden page's timer chain was not throttled (longest gap ${gap} ms)`);
     assert.equal((await events(alice, 'disconnected')).length, before[0], 'alice was cut while idle');
     assert.equal((await events(bob, 'disconnected')).length, before[1], 'bob was cut while idle');
     assert.equal(await state(alice), 'open');
     assert.equal(await bob.evaluate(() => window.t.client.sendPeer('alice', 'still there')), 'delivered');
     await waitFor(async () => (await messagesOf(alice, 'peer_message', 'still there')).length === 1, 'alice gets it');
-  }, 60000],
+  }, 90000],
 
   ['close logs out; the other page sees it leave', async () => {
     await bob.evaluate(() => window.t.client.close());
