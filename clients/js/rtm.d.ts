@@ -71,7 +71,7 @@ export interface TokenRequest {
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => any;
 
 export interface RtmClientOptions {
-  /** ws:// or wss:// URL of /v1/rtm; by default, /v1/rtm of the server rtm.js was loaded from. */
+  /** ws:// or wss:// URL of /v1/rtm; by default, /v1/rtm next to the /v1/rtm.js this module came from. */
   url?: string;
   /** The App ID (32 characters). */
   appId: string;

@@ -101,8 +101,9 @@ const TOKEN_LOGIN = new Set(['invalid_token', 'token_expired']);
 function defaultUrl() {
   try {
     // Loaded from rtmd's /v1/rtm.js: the protocol is at /v1/rtm on the same server.
+    // (A copy served from elsewhere has no such default: it does not know the server.)
     const u = new URL('rtm', import.meta.url);
-    if (u.protocol === 'http:' || u.protocol === 'https:') {
+    if ((u.protocol === 'http:' || u.protocol === 'https:') && new URL(import.meta.url).pathname.endsWith('/v1/rtm.js')) {
       u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
       u.search = '';
       u.hash = '';
