@@ -43,15 +43,16 @@ window.loaded = true;
 let browser, server;
 let alice, bob;
 const errors = [];
+const wsFailures = []; // Chromium's console lines for WebSocket connections that failed
 
 async function page(name) {
   const p = await browser.newPage();
   p.on('pageerror', (e) => errors.push(name + ': ' + e.message));
   // Chromium logs each refused WebSocket connection (while rtmd restarts): not the page's error.
   p.on('console', (m) => {
-    if (m.type() === 'error' && !/^WebSocket connection to .* failed/.test(m.text())) {
-      errors.push(name + ' console: ' + m.text());
-    }
+    if (m.type() !== 'error') return;
+    if (/^WebSocket connection to .* failed/.test(m.text())) wsFailures.push(m.text());
+    else errors.push(name + ' console: ' + m.text());
   });
   await p.goto(env.page, { waitUntil: 'load', timeout: 20000 });
   await p.waitForFunction('window.loaded === true', { timeout: 10000 });
@@ -88,6 +89,24 @@ await run([
     bob = await page('bob');
     assert.equal(await alice.evaluate(() => window.t.rtm.SUBPROTOCOL), 'rtm.v1');
   }, 60000],
+
+  ['a page offering only another subprotocol is refused with a visible 400', async () => {
+    const code = await alice.evaluate((url) => new Promise((resolve) => {
+      const ws = new WebSocket(url, ['chat']);
+      ws.onopen = () => resolve('opened');
+      ws.onclose = (ev) => resolve(ev.code);
+    }), env.ws);
+    assert.equal(code, 1006);
+    // what the developer sees in the console: the HTTP status, not a bare failure
+    await waitFor(() => wsFailures.some((t) => /Unexpected response code: 400/.test(t)), 'the 400 in the console');
+    // offering rtm.v1 (among others) opens, with rtm.v1 chosen
+    const proto = await alice.evaluate((url) => new Promise((resolve) => {
+      const ws = new WebSocket(url, ['chat', 'rtm.v1']);
+      ws.onopen = () => { resolve(ws.protocol); ws.close(); };
+      ws.onclose = (ev) => resolve('closed ' + ev.code);
+    }), env.ws);
+    assert.equal(proto, 'rtm.v1');
+  }],
 
   ['both log in and join; each sees the other in the members list', async () => {
     const url = await alice.evaluate((tok) => window.t.start('alice', tok), env.tokens.alice);
