@@ -67,6 +67,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
+# Files compiled into the binary with .incbin (src/api/assets.c): the
+# compiler's dependency list does not name them.
+ASSET_FILES := clients/js/rtm.js
+$(BUILD)/src/api/assets.o: $(ASSET_FILES)
+
 $(BUILD)/librtmd.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
