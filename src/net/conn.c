@@ -843,7 +843,9 @@ static int bind_listener(struct rtmd_listener *l, char *err, size_t errlen)
     if (r == 0)
         r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
     if (r == 0)
-        r = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
+        /* -1: as deep as net.core.somaxconn allows (the kernel caps it there), so a
+         * reconnect storm is bounded by the sysctl, not by rtmd. */
+        r = uv_listen((uv_stream_t *)&l->tcp, -1, on_connection);
     if (r < 0) {
         snprintf(err, errlen, "cannot listen on %s:%u: %s", lc->host, (unsigned)lc->port,
                  uv_strerror(r));
