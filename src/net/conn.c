@@ -393,6 +393,9 @@ static void on_flush(struct rtmd_loop_hook *h)
 {
     struct rtmd_server *s = RTMD_CONTAINER_OF(h, struct rtmd_server, flush_hook);
     struct rtmd_list *n;
+    /* First: what accepting writes (a 503 to a connection over the limit)
+     * goes out in this pass. */
+    accept_again(s);
     /* Closing a doomed connection ends its session, which may push to others
      * (member_left): flush again, a few rounds at most. */
     for (int round = 0; round < 8; round++) {
@@ -403,7 +406,6 @@ static void on_flush(struct rtmd_loop_hook *h)
         while ((n = rtmd_list_first(&s->doomed)))
             rtmd_conn_close(RTMD_CONTAINER_OF(n, struct rtmd_conn, flush_link));
     }
-    accept_again(s);
 }
 
 int rtmd_conn_writev(struct rtmd_conn *c, const uv_buf_t *bufs, size_t nbufs)
