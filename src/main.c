@@ -361,6 +361,7 @@ int main(int argc, char **argv)
     rtmd_api_init(&api_, cfg, store_, &server_, &messaging_, &gateway_);
     if (rtmd_server_start(&server_, cfg, ssl_ctx, rtmd_api_handle, &api_, err, sizeof(err)) < 0) {
         rtmd_log_error("main", "%s", err);
+        rtmd_tls_tickets_stop();
         rtmd_store_close(store_, on_store_closed, NULL);
         uv_signal_init(loop, &sigterm_);
         uv_signal_init(loop, &sigint_);
