@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import ssl
 import statistics
 import subprocess
@@ -43,6 +44,19 @@ def build(targets):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         sys.exit("make failed:\n" + r.stdout[-4000:])
+
+
+def make_cert(d):
+    """A self-signed P-256 certificate and key in d (for rtmd and nginx alike)."""
+    key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days",
+                        "2", "-subj", "/CN=127.0.0.1"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode:
+        sys.exit("openssl req failed:\n" + r.stdout)
+    os.chmod(key, 0o644)
+    return cert, key
 
 
 def parse_sources(text):
@@ -80,7 +94,7 @@ def wait_until(cond, timeout, what, interval=0.01):
 # ---- the store: embedded (default) or a Redis for cluster mode ----------------------
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "blackbox"))
-from harness import RedisServer  # noqa: E402  (the test suite's: one real redis-server)
+from harness import RedisServer, free_port  # noqa: E402,F401  (the test suite's)
 
 _redis_url = None  # set by open_store(): every Rtmd made afterwards is a node on it
 _node_count = 0
@@ -717,3 +731,94 @@ def wait_idle(pids, max_cores=0.03, hold=1.0, max_wait=600.0):
             quiet_since = None
         last = now
     return time.monotonic() - t0
+
+
+# ---- TLS handshakes (bench/tls-handshake, bench/tls-storm) ----------------------------
+
+TLS_HANDSHAKE = os.path.join(BUILD, "bench", "tls_handshake")
+HEALTHZ = '{"status":"ok"}'
+
+TLS_NGINX_CONF = """worker_processes 1;
+daemon off;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server_tokens off;
+    ssl_certificate %(cert)s;
+    ssl_certificate_key %(key)s;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    server {
+        listen 127.0.0.1:%(port)d ssl;
+        location = /healthz {
+            default_type "application/json";
+            return 200 '%(body)s';
+        }
+    }
+}
+"""
+
+
+class HealthzNginx:
+    """nginx (worker_processes 1, on CPU 0) serving GET /healthz as rtmd answers it, over
+    TLS with the given certificate: the reference of bench/tls-handshake and bench/tls-storm."""
+
+    def __init__(self, d, cert, key):
+        self.dir = os.path.join(d, "nginx")
+        os.makedirs(self.dir)
+        self.port = free_port()
+        with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
+            f.write(TLS_NGINX_CONF % {"dir": self.dir, "cert": cert, "key": key,
+                                      "port": self.port, "body": HEALTHZ})
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "0", "nginx", "-p", self.dir, "-e",
+             os.path.join(self.dir, "error.log"), "-c", os.path.join(self.dir, "nginx.conf")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError("nginx exited: " + open(os.path.join(self.dir,
+                                                                        "error.log")).read())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_until(up, 20, "nginx")
+
+    def pids(self):
+        return [self.proc.pid] + children_of(self.proc.pid)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def tls_handshakes(port, mode, threads, duration, server_pids):
+    """One build/bench/tls_handshake run on CPU 1 (mode full or resume): its RESULT,
+    plus the server's CPU seconds meanwhile (server_cpu_s), handshakes per second of
+    server CPU (per_cpu_s) and the server's busy share (server_busy)."""
+    cmd = ["taskset", "-c", "1", TLS_HANDSHAKE, "--port", str(port), "--mode", mode,
+           "--threads", str(threads), "--duration", str(duration)]
+    j0 = proc_jiffies(server_pids)
+    meter = ForeignCpu(server_pids)
+    meter.start()
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=duration + 60)
+    foreign = meter.stop()
+    j1 = proc_jiffies(server_pids)
+    line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+    if not line:
+        raise RuntimeError("tls_handshake failed: %s\n%s" % (" ".join(cmd), p.stdout))
+    res = json.loads(line[0][7:])
+    res["server_cpu_s"] = (j1 - j0) / os.sysconf("SC_CLK_TCK")
+    res["per_cpu_s"] = res["completed"] / res["server_cpu_s"] if res["server_cpu_s"] else None
+    res["server_busy"] = res["server_cpu_s"] / res["seconds"]
+    res["foreign_cpu"] = foreign
+    return res

@@ -137,11 +137,19 @@ static void on_store_closed(void *arg, int status)
     rtmd_loop_close();
 }
 
+/* The TLS ticket keys through the store (tls.h's rtmd_tls_ticket_fetch_fn). */
+static int fetch_ticket_key(void *ctx, uint64_t epoch, uint32_t period_s, const uint8_t *proposal,
+                            size_t len, rtmd_tls_ticket_key_cb cb, void *arg)
+{
+    return rtmd_store_ticket_key(ctx, epoch, period_s, proposal, len, cb, arg);
+}
+
 static void shutdown_server(void)
 {
     if (shutting_down_)
         return;
     shutting_down_ = true;
+    rtmd_tls_tickets_stop();
     uv_timer_stop(&drain_timer_);
     rtmd_log_info("main", "shutting down: ending %zu connections", server_.n_conns);
     rtmd_server_stop_listening(&server_);
@@ -334,6 +342,7 @@ int main(int argc, char **argv)
         rtmd_log_error("main", "%s: cannot create: %s", cfg->data_dir, strerror(-r));
         goto out;
     }
+    rtmd_tls_tickets_init(cfg->tls_ticket_rotate_s);
     if (cfg->any_tls && !(ssl_ctx = rtmd_tls_ctx_from_config(cfg)))
         goto out;
     /* The store before the server: its before-sleep hook may answer pulls,
@@ -344,12 +353,15 @@ int main(int argc, char **argv)
                        cfg->backend == RTMD_STORE_REDIS ? "redis" : "embedded", rtmd_strerror(r));
         goto out;
     }
+    if (cfg->any_tls) /* nodes of a shared store share the ticket keys */
+        rtmd_tls_tickets_start(loop, store_->type->ticket_key ? fetch_ticket_key : NULL, store_);
     rtmd_messaging_init(&messaging_, cfg, store_);
     rtmd_gateway_init(&gateway_, cfg, store_, &messaging_);
     rtmd_ws_init(cfg, &gateway_.ws_handler);
     rtmd_api_init(&api_, cfg, store_, &server_, &messaging_, &gateway_);
     if (rtmd_server_start(&server_, cfg, ssl_ctx, rtmd_api_handle, &api_, err, sizeof(err)) < 0) {
         rtmd_log_error("main", "%s", err);
+        rtmd_tls_tickets_stop();
         rtmd_store_close(store_, on_store_closed, NULL);
         uv_signal_init(loop, &sigterm_);
         uv_signal_init(loop, &sigint_);

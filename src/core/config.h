@@ -119,6 +119,7 @@ struct rtmd_config {
     bool any_tls;   /* some listener serves TLS (a certificate is loaded) */
     char *tls_cert; /* NULL: self-signed pair in data_dir */
     char *tls_key;
+    uint32_t tls_ticket_rotate_s; /* ticket key period; 0: no session tickets */
     char *data_dir;
     char *node_name;  /* [server] node_id as given, or NULL (see rtmd_config_node) */
     uint32_t node_id; /* the <node> in request IDs, from node_name (1 without one) */

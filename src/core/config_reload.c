@@ -21,7 +21,9 @@ static void *grow(void *p, size_t n, size_t elem)
     return p;
 }
 
-/* Keys outside [limits] that change live; everything else needs a restart. */
+/* Keys outside [limits] that change live; everything else needs a restart
+ * (tls_ticket_rotate_s among them: the ticket key ring and its timer are set
+ * up once, at start). */
 static const char *const live_keys[] = {"log_level",       "log_format",  "log_file",
                                         "drain_s",         "tls_cert",    "tls_key",
                                         "allowed_origins", "cors_origins"};

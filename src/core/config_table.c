@@ -145,6 +145,20 @@ const struct opt rtmd_config_options[] = {
      .bounds = "1.." STR(PATH_MAX_LEN) " bytes; with `tls_cert`",
      .doc = "PEM private key of `tls_cert`"},
     {.section = SEC_SERVER,
+     .name = "tls_ticket_rotate_s",
+     .type = T_U32,
+     .offset = CFG(tls_ticket_rotate_s),
+     .def = "3600",
+     .min = 0,
+     .max = 604800,
+     .type_doc = "seconds",
+     .doc = "TLS session tickets (resumption without a full handshake, no 0-RTT): a new ticket "
+            "key every this many seconds, on the wall clock's multiples of it; a ticket resumes "
+            "during the period it was issued in and the next one. With the redis backend every "
+            "node uses the same keys, kept in Redis, so a ticket resumes on any node and across "
+            "restarts; with the embedded store they live in memory and a restart ends them. "
+            "`0` issues no tickets (every connection does a full handshake)"},
+    {.section = SEC_SERVER,
      .name = "admin_listen",
      .type = T_STRING,
      .offset = CFG(admin_listen),

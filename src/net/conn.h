@@ -63,9 +63,11 @@ struct rtmd_listener {
     struct rtmd_server *server;
     const struct rtmd_listener_config *cfg;
     uint32_t region;
-    bool tls;       /* connections speak TLS (cfg->tls) */
-    bool admin;     /* the admin listener (admin_listen): plain, operators' endpoints only */
-    char bound[80]; /* "host:port" actually bound */
+    bool tls;   /* connections speak TLS (cfg->tls) */
+    bool admin; /* the admin listener (admin_listen): plain, operators' endpoints only */
+    bool held;  /* stopped at ACCEPT_BATCH this iteration: libuv holds a connection */
+    uint32_t accepted_pass; /* connections accepted in this loop iteration */
+    char bound[80];         /* "host:port" actually bound */
 };
 
 enum {

@@ -71,6 +71,7 @@ SSL_CTX *rtmd_tls_server_ctx(const char *cert_path, const char *key_path, char *
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    rtmd_tls_tickets_apply(ctx);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
         ssl_error(err, errlen, cert_path);
         SSL_CTX_free(ctx);

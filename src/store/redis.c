@@ -1388,6 +1388,54 @@ fail:
     return r;
 }
 
+/* ---- TLS session ticket keys ------------------------------------------------------------------
+ */
+
+struct ticket_call {
+    rtmd_store_ticket_cb cb;
+    void *arg;
+    uint64_t epoch;
+    size_t len;
+    uint8_t proposal[128];
+};
+
+static void on_ticket_reply(void *arg, int status, const redisReply *reply)
+{
+    struct ticket_call *c = arg;
+    const uint8_t *key = c->proposal; /* nil: the proposal was stored */
+    size_t len = c->len;
+    if (status == 0 && reply->type == REDIS_REPLY_STRING) {
+        key = (const uint8_t *)reply->str;
+        len = reply->len;
+    } else if (status == 0 && reply->type != REDIS_REPLY_NIL) {
+        status = RTMD_ESTORE;
+    }
+    c->cb(c->arg, status, c->epoch, status == 0 ? key : NULL, status == 0 ? len : 0);
+    free(c);
+}
+
+/* One key per period under one hash tag: SET NX GET answers the key a node
+ * stored first, or nil when this proposal became it (Redis 7). */
+static int redis_ticket_key(struct rtmd_store *base, uint64_t epoch, uint32_t period_s,
+                            const uint8_t *proposal, size_t len, rtmd_store_ticket_cb cb, void *arg)
+{
+    struct redis_store *rs = from_base(base);
+    if (!cb || len == 0 || len > sizeof(((struct ticket_call *)0)->proposal) || period_s == 0)
+        return -EINVAL;
+    char key[64], ttl[24];
+    snprintf(key, sizeof(key), "rtmd:{tls}:ticket:%u:%llu", period_s, (unsigned long long)epoch);
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)period_s * 3 + 60);
+    struct ticket_call *c = rtmd_malloc(sizeof(*c));
+    *c = (struct ticket_call){.cb = cb, .arg = arg, .epoch = epoch, .len = len};
+    memcpy(c->proposal, proposal, len);
+    const char *argv[] = {"SET", key, (const char *)c->proposal, "NX", "GET", "EX", ttl};
+    size_t lens[] = {3, strlen(key), len, 2, 3, 2, strlen(ttl)};
+    int r = rtmd_redis_command(rs, rtmd_str_cstr(key), 7, argv, lens, on_ticket_reply, c);
+    if (r < 0)
+        free(c);
+    return r;
+}
+
 const struct rtmd_store_type rtmd_store_redis = {
     .name = "redis",
     .open = redis_open,
@@ -1413,4 +1461,5 @@ const struct rtmd_store_type rtmd_store_redis = {
     .status = rtmd_redis_status,
     .close = redis_close,
     .add_app = redis_add_app,
+    .ticket_key = redis_ticket_key,
 };

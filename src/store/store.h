@@ -225,6 +225,9 @@ struct rtmd_store_route_hooks {
 /* A peer message routed: delivered to the receiver's node (it holds the
  * receiver's session), or not (nobody holds one). */
 typedef void (*rtmd_store_routed_cb)(void *arg, int status, bool delivered);
+/* A ticket key: key (len bytes) is valid during the call. */
+typedef void (*rtmd_store_ticket_cb)(void *arg, int status, uint64_t epoch, const uint8_t *key,
+                                     size_t len);
 
 struct rtmd_store_type {
     const char *name;
@@ -356,6 +359,15 @@ struct rtmd_store_type {
      * at open(). Negative: the app cannot be served (its slot exists anyway).
      */
     int (*add_app)(struct rtmd_store *s, const struct rtmd_app *app);
+    /*
+     * TLS session ticket keys shared by the nodes (optional; NULL for the
+     * embedded store, whose node keeps its own): the key of period epoch
+     * (periods of period_s seconds) kept in the backend, or, when there is
+     * none yet, proposal (len bytes), which becomes it. Kept for three
+     * periods and a minute. cb gets the key (valid during the call).
+     */
+    int (*ticket_key)(struct rtmd_store *s, uint64_t epoch, uint32_t period_s,
+                      const uint8_t *proposal, size_t len, rtmd_store_ticket_cb cb, void *arg);
 };
 
 /* Every backend's context starts with this header. */
@@ -390,6 +402,14 @@ static inline int rtmd_store_rate(struct rtmd_store *s, const struct rtmd_app *a
 static inline void rtmd_store_stats(struct rtmd_store *s, struct rtmd_store_stats *out)
 {
     s->type->stats(s, out);
+}
+static inline int rtmd_store_ticket_key(struct rtmd_store *s, uint64_t epoch, uint32_t period_s,
+                                        const uint8_t *proposal, size_t len,
+                                        rtmd_store_ticket_cb cb, void *arg)
+{
+    if (!s->type->ticket_key)
+        return -ENOTSUP;
+    return s->type->ticket_key(s, epoch, period_s, proposal, len, cb, arg);
 }
 static inline int rtmd_store_history_put(struct rtmd_store *s, const struct rtmd_app *app,
                                          const struct rtmd_message *m,
