@@ -67,6 +67,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
+# The dashboard's page is compiled in with .incbin: rebuild it when a file changes.
+$(BUILD)/src/api/dashboard_assets.o: $(wildcard src/api/dashboard/*)
+
 $(BUILD)/librtmd.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

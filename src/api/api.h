@@ -13,6 +13,7 @@
  *   POST .../rtm/message/history/query                       history.c
  *   GET  .../rtm/message/history/query/{handle}              history.c
  *   GET  .../rtm/message/history/count?...                   history.c
+ *   GET  /dashboard/...  (the live dashboard; dashboard.h)   dashboard.c
  *
  * Every vendor request goes: route (404/405) → app (400 malformed, 404
  * unknown) → credentials (401) → the endpoint's rate bucket through the
@@ -53,6 +54,7 @@ struct rtmd_api {
     uint64_t status[6];                 /* answers by class: 1xx..5xx at [1..5] */
     uint64_t by_code[RTMD_API_COUNTED_CODES];
     struct rtmd_histogram latency[RTMD_API_ROUTES]; /* by route: dispatch to answer */
+    struct rtmd_dashboard *dashboard;               /* api/dashboard.c's */
 };
 
 int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rtmd_store *store,

@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "api/dashboard.h"
 #include "api/internal.h"
 #include "core/alloc.h"
 #include "core/ids.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "net/ws.h"
+#include "presence/tap.h"
 
 /* Distinct history filters pinned at once (~200 bytes each). */
 #define API_PINS_MAX 16384
@@ -247,6 +249,8 @@ static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
     }
     req->app = appid;
     const struct rtmd_app *app = rtmd_config_app(api->cfg, appid);
+    if (app)
+        rtmd_tap_request(app);
     struct api_call *call = rtmd_calloc(1, sizeof(*call));
     call->api = api;
     call->req = req;
@@ -359,6 +363,8 @@ void rtmd_api_handle(struct rtmd_http_request *req)
     }
     if (handle_ops(api, req, false))
         return;
+    if (rtmd_dashboard_handle(api, req))
+        return;
     api_respond_req_error(api, req, 404, "not_found", "no such endpoint");
 }
 
@@ -407,6 +413,7 @@ int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rt
     rtmd_http_on_answered(on_answered, api);
     rtmd_history_pins_init(&api->pins, API_PINS_MAX,
                            (uint64_t)cfg->limits.history_handle_ttl_s * 1000);
+    rtmd_dashboard_init(api);
     return 0;
 }
 
@@ -415,6 +422,8 @@ void rtmd_api_shutdown(struct rtmd_api *api)
     if (!api->cfg)
         return;
     rtmd_http_on_answered(NULL, NULL);
+    rtmd_dashboard_shutdown(api);
+    rtmd_tap_shutdown();
     rtmd_buf_free(&api->body);
     rtmd_history_pins_free(&api->pins);
     api->cfg = NULL;

@@ -1413,4 +1413,6 @@ const struct rtmd_store_type rtmd_store_redis = {
     .status = rtmd_redis_status,
     .close = redis_close,
     .add_app = redis_add_app,
+    .overview = rtmd_redis_overview,
+    .nodes = rtmd_redis_nodes,
 };

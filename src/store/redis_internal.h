@@ -206,6 +206,11 @@ int rtmd_redis_members(struct rtmd_store *s, const struct rtmd_app *app, struct 
                        struct rtmd_str after, uint32_t limit, rtmd_store_members_cb cb, void *arg);
 int rtmd_redis_status(struct rtmd_store *s, const struct rtmd_app *app, const struct rtmd_str *uids,
                       size_t n, rtmd_store_status_cb cb, void *arg);
+/* redis_dash.c: the dashboard's reads (the store type's overview and nodes). */
+int rtmd_redis_overview(struct rtmd_store *s, const struct rtmd_app *app, rtmd_store_overview_cb cb,
+                        void *arg);
+int rtmd_redis_nodes(struct rtmd_store *s, const struct rtmd_node_report *me,
+                     rtmd_store_nodes_cb cb, void *arg);
 /* Starts a prune pass now unless one runs (tests; message calls start one
  * at most every minute by themselves). */
 void rtmd_redis_msg_prune(struct redis_store *rs);

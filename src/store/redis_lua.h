@@ -54,7 +54,9 @@
  * Nodes: rtmd:{nodes}:hb (sorted set NODE → last heartbeat, Redis ms),
  * rtmd:{nodes}:reaped (hash NODE → 1: its sessions were ended for it),
  * rtmd:{nodes}:since (hash NODE → when its heartbeats last began without a gap),
- * rtmd:{nodes}:lock:NODE (who ends a dead node's sessions).
+ * rtmd:{nodes}:lock:NODE (who ends a dead node's sessions),
+ * rtmd:{nodes}:info (hash NODE → "CONNECTIONS SESSIONS MS": what it said of
+ * itself last, for the dashboard).
  */
 #ifndef RTMD_STORE_REDIS_LUA_H
 #define RTMD_STORE_REDIS_LUA_H
@@ -79,6 +81,8 @@ enum rtmd_redis_script {
     RTMD_LUA_OFFLINE_PUT,    /* KEYS P; ARGV deadline, uid, src, ms, expire, payload, max, now */
     RTMD_LUA_OFFLINE_TAKE,   /* KEYS P; ARGV deadline, uid, now, byte budget */
     RTMD_LUA_MEMBERS,        /* KEYS P; ARGV channel, after, limit */
+    RTMD_LUA_OVERVIEW,       /* KEYS P; ARGV limit, regions... (the dashboard) */
+    RTMD_LUA_NODES,          /* KEYS hb, info; ARGV node|'', report, node_timeout_ms, max */
     RTMD_LUA_COUNT
 };
 
