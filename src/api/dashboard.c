@@ -545,6 +545,10 @@ static void live(struct rtmd_api *api, struct rtmd_http_request *req, const stru
         return;
     }
     rtmd_buf_free(&leftover); /* nothing a viewer sends is read */
+    /* The kernel's share is bounded too: autotuned, a socket's send buffer
+     * grows to megabytes for a peer that reads nothing. */
+    int sndbuf = DASH_VIEWER_BUDGET;
+    uv_send_buffer_size((uv_handle_t *)&c->tcp, &sndbuf);
     struct viewer *v = rtmd_calloc(1, sizeof(*v));
     v->conn = c;
     v->app = app;
@@ -630,8 +634,7 @@ bool rtmd_dashboard_handle(struct rtmd_api *api, struct rtmd_http_request *req)
             respond_error(api, req, 404, "not_found", "no such app among this customer's");
             return true;
         }
-        rtmd_tap_request(app);
-        app_overview(api, req, app);
+        app_overview(api, req, app); /* not counted among the app's requests: it is no vendor's */
         return true;
     }
     if (rtmd_str_eq_cstr(path, API_PREFIX "live")) {
