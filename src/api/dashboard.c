@@ -596,9 +596,16 @@ bool rtmd_dashboard_handle(struct rtmd_api *api, struct rtmd_http_request *req)
     if (rtmd_str_eq_cstr(path, "/dashboard")) {
         /* No challenge here: a browser would send the credentials to every
          * path below "/" from then on. */
+        char loc[512];
+        int n = snprintf(loc, sizeof(loc), "Location: /dashboard/\r\n");
+        bool plain = req->query.len > 0 && req->query.len < 256;
+        for (size_t i = 0; plain && i < req->query.len; i++)
+            plain = req->query.p[i] > 0x20 && req->query.p[i] < 0x7f;
+        if (plain) /* the query goes along (?app=...); printable bytes only, in a header */
+            n = snprintf(loc, sizeof(loc), "Location: /dashboard/?%.*s\r\n", (int)req->query.len,
+                         req->query.p);
         api_count_status(api, 308);
-        rtmd_http_respond(req, 308, "text/plain;charset=utf-8",
-                          RTMD_STR_LIT("Location: /dashboard/\r\n"),
+        rtmd_http_respond(req, 308, "text/plain;charset=utf-8", rtmd_str_make(loc, (size_t)n),
                           RTMD_STR_LIT("see /dashboard/\n"));
         return true;
     }

@@ -10,8 +10,8 @@ import socket
 import threading
 import time
 
-from harness import (APP, APP_NOCERT, APP_OTHER, CUSTOMER_OTHER, SECRET_OTHER, basic, token,
-                     wait_until)
+from harness import (APP, APP_NOCERT, APP_OTHER, CUSTOMER, CUSTOMER_OTHER, SECRET, SECRET_OTHER,
+                     basic, token, wait_until)
 
 ME = basic()
 OTHER = basic(CUSTOMER_OTHER, SECRET_OTHER)
@@ -105,6 +105,8 @@ class Tail:
 def test_page_asks_for_basic_auth_below_dashboard_only(rtmd):
     st, hd, _ = get(rtmd, "/dashboard", auth=None)
     assert st == 308 and hd["location"] == "/dashboard/" and "www-authenticate" not in hd
+    st, hd, _ = get(rtmd, "/dashboard?app=" + APP, auth=None)
+    assert st == 308 and hd["location"] == "/dashboard/?app=" + APP
     for path in ("/dashboard/", "/dashboard/dashboard.js", "/dashboard/api/apps",
                  "/dashboard/api/apps/" + APP, "/dashboard/api/live?app=" + APP):
         st, hd, body = get(rtmd, path, auth=None)
@@ -331,3 +333,52 @@ def test_slow_viewer_is_bounded_and_told_what_it_missed(make_rtmd):
     for t in (slow, fast):
         t.close()
     a.close_socket()
+
+
+# ---- in a real browser ------------------------------------------------------------------
+
+def test_dashboard_in_headless_chromium(make_rtmd, tmp_path):
+    """tests/blackbox/node/dashboard_browser_test.mjs drives Debian's chromium: Basic auth
+    through the browser's prompt, the DOM's users, channels, counts and backlog, a presence
+    event and a message arriving live; the screenshot goes to the test's tmp dir."""
+    import os
+    import subprocess
+    r = make_rtmd()
+    socks = [login(r, "alice", ["lobby", "solo"]), login(r, "bob", ["lobby"])]
+    shot = str(tmp_path / "dashboard.png")
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+    env = dict(os.environ, RTMD_URL="http://127.0.0.1:%d" % r.port(), RTMD_APP=APP_NOCERT,
+               RTMD_CUSTOMER=CUSTOMER, RTMD_SECRET=SECRET, SHOT=shot)
+    proc = subprocess.Popen(["node", "dashboard_browser_test.mjs"], cwd=here, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out = []
+    try:
+        def line_until(word, timeout):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                out.append(line)
+                if line.strip().startswith(word):
+                    return line.strip()
+            raise AssertionError("no %s from the browser test:\n%s" % (word, "".join(out)))
+
+        line_until("READY", 60)
+        carol = login(r, "carol", ["lobby"])
+        assert carol.call("publish", channel="lobby", payload="hello from carol")["ok"] is True
+        proc.stdin.write("GO\n")
+        proc.stdin.flush()
+        shot_line = line_until("SHOT", 60)
+        line_until("OK", 30)
+        assert proc.wait(timeout=30) == 0, "".join(out)
+        print("dashboard screenshot: " + shot_line.split(" ", 1)[1])
+        assert os.path.getsize(shot) > 10000
+        carol.close_socket()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for ws in socks:
+        ws.close_socket()
