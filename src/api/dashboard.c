@@ -205,7 +205,7 @@ static void overview_finish(struct overview_req *o, const struct rtmd_node_repor
     rtmd_json_key(&j, "dropped");
     rtmd_json_u64(&j, d->dropped);
     rtmd_json_key(&j, "scope");
-    rtmd_json_cstr(&j, "node");
+    rtmd_json_cstr(&j, rtmd_store_has_tail(api->store) ? "cluster" : "node");
     rtmd_json_key(&j, "viewers");
     rtmd_json_u64(&j, d->n_viewers);
     rtmd_json_obj_end(&j);
@@ -390,9 +390,8 @@ static void viewer_write(struct rtmd_dashboard *d, struct viewer *v, struct rtmd
     rtmd_conn_write_buffered(c, ev.p, ev.len);
 }
 
-static void broadcast(struct rtmd_dashboard *d, const struct rtmd_app *app)
+static void broadcast_str(struct rtmd_dashboard *d, const struct rtmd_app *app, struct rtmd_str ev)
 {
-    struct rtmd_str ev = rtmd_str_make(d->event.data, d->event.len);
     struct rtmd_list *it, *next;
     rtmd_list_foreach_safe(it, next, &d->viewers)
     {
@@ -400,6 +399,11 @@ static void broadcast(struct rtmd_dashboard *d, const struct rtmd_app *app)
         if (v->app == app)
             viewer_write(d, v, ev);
     }
+}
+
+static void broadcast(struct rtmd_dashboard *d, const struct rtmd_app *app)
+{
+    broadcast_str(d, app, rtmd_str_make(d->event.data, d->event.len));
 }
 
 static bool watched(struct rtmd_dashboard *d, const struct rtmd_app *app)
@@ -413,17 +417,25 @@ static bool watched(struct rtmd_dashboard *d, const struct rtmd_app *app)
     return false;
 }
 
+/* The event formatted in d->event: to this node's viewers of app, and to the
+ * other nodes' (the store publishes it only when some node watches app). */
+static void tap_out(struct rtmd_dashboard *d, const struct rtmd_app *app)
+{
+    rtmd_store_tail_publish(d->api->store, app, rtmd_str_make(d->event.data, d->event.len));
+    broadcast(d, app);
+}
+
 static void tap_presence(void *ctx, const struct rtmd_app *app, const struct rtmd_presence_op *op)
 {
     struct rtmd_dashboard *d = ctx;
-    if (!watched(d, app))
+    if (!watched(d, app) && !rtmd_store_has_tail(d->api->store))
         return;
     rtmd_buf_reset(&d->event);
     rtmd_buf_append_cstr(&d->event, "event: presence\ndata: ");
     if (rtmd_event_format(&d->event, op) < 0)
         return;
     rtmd_buf_append_cstr(&d->event, "\n\n");
-    broadcast(d, app);
+    tap_out(d, app);
 }
 
 /* At most max bytes of a UTF-8 text, not cutting a character. */
@@ -442,7 +454,7 @@ static void tap_message(void *ctx, const struct rtmd_app *app, enum rtmd_message
                         uint64_t ms)
 {
     struct rtmd_dashboard *d = ctx;
-    if (!watched(d, app))
+    if (!watched(d, app) && !rtmd_store_has_tail(d->api->store))
         return;
     rtmd_buf_reset(&d->event);
     rtmd_buf_append_cstr(&d->event, "event: message\ndata: ");
@@ -465,7 +477,25 @@ static void tap_message(void *ctx, const struct rtmd_app *app, enum rtmd_message
     if (rtmd_json_finish(&j) < 0)
         return;
     rtmd_buf_append_cstr(&d->event, "\n\n");
-    broadcast(d, app);
+    tap_out(d, app);
+}
+
+/* An event another node published (the redis backend): one Server-Sent
+ * Event, as this node would write it; anything else is not passed on. */
+static void on_remote_tail(void *ctx, const struct rtmd_app *app, struct rtmd_str ev)
+{
+    struct rtmd_dashboard *d = ctx;
+    static const char presence[] = "event: presence\ndata: {",
+                      message[] = "event: message\ndata: {";
+    bool kind = (ev.len > sizeof(presence) && !memcmp(ev.p, presence, sizeof(presence) - 1)) ||
+                (ev.len > sizeof(message) && !memcmp(ev.p, message, sizeof(message) - 1));
+    /* One event: its only blank line ends it, right after the JSON. */
+    for (size_t i = 0; kind && i + 2 < ev.len; i++)
+        if (ev.p[i] == '\n' && ev.p[i + 1] == '\n')
+            return;
+    if (!kind || ev.p[ev.len - 1] != '\n' || ev.p[ev.len - 2] != '\n' || ev.p[ev.len - 3] != '}')
+        return;
+    broadcast_str(d, app, ev);
 }
 
 static const struct rtmd_tap_sink sink_ = {tap_presence, tap_message};
@@ -505,8 +535,10 @@ static void sse_on_close(struct rtmd_conn *c)
         return;
     struct rtmd_dashboard *d = dashboard_of(c);
     rtmd_list_remove(&v->link);
-    if (d)
+    if (d) {
         d->n_viewers--;
+        rtmd_store_tail_watch(d->api->store, v->app, false);
+    }
     c->user = NULL;
     free(v);
 }
@@ -535,7 +567,7 @@ static void live(struct rtmd_api *api, struct rtmd_http_request *req, const stru
     static const char head[] =
         "HTTP/1.1 200 OK\r\n"
         "Content-Type: text/event-stream;charset=utf-8\r\n" DASH_HEADERS "Connection: close\r\n\r\n"
-        ": rtmd live tail (this node)\n\n";
+        ": rtmd live tail\n\n";
     struct rtmd_conn *c = req->conn;
     api_count_status(api, 200);
     struct rtmd_buf leftover;
@@ -556,6 +588,7 @@ static void live(struct rtmd_api *api, struct rtmd_http_request *req, const stru
     rtmd_conn_set_proto(c, &sse_proto);
     rtmd_list_insert_tail(&d->viewers, &v->link);
     d->n_viewers++;
+    rtmd_store_tail_watch(api->store, app, true);
 }
 
 /* ---- the timer: keepalives, stuck viewers, this node's report ---------------------------- */
@@ -674,6 +707,7 @@ void rtmd_dashboard_init(struct rtmd_api *api)
     rtmd_timeout_arm(&d->ticker, &d->tick);
     api->dashboard = d;
     rtmd_tap_set_sink(&sink_, d);
+    rtmd_store_tail_set(api->store, on_remote_tail, d);
 }
 
 void rtmd_dashboard_shutdown(struct rtmd_api *api)
@@ -682,6 +716,7 @@ void rtmd_dashboard_shutdown(struct rtmd_api *api)
     if (!d)
         return;
     rtmd_tap_set_sink(NULL, NULL);
+    rtmd_store_tail_set(d->api->store, NULL, NULL);
     /* Viewers left (none after the server closed every connection) forget it. */
     struct rtmd_list *it, *next;
     rtmd_list_foreach_safe(it, next, &d->viewers)

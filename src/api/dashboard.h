@@ -10,7 +10,8 @@
  *   GET /dashboard/api/apps/{appid}      the app at a glance (users, channels, backlog, rates,
  *                                        nodes)
  *   GET /dashboard/api/live?app={appid}  the live tail: Server-Sent Events of presence events
- *                                        and messages, from this node's tap (presence/tap.h)
+ *                                        and messages, from the tap (presence/tap.h) of this
+ *                                        node and, with the redis backend, of the others
  *
  * Everything lives below /dashboard/ on purpose: a browser sends the
  * credentials it was given after a challenge to the challenged directory

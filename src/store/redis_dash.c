@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "core/alloc.h"
+#include "core/ids.h"
 #include "store/redis_internal.h"
 #include "store/redis_lua.h"
 
@@ -196,4 +197,126 @@ int rtmd_redis_nodes(struct rtmd_store *s, const struct rtmd_node_report *me,
     if (r < 0)
         free(c);
     return r == -ENOTCONN ? -ETIMEDOUT : r;
+}
+
+/* ---- the live tail across nodes ---------------------------------------------------------- */
+
+#define NODES_TAIL "rtmd:{nodes}:tail"
+/* How long a node's word that it watches an app holds (it renews it every second). */
+#define TAIL_TTL_MS 5000
+
+static int tail_channel(const struct app_rs *a, char *out, size_t cap)
+{
+    return snprintf(out, cap, "%.*stail", (int)a->prefix_len, a->prefix);
+}
+
+void rtmd_redis_tail_set(struct rtmd_store *s, rtmd_store_tail_fn fn, void *ctx)
+{
+    struct redis_store *rs = (struct redis_store *)s;
+    rs->tail = fn;
+    rs->tail_ctx = ctx;
+}
+
+void rtmd_redis_tail_watch(struct rtmd_store *s, const struct rtmd_app *app, bool on)
+{
+    struct redis_store *rs = (struct redis_store *)s;
+    struct app_rs *a = rtmd_redis_app(rs, app);
+    if (!a || (!on && a->tail_viewers == 0))
+        return;
+    char name[128];
+    int n = tail_channel(a, name, sizeof(name));
+    if (on && a->tail_viewers++ == 0) {
+        rtmd_redis_subscribe(rs, rtmd_str_make(name, (size_t)n));
+        rtmd_redis_tail_tick(rs); /* the other nodes learn it within a second */
+    } else if (!on && --a->tail_viewers == 0) {
+        rtmd_redis_unsubscribe(rs, rtmd_str_make(name, (size_t)n));
+    }
+}
+
+static void on_tail_published(void *arg, int status, const redisReply *reply)
+{
+    (void)arg;
+    (void)status;
+    (void)reply;
+}
+
+void rtmd_redis_tail_publish(struct rtmd_store *s, const struct rtmd_app *app,
+                             struct rtmd_str event)
+{
+    struct redis_store *rs = (struct redis_store *)s;
+    struct app_rs *a = rtmd_redis_app(rs, app);
+    if (!a || !a->tail_elsewhere || rs->closing || event.len > RTMD_TAIL_EVENT_MAX)
+        return;
+    char name[128], msg[RTMD_NODE_ID_MAX + 1 + RTMD_TAIL_EVENT_MAX];
+    int n = tail_channel(a, name, sizeof(name));
+    size_t k = strlen(rs->node);
+    memcpy(msg, rs->node, k);
+    msg[k++] = '\n';
+    memcpy(msg + k, event.p, event.len);
+    /* Fire and forget: a lost tail event is a line the page misses. */
+    rtmd_redis_publish(rs, rtmd_str_make(name, (size_t)n), rtmd_str_make(msg, k + event.len),
+                       on_tail_published, NULL);
+}
+
+static void on_tail_reply(void *arg, int status, const redisReply *reply)
+{
+    struct redis_store *rs = arg;
+    rs->tail_busy = false;
+    if (status == 0 && reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < rs->n_apps; i++)
+            rs->apps[i]->tail_elsewhere = false;
+        for (size_t i = 0; i < reply->elements; i++) {
+            const redisReply *e = reply->element[i];
+            if (e->type != REDIS_REPLY_STRING)
+                continue;
+            struct app_rs *a =
+                rtmd_redis_app(rs, rtmd_config_app(rs->cfg, rtmd_str_make(e->str, e->len)));
+            if (a)
+                a->tail_elsewhere = true;
+        }
+    }
+    rtmd_redis_call_done(rs);
+}
+
+void rtmd_redis_tail_tick(struct redis_store *rs)
+{
+    if (rs->tail_busy || rs->closing || !rs->tail)
+        return;
+    char ttl[16];
+    snprintf(ttl, sizeof(ttl), "%u", TAIL_TTL_MS);
+    size_t n = 0;
+    for (size_t i = 0; i < rs->n_apps; i++)
+        n += rs->apps[i]->tail_viewers > 0;
+    struct rtmd_str *args = rtmd_malloc((2 + n) * sizeof(*args));
+    size_t k = 0;
+    args[k++] = rtmd_str_cstr(rs->node);
+    args[k++] = rtmd_str_cstr(ttl);
+    for (size_t i = 0; i < rs->n_apps; i++)
+        if (rs->apps[i]->tail_viewers > 0)
+            args[k++] = rtmd_str_cstr(rs->apps[i]->app->id);
+    struct rtmd_str key = RTMD_STR_LIT(NODES_TAIL);
+    if (rtmd_redis_script(rs, RTMD_LUA_TAIL, &key, 1, args, (int)k, on_tail_reply, rs) == 0)
+        rs->tail_busy = true;
+    free(args);
+}
+
+/* "rtmd:{APPID}:tail", "NODE\n" + one Server-Sent Event from another node. */
+bool rtmd_redis_tail_push(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str msg)
+{
+    static const char suffix[] = "}:tail";
+    size_t want = 6 + RTMD_APPID_LEN + sizeof(suffix) - 1;
+    if (channel.len != want || memcmp(channel.p, "rtmd:{", 6) != 0 ||
+        memcmp(channel.p + 6 + RTMD_APPID_LEN, suffix, sizeof(suffix) - 1) != 0)
+        return false;
+    const struct rtmd_app *app =
+        rtmd_config_app(rs->cfg, rtmd_str_make(channel.p + 6, RTMD_APPID_LEN));
+    const char *nl = memchr(msg.p, '\n', msg.len);
+    if (!app || !nl || !rs->tail)
+        return true;
+    struct rtmd_str node = rtmd_str_make(msg.p, (size_t)(nl - msg.p));
+    struct rtmd_str event = rtmd_str_make(nl + 1, msg.len - node.len - 1);
+    if (rtmd_str_eq_cstr(node, rs->node) || event.len > RTMD_TAIL_EVENT_MAX)
+        return true; /* this node's own: its viewers had it already */
+    rs->tail(rs->tail_ctx, app, event);
+    return true;
 }

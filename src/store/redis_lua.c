@@ -804,4 +804,22 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "  out[#out + 1] = redis.call('HGET', KEYS[2], hb[i]) or ''\n"
         "end\n"
         "return out\n",
+    [RTMD_LUA_TAIL] =
+        "-- KEYS: the tails watched (hash APPID|NODE -> until, Redis ms). ARGV: node, ttl_ms, the\n"
+        "-- App IDs this node has viewers of. Renews those, forgets what expired, and returns the\n"
+        "-- App IDs other nodes watch.\n"
+        "local t = redis.call('TIME')\n"
+        "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+        "local node, ttl = ARGV[1], tonumber(ARGV[2])\n"
+        "for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i] .. '|' .. node, now + ttl) end\n"
+        "local out, all = {}, redis.call('HGETALL', KEYS[1])\n"
+        "for i = 1, #all, 2 do\n"
+        "  local app, who = string.match(all[i], '^([^|]*)|(.*)$')\n"
+        "  if tonumber(all[i + 1]) < now then\n"
+        "    redis.call('HDEL', KEYS[1], all[i])\n"
+        "  elseif app and who ~= node then\n"
+        "    out[#out + 1] = app\n"
+        "  end\n"
+        "end\n"
+        "return out\n",
 };

@@ -226,6 +226,11 @@ typedef void (*rtmd_store_nodes_cb)(void *arg, int status, const struct rtmd_nod
 /* Nodes a nodes() answer lists at most. */
 #define RTMD_NODES_MAX 256
 
+/* The dashboard's live tail across nodes: an event (one Server-Sent Event,
+ * at most RTMD_TAIL_EVENT_MAX bytes) another node published for app. */
+typedef void (*rtmd_store_tail_fn)(void *ctx, const struct rtmd_app *app, struct rtmd_str event);
+#define RTMD_TAIL_EVENT_MAX 4096
+
 struct rtmd_store;
 
 /*
@@ -407,6 +412,17 @@ struct rtmd_store_type {
      * last; cb may be NULL (a report alone). */
     int (*nodes)(struct rtmd_store *s, const struct rtmd_node_report *me, rtmd_store_nodes_cb cb,
                  void *arg);
+    /*
+     * The live tail across nodes (optional; backends that several nodes
+     * share). tail_set: what other nodes publish goes to fn. tail_watch:
+     * this node has viewers of app (on), or no longer; calls are counted
+     * (every on is matched by an off). tail_publish: hands this node's event
+     * to the other nodes' viewers of app, when some node other than this one
+     * watches it (else does nothing); never blocks, never calls back.
+     */
+    void (*tail_set)(struct rtmd_store *s, rtmd_store_tail_fn fn, void *ctx);
+    void (*tail_watch)(struct rtmd_store *s, const struct rtmd_app *app, bool on);
+    void (*tail_publish)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str event);
 };
 
 /* Every backend's context starts with this header. */
@@ -558,6 +574,27 @@ static inline int rtmd_store_nodes(struct rtmd_store *s, const struct rtmd_node_
     if (!s->type->nodes)
         return -ENOTSUP;
     return s->type->nodes(s, me, cb, arg);
+}
+/* True when the backend carries the live tail across nodes. */
+static inline bool rtmd_store_has_tail(const struct rtmd_store *s)
+{
+    return s->type->tail_publish != NULL;
+}
+static inline void rtmd_store_tail_set(struct rtmd_store *s, rtmd_store_tail_fn fn, void *ctx)
+{
+    if (s->type->tail_set)
+        s->type->tail_set(s, fn, ctx);
+}
+static inline void rtmd_store_tail_watch(struct rtmd_store *s, const struct rtmd_app *app, bool on)
+{
+    if (s->type->tail_watch)
+        s->type->tail_watch(s, app, on);
+}
+static inline void rtmd_store_tail_publish(struct rtmd_store *s, const struct rtmd_app *app,
+                                           struct rtmd_str event)
+{
+    if (s->type->tail_publish)
+        s->type->tail_publish(s, app, event);
 }
 static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void *arg)
 {

@@ -172,7 +172,8 @@ def test_overview_users_channels_backlog_and_nodes(make_rtmd, store_backend):
     mine = [n for n in ov["nodes"] if n["self"]]
     assert len(mine) == 1 and mine[0]["alive"] is True
     assert mine[0]["sessions"] == 4 and mine[0]["connections"] >= 4
-    assert ov["live"] == {"dropped": 0, "scope": "node", "viewers": 0}
+    scope = "cluster" if store_backend == "redis" else "node"
+    assert ov["live"] == {"dropped": 0, "scope": scope, "viewers": 0}
     socks[0].close_socket()
     wait_until(lambda: overview(r)["users"]["count"] == 2, what="alice gone")
     ov = overview(r)
@@ -280,6 +281,56 @@ def test_live_tail_shows_presence_and_messages_and_consumes_nothing(rtmd):
     t.close()
     other.close()
     wait_until(lambda: overview(rtmd)["live"]["viewers"] == 0, what="viewers gone")
+
+
+def test_live_tail_is_cluster_wide_on_redis(make_rtmd, store_backend):
+    if store_backend != "redis":
+        return  # one node
+    n1 = make_rtmd("n1")
+    n2 = make_rtmd("n2")
+    t = Tail(n1)
+    assert t.read_head() == 200
+    # n2 learns within about a second that n1 watches the app: probe until a Login shows.
+    probes = []
+
+    def seen_probe():
+        ws = login(n2, "probe%d" % len(probes))
+        probes.append(ws)
+        try:
+            while True:
+                kind, data = t.next(timeout=0.3)
+                if kind == "presence" and data["user_id"].startswith("probe"):
+                    return True
+        except (AssertionError, socket.timeout):
+            return False
+
+    wait_until(seen_probe, timeout=10, what="n2's events in n1's tail")
+    for ws in probes:
+        ws.close_socket()
+    a = login(n2, "alice", ["lobby"])  # on the other node
+    b = login(n1, "bob", ["lobby"])    # on the viewer's node
+    assert a.call("publish", channel="lobby", payload="from n2")["ok"] is True
+    want = [("presence", "Login", "alice"), ("presence", "Join", "alice"),
+            ("presence", "Login", "bob"), ("presence", "Join", "bob"),
+            ("message", "channel", "alice")]
+    got = []
+    while len(got) < len(want):
+        kind, data = t.next(timeout=10)
+        if data.get("user_id", "").startswith("probe"):
+            continue  # the probes' Logouts
+        got.append((kind, data.get("type"), data.get("user_id", data.get("from"))))
+    assert got == want, got
+    assert overview(n1)["live"]["scope"] == "cluster"
+    # Each event once: n1's own are not echoed back through Redis.
+    t.sock.settimeout(1.5)
+    try:
+        rest = t.buf + t.sock.recv(65536)
+    except socket.timeout:
+        rest = t.buf
+    assert b"event:" not in rest, rest
+    t.close()
+    a.close_socket()
+    b.close_socket()
 
 
 def test_slow_viewer_is_bounded_and_told_what_it_missed(make_rtmd):
