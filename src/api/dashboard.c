@@ -428,7 +428,7 @@ static void tap_out(struct rtmd_dashboard *d, const struct rtmd_app *app)
 static void tap_presence(void *ctx, const struct rtmd_app *app, const struct rtmd_presence_op *op)
 {
     struct rtmd_dashboard *d = ctx;
-    if (!watched(d, app) && !rtmd_store_has_tail(d->api->store))
+    if (!watched(d, app) && !rtmd_store_tail_wanted(d->api->store, app))
         return;
     rtmd_buf_reset(&d->event);
     rtmd_buf_append_cstr(&d->event, "event: presence\ndata: ");
@@ -454,7 +454,7 @@ static void tap_message(void *ctx, const struct rtmd_app *app, enum rtmd_message
                         uint64_t ms)
 {
     struct rtmd_dashboard *d = ctx;
-    if (!watched(d, app) && !rtmd_store_has_tail(d->api->store))
+    if (!watched(d, app) && !rtmd_store_tail_wanted(d->api->store, app))
         return;
     rtmd_buf_reset(&d->event);
     rtmd_buf_append_cstr(&d->event, "event: message\ndata: ");

@@ -1419,4 +1419,5 @@ const struct rtmd_store_type rtmd_store_redis = {
     .tail_set = rtmd_redis_tail_set,
     .tail_watch = rtmd_redis_tail_watch,
     .tail_publish = rtmd_redis_tail_publish,
+    .tail_wanted = rtmd_redis_tail_wanted,
 };

@@ -233,6 +233,12 @@ void rtmd_redis_tail_watch(struct rtmd_store *s, const struct rtmd_app *app, boo
     }
 }
 
+bool rtmd_redis_tail_wanted(struct rtmd_store *s, const struct rtmd_app *app)
+{
+    struct app_rs *a = rtmd_redis_app((struct redis_store *)s, app);
+    return a && a->tail_elsewhere;
+}
+
 static void on_tail_published(void *arg, int status, const redisReply *reply)
 {
     (void)arg;

@@ -220,6 +220,7 @@ void rtmd_redis_tail_set(struct rtmd_store *s, rtmd_store_tail_fn fn, void *ctx)
 void rtmd_redis_tail_watch(struct rtmd_store *s, const struct rtmd_app *app, bool on);
 void rtmd_redis_tail_publish(struct rtmd_store *s, const struct rtmd_app *app,
                              struct rtmd_str event);
+bool rtmd_redis_tail_wanted(struct rtmd_store *s, const struct rtmd_app *app);
 /* Every second: says which apps this node watches, learns which others do. */
 void rtmd_redis_tail_tick(struct redis_store *rs);
 /* A message on an app's tail channel (rtmd:{APPID}:tail); false when channel

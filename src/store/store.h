@@ -423,6 +423,9 @@ struct rtmd_store_type {
     void (*tail_set)(struct rtmd_store *s, rtmd_store_tail_fn fn, void *ctx);
     void (*tail_watch)(struct rtmd_store *s, const struct rtmd_app *app, bool on);
     void (*tail_publish)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str event);
+    /* Whether another node watches app's tail now (what tail_publish checks):
+     * lets the caller skip making an event nobody will see. */
+    bool (*tail_wanted)(struct rtmd_store *s, const struct rtmd_app *app);
 };
 
 /* Every backend's context starts with this header. */
@@ -579,6 +582,10 @@ static inline int rtmd_store_nodes(struct rtmd_store *s, const struct rtmd_node_
 static inline bool rtmd_store_has_tail(const struct rtmd_store *s)
 {
     return s->type->tail_publish != NULL;
+}
+static inline bool rtmd_store_tail_wanted(struct rtmd_store *s, const struct rtmd_app *app)
+{
+    return s->type->tail_wanted && s->type->tail_wanted(s, app);
 }
 static inline void rtmd_store_tail_set(struct rtmd_store *s, rtmd_store_tail_fn fn, void *ctx)
 {
