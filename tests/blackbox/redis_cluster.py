@@ -11,6 +11,11 @@ restart nodes. Every wait polls with a deadline.
     c.failover(c.owner(slot))   # a replica takes over (CLUSTER FAILOVER)
     c.kill_master(c.owner(slot))  # kill -9; waits for its replica to be promoted
     c.stop()
+
+With first_slot the cluster is joined by hand instead (CLUSTER MEET,
+ADDSLOTSRANGE, REPLICATE) so that first_slot starts the second master's
+range: `redis-cli --cluster reshard` moves a source's lowest slots first, so
+reshard_lowest() moves exactly that slot (a test puts its app there).
 """
 import os
 import shutil
@@ -21,6 +26,28 @@ from harness import RedisServer, wait_until
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 SLOTS = 16384
+
+
+def crc16(data):
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xffff
+    return crc
+
+
+def slot_of(key):
+    """Redis Cluster's hash slot of key (hash tags as Redis has them), for
+    when no cluster runs yet (keyslot() asks one)."""
+    k = key.encode() if isinstance(key, str) else key
+    s = k.find(b"{")
+    if s >= 0:
+        e = k.find(b"}", s + 1)
+        if e > s + 1:
+            k = k[s + 1:e]
+    return crc16(k) % SLOTS
 
 
 def _free_port_pair():
@@ -78,8 +105,10 @@ class ClusterNode(RedisServer):
 
 
 class RedisCluster:
-    def __init__(self, tmpdir, masters=3, replicas=0, node_timeout_ms=1000):
+    def __init__(self, tmpdir, masters=3, replicas=0, node_timeout_ms=1000, first_slot=None):
         assert masters >= 3, "redis-cli --cluster create needs 3 masters"
+        assert first_slot is None or masters == 3
+        self.first_slot = first_slot
         self.dir = str(tmpdir)
         os.makedirs(self.dir, exist_ok=True)
         self.n_masters = masters
@@ -94,12 +123,10 @@ class RedisCluster:
         try:
             for n in self.nodes:
                 n.start()
-            out = subprocess.run(
-                [REDIS_CLI, "--cluster", "create"] + [n.addr for n in self.nodes] +
-                ["--cluster-replicas", str(self.n_replicas), "--cluster-yes"],
-                capture_output=True, text=True, timeout=timeout)
-            if out.returncode != 0:
-                raise AssertionError("redis-cli --cluster create failed:\n%s%s" % (out.stdout, out.stderr))
+            if self.first_slot is None:
+                self._create(timeout)
+            else:
+                self._join_by_hand(timeout)
             self.wait_ok(timeout)
             for n in self.nodes:
                 n.id = n.command("CLUSTER", "MYID")
@@ -112,6 +139,51 @@ class RedisCluster:
         except BaseException:
             self.stop()
             raise
+
+    def _create(self, timeout):
+        out = subprocess.run(
+            [REDIS_CLI, "--cluster", "create"] + [n.addr for n in self.nodes] +
+            ["--cluster-replicas", str(self.n_replicas), "--cluster-yes"],
+            capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise AssertionError("redis-cli --cluster create failed:\n%s%s" % (out.stdout, out.stderr))
+
+    def _join_by_hand(self, timeout):
+        masters = self.nodes[:self.n_masters]
+        for i, m in enumerate(masters):
+            m.command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+        for m, ranges in zip(masters, self._layout()):
+            m.command("CLUSTER", "ADDSLOTSRANGE", *[x for r in ranges for x in r])
+        for n in self.nodes[1:]:
+            self.nodes[0].command("CLUSTER", "MEET", "127.0.0.1", n.port, n.bus_port)
+        wait_until(lambda: all(len(self.topology(via=n)) == len(self.nodes) for n in self.nodes),
+                   timeout, interval=0.05, what="every node to know every other")
+        for i, n in enumerate(self.nodes[self.n_masters:]):
+            mid = masters[i % self.n_masters].command("CLUSTER", "MYID")
+
+            def replicated():
+                try:
+                    return n.command("CLUSTER", "REPLICATE", mid) == "OK"
+                except RuntimeError:  # the master is not known as one yet
+                    return False
+            wait_until(replicated, timeout, interval=0.1, what="a replica to attach")
+
+    def _layout(self):
+        """Slot ranges per master: the second's starts at first_slot."""
+        lo = self.first_slot
+        hi = min(lo + SLOTS // 3, SLOTS - 1)
+        rest = [x for x in range(SLOTS) if x < lo or x > hi]
+        half = len(rest) // 2
+
+        def ranges(xs):
+            out = []
+            for x in xs:
+                if out and out[-1][1] == x - 1:
+                    out[-1][1] = x
+                else:
+                    out.append([x, x])
+            return out
+        return [ranges(rest[:half]), [[lo, hi]], ranges(rest[half:])]
 
     def stop(self):
         """kill -9 of every node: nothing of a test cluster is kept (a SIGTERM
@@ -259,6 +331,15 @@ class RedisCluster:
         if out.returncode != 0:
             raise AssertionError("reshard failed:\n%s%s" % (out.stdout, out.stderr))
         self.wait_ok()
+
+    def reshard_lowest(self, src, dst, pipeline=10):
+        """redis-cli --cluster reshard of src's lowest slot to dst, its keys
+        `pipeline` per MIGRATE; returns the Popen (the caller waits: it runs
+        under load)."""
+        return subprocess.Popen(
+            [REDIS_CLI, "--cluster", "reshard", src.addr, "--cluster-from", src.id,
+             "--cluster-to", dst.id, "--cluster-slots", "1", "--cluster-pipeline", str(pipeline),
+             "--cluster-yes"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     # -- failures --------------------------------------------------------------------------------
     def failover(self, master, timeout=30.0):

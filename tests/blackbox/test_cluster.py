@@ -2,7 +2,7 @@
 are one service. Sessions across nodes (one per app+uid, takeovers fenced),
 dead nodes' sessions ended by a survivor, a node restarting under its id,
 pulls with a deadline against a stalled Redis, one event log per app. Then
-the same on a real Redis Cluster (rcluster.py): two nodes, a live reshard of
+the same on a real Redis Cluster (redis_cluster.py): two nodes, a live reshard of
 the app's slot under load, a failover under load and a master killed.
 """
 import json
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-import rcluster
+from redis_cluster import RedisCluster, slot_of
 from harness import APP_NOCERT, basic, now_ms, wait_until
 from msgutil import Events, utypes, ctypes
 
@@ -288,17 +288,15 @@ def test_offline_messages_kept_on_one_node_reach_the_receiver_on_another(make_rt
     carol.close()
 
 
-# ---- on a Redis Cluster (tests/blackbox/rcluster.py) ----------------------------------------
+# ---- on a Redis Cluster (tests/blackbox/redis_cluster.py) ----------------------------------------
 
-APP_SLOT = rcluster.slot_of("rtmd:{%s}:" % APP_NOCERT)
+APP_SLOT = slot_of("rtmd:{%s}:" % APP_NOCERT)
 
 
 @pytest.fixture
 def redis_cluster(tmp_path):
     """3 masters; the app's slot is the lowest of the second master's."""
-    if not rcluster.available():
-        pytest.skip("redis-server or redis-cli missing")
-    c = rcluster.RedisCluster(tmp_path / "cluster", first_slot=APP_SLOT).start()
+    c = RedisCluster(tmp_path / "cluster", first_slot=APP_SLOT).start()
     yield c
     c.stop()
 
@@ -306,9 +304,7 @@ def redis_cluster(tmp_path):
 @pytest.fixture
 def redis_cluster_replicas(tmp_path):
     """3 masters with a replica each; the app's slot as above."""
-    if not rcluster.available():
-        pytest.skip("redis-server or redis-cli missing")
-    c = rcluster.RedisCluster(tmp_path / "cluster", replicas=1, first_slot=APP_SLOT).start()
+    c = RedisCluster(tmp_path / "cluster", replicas=1, first_slot=APP_SLOT).start()
     yield c
     c.stop()
 
@@ -384,8 +380,8 @@ def test_two_nodes_on_a_redis_cluster(make_rtmd, redis_cluster):
     master, the nodes' on another, the takeover's message on a shard
     channel."""
     c = redis_cluster
-    assert c.master_of(APP_SLOT) is c.servers[1]
-    assert c.master_of(rcluster.slot_of("{nodes}")) is not c.servers[1]
+    assert c.owner(APP_SLOT) is c.nodes[1]
+    assert c.owner(slot_of("{nodes}")) is not c.nodes[1]
     a = cnode(make_rtmd, c, "na")
     b = cnode(make_rtmd, c, "nb")
     for r in (a, b):
@@ -410,8 +406,8 @@ def test_two_nodes_on_a_redis_cluster(make_rtmd, redis_cluster):
     assert ctypes(ch.got) == [("Join", "alice", "room"), ("Join", "bob", "room"),
                               ("Leave", "alice", "room")]
     # the app's data is where its slot is: on the second master only
-    assert c.servers[1].command("EXISTS", "rtmd:{%s}:sess" % APP_NOCERT) == 1
-    assert c.servers[0].command("CLUSTER", "COUNTKEYSINSLOT", APP_SLOT) == 0
+    assert c.nodes[1].command("EXISTS", "rtmd:{%s}:sess" % APP_NOCERT) == 1
+    assert c.nodes[0].command("CLUSTER", "COUNTKEYSINSLOT", APP_SLOT) == 0
     wa.close()
     wb.close()
     wb2.close()
@@ -424,7 +420,7 @@ def test_a_live_reshard_of_the_app_slot_loses_no_acknowledged_event(make_rtmd, r
     c = redis_cluster
     a = cnode(make_rtmd, c, "na")
     b = cnode(make_rtmd, c, "nb")
-    src, dst = c.servers[1], c.servers[0]
+    src, dst = c.nodes[1], c.nodes[0]
     # users online in a channel each: hundreds of keys in the slot, migrated
     # one per MIGRATE, so the move takes a while
     online = [login((a, b)[i % 2], "on%d" % i, ["c%d" % i]) for i in range(100)]
@@ -435,7 +431,7 @@ def test_a_live_reshard_of_the_app_slot_loses_no_acknowledged_event(make_rtmd, r
         p = c.reshard_lowest(src, dst, pipeline=1)
         out = p.communicate(timeout=60)[0]
         assert p.returncode == 0, out
-        assert c.master_of(APP_SLOT) is dst
+        assert c.owner(APP_SLOT) is dst
         n = len(load.acked)
         wait_until(lambda: len(load.acked) >= n + 30, 20, what="logins after the move")
         load.finish()
@@ -464,7 +460,7 @@ def test_a_failover_under_load(make_rtmd, redis_cluster_replicas):
     c = redis_cluster_replicas
     a = cnode(make_rtmd, c, "na")
     b = cnode(make_rtmd, c, "nb")
-    m = c.master_of(APP_SLOT)
+    m = c.owner(APP_SLOT)
     with Load([a, b], "f") as load:
         wait_until(lambda: len(load.acked) >= 30, 20, what="logins before the failover")
         m2 = c.failover(m)
@@ -472,7 +468,7 @@ def test_a_failover_under_load(make_rtmd, redis_cluster_replicas):
         wait_until(lambda: len(load.acked) >= n + 30, 20, what="logins after the failover")
         load.finish()
     assert load.refused == [], load.refused[:5]
-    assert c.master_of(APP_SLOT) is m2
+    assert c.owner(APP_SLOT) is m2
     u = Events(a, "user", APP_NOCERT)
     u.wait_for(lambda got: len(got) >= 2 * len(load.acked), 20)
     logins_recorded(u.got, load.acked)
@@ -484,7 +480,7 @@ def test_a_failover_under_load(make_rtmd, redis_cluster_replicas):
     assert b"Redis Cluster cannot serve every slot" in body, body
     wait_until(lambda: a.get("/healthz")[0] == 200 and b.get("/healthz")[0] == 200, 30,
                what="the replica to take over")
-    assert c.master_of(APP_SLOT) is m
+    assert c.owner(APP_SLOT) is m
     w = login(b, "after")
     u.wait_for(lambda got: ("Login", "after") in utypes(got), 10)
     w.close()
