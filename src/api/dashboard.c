@@ -31,9 +31,8 @@ struct viewer {
     struct rtmd_list link;
     struct rtmd_conn *conn;
     const struct rtmd_app *app;
-    uint64_t dropped;     /* events not sent: over the budget */
-    uint64_t told;        /* dropped as last told to the viewer */
-    uint64_t stuck_since; /* ms when it reached the budget, 0 while under */
+    uint64_t dropped; /* events not sent: over the budget */
+    uint64_t told;    /* dropped as last told to the viewer */
 };
 
 struct rtmd_dashboard {
@@ -44,6 +43,10 @@ struct rtmd_dashboard {
     struct rtmd_timeout_queue ticker; /* one entry, re-armed every second */
     struct rtmd_timeout tick;
     uint64_t ticks;
+    /* Each viewer's connection timeout: re-armed at every tick that finds
+     * nothing unsent, so it passes only for a viewer that read nothing
+     * for DASH_VIEWER_STUCK_S while owing it something. */
+    struct rtmd_timeout_queue idle;
     struct rtmd_buf event; /* one event, formatted once for every viewer */
 };
 
@@ -375,11 +378,8 @@ static void viewer_write(struct rtmd_dashboard *d, struct viewer *v, struct rtmd
     if (rtmd_conn_unsent(c) + ev.len > DASH_VIEWER_BUDGET) {
         v->dropped++;
         d->dropped++;
-        if (!v->stuck_since)
-            v->stuck_since = rtmd_now_ms();
         return;
     }
-    v->stuck_since = 0;
     if (v->dropped != v->told) {
         char note[96];
         int n = snprintf(note, sizeof(note), "event: dropped\ndata: {\"dropped\":%llu}\n\n",
@@ -564,15 +564,19 @@ static void live(struct rtmd_api *api, struct rtmd_http_request *req, const stru
         respond_error(api, req, 503, "unavailable", "too many live viewers on this node");
         return;
     }
-    static const char head[] =
-        "HTTP/1.1 200 OK\r\n"
-        "Content-Type: text/event-stream;charset=utf-8\r\n" DASH_HEADERS "Connection: close\r\n\r\n"
-        ": rtmd live tail\n\n";
+    char head[1024];
+    int hn = snprintf(head, sizeof(head),
+                      "HTTP/1.1 200 OK\r\n"
+                      "Content-Type: text/event-stream;charset=utf-8\r\n" DASH_HEADERS
+                      "X-Request-ID: %.*s\r\n"
+                      "Connection: close\r\n\r\n"
+                      ": rtmd live tail\n\n",
+                      (int)req->request_id_len, req->request_id);
     struct rtmd_conn *c = req->conn;
     api_count_status(api, 200);
     struct rtmd_buf leftover;
     rtmd_buf_init(&leftover, 0);
-    if (rtmd_http_upgrade(req, RTMD_STR_LIT(head), &leftover) < 0) {
+    if (rtmd_http_upgrade(req, rtmd_str_make(head, (size_t)hn), &leftover) < 0) {
         rtmd_buf_free(&leftover);
         return;
     }
@@ -589,28 +593,32 @@ static void live(struct rtmd_api *api, struct rtmd_http_request *req, const stru
     rtmd_list_insert_tail(&d->viewers, &v->link);
     d->n_viewers++;
     rtmd_store_tail_watch(api->store, app, true);
+    rtmd_conn_arm_timeout(c, &d->idle);
 }
 
 /* ---- the timer: keepalives, stuck viewers, this node's report ---------------------------- */
+
+static void on_viewer_timeout(struct rtmd_timeout *t)
+{
+    struct rtmd_conn *c = RTMD_CONTAINER_OF(t, struct rtmd_conn, timeout);
+    rtmd_log_info("dashboard", "conn=%llu live viewer closed: it read nothing for %d s",
+                  (unsigned long long)c->id, DASH_VIEWER_STUCK_S);
+    rtmd_conn_close(c); /* on_close unlinks it */
+}
 
 static void on_tick(struct rtmd_timeout *t)
 {
     struct rtmd_dashboard *d = RTMD_CONTAINER_OF(t, struct rtmd_dashboard, tick);
     rtmd_timeout_arm(&d->ticker, &d->tick);
     d->ticks++;
-    uint64_t now = rtmd_now_ms();
     struct rtmd_list *it, *next;
     rtmd_list_foreach_safe(it, next, &d->viewers)
     {
         struct viewer *v = RTMD_CONTAINER_OF(it, struct viewer, link);
         if (rtmd_conn_ending(v->conn))
             continue;
-        if (v->stuck_since && now - v->stuck_since > DASH_VIEWER_STUCK_S * 1000ull) {
-            rtmd_log_info("dashboard", "conn=%llu live viewer closed: it read nothing for %d s",
-                          (unsigned long long)v->conn->id, DASH_VIEWER_STUCK_S);
-            rtmd_conn_close(v->conn); /* on_close unlinks it */
-            continue;
-        }
+        if (rtmd_conn_unsent(v->conn) == 0)
+            rtmd_conn_arm_timeout(v->conn, &d->idle);
         if (d->ticks % KEEPALIVE_S == 0 || v->dropped != v->told)
             viewer_write(d, v, RTMD_STR_LIT(": keepalive\n\n"));
     }
@@ -703,6 +711,7 @@ void rtmd_dashboard_init(struct rtmd_api *api)
     rtmd_list_init(&d->viewers);
     rtmd_buf_init(&d->event, 64 * 1024);
     rtmd_timeout_queue_init(&d->ticker, 1000, on_tick);
+    rtmd_timeout_queue_init(&d->idle, DASH_VIEWER_STUCK_S * 1000ull, on_viewer_timeout);
     rtmd_timeout_init(&d->tick);
     rtmd_timeout_arm(&d->ticker, &d->tick);
     api->dashboard = d;
@@ -725,6 +734,7 @@ void rtmd_dashboard_shutdown(struct rtmd_api *api)
     }
     rtmd_timeout_disarm(&d->tick);
     rtmd_timeout_queue_close(&d->ticker);
+    rtmd_timeout_queue_close(&d->idle);
     rtmd_buf_free(&d->event);
     api->dashboard = NULL;
     free(d);

@@ -20,8 +20,8 @@
  * The live tail never reads the event logs (nothing is consumed). Each
  * viewer's queue is its connection's unsent output, bounded: an event that
  * would pass DASH_VIEWER_BUDGET is dropped and counted, and the viewer is
- * told how many it missed once it caught up; a viewer stuck at the bound for
- * DASH_VIEWER_STUCK_S is closed.
+ * told how many it missed once it caught up; a viewer owed bytes it did not
+ * read for DASH_VIEWER_STUCK_S is closed.
  */
 #ifndef RTMD_API_DASHBOARD_H
 #define RTMD_API_DASHBOARD_H
@@ -30,7 +30,7 @@
 
 /* Unsent bytes a viewer may owe before events are dropped for it. */
 #define DASH_VIEWER_BUDGET (64 * 1024)
-/* Seconds a viewer may stay at its budget before it is closed. */
+/* Seconds a viewer may leave what it is owed unread before it is closed. */
 #define DASH_VIEWER_STUCK_S 60
 /* Viewers at once, on this node. */
 #define DASH_VIEWERS_MAX 64
