@@ -724,8 +724,7 @@ void rtmd_dashboard_shutdown(struct rtmd_api *api)
     struct rtmd_dashboard *d = api->dashboard;
     if (!d)
         return;
-    rtmd_tap_set_sink(NULL, NULL);
-    rtmd_store_tail_set(d->api->store, NULL, NULL);
+    rtmd_tap_set_sink(NULL, NULL); /* the store, closed before, took its tail hook along */
     /* Viewers left (none after the server closed every connection) forget it. */
     struct rtmd_list *it, *next;
     rtmd_list_foreach_safe(it, next, &d->viewers)

@@ -16,6 +16,7 @@ struct rates {
 
 static struct rates **rates_; /* by app->index, grown as apps appear */
 static size_t n_rates_;
+static bool closed_; /* after rtmd_tap_shutdown(): nothing more is counted */
 static const struct rtmd_tap_sink *sink_;
 static void *sink_ctx_;
 
@@ -40,6 +41,8 @@ static struct rates *rates_of(const struct rtmd_app *app)
 
 static void count(const struct rtmd_app *app, enum rtmd_tap_rate what)
 {
+    if (closed_)
+        return;
     struct rates *r = rates_of(app);
     uint64_t sec = rtmd_now_ms() / 1000;
     size_t slot = sec % RTMD_TAP_SECONDS;
@@ -101,4 +104,5 @@ void rtmd_tap_shutdown(void)
     rates_ = NULL;
     n_rates_ = 0;
     sink_ = NULL;
+    closed_ = true;
 }

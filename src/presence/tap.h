@@ -47,7 +47,8 @@ void rtmd_tap_request(const struct rtmd_app *app);
  * (the current second excluded: it is not over), oldest first. */
 void rtmd_tap_rates(const struct rtmd_app *app, uint64_t now_ms,
                     uint32_t out[RTMD_TAP_RATES][RTMD_TAP_SECONDS]);
-/* Frees the counters (at exit). */
+/* Frees the counters (at exit); later taps count nothing (sessions ended
+ * after it record no rates). */
 void rtmd_tap_shutdown(void);
 
 #endif

@@ -57,7 +57,6 @@ static void test_counts_whole_seconds_of_the_last_minute(void **state)
     rtmd_tap_rates(&c, t0 + 61000, r);
     assert_int_equal(sum(r[RTMD_TAP_MESSAGES]), 0);
     rtmd_clock_freeze(0);
-    rtmd_tap_shutdown();
 }
 
 static int presences_, messages_;
@@ -96,7 +95,12 @@ static void test_the_sink_sees_each_op_and_message(void **state)
     rtmd_tap_set_sink(NULL, NULL);
     rtmd_tap_presence(&a, ops, 1);
     assert_int_equal(presences_, 21);
+    /* After the shutdown nothing is counted (nor allocated). */
     rtmd_tap_shutdown();
+    rtmd_tap_presence(&a, ops, 3);
+    uint32_t r[RTMD_TAP_RATES][RTMD_TAP_SECONDS];
+    rtmd_tap_rates(&a, rtmd_now_ms() + 1000, r);
+    assert_int_equal(sum(r[RTMD_TAP_JOINS]), 0);
 }
 
 int main(void)
