@@ -433,3 +433,56 @@ def test_dashboard_in_headless_chromium(make_rtmd, tmp_path):
             proc.wait()
     for ws in socks:
         ws.close_socket()
+
+
+def test_dashboard_on_a_redis_cluster_across_two_nodes(make_redis_cluster, tmp_path):
+    """The overview script on the app's master, the nodes' keys on {nodes}'s, the tail's shard
+    channel on the app's: each away from the first seed."""
+    from harness import Rtmd
+    c = make_redis_cluster(masters=3)
+    if c.owner(c.slot_of_app(APP_NOCERT)) is not c.masters()[1]:
+        c.move_slot(c.slot_of_app(APP_NOCERT), c.masters()[1])
+    nodes = []
+    try:
+        for name in ("n1", "n2"):
+            (tmp_path / name).mkdir()
+            nodes.append(Rtmd(tmp_path / name, store={"backend": "redis", "redis_url": c.url},
+                              server={"node_id": name}).start())
+        n1, n2 = nodes
+        t = Tail(n1)
+        assert t.read_head() == 200
+        probes = []
+
+        def seen_probe():
+            probes.append(login(n2, "probe%d" % len(probes)))
+            try:
+                while True:
+                    kind, data = t.next(timeout=0.3)
+                    if kind == "presence" and data["user_id"].startswith("probe"):
+                        return True
+            except (AssertionError, socket.timeout):
+                return False
+
+        wait_until(seen_probe, timeout=15, what="n2's events in n1's tail")
+        for ws in probes:
+            ws.close_socket()
+        a = login(n2, "alice", ["lobby"])
+        b = login(n1, "bob", ["lobby"])
+        wait_until(lambda: overview(n1)["users"] == {"count": 2, "listed": ["alice", "bob"]},
+                   what="both users in the overview")
+        ov = overview(n1)
+        assert ov["channels"]["listed"] == [{"channel": "lobby", "members": 2}]
+        wait_until(lambda: {n["node"] for n in overview(n1)["nodes"]} == {"n1", "n2"},
+                   timeout=15, what="both nodes listed")
+        seen = set()
+        while ("alice", "Join") not in seen:
+            kind, data = t.next(timeout=10)
+            if kind == "presence":
+                seen.add((data["user_id"], data["type"]))
+        t.close()
+        a.close_socket()
+        b.close_socket()
+    finally:
+        for r in nodes:
+            if r.alive():
+                r.stop()
