@@ -249,8 +249,6 @@ static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
     }
     req->app = appid;
     const struct rtmd_app *app = rtmd_config_app(api->cfg, appid);
-    if (app)
-        rtmd_tap_request(app);
     struct api_call *call = rtmd_calloc(1, sizeof(*call));
     call->api = api;
     call->req = req;
@@ -277,6 +275,7 @@ static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
         api_respond_error(call, 401, r == RTMD_EEXPIRED ? "token_expired" : "unauthorized", why);
         return;
     }
+    rtmd_tap_request(app); /* the dashboard's rates: authenticated requests */
     if (route->vendor_read && call->principal.kind == RTMD_PRINCIPAL_USER &&
         !app->vendor_token_access) {
         api_respond_error(call, 401, "unauthorized",
