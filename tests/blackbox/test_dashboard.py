@@ -333,6 +333,22 @@ def test_live_tail_is_cluster_wide_on_redis(make_rtmd, store_backend):
     b.close_socket()
 
 
+def test_at_most_64_viewers_per_node(rtmd):
+    tails = [Tail(rtmd) for _ in range(64)]
+    for t in tails:
+        assert t.read_head() == 200
+    extra = Tail(rtmd)
+    assert extra.read_head() == 503
+    extra.close()
+    tails.pop().close()
+    wait_until(lambda: overview(rtmd)["live"]["viewers"] == 63, what="a viewer gone")
+    again = Tail(rtmd)
+    assert again.read_head() == 200
+    for t in tails + [again]:
+        t.close()
+    wait_until(lambda: overview(rtmd)["live"]["viewers"] == 0, what="viewers gone")
+
+
 def test_slow_viewer_is_bounded_and_told_what_it_missed(make_rtmd):
     r = make_rtmd(limits={"max_payload": 1024})
     slow = Tail(r, rcvbuf=4096)
