@@ -67,8 +67,10 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-# The dashboard's page is compiled in with .incbin: rebuild it when a file changes.
-$(BUILD)/src/api/dashboard_assets.o: $(wildcard src/api/dashboard/*)
+# Files compiled into the binary with .incbin (src/api/assets.c): the
+# compiler's dependency list does not name them. The dashboard's page is src/api/dashboard/.
+ASSET_FILES := clients/js/rtm.js $(wildcard src/api/dashboard/*)
+$(BUILD)/src/api/assets.o: $(ASSET_FILES)
 
 $(BUILD)/librtmd.a: $(LIB_OBJ)
 	@rm -f $@

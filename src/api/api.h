@@ -37,8 +37,8 @@
 /* Answers counted for /metrics, by these codes. */
 #define RTMD_API_COUNTED_CODES 14
 /* Routes timed for /metrics: the vendor routes, /v1/rtm, /healthz,
- * /readyz, /metrics and everything else. */
-#define RTMD_API_ROUTES 15
+ * /readyz, /metrics, the static files, the dashboard and everything else. */
+#define RTMD_API_ROUTES 17
 
 /* The API's context: what its files share, passed explicitly (each call
  * points to it; rtmd_api_handle finds it in server->request_ctx, which main

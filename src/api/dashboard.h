@@ -46,7 +46,7 @@ void rtmd_dashboard_shutdown(struct rtmd_api *api);
 /* Serves req when its path is below /dashboard; false otherwise. */
 bool rtmd_dashboard_handle(struct rtmd_api *api, struct rtmd_http_request *req);
 
-/* The page's files, compiled in (dashboard_assets.c). */
+/* The page's files, compiled in (assets.c). */
 struct dash_asset {
     const char *path; /* below /dashboard/ ("" for the page) */
     const char *content_type;

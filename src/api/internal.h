@@ -88,6 +88,9 @@ const char *api_cors_headers(struct rtmd_api *api, struct rtmd_http_request *req
 void api_cors_preflight(struct rtmd_api *api, struct rtmd_http_request *req, const char *allow,
                         const char *listed);
 void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req);
+/* Serves the file compiled in for req->path (assets.c); false when no file
+ * has that path. */
+bool api_asset(struct rtmd_api *api, struct rtmd_http_request *req);
 
 /* The route labels of rtmd_api.latency (RTMD_API_ROUTES), by index. */
 extern const char *const api_route_labels[RTMD_API_ROUTES];

@@ -37,7 +37,16 @@ static const struct api_route routes_[] = {
 };
 
 /* Route indexes (rtmd_http_request.route) below the vendor routes'. */
-enum { ROUTE_OTHER = 0, ROUTE_WS, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_VENDOR };
+enum {
+    ROUTE_OTHER = 0,
+    ROUTE_WS,
+    ROUTE_HEALTHZ,
+    ROUTE_READYZ,
+    ROUTE_METRICS,
+    ROUTE_ASSET,
+    ROUTE_DASHBOARD,
+    ROUTE_VENDOR
+};
 _Static_assert(ROUTE_VENDOR + RTMD_ARRAY_SIZE(routes_) == RTMD_API_ROUTES, "RTMD_API_ROUTES");
 
 const char *const api_route_labels[RTMD_API_ROUTES] = {
@@ -46,6 +55,8 @@ const char *const api_route_labels[RTMD_API_ROUTES] = {
     "/healthz",
     "/readyz",
     "/metrics",
+    "static",
+    "/dashboard",
     "/dev/v2/project/{appid}/rtm/vendor/user_events",
     "/dev/v2/project/{appid}/rtm/vendor/channel_events",
     "/dev/v2/project/{appid}/rtm/users/{uid}/peer_messages",
@@ -362,8 +373,13 @@ void rtmd_api_handle(struct rtmd_http_request *req)
     }
     if (handle_ops(api, req, false))
         return;
+    req->route = ROUTE_DASHBOARD;
     if (rtmd_dashboard_handle(api, req))
         return;
+    req->route = ROUTE_ASSET;
+    if (api_asset(api, req))
+        return;
+    req->route = ROUTE_OTHER;
     api_respond_req_error(api, req, 404, "not_found", "no such endpoint");
 }
 

@@ -125,16 +125,22 @@ void gw_reply_store_failure(struct gw_client *c, bool has_id, int64_t id, int st
     gw_reply_error(c, has_id, id, code, msg);
 }
 
-void gw_reply_recorded(struct gw_client *c, int status)
+void gw_reply_recorded_fields(struct gw_client *c, int status,
+                              void (*fields)(struct rtmd_json *j, void *arg), void *arg)
 {
     if (!c->op_open)
         return;
     c->op_open = false;
     if (status == 0)
-        gw_reply_ok(c, c->has_op_id, c->op_id, NULL, NULL);
+        gw_reply_ok(c, c->has_op_id, c->op_id, fields, arg);
     else
         gw_reply_store_failure(c, c->has_op_id, c->op_id, status,
                                "the event could not be recorded");
+}
+
+void gw_reply_recorded(struct gw_client *c, int status)
+{
+    gw_reply_recorded_fields(c, status, NULL, NULL);
 }
 
 void gw_on_recorded(struct rtmd_session *s, int status, void *arg)

@@ -72,6 +72,9 @@ void gw_reply_store_failure(struct gw_client *c, bool has_id, int64_t id, int st
  * unavailable when the store's disk is full, or store_error) — unless it
  * was answered already (the connection closed meanwhile: see gw_close). */
 void gw_reply_recorded(struct gw_client *c, int status);
+/* The same, with more fields in an ok reply (fields may be NULL). */
+void gw_reply_recorded_fields(struct gw_client *c, int status,
+                              void (*fields)(struct rtmd_json *j, void *arg), void *arg);
 /* A presence callback for ops whose whole answer is that reply. */
 void gw_on_recorded(struct rtmd_session *s, int status, void *arg);
 

@@ -84,6 +84,15 @@ static void log_login(const struct gw_client *c, enum rtmd_log_level level, cons
     rtmd_log_end(&r);
 }
 
+/* The login reply names the heartbeat timeout, so that a client (a browser
+ * page cannot send WebSocket pings) knows how often to send something. */
+static void login_fields(struct rtmd_json *j, void *arg)
+{
+    (void)arg;
+    rtmd_json_key(j, "heartbeat_timeout_s");
+    rtmd_json_u64(j, rtmd_ws_heartbeat_timeout_s());
+}
+
 static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
 {
     (void)arg;
@@ -93,7 +102,8 @@ static void on_login_recorded(struct rtmd_session *s, int status, void *arg)
     if (status == 0 && s->state == RTMD_SESSION_ONLINE)
         log_login(c, RTMD_LOG_DEBUG, "login", rtmd_str_cstr(s->app->id),
                   rtmd_str_make(s->uid, s->uid_len), NULL);
-    gw_reply_recorded(c, status); /* unless a takeover answered it (superseded) */
+    /* unless a takeover answered it (superseded) */
+    gw_reply_recorded_fields(c, status, login_fields, NULL);
     if (status < 0)
         rtmd_presence_abandon_login(s);
     else if (s->state == RTMD_SESSION_ONLINE && c->conn)

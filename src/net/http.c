@@ -102,6 +102,7 @@ const char *rtmd_http_status_text(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
+    case 304: return "Not Modified";
     case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -469,7 +470,7 @@ static void write_response(struct rtmd_conn *c, int status, const char *content_
     size_t body_len = 0;
     for (size_t i = 0; i < nparts; i++)
         body_len += parts[i].len;
-    bool no_content = status == 204; /* RFC 9110 §8.6: no Content-Length */
+    bool no_content = status == 204 || status == 304; /* RFC 9110 §8.6, §15.4.5: no body */
     if (head_only || no_content)
         nparts = 0;
     char head[512];

@@ -29,6 +29,7 @@ struct rtmd_ws_conn {
 static const struct rtmd_ws_handler *handler_;
 static const struct rtmd_config *cfg_;
 static struct rtmd_timeout_queue heartbeat_;
+static uint32_t heartbeat_s_;
 static struct rtmd_timeout_queue login_;
 static wslay_event_context_ptr encoder_;
 static struct rtmd_buf *encoder_out_;
@@ -369,6 +370,11 @@ void rtmd_ws_touch(struct rtmd_conn *c)
         rtmd_conn_arm_timeout(c, &heartbeat_);
 }
 
+uint32_t rtmd_ws_heartbeat_timeout_s(void)
+{
+    return heartbeat_s_;
+}
+
 bool rtmd_ws_heartbeat_started(const struct rtmd_conn *c)
 {
     return c->p.ws && c->p.ws->heartbeat;
@@ -385,9 +391,10 @@ void rtmd_ws_start_heartbeat(struct rtmd_conn *c)
 
 /* ---- the handshake ----------------------------------------------------------- */
 
-static bool header_has_token(struct rtmd_str v, const char *token)
+/* Whether the comma-separated list v (spaces around items) holds token;
+ * ASCII case ignored when icase. */
+static bool list_has_token(struct rtmd_str v, const char *token, bool icase)
 {
-    /* A comma-separated list, case-insensitive, spaces around items. */
     struct rtmd_str t = rtmd_str_cstr(token);
     size_t i = 0;
     while (i < v.len) {
@@ -399,10 +406,30 @@ static bool header_has_token(struct rtmd_str v, const char *token)
         size_t end = i;
         while (end > start && (v.p[end - 1] == ' ' || v.p[end - 1] == '\t'))
             end--;
-        if (rtmd_str_ieq(rtmd_str_make(v.p + start, end - start), t))
+        struct rtmd_str item = rtmd_str_make(v.p + start, end - start);
+        if (icase ? rtmd_str_ieq(item, t) : rtmd_str_eq(item, t))
             return true;
     }
     return false;
+}
+
+static bool header_has_token(struct rtmd_str v, const char *token)
+{
+    return list_has_token(v, token, true);
+}
+
+int rtmd_ws_subprotocol(const struct rtmd_http_request *req)
+{
+    struct rtmd_str name = RTMD_STR_LIT("Sec-WebSocket-Protocol");
+    int offered = 0;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        if (!rtmd_str_ieq(req->headers[i].name, name))
+            continue;
+        if (list_has_token(req->headers[i].value, RTMD_WS_SUBPROTOCOL, false))
+            return 1;
+        offered = -1;
+    }
+    return offered;
 }
 
 void rtmd_ws_accept(struct rtmd_http_request *req)
@@ -439,6 +466,16 @@ void rtmd_ws_accept(struct rtmd_http_request *req)
         rtmd_http_respond_error(req, 400, "bad_request", "bad Sec-WebSocket-Key");
         return;
     }
+    /* A page that offers subprotocols fails its own handshake when the
+     * answer names none of them: say why instead. */
+    int subprotocol = rtmd_ws_subprotocol(req);
+    if (subprotocol < 0) {
+        rtmd_http_respond_error(req, 400, "unsupported_subprotocol",
+                                "this server speaks the WebSocket subprotocol " RTMD_WS_SUBPROTOCOL
+                                " only: offer it (Sec-WebSocket-Protocol: " RTMD_WS_SUBPROTOCOL
+                                ") or none");
+        return;
+    }
     /* A browser names the page that opens the socket; a page of another
      * site could otherwise open sessions in the user's name. Clients that
      * are not browsers send no Origin. */
@@ -464,8 +501,9 @@ void rtmd_ws_accept(struct rtmd_http_request *req)
     char response[256];
     int rn = snprintf(response, sizeof(response),
                       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                      accept);
+                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                      accept,
+                      subprotocol > 0 ? "Sec-WebSocket-Protocol: " RTMD_WS_SUBPROTOCOL "\r\n" : "");
     struct rtmd_conn *c = req->conn;
     struct rtmd_buf leftover;
     rtmd_buf_init(&leftover, 0);
@@ -587,6 +625,7 @@ void rtmd_ws_init(const struct rtmd_config *cfg, const struct rtmd_ws_handler *h
 {
     cfg_ = cfg;
     handler_ = handler;
+    heartbeat_s_ = cfg->limits.heartbeat_timeout_s;
     rtmd_timeout_queue_init(&heartbeat_, (uint64_t)cfg->limits.heartbeat_timeout_s * 1000,
                             on_deadline);
     rtmd_timeout_queue_init(&login_, (uint64_t)cfg->limits.login_timeout_s * 1000, on_deadline);

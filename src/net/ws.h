@@ -89,6 +89,18 @@ void rtmd_ws_touch(struct rtmd_conn *c);
 /* The client logged in: the login deadline gives way to the heartbeat. */
 void rtmd_ws_start_heartbeat(struct rtmd_conn *c);
 bool rtmd_ws_heartbeat_started(const struct rtmd_conn *c);
+/* heartbeat_timeout_s in effect (fixed at start: a reload does not change it). */
+uint32_t rtmd_ws_heartbeat_timeout_s(void);
+
+/* The one subprotocol rtmd speaks (Sec-WebSocket-Protocol). */
+#define RTMD_WS_SUBPROTOCOL "rtm.v1"
+
+/* What the upgrade request offers in its Sec-WebSocket-Protocol header
+ * lines (all of them, each a comma-separated list of tokens, compared
+ * case-sensitively as RFC 6455 §4.1 has it): 1 when one of them is
+ * RTMD_WS_SUBPROTOCOL, 0 when the request has no such header, -1 when it
+ * offers only others (or an empty list). */
+int rtmd_ws_subprotocol(const struct rtmd_http_request *req);
 
 /* For tests and the fuzz driver: bytes a header announces in total
  * (header + payload). 0: need more bytes; 1: *total set; -1: invalid. */

@@ -270,8 +270,8 @@ def assert_login_error(m, error):
 
 
 def test_login_with_006_and_007_tokens(rtmd):
-    assert login_reply(rtmd, "alice", tok=token("alice")) == {"op": "reply", "id": 1, "ok": True}
-    assert login_reply(rtmd, "bob", tok=token("bob", v="006")) == {"op": "reply", "id": 1, "ok": True}
+    assert login_reply(rtmd, "alice", tok=token("alice")) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
+    assert login_reply(rtmd, "bob", tok=token("bob", v="006")) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
     users = rtmd.pull_until(4)
     assert [(e["type"], e["user_id"]) for e in users] == [
         ("Login", "alice"), ("Logout", "alice"), ("Login", "bob"), ("Logout", "bob")]
@@ -320,12 +320,12 @@ def test_refused_login_then_good_login_on_the_same_connection(rtmd):
     with rtmd.ws() as ws:
         assert_login_error(ws.login("alice", token=token("bob")), "invalid_token")
         assert_login_error(ws.login("alice"), "invalid_token")
-        assert ws.login("alice", token=token("alice")) == {"op": "reply", "id": 3, "ok": True}
+        assert ws.login("alice", token=token("alice")) == {"op": "reply", "id": 3, "ok": True, "heartbeat_timeout_s": 30}
         assert ws.call("join", channel="c")["ok"]
 
 
 def test_app_without_certificate_logs_in_without_token(rtmd):
-    assert login_reply(rtmd, "free", app=APP_NOCERT, omit=True) == {"op": "reply", "id": 1, "ok": True}
+    assert login_reply(rtmd, "free", app=APP_NOCERT, omit=True) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
     users = rtmd.pull_until(2, app=APP_NOCERT)
     assert [(e["type"], e["user_id"]) for e in users] == [("Login", "free"), ("Logout", "free")]
 

@@ -32,7 +32,7 @@ def flood_count():
 
 def slow_member(r, uid, channel):
     slow = SlowWs(r.port(), rcvbuf=4096)
-    assert slow.login(uid, app=APP_NOCERT) == {"op": "reply", "id": 1, "ok": True}
+    assert slow.login(uid, app=APP_NOCERT) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
     assert_join_ok(slow.call("join", channel=channel), rid=2)
     return slow
 
@@ -205,7 +205,7 @@ def test_fan_out_to_300_members_delivers_everything_in_order(make_rtmd):
         ws.send_raw(Ws.frame(json.dumps({"op": "login", "id": 1, "appid": APP_NOCERT, "uid": "f%03d" % i}))
                     + Ws.frame(json.dumps({"op": "join", "id": 2, "channel": "big"})))
     for ws in socks:
-        assert ws.reply(1) == {"op": "reply", "id": 1, "ok": True}
+        assert ws.reply(1) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
         assert_join_ok(ws.reply(2), rid=2)
     sender = socks[0]
     t0 = time.monotonic()

@@ -176,7 +176,7 @@ def test_token_takes_the_certificate_from_the_config(rtmd):
     assert rc == 0 and err == "", err
     assert out.startswith("007") and out.count("\n") == 1
     with rtmd.ws() as ws:
-        assert ws.login("alice", token=out.strip()) == {"op": "reply", "id": 1, "ok": True}
+        assert ws.login("alice", token=out.strip()) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
     # 006 too, and --appid is the same option
     rc, out, err = run(["token", "--config", rtmd.conf_path, "--appid", APP, "--uid", "bob", "--v", "006"])
     assert rc == 0 and out.startswith("006"), err

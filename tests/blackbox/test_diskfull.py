@@ -163,7 +163,7 @@ class Log:
 
 def open_session(r, uid, channels):
     ws = r.ws()
-    assert ws.login(uid, app=APP) == {"op": "reply", "id": 1, "ok": True}
+    assert ws.login(uid, app=APP) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 300}
     for ch in channels:
         assert ws.call("join", channel=ch)["ok"]
     return ws

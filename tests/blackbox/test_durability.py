@@ -25,7 +25,7 @@ def open_sessions(r, n=5):
         uid = "d%d" % i
         ws = r.ws()
         m = ws.login(uid, app=app, token=token(uid) if app == APP else None)
-        assert m == {"op": "reply", "id": 1, "ok": True}
+        assert m == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
         exp["users"][app].append(("Login", uid))
         chans = ["x%d" % i, "shared", "y%d" % i]
         for ch in chans:

@@ -188,7 +188,7 @@ def test_token_command_prints_tokens_that_log_in(rtmd):
     assert t7.startswith("007") and t6.startswith("006") and t7b.startswith("007")
     for uid, t in (("alice", t7), ("bob", t6), ("carol", t7b)):
         with rtmd.ws() as ws:
-            assert ws.login(uid, token=t) == {"op": "reply", "id": 1, "ok": True}
+            assert ws.login(uid, token=t) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
             # a token is for its user only
         with rtmd.ws() as ws:
             m = ws.login("mallory", token=t)
@@ -308,7 +308,7 @@ def check_banner_serves(b):
     rc, out, err = run(targs[1:])
     assert rc == 0, err
     ws = Ws(b["port"], tls=True)
-    assert ws.login("alice", app=b["app"], token=out.strip()) == {"op": "reply", "id": 1, "ok": True}
+    assert ws.login("alice", app=b["app"], token=out.strip()) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
     ws.close()  # (the logout op over TLS is covered by test_tls.py)
     got = []
     wait_until(lambda: got.extend(curl()) or len(got) >= 2, 10, interval=0.2, what="events via curl")

@@ -485,7 +485,7 @@ def test_a_sender_that_hangs_up_right_after_sending_kept_messages(rtmd):
         pass  # nothing done at all is a prefix too
     kept = [m["payload"] for m in history(rtmd, "alice", None)]
     bob = rtmd.ws()
-    assert bob.login("bob", app=APP_NOCERT) == {"op": "reply", "id": 1, "ok": True}
+    assert bob.login("bob", app=APP_NOCERT) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
     offline = []
     try:
         while True:

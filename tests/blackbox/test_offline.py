@@ -20,7 +20,7 @@ def login_and_collect(rtmd, uid, n, app=APP_NOCERT):
     if app == APP:
         login["token"] = token(uid)
     ws.send_raw(Ws.frame(json.dumps(login)) + Ws.frame(json.dumps({"op": "ping", "id": 2})))
-    assert ws.recv() == {"op": "reply", "id": 1, "ok": True}
+    assert ws.recv() == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
     got = [ws.recv() for _ in range(n)]
     assert all(m.get("op") == "peer_message" for m in got), got
     last = ws.recv()
@@ -213,7 +213,7 @@ def test_messages_sent_while_logging_in_arrive_once_in_order_after_the_login_rep
     states = {"m%02d" % i: alice.reply(100 + i)["state"] for i in range(40)}
     assert set(states.values()) <= {"delivered", "offline"}, states
     first_frame = bob.recv()
-    assert first_frame == {"op": "reply", "id": 1, "ok": True}, \
+    assert first_frame == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}, \
         "a push came before the login reply: %r" % (first_frame,)
     now = []
     try:

@@ -82,7 +82,7 @@ def test_takeover_kicks_the_old_session_and_records_its_end_first(rtmd):
     assert old.call("join", channel="c2")["ok"]
     new = rtmd.ws(region="eu")  # any listener of the node
     t0 = now_ms()
-    assert new.login("alice", token=token("alice", v="006")) == {"op": "reply", "id": 1, "ok": True}
+    assert new.login("alice", token=token("alice", v="006")) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
     assert_kicked(old)
     # the new session works; the old one's channels are gone
     assert new.call("join", channel="c1")["ok"] is True

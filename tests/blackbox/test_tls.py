@@ -91,7 +91,7 @@ def test_http_limits_over_tls(make_rtmd):
 def test_ws_flows_over_tls(make_rtmd):
     r = make_rtmd(tls=True)
     ws = r.ws()
-    assert ws.login("alice", token=token("alice")) == {"op": "reply", "id": 1, "ok": True}
+    assert ws.login("alice", token=token("alice")) == {"op": "reply", "id": 1, "ok": True, "heartbeat_timeout_s": 30}
     assert ws.call("join", channel="c1")["ok"]
     assert ws.call("join", channel="c2")["ok"]
     assert ws.call("leave", channel="c1")["ok"]

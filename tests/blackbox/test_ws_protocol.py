@@ -19,6 +19,12 @@ def assert_ok_reply(m, rid):
     assert list(m) == ["op", "id", "ok"], m
 
 
+def assert_login_reply(m, rid, heartbeat_s=30):
+    """A login's ok reply: ok(rid) and the heartbeat timeout the client must ping within."""
+    assert m == dict(ok(rid), heartbeat_timeout_s=heartbeat_s), m
+    assert list(m) == ["op", "id", "ok", "heartbeat_timeout_s"], m
+
+
 def assert_join_reply(m, rid):
     """A join's ok reply: ok(rid), then the channel's members (docs/API.md)."""
     assert list(m) == ["op", "id", "ok", "count", "members"], m
@@ -35,7 +41,7 @@ def assert_err(m, rid, error):
 
 def logged_in(rtmd, uid="u1", app=APP_NOCERT, **kw):
     ws = rtmd.ws(**kw)
-    assert_ok_reply(ws.login(uid, app=app, token=None if app == APP_NOCERT else token(uid)), 1)
+    assert_login_reply(ws.login(uid, app=app, token=None if app == APP_NOCERT else token(uid)), 1)
     return ws
 
 
@@ -55,7 +61,7 @@ def send_text(ws, text):
 
 def test_login_join_leave_ping_logout_replies(rtmd):
     ws = rtmd.ws()
-    assert_ok_reply(ws.login("alice", token=token("alice")), 1)
+    assert_login_reply(ws.login("alice", token=token("alice")), 1)
     assert_join_reply(ws.call("join", channel="c1"), 2)
     assert_ok_reply(ws.call("leave", channel="c1"), 3)
     t0 = now_ms()
@@ -142,7 +148,7 @@ def test_op_before_login_gets_an_error_reply(rtmd, op, fields):
     ws = rtmd.ws()
     assert_err(ws.call(op, **fields), 1, "not_logged_in")
     # and login still works afterwards
-    assert_ok_reply(ws.login("late", app=APP_NOCERT), 2)
+    assert_login_reply(ws.login("late", app=APP_NOCERT), 2)
     # the refused op recorded nothing: the log holds just the Login
     ev = rtmd.pull_until(1, app=APP_NOCERT)
     assert [(e["type"], e["user_id"]) for e in ev] == [("Login", "late")]
@@ -171,7 +177,7 @@ def test_invalid_or_unknown_appid_gets_an_error_reply(rtmd, appid):
     if appid is not None:
         fields["appid"] = appid
     assert_err(ws.call("login", **fields), 1, "invalid_appid")
-    assert_ok_reply(ws.login("u", app=APP_NOCERT), 2)
+    assert_login_reply(ws.login("u", app=APP_NOCERT), 2)
 
 
 ALLOWED = "abcXYZ019 !#$%&()+-:;<=.>?@[]^_{}|~,'"
@@ -186,14 +192,14 @@ def test_invalid_uid_gets_an_error_reply(rtmd, uid):
     if uid is not None:
         fields["uid"] = uid
     assert_err(ws.call("login", **fields), 1, "invalid_uid")
-    assert_ok_reply(ws.login("fine", app=APP_NOCERT), 2)
+    assert_login_reply(ws.login("fine", app=APP_NOCERT), 2)
     assert rtmd.pull_until(1, app=APP_NOCERT)[0]["user_id"] == "fine"
 
 
 @pytest.mark.parametrize("uid", ["a" * 64, ALLOWED, "NULL", "nul", "nulll", " x ", "Null"])
 def test_valid_uid_edge_cases_log_in(rtmd, uid):
     ws = rtmd.ws()
-    assert_ok_reply(ws.login(uid, app=APP_NOCERT), 1)
+    assert_login_reply(ws.login(uid, app=APP_NOCERT), 1)
     ev = rtmd.pull_until(1, app=APP_NOCERT)
     assert ev[0]["user_id"] == uid
 
@@ -266,7 +272,7 @@ def test_errors_do_not_close_the_connection(rtmd):
     for text in ["nope", "[]", '{"op":"x","id":1}', '{"op":"join","id":2,"channel":"c"}']:
         ws.send_frame(text)
         assert ws.recv()["ok"] is False
-    assert_ok_reply(ws.login("u", app=APP_NOCERT), 1)
+    assert_login_reply(ws.login("u", app=APP_NOCERT), 1)
     for text in ["nope", '{"op":"login","id":3,"appid":"%s","uid":"u"}' % APP_NOCERT,
                  '{"op":"leave","id":4,"channel":"zz"}']:
         ws.send_frame(text)
@@ -288,7 +294,7 @@ def test_deep_json_nesting_is_refused_not_crashing(rtmd):
 
 def test_unknown_fields_are_ignored(rtmd):
     ws = rtmd.ws()
-    assert_ok_reply(ws.call("login", appid=APP_NOCERT, uid="u", extra={"a": [1]}, token=None), 1)
+    assert_login_reply(ws.call("login", appid=APP_NOCERT, uid="u", extra={"a": [1]}, token=None), 1)
     assert_join_reply(ws.call("join", channel="c", more="x"), 2)
 
 
@@ -321,7 +327,7 @@ def test_one_frame_split_over_many_writes(rtmd):
         ws.send_raw(data[i:i + 1])
         if i < 8:
             ws.assert_silent(0.005)  # separate reads for the header bytes
-    assert_ok_reply(ws.recv(), 1)
+    assert_login_reply(ws.recv(), 1)
     # a 16-bit-length frame split inside its extended length and mask key
     big = Ws.frame(json.dumps({"op": "ping", "id": 2, "pad": "p" * 300}))
     pieces = [big[:1], big[1:3], big[3:5], big[5:7], big[7:100], big[100:]]
@@ -340,7 +346,7 @@ def test_frame_split_across_writes_together_with_whole_frames(rtmd):
     f3 = Ws.frame(json.dumps({"op": "ping", "id": 3}))
     stream = f1 + f2 + f3
     ws.send_raw(stream[:len(f1) + 3])
-    assert_ok_reply(ws.recv(), 1)
+    assert_login_reply(ws.recv(), 1)
     ws.send_raw(stream[len(f1) + 3:len(f1) + len(f2) + 1])
     ws.send_raw(stream[len(f1) + len(f2) + 1:])
     assert [ws.recv()["id"] for _ in range(2)] == [2, 3]
@@ -357,7 +363,7 @@ def test_handshake_and_first_frame_in_one_write(rtmd):
     head, ws.buf = ws.buf.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 101")
     assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455's example key/accept
-    assert_ok_reply(ws.recv(), 1)
+    assert_login_reply(ws.recv(), 1)
 
 
 def test_fragmented_message_is_reassembled(rtmd):

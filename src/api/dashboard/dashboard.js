@@ -1,7 +1,8 @@
 // rtmd's dashboard: the page's script. It reads the JSON below /dashboard/api/ (the browser
 // sends the customer's Basic credentials it asked for) and follows the live tail, a stream of
-// Server-Sent Events, reconnecting with a jittered backoff.
-import { Emitter, Backoff } from './rtm-parts.js';
+// Server-Sent Events, reconnecting with the JS client's jittered Backoff (rtmd serves the client
+// at /v1/rtm.js; its Emitter carries the tail's events to the page).
+import { Emitter, Backoff } from '/v1/rtm.js';
 
 const REFRESH_MS = 2000;
 const TAIL_MAX = 200; // lines kept in the tail
