@@ -68,8 +68,8 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # Files compiled into the binary with .incbin (src/api/assets.c): the
-# compiler's dependency list does not name them.
-ASSET_FILES := clients/js/rtm.js
+# compiler's dependency list does not name them. The dashboard's page is src/api/dashboard/.
+ASSET_FILES := clients/js/rtm.js $(wildcard src/api/dashboard/*)
 $(BUILD)/src/api/assets.o: $(ASSET_FILES)
 
 $(BUILD)/librtmd.a: $(LIB_OBJ)

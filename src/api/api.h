@@ -13,6 +13,7 @@
  *   POST .../rtm/message/history/query                       history.c
  *   GET  .../rtm/message/history/query/{handle}              history.c
  *   GET  .../rtm/message/history/count?...                   history.c
+ *   GET  /dashboard/...  (the live dashboard; dashboard.h)   dashboard.c
  *
  * Every vendor request goes: route (404/405) → app (400 malformed, 404
  * unknown) → credentials (401) → the endpoint's rate bucket through the
@@ -36,8 +37,8 @@
 /* Answers counted for /metrics, by these codes. */
 #define RTMD_API_COUNTED_CODES 14
 /* Routes timed for /metrics: the vendor routes, /v1/rtm, /healthz,
- * /readyz, /metrics and everything else. */
-#define RTMD_API_ROUTES 16
+ * /readyz, /metrics, the static files, the dashboard and everything else. */
+#define RTMD_API_ROUTES 17
 
 /* The API's context: what its files share, passed explicitly (each call
  * points to it; rtmd_api_handle finds it in server->request_ctx, which main
@@ -53,6 +54,7 @@ struct rtmd_api {
     uint64_t status[6];                 /* answers by class: 1xx..5xx at [1..5] */
     uint64_t by_code[RTMD_API_COUNTED_CODES];
     struct rtmd_histogram latency[RTMD_API_ROUTES]; /* by route: dispatch to answer */
+    struct rtmd_dashboard *dashboard;               /* api/dashboard.c's */
 };
 
 int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rtmd_store *store,

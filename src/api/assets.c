@@ -1,6 +1,7 @@
 /*
  * assets.c — files compiled into the binary and served as they are
- * (GET /v1/rtm.js: the JavaScript client, clients/js/rtm.js).
+ * (GET /v1/rtm.js: the JavaScript client, clients/js/rtm.js), and the
+ * dashboard's page (src/api/dashboard/, which dashboard.c serves).
  *
  * Each file is assembled into .rodata with .incbin (ASSET below), so rtmd
  * reads nothing from disk to serve it and a binary always serves the files
@@ -18,6 +19,7 @@
 #include <http_parser.h>
 #include <stdio.h>
 
+#include "api/dashboard.h"
 #include "api/internal.h"
 
 /* Defines NAME_start and NAME_end around the bytes of FILE (a path from the
@@ -36,6 +38,19 @@
     extern const char name##_end[] __attribute__((visibility("hidden")))
 
 ASSET(rtmd_asset_rtm_js, "clients/js/rtm.js");
+ASSET(rtmd_asset_dash_html, "src/api/dashboard/index.html");
+ASSET(rtmd_asset_dash_js, "src/api/dashboard/dashboard.js");
+ASSET(rtmd_asset_dash_css, "src/api/dashboard/dashboard.css");
+
+/* The dashboard's page, below /dashboard/: served by dashboard.c, behind a
+ * customer's credentials (not here: these are public). */
+const struct dash_asset dash_assets[] = {
+    {"", "text/html;charset=utf-8", rtmd_asset_dash_html_start, rtmd_asset_dash_html_end},
+    {"dashboard.js", "text/javascript;charset=utf-8", rtmd_asset_dash_js_start,
+     rtmd_asset_dash_js_end},
+    {"dashboard.css", "text/css;charset=utf-8", rtmd_asset_dash_css_start, rtmd_asset_dash_css_end},
+};
+const size_t dash_n_assets = RTMD_ARRAY_SIZE(dash_assets);
 
 struct asset {
     const char *path;

@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "api/dashboard.h"
 #include "api/internal.h"
 #include "core/alloc.h"
 #include "core/ids.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "net/ws.h"
+#include "presence/tap.h"
 
 /* Distinct history filters pinned at once (~200 bytes each). */
 #define API_PINS_MAX 16384
@@ -42,6 +44,7 @@ enum {
     ROUTE_READYZ,
     ROUTE_METRICS,
     ROUTE_ASSET,
+    ROUTE_DASHBOARD,
     ROUTE_VENDOR
 };
 _Static_assert(ROUTE_VENDOR + RTMD_ARRAY_SIZE(routes_) == RTMD_API_ROUTES, "RTMD_API_ROUTES");
@@ -53,6 +56,7 @@ const char *const api_route_labels[RTMD_API_ROUTES] = {
     "/readyz",
     "/metrics",
     "static",
+    "/dashboard",
     "/dev/v2/project/{appid}/rtm/vendor/user_events",
     "/dev/v2/project/{appid}/rtm/vendor/channel_events",
     "/dev/v2/project/{appid}/rtm/users/{uid}/peer_messages",
@@ -282,6 +286,7 @@ static void handle_project(struct rtmd_api *api, struct rtmd_http_request *req,
         api_respond_error(call, 401, r == RTMD_EEXPIRED ? "token_expired" : "unauthorized", why);
         return;
     }
+    rtmd_tap_request(app); /* the dashboard's rates: authenticated requests */
     if (route->vendor_read && call->principal.kind == RTMD_PRINCIPAL_USER &&
         !app->vendor_token_access) {
         api_respond_error(call, 401, "unauthorized",
@@ -368,6 +373,9 @@ void rtmd_api_handle(struct rtmd_http_request *req)
     }
     if (handle_ops(api, req, false))
         return;
+    req->route = ROUTE_DASHBOARD;
+    if (rtmd_dashboard_handle(api, req))
+        return;
     req->route = ROUTE_ASSET;
     if (api_asset(api, req))
         return;
@@ -420,6 +428,7 @@ int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rt
     rtmd_http_on_answered(on_answered, api);
     rtmd_history_pins_init(&api->pins, API_PINS_MAX,
                            (uint64_t)cfg->limits.history_handle_ttl_s * 1000);
+    rtmd_dashboard_init(api);
     return 0;
 }
 
@@ -428,6 +437,8 @@ void rtmd_api_shutdown(struct rtmd_api *api)
     if (!api->cfg)
         return;
     rtmd_http_on_answered(NULL, NULL);
+    rtmd_dashboard_shutdown(api);
+    rtmd_tap_shutdown();
     rtmd_buf_free(&api->body);
     rtmd_history_pins_free(&api->pins);
     api->cfg = NULL;

@@ -7,6 +7,7 @@
 
 #include "core/alloc.h"
 #include "core/ids.h"
+#include "presence/tap.h"
 
 /* One send's outstanding work: store calls and an ack. */
 struct send {
@@ -301,6 +302,7 @@ int rtmd_messaging_send(struct rtmd_messaging *m, const struct rtmd_send_request
         (rq->type == RTMD_MSG_CHANNEL && (rq->offline || rq->wait_ack)))
         return -EINVAL;
     struct rtmd_message msg = {rq->type, rq->from, rq->to, rq->payload, rq->ms};
+    rtmd_tap_message(rq->app, rq->type, rq->from, rq->to, rq->payload, rq->ms);
     struct send *s = rtmd_calloc(1, sizeof(*s));
     s->m = m;
     s->cb = cb;

@@ -171,3 +171,92 @@ bool rtmd_online_cursor_decode(struct rtmd_str cursor, char out[RTMD_ID_MAX], si
     *len = cursor.len / 2;
     return rtmd_id_valid(rtmd_str_make(out, *len));
 }
+
+/* ---- the overview ------------------------------------------------------------------- */
+
+struct overview_call {
+    const struct rtmd_app *app;
+    rtmd_store_overview_cb cb;
+    void *arg;
+};
+
+/* The first RTMD_OVERVIEW_MAX names in order, kept sorted while walking
+ * every one (each walk is O(names x log) on a full list, bounded). */
+struct first_names {
+    struct rtmd_str names[RTMD_OVERVIEW_MAX];
+    uint64_t members[RTMD_OVERVIEW_MAX];
+    size_t n;
+};
+
+static void first_put(struct first_names *f, struct rtmd_str name, uint64_t members)
+{
+    if (f->n == RTMD_OVERVIEW_MAX && rtmd_online_uid_cmp(name, f->names[f->n - 1]) >= 0)
+        return;
+    size_t lo = 0, hi = f->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (rtmd_online_uid_cmp(f->names[mid], name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t move = (f->n == RTMD_OVERVIEW_MAX ? f->n - 1 : f->n) - lo;
+    memmove(&f->names[lo + 1], &f->names[lo], move * sizeof(f->names[0]));
+    memmove(&f->members[lo + 1], &f->members[lo], move * sizeof(f->members[0]));
+    f->names[lo] = name;
+    f->members[lo] = members;
+    if (f->n < RTMD_OVERVIEW_MAX)
+        f->n++;
+}
+
+static void put_session(const struct rtmd_session *s, void *arg)
+{
+    if (s->state == RTMD_SESSION_ONLINE)
+        first_put(arg, rtmd_str_make(s->uid, s->uid_len), 0);
+}
+
+static void put_channel(const struct rtmd_channel *ch, void *arg)
+{
+    first_put(arg, rtmd_str_make(ch->name, ch->name_len), ch->n_members);
+}
+
+static void on_overview(void *arg, int status, const struct rtmd_store_overview *ov)
+{
+    struct overview_call *call = arg;
+    if (status < 0 || ov->has_online) {
+        call->cb(call->arg, status, ov);
+        free(call);
+        return;
+    }
+    struct rtmd_store_overview full = *ov;
+    struct first_names *users = rtmd_malloc(sizeof(*users));
+    struct first_names *chans = rtmd_malloc(sizeof(*chans));
+    users->n = chans->n = 0;
+    rtmd_presence_app_foreach(call->app, put_session, NULL, users);
+    rtmd_presence_app_foreach(call->app, NULL, put_channel, chans);
+    full.has_online = true;
+    full.n_users = rtmd_presence_app_session_count(call->app);
+    full.n_uids = users->n;
+    full.uids = users->names;
+    full.n_channels = rtmd_presence_app_channel_count(call->app);
+    full.n_listed = chans->n;
+    full.channels = chans->names;
+    full.members = chans->members;
+    call->cb(call->arg, 0, &full);
+    free(users);
+    free(chans);
+    free(call);
+}
+
+int rtmd_online_overview(struct rtmd_store *store, const struct rtmd_app *app,
+                         rtmd_store_overview_cb cb, void *arg)
+{
+    if (!app || !cb)
+        return -EINVAL;
+    struct overview_call *call = rtmd_malloc(sizeof(*call));
+    *call = (struct overview_call){app, cb, arg};
+    int r = rtmd_store_overview(store, app, on_overview, call);
+    if (r < 0)
+        free(call);
+    return r;
+}

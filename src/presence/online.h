@@ -38,6 +38,14 @@ int rtmd_online_members(struct rtmd_store *store, const struct rtmd_app *app,
 int rtmd_online_status(struct rtmd_store *store, const struct rtmd_app *app,
                        const struct rtmd_str *uids, size_t n, rtmd_store_status_cb cb, void *arg);
 
+/* The app at a glance (store.h's struct rtmd_store_overview): the store's
+ * backlog and drops, and who is online with the channels and their member
+ * counts — from a store that answers who is online, else from this node's
+ * presence (the first RTMD_OVERVIEW_MAX users and channels in name order;
+ * n_users and n_channels count all). */
+int rtmd_online_overview(struct rtmd_store *store, const struct rtmd_app *app,
+                         rtmd_store_overview_cb cb, void *arg);
+
 /* The order of pages: bytewise, a prefix before the longer uid (as Redis's
  * ZRANGEBYLEX). <0, 0, >0. */
 int rtmd_online_uid_cmp(struct rtmd_str a, struct rtmd_str b);

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "presence/online.h"
+#include "presence/tap.h"
 
 struct app_state {
     struct rtmd_hashmap sessions; /* uid → session */
@@ -212,6 +213,28 @@ size_t rtmd_presence_app_sessions(const struct rtmd_app *app, struct rtmd_sessio
     return k;
 }
 
+size_t rtmd_presence_app_channel_count(const struct rtmd_app *app)
+{
+    return rtmd_hashmap_count(&state_of(app)->channels);
+}
+
+size_t rtmd_presence_app_session_count(const struct rtmd_app *app)
+{
+    return rtmd_hashmap_count(&state_of(app)->sessions);
+}
+
+void rtmd_presence_app_foreach(const struct rtmd_app *app,
+                               void (*session)(const struct rtmd_session *s, void *arg),
+                               void (*channel)(const struct rtmd_channel *ch, void *arg), void *arg)
+{
+    struct rtmd_str key;
+    void *v;
+    for (size_t it = 0; session && rtmd_hashmap_next(&state_of(app)->sessions, &it, &key, &v);)
+        session(v, arg);
+    for (size_t it = 0; channel && rtmd_hashmap_next(&state_of(app)->channels, &it, &key, &v);)
+        channel(v, arg);
+}
+
 void rtmd_presence_foreach(void (*fn)(struct rtmd_session *s, void *arg), void *arg)
 {
     for (size_t i = 0; i < n_apps_; i++) {
@@ -394,6 +417,7 @@ static int record(struct rtmd_session *s, const struct rtmd_presence_op *ops, si
         free(call);
         return r;
     }
+    rtmd_tap_presence(s->app, ops, n);
     s->pending++;
     return 0;
 }

@@ -133,6 +133,15 @@ size_t rtmd_presence_session_count(void);
 /* Writes up to max of app's sessions on this node to out; returns how many. */
 size_t rtmd_presence_app_sessions(const struct rtmd_app *app, struct rtmd_session **out,
                                   size_t max);
+/* app's sessions and channels on this node. */
+size_t rtmd_presence_app_session_count(const struct rtmd_app *app);
+size_t rtmd_presence_app_channel_count(const struct rtmd_app *app);
+/* Calls session() for each of app's sessions on this node, then channel()
+ * for each of its channels (either may be NULL; the maps must not change). */
+void rtmd_presence_app_foreach(const struct rtmd_app *app,
+                               void (*session)(const struct rtmd_session *s, void *arg),
+                               void (*channel)(const struct rtmd_channel *ch, void *arg),
+                               void *arg);
 /* Calls fn for every session this node holds (the map must not change). */
 void rtmd_presence_foreach(void (*fn)(struct rtmd_session *s, void *arg), void *arg);
 

@@ -1563,6 +1563,43 @@ static int pull_after(struct embedded *s, struct log_state *ls, uint32_t region,
     return 0;
 }
 
+/* An overview is read from the in-memory logs at the call and handed back
+ * from the loop's check phase (never inside the call). */
+struct overview_call {
+    struct rtmd_deferred d;
+    struct rtmd_store_overview ov;
+    rtmd_store_overview_cb cb;
+    void *arg;
+};
+
+static void on_overview(struct rtmd_deferred *d)
+{
+    struct overview_call *c = RTMD_CONTAINER_OF(d, struct overview_call, d);
+    c->cb(c->arg, 0, &c->ov);
+    free(c);
+}
+
+static int embedded_overview(struct rtmd_store *base, const struct rtmd_app *app,
+                             rtmd_store_overview_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !cb)
+        return -EINVAL;
+    struct overview_call *c = rtmd_calloc(1, sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    for (uint32_t r = 0; r < s->cfg->n_regions && r < RTMD_REGIONS_MAX; r++)
+        for (int k = 0; k < RTMD_EVLOG_KINDS; k++) {
+            c->ov.unread[r][k] = rtmd_evlog_unread(&as->logs[k].log, r);
+            c->ov.dropped[r][k] = rtmd_evlog_dropped(&as->logs[k].log, r);
+        }
+    rtmd_defer(&c->d, on_overview);
+    return 0;
+}
+
 static int embedded_pull(struct rtmd_store *base, const struct rtmd_app *app,
                          enum rtmd_evlog_kind kind, uint32_t region, uint32_t max, uint64_t after,
                          rtmd_store_pull_cb cb, void *arg)
@@ -2522,4 +2559,5 @@ const struct rtmd_store_type rtmd_store_embedded = {
     .stats = embedded_stats,
     .close = embedded_close,
     .add_app = embedded_add_app,
+    .overview = embedded_overview,
 };

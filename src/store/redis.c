@@ -945,6 +945,7 @@ static void on_beat_timer(uv_timer_t *t)
 {
     struct redis_store *rs = t->data;
     beat(rs);
+    rtmd_redis_tail_tick(rs);
     /* Expired history and offline messages go in steps, once a minute. */
     if (++rs->beats % 60 == 0 && rs->up && !rs->closing)
         rtmd_redis_msg_prune(rs);
@@ -1462,4 +1463,10 @@ const struct rtmd_store_type rtmd_store_redis = {
     .close = redis_close,
     .add_app = redis_add_app,
     .ticket_key = redis_ticket_key,
+    .overview = rtmd_redis_overview,
+    .nodes = rtmd_redis_nodes,
+    .tail_set = rtmd_redis_tail_set,
+    .tail_watch = rtmd_redis_tail_watch,
+    .tail_publish = rtmd_redis_tail_publish,
+    .tail_wanted = rtmd_redis_tail_wanted,
 };

@@ -63,6 +63,8 @@ struct app_rs {
     uint32_t retry_ms;
     uv_timer_t retry;
     struct redis_store *rs;
+    uint32_t tail_viewers; /* this node's viewers of the live tail (redis_dash.c) */
+    bool tail_elsewhere;   /* another node has some */
 };
 
 /* A presence script call in flight: the ops and calls it carries. */
@@ -116,6 +118,9 @@ struct redis_store {
     void *close_arg;
     uint32_t handles_open;
     uint32_t beats; /* heartbeats sent (the prune runs every 60th) */
+    rtmd_store_tail_fn tail;
+    void *tail_ctx;
+    bool tail_busy; /* a TAIL script is out */
     struct rtmd_store_stats stats;
     struct redis_msg_state msg;
 };
@@ -206,6 +211,21 @@ int rtmd_redis_members(struct rtmd_store *s, const struct rtmd_app *app, struct 
                        struct rtmd_str after, uint32_t limit, rtmd_store_members_cb cb, void *arg);
 int rtmd_redis_status(struct rtmd_store *s, const struct rtmd_app *app, const struct rtmd_str *uids,
                       size_t n, rtmd_store_status_cb cb, void *arg);
+/* redis_dash.c: the dashboard's reads (the store type's overview and nodes). */
+int rtmd_redis_overview(struct rtmd_store *s, const struct rtmd_app *app, rtmd_store_overview_cb cb,
+                        void *arg);
+int rtmd_redis_nodes(struct rtmd_store *s, const struct rtmd_node_report *me,
+                     rtmd_store_nodes_cb cb, void *arg);
+void rtmd_redis_tail_set(struct rtmd_store *s, rtmd_store_tail_fn fn, void *ctx);
+void rtmd_redis_tail_watch(struct rtmd_store *s, const struct rtmd_app *app, bool on);
+void rtmd_redis_tail_publish(struct rtmd_store *s, const struct rtmd_app *app,
+                             struct rtmd_str event);
+bool rtmd_redis_tail_wanted(struct rtmd_store *s, const struct rtmd_app *app);
+/* Every second: says which apps this node watches, learns which others do. */
+void rtmd_redis_tail_tick(struct redis_store *rs);
+/* A message on an app's tail channel (rtmd:{APPID}:tail); false when channel
+ * is not one. */
+bool rtmd_redis_tail_push(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str msg);
 /* Starts a prune pass now unless one runs (tests; message calls start one
  * at most every minute by themselves). */
 void rtmd_redis_msg_prune(struct redis_store *rs);

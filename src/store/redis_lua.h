@@ -54,7 +54,12 @@
  * Nodes: rtmd:{nodes}:hb (sorted set NODE → last heartbeat, Redis ms),
  * rtmd:{nodes}:reaped (hash NODE → 1: its sessions were ended for it),
  * rtmd:{nodes}:since (hash NODE → when its heartbeats last began without a gap),
- * rtmd:{nodes}:lock:NODE (who ends a dead node's sessions).
+ * rtmd:{nodes}:lock:NODE (who ends a dead node's sessions),
+ * rtmd:{nodes}:info (hash NODE → "CONNECTIONS SESSIONS MS": what it said of
+ * itself last, for the dashboard),
+ * rtmd:{nodes}:tail (hash APPID|NODE → until when NODE has viewers of the
+ * app's live tail, Redis ms), rtmd:{APPID}:tail (the shard channel the
+ * app's tail events go over: "NODE\n" and the event).
  */
 #ifndef RTMD_STORE_REDIS_LUA_H
 #define RTMD_STORE_REDIS_LUA_H
@@ -79,6 +84,9 @@ enum rtmd_redis_script {
     RTMD_LUA_OFFLINE_PUT,    /* KEYS P; ARGV deadline, uid, src, ms, expire, payload, max, now */
     RTMD_LUA_OFFLINE_TAKE,   /* KEYS P; ARGV deadline, uid, now, byte budget */
     RTMD_LUA_MEMBERS,        /* KEYS P; ARGV channel, after, limit */
+    RTMD_LUA_OVERVIEW,       /* KEYS P; ARGV limit, regions... (the dashboard) */
+    RTMD_LUA_NODES,          /* KEYS hb, info; ARGV node|'', report, node_timeout_ms, max */
+    RTMD_LUA_TAIL,           /* KEYS tail; ARGV node, ttl_ms, APPID... */
     RTMD_LUA_COUNT
 };
 

@@ -250,6 +250,8 @@ static void to_channel(struct redis_store *rs, const struct rtmd_app *app, struc
 
 void rtmd_redis_route_push(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str msg)
 {
+    if (rtmd_redis_tail_push(rs, channel, msg))
+        return;
     /* rtmd:{APPID}:to:NODE */
     if (channel.len > 6 + RTMD_APPID_LEN + 2 && memcmp(channel.p, "rtmd:{", 6) == 0 &&
         channel.p[6 + RTMD_APPID_LEN] == '}') {

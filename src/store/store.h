@@ -183,6 +183,54 @@ typedef void (*rtmd_store_members_cb)(void *arg, int status, const struct rtmd_m
 /* online[i] for uids[i] of the call; valid during the callback. */
 typedef void (*rtmd_store_status_cb)(void *arg, int status, const bool *online, size_t n);
 
+/* ---- the dashboard's view of an app and of the nodes ---- */
+
+/* At most this many users and channels in an overview. */
+#define RTMD_OVERVIEW_MAX 200
+
+/*
+ * An app at a glance. The event logs' unread backlog and drops per region
+ * (indexed like cfg->regions) come from every backend. users and channels
+ * only from a backend that answers who is online (rtmd_store_has_members);
+ * presence fills them otherwise (presence/online.h). Users: how many hold a
+ * session (n_users), and up to RTMD_OVERVIEW_MAX of them in uid order.
+ * Channels: up to RTMD_OVERVIEW_MAX with their member counts; with the redis
+ * backend those of the users listed (n_channels counts them). Views valid
+ * during the callback.
+ */
+struct rtmd_store_overview {
+    uint64_t unread[RTMD_REGIONS_MAX][RTMD_EVLOG_KINDS];
+    uint64_t dropped[RTMD_REGIONS_MAX][RTMD_EVLOG_KINDS];
+    bool has_online; /* users and channels below are filled */
+    uint64_t n_users;
+    size_t n_uids;
+    const struct rtmd_str *uids;
+    uint64_t n_channels;
+    size_t n_listed;
+    const struct rtmd_str *channels;
+    const uint64_t *members; /* members[i] of channels[i] */
+};
+typedef void (*rtmd_store_overview_cb)(void *arg, int status, const struct rtmd_store_overview *ov);
+
+/* What one node says of itself, and when it said it. */
+struct rtmd_node_report {
+    struct rtmd_str node;
+    uint64_t connections;
+    uint64_t sessions;
+    uint64_t ms; /* when reported (wall clock); for the nodes read, their last heartbeat */
+    bool alive;  /* read: its heartbeat is younger than node_timeout_s */
+    bool self;   /* read: this node */
+};
+typedef void (*rtmd_store_nodes_cb)(void *arg, int status, const struct rtmd_node_report *nodes,
+                                    size_t n);
+/* Nodes a nodes() answer lists at most. */
+#define RTMD_NODES_MAX 256
+
+/* The dashboard's live tail across nodes: an event (one Server-Sent Event,
+ * at most RTMD_TAIL_EVENT_MAX bytes) another node published for app. */
+typedef void (*rtmd_store_tail_fn)(void *ctx, const struct rtmd_app *app, struct rtmd_str event);
+#define RTMD_TAIL_EVENT_MAX 4096
+
 struct rtmd_store;
 
 /*
@@ -368,6 +416,28 @@ struct rtmd_store_type {
      */
     int (*ticket_key)(struct rtmd_store *s, uint64_t epoch, uint32_t period_s,
                       const uint8_t *proposal, size_t len, rtmd_store_ticket_cb cb, void *arg);
+    /* The app at a glance (struct rtmd_store_overview). Reads only. */
+    int (*overview)(struct rtmd_store *s, const struct rtmd_app *app, rtmd_store_overview_cb cb,
+                    void *arg);
+    /* Optional (backends that several nodes share): records what this node
+     * says of itself (me), then lists every node known, with what each said
+     * last; cb may be NULL (a report alone). */
+    int (*nodes)(struct rtmd_store *s, const struct rtmd_node_report *me, rtmd_store_nodes_cb cb,
+                 void *arg);
+    /*
+     * The live tail across nodes (optional; backends that several nodes
+     * share). tail_set: what other nodes publish goes to fn. tail_watch:
+     * this node has viewers of app (on), or no longer; calls are counted
+     * (every on is matched by an off). tail_publish: hands this node's event
+     * to the other nodes' viewers of app, when some node other than this one
+     * watches it (else does nothing); never blocks, never calls back.
+     */
+    void (*tail_set)(struct rtmd_store *s, rtmd_store_tail_fn fn, void *ctx);
+    void (*tail_watch)(struct rtmd_store *s, const struct rtmd_app *app, bool on);
+    void (*tail_publish)(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str event);
+    /* Whether another node watches app's tail now (what tail_publish checks):
+     * lets the caller skip making an event nobody will see. */
+    bool (*tail_wanted)(struct rtmd_store *s, const struct rtmd_app *app);
 };
 
 /* Every backend's context starts with this header. */
@@ -513,6 +583,45 @@ static inline int rtmd_store_status(struct rtmd_store *s, const struct rtmd_app 
 static inline int rtmd_store_add_app(struct rtmd_store *s, const struct rtmd_app *app)
 {
     return s->type->add_app(s, app);
+}
+static inline int rtmd_store_overview(struct rtmd_store *s, const struct rtmd_app *app,
+                                      rtmd_store_overview_cb cb, void *arg)
+{
+    if (!s->type->overview)
+        return -ENOTSUP;
+    return s->type->overview(s, app, cb, arg);
+}
+static inline int rtmd_store_nodes(struct rtmd_store *s, const struct rtmd_node_report *me,
+                                   rtmd_store_nodes_cb cb, void *arg)
+{
+    if (!s->type->nodes)
+        return -ENOTSUP;
+    return s->type->nodes(s, me, cb, arg);
+}
+/* True when the backend carries the live tail across nodes. */
+static inline bool rtmd_store_has_tail(const struct rtmd_store *s)
+{
+    return s->type->tail_publish != NULL;
+}
+static inline bool rtmd_store_tail_wanted(struct rtmd_store *s, const struct rtmd_app *app)
+{
+    return s->type->tail_wanted && s->type->tail_wanted(s, app);
+}
+static inline void rtmd_store_tail_set(struct rtmd_store *s, rtmd_store_tail_fn fn, void *ctx)
+{
+    if (s->type->tail_set)
+        s->type->tail_set(s, fn, ctx);
+}
+static inline void rtmd_store_tail_watch(struct rtmd_store *s, const struct rtmd_app *app, bool on)
+{
+    if (s->type->tail_watch)
+        s->type->tail_watch(s, app, on);
+}
+static inline void rtmd_store_tail_publish(struct rtmd_store *s, const struct rtmd_app *app,
+                                           struct rtmd_str event)
+{
+    if (s->type->tail_publish)
+        s->type->tail_publish(s, app, event);
 }
 static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void *arg)
 {

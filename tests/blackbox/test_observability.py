@@ -125,8 +125,8 @@ def test_metrics_exposition_is_valid_and_complete(rtmd):
     assert hist_count(fams, "rtmd_push_duration_seconds") >= 1
     # every route has its series, unknown paths one of their own
     routes = {lab["route"] for name, lab, _ in fams["rtmd_http_request_duration_seconds"]["samples"]}
-    assert {"other", "/v1/rtm", "/healthz", "/readyz", "/metrics", "static"} <= routes
-    assert len(routes) == 16, routes
+    assert {"other", "/v1/rtm", "/healthz", "/readyz", "/metrics", "static", "/dashboard"} <= routes
+    assert len(routes) == 17, routes
     (name, labels, value), = fams["rtmd_build_info"]["samples"]
     assert value == 1 and re.match(r"^\d+\.\d+\.\d+", labels["version"]), labels
     assert labels["libuv"] and labels["openssl"]
