@@ -379,6 +379,10 @@ def test_slow_viewer_is_bounded_and_told_what_it_missed(make_rtmd):
         for i in range(start, start + batch):
             a.send({"op": "peer", "id": 10 + i, "to": "nobody", "payload": "%05d%s" % (i, pad)})
         a.reply(10 + start + batch - 1, timeout=30)
+        # the fast viewer keeps up (a batch is well inside its budget) even
+        # when the machine is busy; the slow one reads nothing
+        wait_until(lambda: len(got_fast) >= start + batch or not reader.is_alive(), 30,
+                   interval=0.005, what="the fast viewer to read the batch")
     reader.join(timeout=30)
     done.set()
     # The fast viewer got every message, in order.
