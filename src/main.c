@@ -38,12 +38,14 @@
 #include "net/ws.h"
 #include "server/reload.h"
 #include "store/store.h"
+#include "webhook/webhook.h"
 
 static struct rtmd_server server_;
 static struct rtmd_store *store_;
 static struct rtmd_messaging messaging_;
 static struct rtmd_gateway gateway_;
 static struct rtmd_api api_;
+static struct rtmd_webhooks *webhooks_;
 static uv_signal_t sigterm_, sigint_;
 static uv_signal_t sighup_;
 static struct rtmd_reload reload_;
@@ -137,6 +139,15 @@ static void on_store_closed(void *arg, int status)
     rtmd_loop_close();
 }
 
+static void on_webhooks_stopped(void *arg)
+{
+    (void)arg;
+    webhooks_ = NULL;
+    api_.webhooks = NULL;
+    reload_.webhooks = NULL;
+    rtmd_store_close(store_, on_store_closed, NULL);
+}
+
 static void shutdown_server(void)
 {
     if (shutting_down_)
@@ -147,7 +158,10 @@ static void shutdown_server(void)
     rtmd_server_stop_listening(&server_);
     rtmd_gateway_stop(&gateway_);
     rtmd_server_close_all(&server_);
-    rtmd_store_close(store_, on_store_closed, NULL);
+    if (webhooks_) /* the store closes once no webhook call is in flight */
+        rtmd_webhooks_stop(webhooks_, on_webhooks_stopped, NULL);
+    else
+        rtmd_store_close(store_, on_store_closed, NULL);
 }
 
 static void on_sighup(uv_signal_t *h, int signum)
@@ -370,7 +384,12 @@ int main(int argc, char **argv)
         uv_signal_init(loop, &ignored_[i]);
         uv_signal_start(&ignored_[i], on_ignored_signal, ignored_signals_[i]);
     }
-    reload_ = (struct rtmd_reload){cfg, &server_, store_, &gateway_};
+    r = rtmd_webhooks_start(&webhooks_, cfg, store_, loop);
+    if (r < 0)
+        rtmd_log_error("main", "webhooks cannot start: %s; events wait in the outbox",
+                       rtmd_strerror(r));
+    api_.webhooks = webhooks_;
+    reload_ = (struct rtmd_reload){cfg, &server_, store_, &gateway_, webhooks_};
     uv_signal_init(loop, &sighup_);
     uv_signal_start(&sighup_, on_sighup, SIGHUP);
     if (cfg->ready_file && write_ready_file(cfg) < 0)

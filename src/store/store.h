@@ -89,6 +89,30 @@ struct rtmd_event_batch {
 typedef void (*rtmd_store_cb)(void *arg, int status);
 typedef void (*rtmd_store_pull_cb)(void *arg, int status, const struct rtmd_event_batch *batch);
 
+/* One row of the webhook outbox: an event as its log keeps it. Views valid
+ * during the callback only. */
+struct rtmd_outbox_row {
+    uint64_t id; /* the outbox's order: increasing in commit order */
+    struct rtmd_str app;
+    enum rtmd_evlog_kind kind;
+    uint64_t seq; /* the event's number in its log (as pulls with `after` show it) */
+    uint64_t ms;  /* the event's time */
+    struct rtmd_str json;
+    struct rtmd_str session;
+};
+/* Rows an outbox read returns at most. */
+#define RTMD_OUTBOX_READ_MAX 10000
+/* What an outbox read returns: rows after the webhook's position, the
+ * position itself, and the newest id the outbox ever gave (so newest -
+ * position rows wait, those the webhook will skip included). */
+struct rtmd_outbox_batch {
+    const struct rtmd_outbox_row *rows;
+    size_t n;
+    uint64_t position;
+    uint64_t newest;
+};
+typedef void (*rtmd_store_outbox_cb)(void *arg, int status, const struct rtmd_outbox_batch *b);
+
 /* Counters for /metrics, per region and log kind. */
 struct rtmd_store_stats {
     uint64_t events_recorded[RTMD_EVLOG_KINDS];
@@ -356,6 +380,25 @@ struct rtmd_store_type {
      * at open(). Negative: the app cannot be served (its slot exists anyway).
      */
     int (*add_app)(struct rtmd_store *s, const struct rtmd_app *app);
+    /*
+     * The webhook outbox (optional; docs/WEBHOOKS.md). Every event of a log
+     * kind in `kinds` (bit 1 << rtmd_evlog_kind) is also written, in the
+     * same commit as the event, to one outbox; outbox ids increase in
+     * commit order. Each webhook (by name) has a durable position: read
+     * returns up to max rows after it (a name seen for the first time starts
+     * after the rows already there), ack moves it to id (never back) and
+     * removes the rows up to prune_upto (0: none; the caller passes the
+     * lowest position of its webhooks). notify runs on the loop after
+     * events entered the outbox (at most once per store wakeup), with the
+     * newest outbox id committed.
+     * Reads and acks are independent of pulls: neither moves the other.
+     */
+    void (*outbox_watch)(struct rtmd_store *s, uint32_t kinds,
+                         void (*notify)(void *ctx, uint64_t newest), void *ctx);
+    int (*outbox_read)(struct rtmd_store *s, struct rtmd_str hook, uint32_t max,
+                       rtmd_store_outbox_cb cb, void *arg);
+    int (*outbox_ack)(struct rtmd_store *s, struct rtmd_str hook, uint64_t id, uint64_t prune_upto,
+                      rtmd_store_cb cb, void *arg);
 };
 
 /* Every backend's context starts with this header. */
@@ -489,6 +532,30 @@ static inline int rtmd_store_status(struct rtmd_store *s, const struct rtmd_app 
     if (!s->type->status)
         return -ENOTSUP;
     return s->type->status(s, app, uids, n, cb, arg);
+}
+static inline bool rtmd_store_has_outbox(const struct rtmd_store *s)
+{
+    return s->type->outbox_read != NULL;
+}
+static inline void rtmd_store_outbox_watch(struct rtmd_store *s, uint32_t kinds,
+                                           void (*notify)(void *ctx, uint64_t newest), void *ctx)
+{
+    if (s->type->outbox_watch)
+        s->type->outbox_watch(s, kinds, notify, ctx);
+}
+static inline int rtmd_store_outbox_read(struct rtmd_store *s, struct rtmd_str hook, uint32_t max,
+                                         rtmd_store_outbox_cb cb, void *arg)
+{
+    if (!s->type->outbox_read)
+        return -ENOTSUP;
+    return s->type->outbox_read(s, hook, max, cb, arg);
+}
+static inline int rtmd_store_outbox_ack(struct rtmd_store *s, struct rtmd_str hook, uint64_t id,
+                                        uint64_t prune_upto, rtmd_store_cb cb, void *arg)
+{
+    if (!s->type->outbox_ack)
+        return -ENOTSUP;
+    return s->type->outbox_ack(s, hook, id, prune_upto, cb, arg);
 }
 static inline int rtmd_store_add_app(struct rtmd_store *s, const struct rtmd_app *app)
 {
