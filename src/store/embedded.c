@@ -248,8 +248,7 @@ enum op_kind {
     OP_OFFLINE_PUT,
     OP_OFFLINE_TAKE,
     OP_PRUNE,
-    OP_OUTBOX_READ,
-    OP_OUTBOX_ACK
+    OP_OUTBOX_READ
 };
 
 struct item {
@@ -311,14 +310,14 @@ struct op {
         } take; /* OP_OFFLINE_TAKE */
         struct {
             struct rtmd_str hook; /* the webhook's name, in the op's bytes */
-            uint32_t max;         /* read: rows at most */
-            uint64_t id;          /* ack: the hook's new position */
-            uint64_t prune_upto;  /* ack: rows up to this id go (every hook passed them) */
+            uint32_t max;         /* rows at most */
+            uint64_t ack;         /* first the hook's position moves to this (0: stays) */
+            uint64_t prune_upto;  /* and rows up to this id go (every hook passed them) */
             /* read, set by the worker: rows (views into op->joined once done) */
             struct rtmd_outbox_row *rows;
             size_t n;
             uint64_t position, newest;
-        } outbox; /* OP_OUTBOX_READ, OP_OUTBOX_ACK */
+        } outbox; /* OP_OUTBOX_READ */
         struct {
             uint64_t before_ms; /* history older than this goes */
             uint64_t now;       /* offline messages expired by this go */
@@ -723,17 +722,38 @@ static int exec_item(struct embedded *s, struct op *op, struct item *it)
 
 static int query_int(struct embedded *s, sqlite3_stmt *st, int64_t *out);
 
-/* A webhook's next rows: up to max after its position (a webhook seen for
- * the first time starts after the rows already there). Row bytes go to
- * op->joined; the views are made on the loop (complete_outbox). */
-static int outbox_read(struct embedded *s, struct op *op)
+/* A webhook's position (created after the rows already there when the
+ * webhook is new) moves to ack, never back; rows every webhook passed go. */
+static int outbox_ack(struct embedded *s, struct op *op)
 {
     sqlite3_stmt *st = s->stmt[ST_OUTBOX_START];
     bind_str(st, 1, op->u.outbox.hook);
     int rc = run(st);
     if (rc)
         return rc;
-    st = s->stmt[ST_OUTBOX_POSITION];
+    if (!op->u.outbox.ack)
+        return 0;
+    st = s->stmt[ST_OUTBOX_ACK];
+    bind_str(st, 1, op->u.outbox.hook);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->u.outbox.ack);
+    if ((rc = run(st)))
+        return rc;
+    if (!op->u.outbox.prune_upto)
+        return 0;
+    st = s->stmt[ST_OUTBOX_PRUNE];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->u.outbox.prune_upto);
+    return run(st);
+}
+
+/* A webhook's next rows: up to max after its position (a webhook seen for
+ * the first time starts after the rows already there). Row bytes go to
+ * op->joined; the views are made on the loop (complete_outbox). */
+static int outbox_read(struct embedded *s, struct op *op)
+{
+    int rc = outbox_ack(s, op);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = s->stmt[ST_OUTBOX_POSITION];
     bind_str(st, 1, op->u.outbox.hook);
     int64_t from = 0, newest = 0;
     if ((rc = query_int(s, st, &from)) || (rc = query_int(s, s->stmt[ST_OUTBOX_NEWEST], &newest)))
@@ -766,26 +786,6 @@ static int outbox_read(struct embedded *s, struct op *op)
     sqlite3_reset(st);
     op->u.outbox.n = n;
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc;
-}
-
-/* A webhook acknowledged everything up to id; rows every webhook passed go. */
-static int outbox_ack(struct embedded *s, struct op *op)
-{
-    sqlite3_stmt *st = s->stmt[ST_OUTBOX_START];
-    bind_str(st, 1, op->u.outbox.hook);
-    int rc = run(st);
-    if (rc)
-        return rc;
-    st = s->stmt[ST_OUTBOX_ACK];
-    bind_str(st, 1, op->u.outbox.hook);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->u.outbox.id);
-    if ((rc = run(st)))
-        return rc;
-    if (!op->u.outbox.prune_upto)
-        return 0;
-    st = s->stmt[ST_OUTBOX_PRUNE];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->u.outbox.prune_upto);
-    return run(st);
 }
 
 /* A read that fails fails alone, unless SQLite ended the transaction. */
@@ -837,7 +837,6 @@ static int exec_op(struct embedded *s, struct op *op)
     case OP_OUTBOX_READ:
         rc = outbox_read(s, op);
         return rc ? read_failed(s, op, rc, "webhook outbox read") : 0;
-    case OP_OUTBOX_ACK: return outbox_ack(s, op);
     }
     return SQLITE_MISUSE;
 }
@@ -868,8 +867,7 @@ static void set_sync_for(struct embedded *s, const struct rtmd_list *work)
         /* Webhook positions are read positions too: a lost one delivers a
          * batch again, never loses one. */
         full = !(op->kind == OP_CURSOR || op->kind == OP_HISTORY_QUERY ||
-                 op->kind == OP_HISTORY_COUNT || op->kind == OP_OUTBOX_READ ||
-                 op->kind == OP_OUTBOX_ACK);
+                 op->kind == OP_HISTORY_COUNT || op->kind == OP_OUTBOX_READ);
     }
     if (full != s->w_sync_full && run(s->stmt[full ? ST_SYNC_FULL : ST_SYNC_NORMAL]) == 0)
         s->w_sync_full = full;
@@ -1314,7 +1312,6 @@ static void op_free(struct op *op)
         rtmd_buf_free(&op->joined);
         rtmd_free(op->u.outbox.rows);
         break;
-    case OP_OUTBOX_ACK: break;
     default: rtmd_msgdb_rows_free(&op->rows); break;
     }
     rtmd_free(op);
@@ -1439,10 +1436,6 @@ static void complete_message(struct embedded *s, struct op *op)
 static void complete_outbox(struct embedded *s, struct op *op)
 {
     pending_sub(s, 1);
-    if (op->kind == OP_OUTBOX_ACK) {
-        op->cb(op->arg, op->status);
-        return;
-    }
     size_t n = op->status == 0 ? op->u.outbox.n : 0;
     const char *base = op->joined.data ? op->joined.data : "";
     for (size_t i = 0; i < n; i++) {
@@ -1483,8 +1476,7 @@ static void drain_done(struct embedded *s)
         case OP_PRESENCE: complete_presence(s, op); break;
         case OP_CURSOR: complete_pull(s, op); break;
         case OP_PRUNE: complete_prune(s, op); break;
-        case OP_OUTBOX_READ:
-        case OP_OUTBOX_ACK: complete_outbox(s, op); break;
+        case OP_OUTBOX_READ: complete_outbox(s, op); break;
         default: complete_message(s, op); break;
         }
         op_free(op);
@@ -2107,8 +2099,9 @@ static struct op *outbox_op(enum op_kind kind, struct rtmd_str hook)
     return op;
 }
 
-static int embedded_outbox_read(struct rtmd_store *base, struct rtmd_str hook, uint32_t max,
-                                rtmd_store_outbox_cb cb, void *arg)
+static int embedded_outbox_read(struct rtmd_store *base, struct rtmd_str hook, uint64_t ack,
+                                uint64_t prune_upto, uint32_t max, rtmd_store_outbox_cb cb,
+                                void *arg)
 {
     struct embedded *s = from_base(base);
     if (s->closing)
@@ -2117,24 +2110,9 @@ static int embedded_outbox_read(struct rtmd_store *base, struct rtmd_str hook, u
         return -EINVAL;
     struct op *op = outbox_op(OP_OUTBOX_READ, hook);
     op->u.outbox.max = max;
-    op->outbox_cb = cb;
-    op->arg = arg;
-    op_submit(s, op);
-    return 0;
-}
-
-static int embedded_outbox_ack(struct rtmd_store *base, struct rtmd_str hook, uint64_t id,
-                               uint64_t prune_upto, rtmd_store_cb cb, void *arg)
-{
-    struct embedded *s = from_base(base);
-    if (s->closing)
-        return -ESHUTDOWN;
-    if (hook.len == 0)
-        return -EINVAL;
-    struct op *op = outbox_op(OP_OUTBOX_ACK, hook);
-    op->u.outbox.id = id;
+    op->u.outbox.ack = ack;
     op->u.outbox.prune_upto = prune_upto;
-    op->cb = cb;
+    op->outbox_cb = cb;
     op->arg = arg;
     op_submit(s, op);
     return 0;
@@ -2776,7 +2754,6 @@ const struct rtmd_store_type rtmd_store_embedded = {
     .presence = embedded_presence,
     .outbox_watch = embedded_outbox_watch,
     .outbox_read = embedded_outbox_read,
-    .outbox_ack = embedded_outbox_ack,
     .pull = embedded_pull,
     .rate = embedded_rate,
     .history_put = embedded_history_put,

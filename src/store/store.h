@@ -384,21 +384,20 @@ struct rtmd_store_type {
      * The webhook outbox (optional; docs/WEBHOOKS.md). Every event of a log
      * kind in `kinds` (bit 1 << rtmd_evlog_kind) is also written, in the
      * same commit as the event, to one outbox; outbox ids increase in
-     * commit order. Each webhook (by name) has a durable position: read
-     * returns up to max rows after it (a name seen for the first time starts
-     * after the rows already there), ack moves it to id (never back) and
-     * removes the rows up to prune_upto (0: none; the caller passes the
-     * lowest position of its webhooks). notify runs on the loop after
+     * commit order. Each webhook (by name) has a durable position (a name
+     * seen for the first time starts after the rows already there). read
+     * first moves it to ack (0: stays; never back) and removes the rows up
+     * to prune_upto (0: none; the caller passes the lowest position of its
+     * webhooks), then returns up to max rows after it. One op: a webhook
+     * acknowledges a batch and reads the next in one commit. notify runs on the loop after
      * events entered the outbox (at most once per store wakeup), with the
      * newest outbox id committed.
      * Reads and acks are independent of pulls: neither moves the other.
      */
     void (*outbox_watch)(struct rtmd_store *s, uint32_t kinds,
                          void (*notify)(void *ctx, uint64_t newest), void *ctx);
-    int (*outbox_read)(struct rtmd_store *s, struct rtmd_str hook, uint32_t max,
-                       rtmd_store_outbox_cb cb, void *arg);
-    int (*outbox_ack)(struct rtmd_store *s, struct rtmd_str hook, uint64_t id, uint64_t prune_upto,
-                      rtmd_store_cb cb, void *arg);
+    int (*outbox_read)(struct rtmd_store *s, struct rtmd_str hook, uint64_t ack,
+                       uint64_t prune_upto, uint32_t max, rtmd_store_outbox_cb cb, void *arg);
 };
 
 /* Every backend's context starts with this header. */
@@ -543,19 +542,13 @@ static inline void rtmd_store_outbox_watch(struct rtmd_store *s, uint32_t kinds,
     if (s->type->outbox_watch)
         s->type->outbox_watch(s, kinds, notify, ctx);
 }
-static inline int rtmd_store_outbox_read(struct rtmd_store *s, struct rtmd_str hook, uint32_t max,
-                                         rtmd_store_outbox_cb cb, void *arg)
+static inline int rtmd_store_outbox_read(struct rtmd_store *s, struct rtmd_str hook, uint64_t ack,
+                                         uint64_t prune_upto, uint32_t max, rtmd_store_outbox_cb cb,
+                                         void *arg)
 {
     if (!s->type->outbox_read)
         return -ENOTSUP;
-    return s->type->outbox_read(s, hook, max, cb, arg);
-}
-static inline int rtmd_store_outbox_ack(struct rtmd_store *s, struct rtmd_str hook, uint64_t id,
-                                        uint64_t prune_upto, rtmd_store_cb cb, void *arg)
-{
-    if (!s->type->outbox_ack)
-        return -ENOTSUP;
-    return s->type->outbox_ack(s, hook, id, prune_upto, cb, arg);
+    return s->type->outbox_read(s, hook, ack, prune_upto, max, cb, arg);
 }
 static inline int rtmd_store_add_app(struct rtmd_store *s, const struct rtmd_app *app)
 {

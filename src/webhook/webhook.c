@@ -9,17 +9,16 @@
  * threaded resolver (checked at start), TLS libcurl's own OpenSSL.
  *
  * Each webhook is a small state machine, one step in flight at a time:
- *   READ   the store reads its next rows (at most batch_max) after its
- *          durable position;
+ *   READ   one store op moves the webhook's durable position past the batch
+ *          it finished (if any) and reads its next rows (at most batch_max);
  *   POST   the rows its `events` and `apps` select are one body, POSTed
  *          signed; rows it skips only move the position;
  *   WAIT   a failed POST waits its backoff, then POSTs the same body again
  *          (signed anew: the timestamp is the attempt's);
- *   ACK    the store moves the position past the batch (and removes the
- *          outbox rows every webhook passed); then READ again.
- * With nothing to read the webhook is IDLE until the store says events
- * entered the outbox (notify). A webhook whose store call failed retries
- * it after STORE_RETRY_MS.
+ * and after a 2xx (or a drop after retry_s, or a batch with nothing for it)
+ * READ again, acknowledging it. With nothing to read the webhook is IDLE
+ * until the store says events entered the outbox (notify). A store call
+ * that failed is tried again after STORE_RETRY_MS.
  *
  * Memory: a webhook owns copies of its config (a reload replaces the
  * config's objects), its body and its easy handle; a removed webhook is
@@ -46,7 +45,7 @@
 /* Bytes of a receiver's answer kept for the log (the rest is discarded). */
 #define ANSWER_KEEP 256
 
-enum hook_state { H_IDLE, H_READ, H_POST, H_WAIT, H_ACK, H_STOPPED };
+enum hook_state { H_IDLE, H_READ, H_POST, H_WAIT, H_STOPPED };
 
 struct hook {
     struct rtmd_webhooks *w;
@@ -71,6 +70,7 @@ struct hook {
     uint64_t first_try_ms; /* rtmd_now_ms() of its first POST */
     uint32_t attempts;     /* POSTs of it that failed */
     uint64_t position;     /* the durable position, once read */
+    uint64_t ack;          /* the position the next read moves it to (0: none) */
     bool position_known;
     CURL *easy;
     struct curl_slist *headers;
@@ -217,13 +217,14 @@ static bool hook_wants(const struct hook *h, const struct rtmd_outbox_row *r)
 
 /* Rows up to this id may leave the outbox: every webhook passed them (0
  * while some webhook's position is not known yet). */
-static uint64_t prune_upto(const struct rtmd_webhooks *w)
+static uint64_t prune_upto(const struct rtmd_webhooks *w, const struct hook *self)
 {
     uint64_t low = UINT64_MAX;
     for (size_t i = 0; i < w->n_hooks; i++) {
-        if (!w->hooks[i]->position_known)
+        const struct hook *h = w->hooks[i];
+        if (!h->position_known)
             return 0;
-        low = RTMD_MIN(low, w->hooks[i]->position);
+        low = RTMD_MIN(low, h == self ? RTMD_MAX(h->position, h->ack) : h->position);
     }
     return low == UINT64_MAX ? 0 : low;
 }
@@ -236,43 +237,19 @@ static void retry_later(struct hook *h, enum hook_state state, uint64_t ms)
     uv_timer_start(&h->timer, on_hook_timer, ms, 0);
 }
 
-static void hook_ack(struct hook *h);
-
 static void hook_closed_now(struct hook *h);
 
-static void on_ack(void *arg, int status)
+/* The batch is done (delivered, dropped, or nothing in it for this
+ * webhook): its last row is acknowledged with the next read, in the same
+ * store op. */
+static void batch_done(struct hook *h)
 {
-    struct hook *h = arg;
-    h->store_busy = false;
-    if (h->state == H_STOPPED) {
-        hook_closed_now(h);
-        return;
-    }
-    if (status != 0) {
-        rtmd_log_warn(MODULE, "%s: moving the position failed: %s; again in %d ms", h->name,
-                      rtmd_strerror(status), STORE_RETRY_MS);
-        retry_later(h, H_ACK, STORE_RETRY_MS);
-        return;
-    }
-    uint64_t passed = h->batch_last > h->position ? h->batch_last - h->position : 0;
-    h->position = RTMD_MAX(h->position, h->batch_last);
-    h->pending = h->pending > passed ? h->pending - passed : 0;
+    h->ack = h->batch_last;
     h->batch_n = 0;
     h->batch_oldest = 0;
     h->attempts = 0;
     rtmd_buf_reset(&h->body);
     hook_read(h);
-}
-
-static void hook_ack(struct hook *h)
-{
-    h->state = H_ACK;
-    int rc = rtmd_store_outbox_ack(h->w->store, rtmd_str_cstr(h->name), h->batch_last,
-                                   prune_upto(h->w), on_ack, h);
-    if (rc)
-        retry_later(h, H_ACK, STORE_RETRY_MS);
-    else
-        h->store_busy = true;
 }
 
 static void on_read(void *arg, int status, const struct rtmd_outbox_batch *b)
@@ -289,6 +266,7 @@ static void on_read(void *arg, int status, const struct rtmd_outbox_batch *b)
         retry_later(h, H_READ, STORE_RETRY_MS);
         return;
     }
+    h->ack = 0; /* applied by this op */
     h->position = b->position;
     h->position_known = true;
     h->pending = b->newest > b->position ? b->newest - b->position : 0;
@@ -324,11 +302,11 @@ static void on_read(void *arg, int status, const struct rtmd_outbox_batch *b)
         rtmd_log_error(MODULE, "%s: batch body: %s; dropped %zu events", h->name, rtmd_strerror(rc),
                        h->batch_n);
         h->failed += h->batch_n;
-        hook_ack(h);
+        batch_done(h);
         return;
     }
     if (h->batch_n == 0) {
-        hook_ack(h); /* nothing this webhook wants: only the position moves */
+        batch_done(h); /* nothing this webhook wants: only the position moves */
         return;
     }
     h->first_try_ms = rtmd_now_ms();
@@ -342,7 +320,9 @@ static void hook_read(struct hook *h)
         return;
     h->state = H_READ;
     h->again = false;
-    int rc = rtmd_store_outbox_read(h->w->store, rtmd_str_cstr(h->name), h->batch_max, on_read, h);
+    uint64_t prune = h->ack ? prune_upto(h->w, h) : 0;
+    int rc = rtmd_store_outbox_read(h->w->store, rtmd_str_cstr(h->name), h->ack, prune,
+                                    h->batch_max, on_read, h);
     if (rc == 0) {
         h->store_busy = true;
     } else {
@@ -408,7 +388,7 @@ static void hook_posted(struct hook *h, CURLcode result, long code)
 {
     if (result == CURLE_OK && code >= 200 && code < 300) {
         h->delivered += h->batch_n;
-        hook_ack(h);
+        batch_done(h);
         return;
     }
     h->post_errors++;
@@ -424,7 +404,7 @@ static void hook_posted(struct hook *h, CURLcode result, long code)
         rtmd_log_error(MODULE, "%s: %zu events dropped after %u attempts in %" PRIu32 " s (%s)",
                        h->name, h->batch_n, h->attempts, h->retry_s, why);
         h->failed += h->batch_n;
-        hook_ack(h);
+        batch_done(h);
         return;
     }
     uint32_t random = 0;
@@ -460,7 +440,6 @@ static void on_hook_timer(uv_timer_t *t)
     switch (h->state) {
     case H_READ: hook_read(h); break;
     case H_WAIT: hook_post(h); break;
-    case H_ACK: hook_ack(h); break;
     default: break;
     }
 }
