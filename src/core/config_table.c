@@ -427,8 +427,8 @@ const struct opt rtmd_config_options[] = {
      .offset = offsetof(struct rtmd_webhook_config, events),
      .def = "user, channel",
      .choices = event_choices,
-     .bounds = "any of `user` (Login, Logout), `channel` (Join, Leave), `message` (accepted, "
-               "nothing delivered yet)",
+     .bounds = "any of `user` (Login, Logout), `channel` (Join, Leave), `message` (peer and "
+               "channel messages sent; each send is then answered once its event is durable)",
      .doc = "Which events the webhook receives"},
     {.section = SEC_WEBHOOK,
      .name = "apps",

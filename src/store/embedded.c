@@ -248,7 +248,8 @@ enum op_kind {
     OP_OFFLINE_PUT,
     OP_OFFLINE_TAKE,
     OP_PRUNE,
-    OP_OUTBOX_READ
+    OP_OUTBOX_READ,
+    OP_OUTBOX_MESSAGE
 };
 
 struct item {
@@ -317,7 +318,10 @@ struct op {
             struct rtmd_outbox_row *rows;
             size_t n;
             uint64_t position, newest;
-        } outbox; /* OP_OUTBOX_READ */
+            /* OP_OUTBOX_MESSAGE: the event, in the op's bytes */
+            struct rtmd_str json;
+            uint64_t ms;
+        } outbox; /* OP_OUTBOX_READ, OP_OUTBOX_MESSAGE */
         struct {
             uint64_t before_ms; /* history older than this goes */
             uint64_t now;       /* offline messages expired by this go */
@@ -769,8 +773,8 @@ static int outbox_read(struct embedded *s, struct op *op)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < op->u.outbox.max) {
         struct rtmd_outbox_row *r = &op->u.outbox.rows[n++];
         r->id = (uint64_t)sqlite3_column_int64(st, 0);
-        r->kind = (enum rtmd_evlog_kind)sqlite3_column_int(st, 2);
-        r->seq = (uint64_t)sqlite3_column_int64(st, 3);
+        r->kind = sqlite3_column_int(st, 2);
+        r->seq = r->kind == RTMD_OUTBOX_MESSAGES ? r->id : (uint64_t)sqlite3_column_int64(st, 3);
         r->ms = (uint64_t)sqlite3_column_int64(st, 4);
         /* Offsets into joined for now (it may move while it grows). */
         static const int cols[3] = {1, 5, 6};
@@ -837,6 +841,9 @@ static int exec_op(struct embedded *s, struct op *op)
     case OP_OUTBOX_READ:
         rc = outbox_read(s, op);
         return rc ? read_failed(s, op, rc, "webhook outbox read") : 0;
+    case OP_OUTBOX_MESSAGE:
+        return outbox_put(s, op->app, RTMD_OUTBOX_MESSAGES, 0, op->u.outbox.ms, op->u.outbox.json,
+                          rtmd_str_make("", 0));
     }
     return SQLITE_MISUSE;
 }
@@ -1312,6 +1319,7 @@ static void op_free(struct op *op)
         rtmd_buf_free(&op->joined);
         rtmd_free(op->u.outbox.rows);
         break;
+    case OP_OUTBOX_MESSAGE: break;
     default: rtmd_msgdb_rows_free(&op->rows); break;
     }
     rtmd_free(op);
@@ -1436,6 +1444,12 @@ static void complete_message(struct embedded *s, struct op *op)
 static void complete_outbox(struct embedded *s, struct op *op)
 {
     pending_sub(s, 1);
+    if (op->kind == OP_OUTBOX_MESSAGE) {
+        if (op->status == 0)
+            s->outbox_new = true;
+        op->cb(op->arg, op->status);
+        return;
+    }
     size_t n = op->status == 0 ? op->u.outbox.n : 0;
     const char *base = op->joined.data ? op->joined.data : "";
     for (size_t i = 0; i < n; i++) {
@@ -1476,7 +1490,8 @@ static void drain_done(struct embedded *s)
         case OP_PRESENCE: complete_presence(s, op); break;
         case OP_CURSOR: complete_pull(s, op); break;
         case OP_PRUNE: complete_prune(s, op); break;
-        case OP_OUTBOX_READ: complete_outbox(s, op); break;
+        case OP_OUTBOX_READ:
+        case OP_OUTBOX_MESSAGE: complete_outbox(s, op); break;
         default: complete_message(s, op); break;
         }
         op_free(op);
@@ -2105,7 +2120,7 @@ static int embedded_outbox_read(struct rtmd_store *base, struct rtmd_str hook, u
 {
     struct embedded *s = from_base(base);
     if (s->closing)
-        return -ESHUTDOWN;
+        return RTMD_ECLOSED;
     if (max == 0 || max > RTMD_OUTBOX_READ_MAX || hook.len == 0)
         return -EINVAL;
     struct op *op = outbox_op(OP_OUTBOX_READ, hook);
@@ -2113,6 +2128,43 @@ static int embedded_outbox_read(struct rtmd_store *base, struct rtmd_str hook, u
     op->u.outbox.ack = ack;
     op->u.outbox.prune_upto = prune_upto;
     op->outbox_cb = cb;
+    op->arg = arg;
+    op_submit(s, op);
+    return 0;
+}
+
+static bool embedded_outbox_wants(const struct rtmd_store *base, int kind)
+{
+    const struct embedded *s = (const struct embedded *)base;
+    return kind >= 0 && kind < 32 &&
+           (atomic_load_explicit(&s->outbox_kinds, memory_order_relaxed) & (1u << kind));
+}
+
+static int embedded_outbox_message(struct rtmd_store *base, const struct rtmd_app *app,
+                                   const struct rtmd_message *m, rtmd_store_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !cb || !message_ok(s, m))
+        return -EINVAL;
+    if (s->pending >= MAX_PENDING)
+        return -EAGAIN;
+    /* The event is made here, on the loop (escaping at most 6x). */
+    struct rtmd_buf json;
+    rtmd_buf_init(&json, 6 * message_bytes(m) + 256);
+    int rc = rtmd_message_event_format(&json, m);
+    if (rc) {
+        rtmd_buf_free(&json);
+        return rc;
+    }
+    struct op *op = op_new(as, OP_OUTBOX_MESSAGE, json.len);
+    char *at = (char *)op->items;
+    op->u.outbox.json = copy_to(&at, rtmd_str_make(json.data, json.len));
+    op->u.outbox.ms = m->ms;
+    rtmd_buf_free(&json);
+    op->cb = cb;
     op->arg = arg;
     op_submit(s, op);
     return 0;
@@ -2637,6 +2689,8 @@ static uint32_t outbox_kinds_of(const struct rtmd_config *cfg)
             kinds |= 1u << RTMD_EVLOG_USER;
         if (cfg->webhooks[i]->events & RTMD_WEBHOOK_CHANNEL)
             kinds |= 1u << RTMD_EVLOG_CHANNEL;
+        if (cfg->webhooks[i]->events & RTMD_WEBHOOK_MESSAGE)
+            kinds |= 1u << RTMD_OUTBOX_MESSAGES;
     }
     return kinds;
 }
@@ -2754,6 +2808,8 @@ const struct rtmd_store_type rtmd_store_embedded = {
     .presence = embedded_presence,
     .outbox_watch = embedded_outbox_watch,
     .outbox_read = embedded_outbox_read,
+    .outbox_message = embedded_outbox_message,
+    .outbox_wants = embedded_outbox_wants,
     .pull = embedded_pull,
     .rate = embedded_rate,
     .history_put = embedded_history_put,

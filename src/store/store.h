@@ -91,11 +91,13 @@ typedef void (*rtmd_store_pull_cb)(void *arg, int status, const struct rtmd_even
 
 /* One row of the webhook outbox: an event as its log keeps it. Views valid
  * during the callback only. */
+#define RTMD_OUTBOX_MESSAGES 2 /* an outbox row's kind for a message (after the two logs) */
 struct rtmd_outbox_row {
     uint64_t id; /* the outbox's order: increasing in commit order */
     struct rtmd_str app;
-    enum rtmd_evlog_kind kind;
-    uint64_t seq; /* the event's number in its log (as pulls with `after` show it) */
+    int kind;     /* enum rtmd_evlog_kind, or RTMD_OUTBOX_MESSAGES */
+    uint64_t seq; /* the event's number in its log (as pulls with `after` show it); a
+                     message's: its id */
     uint64_t ms;  /* the event's time */
     struct rtmd_str json;
     struct rtmd_str session;
@@ -398,6 +400,13 @@ struct rtmd_store_type {
                          void (*notify)(void *ctx, uint64_t newest), void *ctx);
     int (*outbox_read)(struct rtmd_store *s, struct rtmd_str hook, uint64_t ack,
                        uint64_t prune_upto, uint32_t max, rtmd_store_outbox_cb cb, void *arg);
+    /* Writes a message event (rtmd_message_event_format) of app to the
+     * outbox; cb runs once it is durable. Only while kinds (outbox_watch)
+     * has RTMD_OUTBOX_MESSAGES (rtmd_store_outbox_wants). */
+    int (*outbox_message)(struct rtmd_store *s, const struct rtmd_app *app,
+                          const struct rtmd_message *m, rtmd_store_cb cb, void *arg);
+    /* Whether events of kind go to the outbox now. */
+    bool (*outbox_wants)(const struct rtmd_store *s, int kind);
 };
 
 /* Every backend's context starts with this header. */
@@ -550,6 +559,18 @@ static inline int rtmd_store_outbox_read(struct rtmd_store *s, struct rtmd_str h
         return -ENOTSUP;
     return s->type->outbox_read(s, hook, ack, prune_upto, max, cb, arg);
 }
+static inline bool rtmd_store_outbox_wants(const struct rtmd_store *s, int kind)
+{
+    return s->type->outbox_wants && s->type->outbox_wants(s, kind);
+}
+static inline int rtmd_store_outbox_message(struct rtmd_store *s, const struct rtmd_app *app,
+                                            const struct rtmd_message *m, rtmd_store_cb cb,
+                                            void *arg)
+{
+    if (!s->type->outbox_message)
+        return -ENOTSUP;
+    return s->type->outbox_message(s, app, m, cb, arg);
+}
 static inline int rtmd_store_add_app(struct rtmd_store *s, const struct rtmd_app *app)
 {
     return s->type->add_app(s, app);
@@ -568,6 +589,14 @@ static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void
  */
 struct rtmd_buf;
 int rtmd_event_format(struct rtmd_buf *out, const struct rtmd_presence_op *op);
+/*
+ * The JSON of a message event (webhooks with `events = message`), keys in
+ * alphabetical order; user_id is the sender:
+ *   {"ms":M,"payload":"...","to":"bob","ts":M,"type":"PeerMessage","user_id":"alice"}
+ *   {"channel_id":"c","ms":M,"payload":"...","ts":M,"type":"ChannelMessage","user_id":"alice"}
+ * Appends to out; 0 or an rtmd_buf error.
+ */
+int rtmd_message_event_format(struct rtmd_buf *out, const struct rtmd_message *m);
 /*
  * The numbered form of an event (pulls with `after`): its JSON with
  * "seq":SEQ,"session_id":"SESSION" inserted before "ts" (keys stay in

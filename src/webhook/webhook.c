@@ -204,7 +204,9 @@ static size_t on_answer(char *p, size_t size, size_t n, void *arg)
 
 static bool hook_wants(const struct hook *h, const struct rtmd_outbox_row *r)
 {
-    uint32_t bit = r->kind == RTMD_EVLOG_USER ? RTMD_WEBHOOK_USER : RTMD_WEBHOOK_CHANNEL;
+    uint32_t bit = r->kind == RTMD_EVLOG_USER      ? RTMD_WEBHOOK_USER
+                   : r->kind == RTMD_EVLOG_CHANNEL ? RTMD_WEBHOOK_CHANNEL
+                                                   : RTMD_WEBHOOK_MESSAGE;
     if (!(h->events & bit))
         return false;
     if (h->n_apps == 0)
@@ -288,8 +290,8 @@ static void on_read(void *arg, int status, const struct rtmd_outbox_batch *b)
             continue;
         if (h->batch_n && (rc = rtmd_buf_append_byte(&h->body, ',')))
             break;
-        rc = rtmd_webhook_event(&h->body, r->app, r->kind == RTMD_EVLOG_USER ? 'u' : 'c', r->seq,
-                                r->json, r->session);
+        char log = r->kind == RTMD_EVLOG_USER ? 'u' : r->kind == RTMD_EVLOG_CHANNEL ? 'c' : 'm';
+        rc = rtmd_webhook_event(&h->body, r->app, log, r->seq, r->json, r->session);
         if (!h->batch_oldest)
             h->batch_oldest = r->ms;
         h->batch_n++;
@@ -523,6 +525,8 @@ static uint32_t kinds_of(const struct rtmd_webhooks *w)
             kinds |= 1u << RTMD_EVLOG_USER;
         if (w->hooks[i]->events & RTMD_WEBHOOK_CHANNEL)
             kinds |= 1u << RTMD_EVLOG_CHANNEL;
+        if (w->hooks[i]->events & RTMD_WEBHOOK_MESSAGE)
+            kinds |= 1u << RTMD_OUTBOX_MESSAGES;
     }
     return kinds;
 }

@@ -147,7 +147,7 @@ def check_order(events):
     """Per app and log, seq strictly increases in first-delivery order; event_ids match."""
     last = {}
     for e in first_seen(events):
-        log = "u" if e["type"] in ("Login", "Logout") else "c"
+        log = "u" if e["type"] in ("Login", "Logout") else "m" if "Message" in e["type"] else "c"
         assert e["event_id"] == "%s-%s-%d" % (e["app_id"], log, e["seq"]), e
         k = (e["app_id"], log)
         assert e["seq"] > last.get(k, 0), (e, last)
@@ -264,6 +264,40 @@ def test_oldest_pending_age_and_pending_grow_during_an_outage(make_rtmd, receive
     wait_until(lambda: len(receiver.events()) >= 2, 15, what="delivery")
     wait_until(lambda: r.metrics()['rtmd_webhook_pending{webhook="main"}'] == 0, 10,
                what="pending 0")
+
+
+# ---- message events -------------------------------------------------------------------------
+
+def test_message_events_are_answered_once_durable_and_delivered(make_rtmd, receiver):
+    """events = message: every peer and channel message sent becomes an event in the outbox
+    before its sender hears back; a kill -9 right after the replies loses none."""
+    r = make_rtmd(extra=hook_section("msgs", receiver, events="message"))
+    receiver.stop()
+    with r.ws() as a, r.ws() as b:
+        assert a.login("alice", token=token("alice"))["ok"]
+        assert b.login("bob", token=token("bob"))["ok"]
+        assert a.call("join", channel="room")["ok"]
+        assert a.call("peer", to="bob", payload='he said "hi"\n\u00e9')["ok"]
+        assert a.call("publish", channel="room", payload="all")["ok"]
+        assert a.call("peer", to="nobody", payload="lost?")["ok"]
+    r.kill9()
+    r.restart()
+    receiver.start()
+    wait_until(lambda: len(receiver.events()) >= 3, 20, what="the message events")
+    ev = first_seen(receiver.events())
+    assert [(e["type"], e["user_id"]) for e in ev] == [("PeerMessage", "alice"),
+                                                       ("ChannelMessage", "alice"),
+                                                       ("PeerMessage", "alice")]
+    assert ev[0]["to"] == "bob" and ev[0]["payload"] == 'he said "hi"\n\u00e9'
+    assert ev[1]["channel_id"] == "room" and ev[1]["payload"] == "all"
+    assert ev[2]["to"] == "nobody"
+    for e in ev:
+        assert e["event_id"] == "%s-m-%d" % (APP, e["seq"]) and e["ms"] == e["ts"]
+    assert ev[0]["seq"] < ev[1]["seq"] < ev[2]["seq"]
+    # No presence event: the webhook asked for messages only.
+    assert all(e["type"].endswith("Message") for e in receiver.events())
+    for headers, body, status in receiver.all_posts():
+        receiver.verify(headers, body)
 
 
 # ---- filtering ------------------------------------------------------------------------------
