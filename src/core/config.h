@@ -61,7 +61,7 @@ struct rtmd_customer {
 /* What a webhook receives (rtmd_webhook_config.events). */
 #define RTMD_WEBHOOK_USER     1u /* Login, Logout */
 #define RTMD_WEBHOOK_CHANNEL  2u /* Join, Leave */
-#define RTMD_WEBHOOK_MESSAGE  4u /* reserved: accepted, nothing is delivered yet */
+#define RTMD_WEBHOOK_MESSAGE  4u /* PeerMessage, ChannelMessage (messages sent) */
 #define RTMD_WEBHOOK_NAME_MAX 64
 
 /* One [webhook:NAME] section (docs/WEBHOOKS.md). */

@@ -39,9 +39,9 @@ uint64_t rtmd_webhook_backoff_ms(uint32_t attempt, uint32_t random);
  * "app_id" and "event_id" first, and "seq" and "session_id" before "ts" (as
  * a pull with `after` shows them):
  *   {"app_id":"A","event_id":"A-u-7","ms":M,"seq":7,"session_id":"S","ts":M,...}
- * event_id is "<app>-<u|c>-<seq>": u for the user log, c for the channel
- * log — unique per app and stable across retries and restarts. 0 or an
- * rtmd_buf error.
+ * event_id is "<app>-<u|c|m>-<seq>": u for the user log, c for the channel
+ * log, m for messages (seq: the outbox id) — unique per app and stable
+ * across retries and restarts. 0 or an rtmd_buf error.
  */
 int rtmd_webhook_event(struct rtmd_buf *out, struct rtmd_str app, char log, uint64_t seq,
                        struct rtmd_str json, struct rtmd_str session);

@@ -1,4 +1,5 @@
-"""Webhooks (docs/WEBHOOKS.md): [webhook:NAME] sections POST presence events in signed batches
+"""Webhooks (docs/WEBHOOKS.md): [webhook:NAME] sections POST presence events (and messages,
+with events = message) in signed batches
 from a durable outbox to a real HTTP receiver (a Python http.server in this process on a free
 port): delivered in order per app, signatures verify, retried through a receiver that is down,
 slow or answering 500, and through kill -9 of rtmd meanwhile — everything arrives, a duplicate

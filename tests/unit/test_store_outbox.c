@@ -88,7 +88,10 @@ static void on_rows(void *arg, int status, const struct rtmd_outbox_batch *b)
         assert_non_null(type);
         type += 8;
         snprintf(r->rows[i], sizeof(r->rows[i]), "%llu %.4s %c %llu +%llu %.*s",
-                 (unsigned long long)w->id, w->app.p, w->kind == RTMD_EVLOG_USER ? 'u' : 'c',
+                 (unsigned long long)w->id, w->app.p,
+                 w->kind == RTMD_EVLOG_USER      ? 'u'
+                 : w->kind == RTMD_EVLOG_CHANNEL ? 'c'
+                                                 : 'm',
                  (unsigned long long)w->seq, (unsigned long long)(w->ms - T0),
                  (int)(strchr(type, '"') - type), type);
         r->last_id = w->id;
@@ -321,6 +324,46 @@ static void test_kill9_keeps_what_was_acknowledged_and_recovery_adds_its_ends(vo
     assert_string_equal(r.rows[3], "4 970C u 2 +5000 Logout");
 }
 
+static void on_kept(void *arg, int status)
+{
+    struct result *r = arg;
+    r->calls++;
+    r->status = status;
+}
+
+static void test_message_events(void **state)
+{
+    struct fixture *f = *state;
+    open_store(f);
+    assert_false(rtmd_store_outbox_wants(f->store, RTMD_OUTBOX_MESSAGES)); /* not configured */
+    assert_true(rtmd_store_outbox_wants(f->store, RTMD_EVLOG_USER));
+    rtmd_store_outbox_watch(f->store, 1u << RTMD_OUTBOX_MESSAGES, NULL, NULL);
+    assert_true(rtmd_store_outbox_wants(f->store, RTMD_OUTBOX_MESSAGES));
+    struct rtmd_message m = {RTMD_MSG_PEER, rtmd_str_cstr("a"), rtmd_str_cstr("b"),
+                             rtmd_str_cstr("say \"hi\""), T0 + 5};
+    struct result r = {0, 0};
+    assert_int_equal(
+        await_callback(f, rtmd_store_outbox_message(f->store, &f->apps[1], &m, on_kept, &r),
+                       &r.calls, &r.status),
+        0);
+    m.type = RTMD_MSG_CHANNEL;
+    m.dst = rtmd_str_cstr("room");
+    r.calls = 0;
+    assert_int_equal(
+        await_callback(f, rtmd_store_outbox_message(f->store, &f->apps[1], &m, on_kept, &r),
+                       &r.calls, &r.status),
+        0);
+    struct read rd;
+    assert_int_equal(read_outbox(f, "all", 0, 0, 100, &rd), 0);
+    assert_int_equal(rd.n, 2);
+    assert_string_equal(rd.rows[0], "1 0123 m 1 +5 PeerMessage");
+    assert_string_equal(rd.rows[1], "2 0123 m 2 +5 ChannelMessage");
+    assert_string_equal(rd.json0, "{\"ms\":1578027420766,\"payload\":\"say \\\"hi\\\"\",\"to\":"
+                                  "\"b\",\"ts\":1578027420766,\"type\":\"PeerMessage\","
+                                  "\"user_id\":\"a\"}");
+    assert_string_equal(rd.session0, "");
+}
+
 static void test_bad_reads_are_refused(void **state)
 {
     struct fixture *f = *state;
@@ -348,6 +391,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_kill9_keeps_what_was_acknowledged_and_recovery_adds_its_ends, setup,
             fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_message_events, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_bad_reads_are_refused, setup, fixture_teardown),
     };
     return cmocka_run_group_tests_name("store_outbox", tests, NULL, NULL);
