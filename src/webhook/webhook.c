@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/list.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "webhook/sign.h"
@@ -93,7 +94,8 @@ struct rtmd_webhooks {
     size_t n_hooks;
     struct rtmd_buf scratch;
     bool stopping;
-    int open_handles; /* timers and polls not yet closed (stop waits for 0) */
+    int open_handles;       /* timers and polls not yet closed (stop waits for 0) */
+    struct rtmd_list socks; /* the sockets watched for libcurl */
     void (*stop_cb)(void *arg);
     void *stop_arg;
 };
@@ -103,6 +105,7 @@ struct sock {
     uv_poll_t poll;
     curl_socket_t fd;
     struct rtmd_webhooks *w;
+    struct rtmd_list link; /* in w->socks while watched */
 };
 
 static void hook_read(struct hook *h);
@@ -138,18 +141,26 @@ static void on_poll(uv_poll_t *p, int status, int events)
     check_done(w);
 }
 
+static void sock_close(struct sock *k)
+{
+    rtmd_list_remove(&k->link);
+    uv_poll_stop(&k->poll);
+    uv_close((uv_handle_t *)&k->poll, on_handle_closed);
+}
+
 static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
 {
     struct rtmd_webhooks *w = userp;
     struct sock *k = socketp;
     if (action == CURL_POLL_REMOVE) {
         if (k) {
-            uv_poll_stop(&k->poll);
-            uv_close((uv_handle_t *)&k->poll, on_handle_closed);
+            sock_close(k);
             curl_multi_assign(w->multi, fd, NULL);
         }
         return 0;
     }
+    if (w->stopping)
+        return 0; /* curl_multi_cleanup() closing what it kept */
     if (!k) {
         k = rtmd_calloc(1, sizeof(*k));
         k->fd = fd;
@@ -160,6 +171,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void
         }
         k->poll.data = w;
         w->open_handles++;
+        rtmd_list_insert_tail(&w->socks, &k->link);
         curl_multi_assign(w->multi, fd, k);
     }
     int events = 0;
@@ -573,6 +585,7 @@ int rtmd_webhooks_start(struct rtmd_webhooks **out, const struct rtmd_config *cf
     curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
     curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_timer_request);
     curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
+    rtmd_list_init(&w->socks);
     uv_timer_init(loop, &w->curl_timer);
     w->curl_timer.data = w;
     w->open_handles++;
@@ -630,7 +643,6 @@ static void maybe_stopped(struct rtmd_webhooks *w)
 {
     if (!w->stopping || w->open_handles > 0)
         return;
-    curl_multi_cleanup(w->multi);
     curl_global_cleanup();
     rtmd_buf_free(&w->scratch);
     rtmd_free(w->hooks);
@@ -648,8 +660,18 @@ void rtmd_webhooks_stop(struct rtmd_webhooks *w, void (*cb)(void *arg), void *ar
     w->stop_arg = arg;
     rtmd_store_outbox_watch(w->store, kinds_of(w), NULL, NULL);
     for (size_t i = 0; i < w->n_hooks; i++)
-        hook_close(w->hooks[i]);
+        hook_close(w->hooks[i]); /* every easy handle is out of the multi now */
     w->n_hooks = 0;
+    /* The sockets libcurl still has (kept-alive connections) stop being
+     * watched before it closes them: no poll handle outlives its fd. */
+    struct rtmd_list *n;
+    while ((n = rtmd_list_first(&w->socks))) {
+        struct sock *k = RTMD_CONTAINER_OF(n, struct sock, link);
+        curl_multi_assign(w->multi, k->fd, NULL);
+        sock_close(k);
+    }
+    curl_multi_cleanup(w->multi);
+    w->multi = NULL;
     uv_timer_stop(&w->curl_timer);
     uv_close((uv_handle_t *)&w->curl_timer, on_handle_closed);
 }

@@ -267,6 +267,26 @@ def test_oldest_pending_age_and_pending_grow_during_an_outage(make_rtmd, receive
                what="pending 0")
 
 
+def test_sigterm_during_a_post_exits_cleanly_and_delivers_after_restart(make_rtmd, receiver):
+    """A POST in flight at SIGTERM (a receiver that answers late) is abandoned, rtmd exits 0
+    at once, and the batch is delivered after the restart, with the same event_ids."""
+    r = make_rtmd(extra=hook_section("main", receiver, timeout_ms=30000))
+    receiver.mode("slow", delay=3.0)
+    logins(r, ["term"])
+    wait_until(lambda: r.metrics().get('rtmd_webhook_posts_total{webhook="main"}', 0) >= 1, 10,
+               what="a POST in flight")
+    t = time.monotonic()
+    assert r.stop() == 0
+    assert time.monotonic() - t < 2.5, "the shutdown waited for the receiver"
+    receiver.mode("ok")
+    r.restart()
+    wait_until(lambda: len(receiver.events()) >= 2, 15, what="delivery after the restart")
+    ev = receiver.events()
+    assert [(e["type"], e["user_id"]) for e in first_seen(ev)] == [("Login", "term"),
+                                                                   ("Logout", "term")]
+    check_order(ev)
+
+
 # ---- message events -------------------------------------------------------------------------
 
 def test_message_events_are_answered_once_durable_and_delivered(make_rtmd, receiver):
