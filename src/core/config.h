@@ -75,6 +75,7 @@ struct rtmd_webhook_config {
     uint32_t batch_max;  /* events per POST */
     uint32_t timeout_ms; /* one POST, connect included */
     uint32_t retry_s;    /* a batch not acknowledged this long after its first try is dropped */
+    char *ca_file;       /* https: the CAs to verify the receiver against; NULL: the system's */
 };
 
 struct rtmd_listener_config {

@@ -1299,6 +1299,7 @@ void rtmd_config_webhooks_free(struct rtmd_webhook_config **hooks, size_t n)
         rtmd_free(h->name);
         rtmd_free(h->url);
         rtmd_free(h->secret);
+        rtmd_free(h->ca_file);
         for (size_t k = 0; k < h->n_apps; k++)
             rtmd_free(h->apps[k]);
         rtmd_free(h->apps);

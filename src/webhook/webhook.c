@@ -51,7 +51,7 @@ enum hook_state { H_IDLE, H_READ, H_POST, H_WAIT, H_STOPPED };
 struct hook {
     struct rtmd_webhooks *w;
     /* Copies of the config's webhook. */
-    char *name, *url, *secret;
+    char *name, *url, *secret, *ca_file;
     uint32_t events;
     char **apps;
     size_t n_apps;
@@ -372,6 +372,7 @@ static void hook_post(struct hook *h)
         return;
     }
     CURL *e = h->easy;
+    curl_easy_reset(e); /* every option anew (a reload may have changed them); connections stay */
     curl_easy_setopt(e, CURLOPT_URL, h->url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, h->body.data);
@@ -386,6 +387,8 @@ static void hook_post(struct hook *h)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    if (h->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file); /* else the system's CAs */
     curl_easy_setopt(e, CURLOPT_USERAGENT, "rtmd/" RTMD_VERSION);
     h->error[0] = '\0';
     h->answer_len = 0;
@@ -464,11 +467,13 @@ static void hook_configure(struct hook *h, const struct rtmd_webhook_config *c)
 {
     rtmd_free(h->url);
     rtmd_free(h->secret);
+    rtmd_free(h->ca_file);
     for (size_t i = 0; i < h->n_apps; i++)
         rtmd_free(h->apps[i]);
     rtmd_free(h->apps);
     h->url = rtmd_strdup(c->url);
     h->secret = rtmd_strdup(c->secret);
+    h->ca_file = c->ca_file ? rtmd_strdup(c->ca_file) : NULL;
     h->events = c->events;
     h->n_apps = c->n_apps;
     h->apps = c->n_apps ? rtmd_calloc(c->n_apps, sizeof(*h->apps)) : NULL;
@@ -503,6 +508,7 @@ static void on_hook_closed(uv_handle_t *handle)
     rtmd_free(h->name);
     rtmd_free(h->url);
     rtmd_free(h->secret);
+    rtmd_free(h->ca_file);
     for (size_t i = 0; i < h->n_apps; i++)
         rtmd_free(h->apps[i]);
     rtmd_free(h->apps);

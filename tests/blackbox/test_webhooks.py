@@ -11,6 +11,7 @@ import http.server
 import json
 import os
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -26,8 +27,9 @@ class Receiver:
     """A webhook receiver on a fixed free port. mode(): "ok" (204), "500", "slow" (answers
     after `delay` s), or stop() for a receiver that is down (connection refused)."""
 
-    def __init__(self, secret=HOOK_SECRET):
+    def __init__(self, secret=HOOK_SECRET, tls=None):
         self.port = free_port()
+        self.tls = tls  # (cert file, key file): serve HTTPS
         self.secret = secret.encode()
         self.lock = threading.Lock()
         self.posts = []          # every request: (headers, body bytes, status answered)
@@ -38,7 +40,7 @@ class Receiver:
         self.start()
 
     def url(self, path="/hook"):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+        return "%s://127.0.0.1:%d%s" % ("https" if self.tls else "http", self.port, path)
 
     def mode(self, m, delay=0.0):
         with self.lock:
@@ -72,6 +74,10 @@ class Receiver:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), H)
         self.server.daemon_threads = True
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
@@ -285,6 +291,41 @@ def test_sigterm_during_a_post_exits_cleanly_and_delivers_after_restart(make_rtm
     assert [(e["type"], e["user_id"]) for e in first_seen(ev)] == [("Login", "term"),
                                                                    ("Logout", "term")]
     check_order(ev)
+
+
+def make_ca_and_cert(d):
+    """A CA and a certificate it signed for 127.0.0.1, made with the openssl command."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=d)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=rtmd test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
+    return [os.path.join(d, n) for n in ("ca.pem", "srv.pem", "srv.key")]
+
+
+def test_https_receiver_is_verified_against_ca_file(make_rtmd, tmp_path):
+    """https:// with ca_file: delivered; without it (the system's CAs do not know the test CA)
+    every attempt fails verification and nothing is delivered."""
+    ca, cert, key = make_ca_and_cert(str(tmp_path))
+    good, bad = Receiver(tls=(cert, key)), Receiver(tls=(cert, key))
+    try:
+        r = make_rtmd(extra=hook_section("good", good, ca_file=ca) + hook_section("bad", bad))
+        logins(r, ["secure"])
+        wait_until(lambda: len(good.events()) >= 2, 10, what="delivery over https")
+        assert [e["user_id"] for e in good.events()] == ["secure", "secure"]
+        for headers, body, status in good.all_posts():
+            good.verify(headers, body)
+        wait_until(lambda: r.metrics().get('rtmd_webhook_post_errors_total{webhook="bad"}', 0)
+                   >= 1, 10, what="a failed verification")
+        assert bad.all_posts() == [] and r.log_has("SSL certificate problem")
+    finally:
+        good.stop()
+        bad.stop()
 
 
 # ---- message events -------------------------------------------------------------------------
