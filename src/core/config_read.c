@@ -1176,6 +1176,11 @@ static void finish(struct parser *ps)
             config_fail(ps, ps->hook_lines[i].section, h, "missing required key %s", o->name);
             return;
         }
+        if (w->events == 0) {
+            config_fail(ps, ps->hook_lines[i].section, h,
+                        "events: name at least one of user, channel, message");
+            return;
+        }
         if (cfg->backend != RTMD_STORE_EMBEDDED) {
             config_fail(ps, ps->hook_lines[i].section, h,
                         "webhooks need backend = embedded (the redis backend has no outbox yet)");

@@ -188,7 +188,7 @@
 #include "store/store.h"
 
 #define MODULE         "store"
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 3
 /* Ops (events, cursor writes, message ops) submitted and not yet called
  * back; more fail synchronously with -EAGAIN. */
 #define MAX_PENDING 1000000
@@ -350,7 +350,7 @@ enum stmt_id {
     ST_SYNC_FULL,
     ST_SYNC_NORMAL,
     ST_PROBE,
-    ST_OUTBOX_INSERT,
+    ST_OUTBOX_INSERT, /* the outbox's statements, from here on: prepared with its tables */
     ST_OUTBOX_START,
     ST_OUTBOX_POSITION,
     ST_OUTBOX_READ,
@@ -359,6 +359,8 @@ enum stmt_id {
     ST_OUTBOX_NEWEST,
     ST_COUNT
 };
+
+#define ST_BASE_COUNT ST_OUTBOX_INSERT /* statements prepared at open */
 
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x)  STRINGIFY_(x)
@@ -407,10 +409,14 @@ static const char schema_sql[] =
     " node INTEGER NOT NULL, login_ms INTEGER NOT NULL, session TEXT NOT NULL DEFAULT '',"
     " PRIMARY KEY(app,uid)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS memberships(app TEXT NOT NULL, uid TEXT NOT NULL,"
-    " channel TEXT NOT NULL, since INTEGER NOT NULL, PRIMARY KEY(app,uid,channel)) WITHOUT ROWID;"
-    /* Webhooks (docs/WEBHOOKS.md): every event some webhook wants, written
-     * in the transaction of the event itself; AUTOINCREMENT so an id is
-     * never reused, even once the table was emptied. */
+    " channel TEXT NOT NULL, since INTEGER NOT NULL, PRIMARY KEY(app,uid,channel)) WITHOUT ROWID;";
+
+/* Webhooks (docs/WEBHOOKS.md): every event some webhook wants, written in
+ * the transaction of the event itself; AUTOINCREMENT so an id is never
+ * reused, even once the table was emptied. Made the first time a webhook
+ * needs them (outbox_tables), so a database never used with webhooks keeps
+ * the schema it had. */
+static const char outbox_sql[] =
     "CREATE TABLE IF NOT EXISTS webhook_outbox(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " app TEXT NOT NULL, kind INTEGER NOT NULL, seq INTEGER NOT NULL, ms INTEGER NOT NULL,"
     " json TEXT NOT NULL, session TEXT NOT NULL);"
@@ -496,6 +502,7 @@ struct embedded {
     bool db_on_loop;        /* the loop thread runs this transaction */
     bool wal_long;          /* a commit left WAL_CHECKPOINT_PAGES or more in the WAL */
     bool w_sync_full;       /* the connection's synchronous level is FULL now */
+    bool outbox_ready;      /* the outbox's tables and statements exist (outbox_tables) */
     uint64_t w_outbox_last; /* the id of the last outbox row written */
     int db_status;          /* the status of the last failed transaction */
     bool db_wrote;          /* set by on_wal: a commit wrote pages to the WAL */
@@ -610,8 +617,9 @@ static void db_close(struct embedded *s)
 static int outbox_put(struct embedded *s, const struct app_state *as, int kind, uint64_t seq,
                       uint64_t ms, struct rtmd_str json, struct rtmd_str session)
 {
-    if (!(atomic_load_explicit(&s->outbox_kinds, memory_order_relaxed) & (1u << kind)))
-        return 0;
+    if (!(atomic_load_explicit(&s->outbox_kinds, memory_order_relaxed) & (1u << kind)) ||
+        !s->outbox_ready)
+        return 0; /* not wanted; or wanted since this transaction began (not yet made) */
     sqlite3_stmt *st = s->stmt[ST_OUTBOX_INSERT];
     bind_app(st, as);
     sqlite3_bind_int(st, 2, kind);
@@ -730,6 +738,8 @@ static int query_int(struct embedded *s, sqlite3_stmt *st, int64_t *out);
  * webhook is new) moves to ack, never back; rows every webhook passed go. */
 static int outbox_ack(struct embedded *s, struct op *op)
 {
+    if (!s->outbox_ready)
+        return SQLITE_ERROR; /* its tables could not be made (logged) */
     sqlite3_stmt *st = s->stmt[ST_OUTBOX_START];
     bind_str(st, 1, op->u.outbox.hook);
     int rc = run(st);
@@ -923,6 +933,20 @@ static bool transient(int rc)
  * one's status. Returns 0, or the SQLite error that failed the transaction
  * (rolled back: every op that ran fails). *n_ops: the ops (events, cursor
  * writes, message ops) committed — all that ran, or 0. */
+static int outbox_tables(struct embedded *s);
+
+/* Whether work needs the outbox's tables: a webhook wants some kind, or
+ * work reads the outbox. */
+static bool outbox_needed(struct embedded *s, const struct rtmd_list *work)
+{
+    if (atomic_load_explicit(&s->outbox_kinds, memory_order_relaxed))
+        return true;
+    for (const struct rtmd_list *n = work->next; n != work; n = n->next)
+        if (RTMD_CONTAINER_OF(n, struct op, link)->kind == OP_OUTBOX_READ)
+            return true;
+    return false;
+}
+
 static int run_transaction(struct embedded *s, struct rtmd_list *work, uint64_t *n_ops)
 {
     uint64_t n_run = 0;
@@ -931,6 +955,8 @@ static int run_transaction(struct embedded *s, struct rtmd_list *work, uint64_t 
     uint64_t start_ns = uv_hrtime();
     set_sync_for(s, work);
     mark_last_cursors(work, false);
+    if (!s->outbox_ready && outbox_needed(s, work))
+        outbox_tables(s); /* on failure, logged; outbox reads fail, events skip the outbox */
     int rc = run(s->stmt[ST_BEGIN]);
 
     rtmd_list_foreach_safe(n, tmp, work)
@@ -2446,7 +2472,7 @@ static int configure(struct embedded *s)
         if ((rc = exec_sql(s, "COMMIT")))
             return rc;
     }
-    for (int i = 0; i < ST_COUNT; i++)
+    for (int i = 0; i < ST_BASE_COUNT; i++)
         if (!(s->stmt[i] = prepare(s, stmt_sql[i])))
             return RTMD_ESTORE;
     if (rtmd_msgdb_prepare(&s->msgdb, s->db) != SQLITE_OK)
@@ -2695,11 +2721,40 @@ static uint32_t outbox_kinds_of(const struct rtmd_config *cfg)
     return kinds;
 }
 
-/* Before recovery writes its events: the configured webhooks' kinds, and a
- * position for each webhook seen for the first time (after the rows already
- * there), so the Leaves and Logouts recovery records reach them. */
+/* The outbox's tables and statements, the first time a webhook needs them;
+ * outside any transaction (at open, or on the worker before a BEGIN). */
+static int outbox_tables(struct embedded *s)
+{
+    if (s->outbox_ready)
+        return 0;
+    int rc = exec_sql(s, outbox_sql);
+    for (int i = ST_BASE_COUNT; i < ST_COUNT && !rc; i++)
+        if (!(s->stmt[i] = prepare(s, stmt_sql[i])))
+            rc = RTMD_ESTORE;
+    if (rc) {
+        rtmd_log_error(MODULE, "cannot make the webhook outbox's tables: %s",
+                       sqlite3_errmsg(s->db));
+        for (int i = ST_BASE_COUNT; i < ST_COUNT; i++) {
+            sqlite3_finalize(s->stmt[i]);
+            s->stmt[i] = NULL;
+        }
+        return rc;
+    }
+    s->outbox_ready = true;
+    return 0;
+}
+
+/* Before recovery writes its events: the configured webhooks' kinds, their
+ * tables, and a position for each webhook seen for the first time (after
+ * the rows already there), so the Leaves and Logouts recovery records reach
+ * them. */
 static int outbox_open(struct embedded *s)
 {
+    if (s->cfg->n_webhooks == 0)
+        return 0;
+    int rc = outbox_tables(s);
+    if (rc)
+        return rc;
     atomic_store(&s->outbox_kinds, outbox_kinds_of(s->cfg));
     for (size_t i = 0; i < s->cfg->n_webhooks; i++) {
         sqlite3_stmt *st = s->stmt[ST_OUTBOX_START];

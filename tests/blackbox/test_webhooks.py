@@ -442,6 +442,8 @@ BASE = "[server]\nlisten = 127.0.0.1:0@default\ndata_dir = %s\n"
     ("[webhook:w]\nurl = http://x/\nsecret = 0123456789abcdef\n[webhook:w]\n",
      "section appears twice"),
     ("[webhook:a b]\n", "webhook name must be"),
+    ("[webhook:w]\nurl = http://x/\nsecret = 0123456789abcdef\nevents = ,\n",
+     "events: name at least one of user, channel, message"),
     ("[store]\nbackend = redis\nredis_url = redis://127.0.0.1:1\n"
      "[webhook:w]\nurl = http://x/\nsecret = 0123456789abcdef\n", "webhooks need backend = embedded"),
 ])

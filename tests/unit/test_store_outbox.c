@@ -364,6 +364,32 @@ static void test_message_events(void **state)
     assert_string_equal(rd.session0, "");
 }
 
+/* A database opened without webhooks gets no outbox tables; they are made
+ * when a webhook first needs them (a reload adding one). */
+static void test_tables_are_made_when_first_needed(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg->n_webhooks = 0;
+    open_store(f);
+    four_events(f, 0, "a", T0);
+    close_store(f);
+    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'webhook%'"),
+                     0);
+    open_store(f);
+    rtmd_store_outbox_watch(f->store, 1u << RTMD_EVLOG_USER, NULL, NULL);
+    four_events(f, 0, "b", T0 + 10);
+    struct read r;
+    assert_int_equal(read_outbox(f, "users", 0, 0, 100, &r), 0);
+    assert_int_equal(r.n, 0); /* new: starts after what is there */
+    four_events(f, 0, "c", T0 + 20);
+    assert_int_equal(read_outbox(f, "users", 0, 0, 100, &r), 0);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.rows[0], "3 970C u 5 +20 Login");
+    close_store(f);
+    assert_int_equal(db_count(f, "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'webhook%'"),
+                     2);
+}
+
 static void test_bad_reads_are_refused(void **state)
 {
     struct fixture *f = *state;
@@ -392,6 +418,8 @@ int main(void)
             test_kill9_keeps_what_was_acknowledged_and_recovery_adds_its_ends, setup,
             fixture_teardown),
         cmocka_unit_test_setup_teardown(test_message_events, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tables_are_made_when_first_needed, setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_bad_reads_are_refused, setup, fixture_teardown),
     };
     return cmocka_run_group_tests_name("store_outbox", tests, NULL, NULL);
