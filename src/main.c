@@ -4,12 +4,13 @@
  *
  * Start: config → loop services → TLS context → store (which ends sessions a
  * crashed run left behind) → presence/gateway → WebSocket → API → listeners
- * → ready file → loop.
+ * → webhooks → ready file → loop.
  * SIGHUP: server/reload.c.
  * Shutdown (SIGTERM/SIGINT): stop accepting → drain (close 1001 to every
  * client, REST answers finish; up to drain_s) → close every connection left
- * (each session ends with Leave/Logout) → close the store (everything
- * submitted is committed) → close the loop's handles → exit 0.
+ * (each session ends with Leave/Logout) → stop the webhooks (a POST in flight
+ * is abandoned) → close the store (everything submitted is committed) → close the loop's handles →
+ * exit 0.
  */
 #include <getopt.h>
 #include <malloc.h>

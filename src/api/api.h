@@ -49,13 +49,14 @@ struct rtmd_api {
     struct rtmd_store *store;
     struct rtmd_server *server;
     struct rtmd_messaging *messaging;
-    const struct rtmd_gateway *gateway;   /* its counters, for /metrics */
-    const struct rtmd_webhooks *webhooks; /* for /metrics; NULL: none (main sets it) */
-    struct rtmd_history_pins pins;        /* retention cut-offs per history filter */
-    struct rtmd_buf body;                 /* answers are written at once */
-    uint64_t status[6];                   /* answers by class: 1xx..5xx at [1..5] */
+    const struct rtmd_gateway *gateway; /* its counters, for /metrics */
+    struct rtmd_history_pins pins;      /* retention cut-offs per history filter */
+    struct rtmd_buf body;               /* answers are written at once */
+    uint64_t status[6];                 /* answers by class: 1xx..5xx at [1..5] */
     uint64_t by_code[RTMD_API_COUNTED_CODES];
     struct rtmd_histogram latency[RTMD_API_ROUTES]; /* by route: dispatch to answer */
+    /* The webhooks, for /metrics; NULL: none (main sets it after init). */
+    const struct rtmd_webhooks *webhooks;
 };
 
 int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rtmd_store *store,
