@@ -5,6 +5,7 @@ port): delivered in order per app, signatures verify, retried through a receiver
 slow or answering 500, and through kill -9 of rtmd meanwhile — everything arrives, a duplicate
 carries the same event_id. Filtering by events and apps; reload; metrics; independence from the
 vendor's pulls; config errors."""
+import base64
 import hashlib
 import hmac
 import http.server
@@ -168,6 +169,32 @@ def receiver():
     rec.stop()
 
 
+DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "WEBHOOKS.md")
+
+
+def doc_snippet(lang):
+    """The verify snippet of docs/WEBHOOKS.md in lang ("python" or "js")."""
+    with open(DOCS) as f:
+        text = f.read()
+    start = text.index("```%s\n" % lang, text.index("## Verifying the signature"))
+    start = text.index("\n", start) + 1
+    return text[start:text.index("```", start)]
+
+
+def docs_verify(secret, header, body):
+    """What the documented Python and Node snippets say of one delivery."""
+    ns = {}
+    exec(doc_snippet("python"), ns)
+    py = ns["verify"](secret.encode(), header, body)
+    js = doc_snippet("js") + (
+        "\nconst [s, h, b] = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
+        "process.stdout.write(String(verify(s, h, Buffer.from(b, 'base64'))));\n")
+    p = subprocess.run(["node", "-e", js], capture_output=True, text=True, timeout=30,
+                       input=json.dumps([secret, header, base64.b64encode(body).decode()]))
+    assert p.returncode == 0, p.stderr
+    return py, p.stdout == "true"
+
+
 # ---- delivery -------------------------------------------------------------------------------
 
 def test_events_arrive_in_batches_signed_in_commit_order(make_rtmd, receiver):
@@ -192,6 +219,12 @@ def test_events_arrive_in_batches_signed_in_commit_order(make_rtmd, receiver):
         assert list(d["events"][0])[:2] == ["app_id", "event_id"]
     # Batches: fewer POSTs than events once events pile up.
     assert len(receiver.all_posts()) <= len(want)
+    # The verify snippets of docs/WEBHOOKS.md accept a real delivery, refuse a changed one.
+    headers, body, status = receiver.all_posts()[-1]
+    sig = headers["X-Rtmd-Signature"]
+    assert docs_verify(HOOK_SECRET, sig, body) == (True, True)
+    assert docs_verify(HOOK_SECRET, sig, body.replace(b"\"events\"", b"\"Events\"")) == (False, False)
+    assert docs_verify("another-secret-0123", sig, body) == (False, False)
 
 
 def test_vendor_pulls_and_webhooks_are_independent(make_rtmd, receiver):
