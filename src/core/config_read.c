@@ -1181,11 +1181,6 @@ static void finish(struct parser *ps)
                         "events: name at least one of user, channel, message");
             return;
         }
-        if (cfg->backend != RTMD_STORE_EMBEDDED) {
-            config_fail(ps, ps->hook_lines[i].section, h,
-                        "webhooks need backend = embedded (the redis backend has no outbox yet)");
-            return;
-        }
     }
 }
 

@@ -1035,6 +1035,7 @@ static void store_free(struct redis_store *rs)
         free(a);
     }
     free(rs->apps);
+    rtmd_redis_outbox_free(rs);
     free(rs);
 }
 
@@ -1413,4 +1414,8 @@ const struct rtmd_store_type rtmd_store_redis = {
     .status = rtmd_redis_status,
     .close = redis_close,
     .add_app = redis_add_app,
+    .outbox_watch = rtmd_redis_outbox_watch,
+    .outbox_read = rtmd_redis_outbox_read,
+    .outbox_message = rtmd_redis_outbox_message,
+    .outbox_wants = rtmd_redis_outbox_wants,
 };

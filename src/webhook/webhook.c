@@ -43,6 +43,9 @@
 #define STORE_RETRY_MS 1000
 /* Bytes of a batch body at most: batch_max events of at most a few KiB. */
 #define BODY_MAX (64u * 1024 * 1024)
+/* With a store shared by nodes, events other nodes record do not notify
+ * this one: an idle webhook reads again this often. */
+#define POLL_MS 500
 /* Bytes of a receiver's answer kept for the log (the rest is discarded). */
 #define ANSWER_KEEP 256
 
@@ -289,6 +292,8 @@ static void on_read(void *arg, int status, const struct rtmd_outbox_batch *b)
         if (h->again) {
             h->again = false;
             hook_read(h);
+        } else if (rtmd_store_routes(h->w->store)) {
+            retry_later(h, H_READ, POLL_MS);
         }
         return;
     }

@@ -35,7 +35,6 @@ EMBEDDED_ONLY = {
 # go the moment the feature lands). Empty: the redis backend meets the whole
 # contract.
 REDIS_NOT_YET = {
-    "test_webhooks.py": "the redis backend has no webhook outbox yet (its config is refused)",
 }
 
 BACKENDS = ("embedded", "redis")

@@ -478,8 +478,6 @@ BASE = "[server]\nlisten = 127.0.0.1:0@default\ndata_dir = %s\n"
     ("[webhook:a b]\n", "webhook name must be"),
     ("[webhook:w]\nurl = http://x/\nsecret = 0123456789abcdef\nevents = ,\n",
      "events: name at least one of user, channel, message"),
-    ("[store]\nbackend = redis\nredis_url = redis://127.0.0.1:1\n"
-     "[webhook:w]\nurl = http://x/\nsecret = 0123456789abcdef\n", "webhooks need backend = embedded"),
 ])
 def test_config_errors_name_the_line_and_key(tmp_path, section, message):
     rc, out = check_config(tmp_path, BASE % tmp_path + section)
