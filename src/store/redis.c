@@ -939,6 +939,7 @@ static void beat(struct redis_store *rs)
         rs->beat_busy = true;
     if (rtmd_redis_client_time(rs->client, rtmd_redis_deadline(rs), on_time, rs) == 0)
         rs->inflight++;
+    rtmd_redis_outbox_renew(rs);
 }
 
 static void on_beat_timer(uv_timer_t *t)

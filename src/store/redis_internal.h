@@ -226,5 +226,8 @@ void rtmd_redis_outbox_watch(struct rtmd_store *base, uint32_t kinds,
                              void (*notify)(void *ctx, uint64_t newest), void *ctx);
 bool rtmd_redis_outbox_wants(const struct rtmd_store *base, int kind);
 void rtmd_redis_outbox_free(struct redis_store *rs);
+/* At each heartbeat: renews the leases this node holds for webhooks still
+ * in its config. */
+void rtmd_redis_outbox_renew(struct redis_store *rs);
 
 #endif

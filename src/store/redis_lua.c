@@ -14,8 +14,9 @@
     "-- count moves past them; drops holds the counts for the caller. Each event's session_id "    \
     "goes\n"                                                                                       \
     "-- to the list P es:KIND as \"NUMBER:NODE|SESSION\", trimmed alike.\n"                        \
-    "-- An event of a kind some node's webhooks want (P wk, bits: 1 user, 2 channel) is also\n"   \
-    "-- pushed to the app's webhook outbox P wo as \"ID\\nKIND\\nNUMBER\\nMS\\nSESSION\\nJSON\".\n"      \
+    "-- An event of a kind some node's webhooks want (P wk, bits: 1 user, 2 channel) is also\n"    \
+    "-- pushed to the app's webhook outbox P wo as "                                               \
+    "\"ID\\nKIND\\nNUMBER\\nMS\\nSESSION\\nJSON\".\n"                                              \
     "local regions, drops, wk = nil, {}, nil\n"                                                    \
     "local function ev(kind, json, sid, ms)\n"                                                     \
     "  local s, es = p .. 'ev:' .. kind, p .. 'es:' .. kind\n"                                     \
@@ -23,11 +24,11 @@
     "  local keep = tonumber(retain)\n"                                                            \
     "  local num = redis.call('HINCRBY', p .. 'evn', kind, 1)\n"                                   \
     "  local sl = redis.call('RPUSH', es, num .. ':' .. sid)\n"                                    \
-    "  wk = wk or tonumber(redis.call('GET', p .. 'wk') or '0')\n"                                \
-    "  if bit.band(wk, kind == 'u' and 1 or 2) ~= 0 then\n"                                       \
-    "    local id = redis.call('HINCRBY', p .. 'evn', 'wo', 1)\n"                                   \
-    "    redis.call('RPUSH', p .. 'wo', id .. '\\n' .. kind .. '\\n' .. num .. '\\n' .. ms .. "       \
-    "'\\n' .. sid .. '\\n' .. json)\n"                                                               \
+    "  wk = wk or tonumber(redis.call('GET', p .. 'wk') or '0')\n"                                 \
+    "  if bit.band(wk, kind == 'u' and 1 or 2) ~= 0 then\n"                                        \
+    "    local id = redis.call('HINCRBY', p .. 'evn', 'wo', 1)\n"                                  \
+    "    redis.call('RPUSH', p .. 'wo', id .. '\\n' .. kind .. '\\n' .. num .. '\\n' .. ms .. "    \
+    "'\\n' .. sid .. '\\n' .. json)\n"                                                             \
     "  end\n"                                                                                      \
     "  if sl > keep then\n"                                                                        \
     "    redis.call('LTRIM', es, sl - keep, -1)\n"                                                 \

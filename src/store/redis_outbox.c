@@ -12,9 +12,11 @@
  * acknowledgement of a batch goes to the app it came from, with the read of
  * that app (one script). Order per app holds: one batch of a webhook is in
  * flight at a time, and one node at a time delivers a webhook — the node
- * holding its lease (rtmd:{webhooks}:lease:HOOK, taken or renewed before
- * every read, LEASE_MS long; a node that does not hold it answers empty and
- * its webhook polls again later).
+ * holding its lease (rtmd:{webhooks}:lease:HOOK, node_timeout_s long, taken
+ * or renewed before every read and renewed at every heartbeat while the
+ * webhook is in this node's config, so a batch waiting out its backoff
+ * keeps it; a node that does not hold it answers empty and its webhook
+ * polls again later; a dead node's lease expires with its heartbeat).
  *
  * Loop thread only.
  */
@@ -26,17 +28,15 @@
 #include "store/redis_internal.h"
 
 #define MODULE "store"
-/* A webhook's lease: longer than the slowest delivery step (a POST's
- * timeout is bounded by the webhook's timeout_ms; a lease renewed before
- * every read), so that two nodes do not deliver one webhook at once. */
-#define LEASE_MS 30000
 
 /* What this node knows of a webhook it delivers. */
 struct ob_hook {
     char name[RTMD_WEBHOOK_NAME_MAX + 1];
-    size_t next_app;  /* where the next round starts */
-    size_t last_app;  /* the app of the last batch (where its ack goes) */
+    size_t next_app; /* where the next round starts */
+    size_t last_app; /* the app of the last batch (where its ack goes) */
     bool has_last;
+    bool held;     /* this node holds its lease (as of the last answer) */
+    bool renewing; /* a renewal is out */
 };
 
 struct ob_call {
@@ -174,6 +174,18 @@ static void read_app(struct ob_call *c)
         done(c, r == -ENOTCONN ? -ETIMEDOUT : r, NULL);
 }
 
+/* The lease script's call for hook h: KEYS and ARGV. */
+static int lease(struct redis_store *rs, struct ob_hook *h, rtmd_redis_cb cb, void *arg)
+{
+    char key[96], ttl[16];
+    int kl = snprintf(key, sizeof(key), "rtmd:{webhooks}:lease:%s", h->name);
+    snprintf(ttl, sizeof(ttl), "%u", rs->cfg->node_timeout_s * 1000);
+    struct rtmd_str k = rtmd_str_make(key, (size_t)kl);
+    struct rtmd_str args[] = {rtmd_str_cstr(rs->node), rtmd_str_cstr(ttl)};
+    return rtmd_redis_script(rs, RTMD_LUA_WEBHOOK_LEASE, &k, 1, args, RTMD_ARRAY_SIZE(args), cb,
+                             arg);
+}
+
 static void on_lease_reply(void *arg, int status, const redisReply *reply)
 {
     struct ob_call *c = arg;
@@ -181,6 +193,7 @@ static void on_lease_reply(void *arg, int status, const redisReply *reply)
     long long held = 0;
     if (status == 0 && !rtmd_redis_reply_int(reply, &held))
         status = RTMD_ESTORE;
+    c->h->held = status == 0 && held;
     if (status != 0 || !held) {
         done(c, status, NULL); /* another node delivers this webhook: nothing for us */
     } else {
@@ -206,13 +219,7 @@ int rtmd_redis_outbox_read(struct rtmd_store *base, struct rtmd_str hook, uint64
         return -EINVAL;
     struct ob_call *c = rtmd_calloc(1, sizeof(*c));
     *c = (struct ob_call){rs, hook_of(rs, hook), ack, max, 0, 0, cb, arg};
-    char key[96], ttl[16];
-    int kl = snprintf(key, sizeof(key), "rtmd:{webhooks}:lease:%.*s", (int)hook.len, hook.p);
-    snprintf(ttl, sizeof(ttl), "%d", LEASE_MS);
-    struct rtmd_str k = rtmd_str_make(key, (size_t)kl);
-    struct rtmd_str args[] = {rtmd_str_cstr(rs->node), rtmd_str_cstr(ttl)};
-    int r = rtmd_redis_script(rs, RTMD_LUA_WEBHOOK_LEASE, &k, 1, args, RTMD_ARRAY_SIZE(args),
-                              on_lease_reply, c);
+    int r = lease(rs, c->h, on_lease_reply, c);
     if (r < 0) {
         free(c);
         return r == -ENOTCONN ? -ETIMEDOUT : r;
@@ -270,6 +277,41 @@ int rtmd_redis_outbox_message(struct rtmd_store *base, const struct rtmd_app *ap
         return r == -ENOTCONN ? -ETIMEDOUT : r;
     }
     return 0;
+}
+
+/* A renewal's answer (the store counts it in flight: its close waits). */
+struct renew_call {
+    struct redis_store *rs;
+    struct ob_hook *h;
+};
+
+static void on_renewed(void *arg, int status, const redisReply *reply)
+{
+    struct renew_call *c = arg;
+    long long held = 0;
+    c->h->renewing = false;
+    c->h->held = status == 0 && rtmd_redis_reply_int(reply, &held) && held;
+    struct redis_store *rs = c->rs;
+    free(c);
+    rtmd_redis_call_done(rs);
+}
+
+void rtmd_redis_outbox_renew(struct redis_store *rs)
+{
+    for (size_t i = 0; i < rs->n_ob_hooks; i++) {
+        struct ob_hook *h = rs->ob_hooks[i];
+        bool configured = false;
+        for (size_t k = 0; k < rs->cfg->n_webhooks && !configured; k++)
+            configured = strcmp(rs->cfg->webhooks[k]->name, h->name) == 0;
+        if (!h->held || !configured || h->renewing)
+            continue;
+        struct renew_call *c = rtmd_malloc(sizeof(*c));
+        *c = (struct renew_call){rs, h};
+        if (lease(rs, h, on_renewed, c) == 0)
+            h->renewing = true;
+        else
+            free(c);
+    }
 }
 
 void rtmd_redis_outbox_watch(struct rtmd_store *base, uint32_t kinds,

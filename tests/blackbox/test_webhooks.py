@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from harness import APP, APP_OTHER, CERT_OTHER, RTMD_BIN, basic, free_port, token, wait_until
+from harness import (APP, APP_NOCERT, APP_OTHER, CERT_OTHER, RTMD_BIN, basic, free_port, token,
+                     wait_until)
 
 HOOK_SECRET = "whsec_0123456789abcdef"
 
@@ -448,6 +449,53 @@ def test_reload_adds_changes_and_removes_webhooks(make_rtmd):
     finally:
         one.stop()
         two.stop()
+
+
+# ---- cluster mode: one node at a time delivers a webhook -----------------------------------
+
+def cluster_node(make_rtmd, redis_server, name, rec):
+    st = {"backend": "redis", "redis_url": redis_server.url, "redis_timeout_ms": 500,
+          "node_timeout_s": 2}
+    return make_rtmd(name=name, store=st, server={"node_id": name},
+                     extra=hook_section("main", rec))
+
+
+def login_nocert(r, uid, channels=()):
+    ws = r.ws()
+    assert ws.login(uid, app=APP_NOCERT)["ok"]
+    for ch in channels:
+        assert ws.call("join", channel=ch)["ok"]
+    return ws
+
+
+def test_two_nodes_deliver_one_outbox_once_in_order_and_fail_over(make_rtmd, redis_server,
+                                                                   receiver):
+    a = cluster_node(make_rtmd, redis_server, "wa", receiver)
+    b = cluster_node(make_rtmd, redis_server, "wb", receiver)
+    clients = [login_nocert(a if i % 2 else b, "u%d" % i, ["room"]) for i in range(6)]
+    wait_until(lambda: len(receiver.events()) >= 12, 15, what="events of both nodes")
+    ev = receiver.events()
+    assert len(ev) == 12 and len(first_seen(ev)) == 12  # one node delivers: no repeat
+    check_order(ev)
+    holder = redis_server.command("GET", "rtmd:{webhooks}:lease:main")
+    assert holder in ("wa", "wb"), holder
+    dead, alive = (a, b) if holder == "wa" else (b, a)
+    dead.kill9()
+    # The survivor ends the dead node's sessions and takes the lease over once it expires.
+    login_nocert(alive, "late").close()
+    want = 12 + 3 * 2 + 2  # the dead node's 3 users: Leave, Logout; late: Login, Logout
+    wait_until(lambda: len(first_seen(receiver.events())) >= want, 20, what="the failover")
+    got = first_seen(receiver.events())
+    check_order(receiver.events())
+    per_user = {}
+    for e in got:
+        if e["type"] in ("Login", "Logout"):
+            per_user.setdefault(e["user_id"], []).append(e["type"])
+    assert all(t == ["Login", "Logout"] for u, t in per_user.items() if u != "late" and
+               (int(u[1:]) % 2 == 1) == (dead is a)), per_user
+    assert redis_server.command("GET", "rtmd:{webhooks}:lease:main") == alive.server["node_id"]
+    for w in clients:
+        w.close()
 
 
 # ---- config ---------------------------------------------------------------------------------
