@@ -44,7 +44,8 @@ const struct section_info rtmd_config_sections[SEC_COUNT] = {
                      "One per receiver of presence events, repeatable. NAME is 1..64 characters "
                      "`[A-Za-z0-9_-]` and names the webhook's place in the outbox: renaming it "
                      "starts it afresh. Events are POSTed in signed batches from a durable outbox "
-                     "(docs/WEBHOOKS.md). Embedded store only for now."},
+                     "(docs/WEBHOOKS.md); with the redis backend, give every node the same "
+                     "sections: one node at a time delivers each."},
 };
 
 static const struct choice event_choices[] = {{"user", RTMD_WEBHOOK_USER},
