@@ -32,7 +32,7 @@ SANFLAGS =
 OPT     ?= -O2 -g
 endif
 
-PKGS     = libuv openssl zlib sqlite3 libcjson hiredis
+PKGS     = libuv openssl zlib sqlite3 libcjson hiredis libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lwslay -lpthread -lm
 

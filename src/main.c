@@ -4,12 +4,13 @@
  *
  * Start: config → loop services → TLS context → store (which ends sessions a
  * crashed run left behind) → presence/gateway → WebSocket → API → listeners
- * → ready file → loop.
+ * → webhooks → ready file → loop.
  * SIGHUP: server/reload.c.
  * Shutdown (SIGTERM/SIGINT): stop accepting → drain (close 1001 to every
  * client, REST answers finish; up to drain_s) → close every connection left
- * (each session ends with Leave/Logout) → close the store (everything
- * submitted is committed) → close the loop's handles → exit 0.
+ * (each session ends with Leave/Logout) → stop the webhooks (a POST in flight
+ * is abandoned) → close the store (everything submitted is committed) → close the loop's handles →
+ * exit 0.
  */
 #include <getopt.h>
 #include <malloc.h>
@@ -38,12 +39,14 @@
 #include "net/ws.h"
 #include "server/reload.h"
 #include "store/store.h"
+#include "webhook/webhook.h"
 
 static struct rtmd_server server_;
 static struct rtmd_store *store_;
 static struct rtmd_messaging messaging_;
 static struct rtmd_gateway gateway_;
 static struct rtmd_api api_;
+static struct rtmd_webhooks *webhooks_;
 static uv_signal_t sigterm_, sigint_;
 static uv_signal_t sighup_;
 static struct rtmd_reload reload_;
@@ -144,6 +147,15 @@ static int fetch_ticket_key(void *ctx, uint64_t epoch, uint32_t period_s, const 
     return rtmd_store_ticket_key(ctx, epoch, period_s, proposal, len, cb, arg);
 }
 
+static void on_webhooks_stopped(void *arg)
+{
+    (void)arg;
+    webhooks_ = NULL;
+    api_.webhooks = NULL;
+    reload_.webhooks = NULL;
+    rtmd_store_close(store_, on_store_closed, NULL);
+}
+
 static void shutdown_server(void)
 {
     if (shutting_down_)
@@ -155,7 +167,10 @@ static void shutdown_server(void)
     rtmd_server_stop_listening(&server_);
     rtmd_gateway_stop(&gateway_);
     rtmd_server_close_all(&server_);
-    rtmd_store_close(store_, on_store_closed, NULL);
+    if (webhooks_) /* the store closes once no webhook call is in flight */
+        rtmd_webhooks_stop(webhooks_, on_webhooks_stopped, NULL);
+    else
+        rtmd_store_close(store_, on_store_closed, NULL);
 }
 
 static void on_sighup(uv_signal_t *h, int signum)
@@ -382,7 +397,12 @@ int main(int argc, char **argv)
         uv_signal_init(loop, &ignored_[i]);
         uv_signal_start(&ignored_[i], on_ignored_signal, ignored_signals_[i]);
     }
-    reload_ = (struct rtmd_reload){cfg, &server_, store_, &gateway_};
+    r = rtmd_webhooks_start(&webhooks_, cfg, store_, loop);
+    if (r < 0)
+        rtmd_log_error("main", "webhooks cannot start: %s; events wait in the outbox",
+                       rtmd_strerror(r));
+    api_.webhooks = webhooks_;
+    reload_ = (struct rtmd_reload){cfg, &server_, store_, &gateway_, webhooks_};
     uv_signal_init(loop, &sighup_);
     uv_signal_start(&sighup_, on_sighup, SIGHUP);
     if (cfg->ready_file && write_ready_file(cfg) < 0)

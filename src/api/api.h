@@ -34,6 +34,8 @@
 #include "net/http.h"
 #include "store/store.h"
 
+struct rtmd_webhooks;
+
 /* Answers counted for /metrics, by these codes. */
 #define RTMD_API_COUNTED_CODES 14
 /* Routes timed for /metrics: the vendor routes, /v1/rtm, /healthz,
@@ -55,6 +57,8 @@ struct rtmd_api {
     uint64_t by_code[RTMD_API_COUNTED_CODES];
     struct rtmd_histogram latency[RTMD_API_ROUTES]; /* by route: dispatch to answer */
     struct rtmd_dashboard *dashboard;               /* api/dashboard.c's */
+    /* The webhooks, for /metrics; NULL: none (main sets it after init). */
+    const struct rtmd_webhooks *webhooks;
 };
 
 int rtmd_api_init(struct rtmd_api *api, const struct rtmd_config *cfg, struct rtmd_store *store,

@@ -9,6 +9,7 @@
 #include "core/loop.h"
 #include "gateway/gateway.h"
 #include "presence/presence.h"
+#include "webhook/webhook.h"
 
 /* 200 while the store writes; 503 from a failed write (a full disk) until
  * one succeeds again, or, with the redis backend, while Redis cannot serve
@@ -184,6 +185,7 @@ void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req)
     for (size_t i = 0; i < RTMD_API_COUNTED_CODES; i++)
         rtmd_buf_printf(b, "rtmd_http_responses_total{code=\"%d\"} %llu\n", api_counted_codes[i],
                         (unsigned long long)api->by_code[i]);
+    rtmd_webhooks_write_metrics(api->webhooks, b);
     write_histograms(b, api, &st);
     rtmd_buf_printf(b,
                     "# HELP rtmd_build_info rtmd's version and the libraries it runs on.\n"

@@ -58,6 +58,26 @@ struct rtmd_customer {
     size_t n_apps;
 };
 
+/* What a webhook receives (rtmd_webhook_config.events). */
+#define RTMD_WEBHOOK_USER     1u /* Login, Logout */
+#define RTMD_WEBHOOK_CHANNEL  2u /* Join, Leave */
+#define RTMD_WEBHOOK_MESSAGE  4u /* PeerMessage, ChannelMessage (messages sent) */
+#define RTMD_WEBHOOK_NAME_MAX 64
+
+/* One [webhook:NAME] section (docs/WEBHOOKS.md). */
+struct rtmd_webhook_config {
+    char *name;
+    char *url; /* http:// or https:// */
+    char *secret;
+    uint32_t events; /* RTMD_WEBHOOK_* bits */
+    char **apps;     /* App IDs; none: every app */
+    size_t n_apps;
+    uint32_t batch_max;  /* events per POST */
+    uint32_t timeout_ms; /* one POST, connect included */
+    uint32_t retry_s;    /* a batch not acknowledged this long after its first try is dropped */
+    char *ca_file;       /* https: the CAs to verify the receiver against; NULL: the system's */
+};
+
 struct rtmd_listener_config {
     char host[64]; /* numeric IPv4 or IPv6 address (IPv6 without brackets) */
     uint16_t port; /* 0: any free port (the bound port goes to ready_file) */
@@ -152,6 +172,9 @@ struct rtmd_config {
     struct rtmd_customer **customers;
     size_t n_customers;
     struct rtmd_hashmap customers_by_id;
+    /* [webhook:NAME], in file order */
+    struct rtmd_webhook_config **webhooks;
+    size_t n_webhooks;
 
     /* RTMD_<SECTION>_<KEY> variables that replaced the file's value, in the
      * table's order (names only: a value may hold a password). */
@@ -179,6 +202,8 @@ struct rtmd_config *rtmd_config_load_text(const char *name, const char *text, si
 struct rtmd_config *rtmd_config_load_string(const char *name, const char *text, char *err,
                                             size_t errlen);
 void rtmd_config_free(struct rtmd_config *cfg);
+/* Frees n webhooks and the array. */
+void rtmd_config_webhooks_free(struct rtmd_webhook_config **hooks, size_t n);
 
 /* The <node> of request IDs for a node_id (NULL: 1): the number itself when
  * it is 1..999999, else a number 1..999999 made from the name. */
@@ -199,7 +224,9 @@ uint32_t rtmd_config_node_number(const char *name);
  *  - an app only in live is retired: no lookup finds it any more, its
  *    object stays until exit (removed);
  *  - customers are replaced by fresh's (nothing keeps a customer pointer
- *    past a request's synchronous authentication).
+ *    past a request's synchronous authentication);
+ *  - webhooks are replaced by fresh's (the webhook module is told at once,
+ *    rtmd_webhooks_reload(), and keeps no pointer into the old ones).
  * fresh is freed. out's arrays are the caller's (rtmd_config_changes_free).
  */
 struct rtmd_config_changes {

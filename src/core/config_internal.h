@@ -21,11 +21,20 @@
 #define RTMD_CONFIG_SECRET_MIN      8
 #define RTMD_CONFIG_SECRET_MAX      128
 #define RTMD_CONFIG_CUSTOMER_ID_MAX 64
-#define RTMD_CONFIG_OBJ_KEYS_MAX    4 /* keys of a [customer:] or [app:] section */
+#define RTMD_CONFIG_OBJ_KEYS_MAX    8 /* keys of a [customer:], [app:] or [webhook:] section */
 #define RTMD_CONFIG_ENV_PREFIX      "RTMD_"
 #define RTMD_CONFIG_QUOTE_MAX       72 /* bytes of a quoted value in a message */
 
-enum section { SEC_NONE, SEC_SERVER, SEC_STORE, SEC_LIMITS, SEC_CUSTOMER, SEC_APP, SEC_COUNT };
+enum section {
+    SEC_NONE,
+    SEC_SERVER,
+    SEC_STORE,
+    SEC_LIMITS,
+    SEC_CUSTOMER,
+    SEC_APP,
+    SEC_WEBHOOK,
+    SEC_COUNT
+};
 
 /* Sections up to SEC_LIMITS appear once and are fields of struct
  * rtmd_config; their keys have defaults and environment variables. */
@@ -48,6 +57,7 @@ enum opt_type {
     T_SECRET,  /* customer secret */
     T_APPS,    /* list of App IDs */
     T_CERT,    /* App Certificate */
+    T_EVENTS,  /* list of webhook event kinds (choices give the bits) */
 };
 
 struct choice {
@@ -61,7 +71,8 @@ struct opt {
     enum section section;
     const char *name;
     enum opt_type type;
-    size_t offset;     /* into struct rtmd_config ([server]/[store]/[limits]) or rtmd_app */
+    size_t offset;     /* into struct rtmd_config ([server]/[store]/[limits]), rtmd_app or
+                          rtmd_webhook_config */
     const char *def;   /* the default as written in a file; NULL: none */
     uint32_t min, max; /* T_U32: value bounds; T_STRING: length bounds */
     const struct choice *choices; /* T_BOOL, T_ENUM: NULL-terminated */
@@ -114,6 +125,10 @@ rtmd_config_fail_value(struct parser *ps, const struct opt *o, const char *fmt, 
 /* config_read.c: admin_listen's validator (it parses an address as listen
  * does, and sets cfg->admin). */
 int rtmd_config_validate_admin_listen(struct parser *ps, const struct opt *o, struct rtmd_str v);
+
+/* config_read.c: a webhook url's validator (http:// or https://, a host,
+ * no spaces or control characters). */
+int rtmd_config_validate_webhook_url(struct parser *ps, const struct opt *o, struct rtmd_str v);
 
 /* config_read.c: true for the bytes that may end an INI value's trimming. */
 bool rtmd_config_is_space(char c);

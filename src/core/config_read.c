@@ -70,6 +70,8 @@ struct parser {
     struct obj_lines *cust_lines; /* parallel to cfg->customers */
     struct rtmd_app *app;
     struct obj_lines *app_lines; /* parallel to cfg->apps */
+    struct rtmd_webhook_config *hook;
+    struct obj_lines *hook_lines; /* parallel to cfg->webhooks */
     int sect_line[SEC_COUNT];
     int *opt_line;        /* [N_OPTS], fixed sections: line of first setting, 0: default */
     const char **opt_env; /* [N_OPTS]: the variable that set the key, or NULL */
@@ -210,7 +212,17 @@ static bool was_set(const struct parser *ps, const struct opt *o)
 
 static bool opt_is_list(const struct opt *o)
 {
-    return o->type == T_LISTEN || o->type == T_APPS || o->type == T_ORIGINS;
+    return o->type == T_LISTEN || o->type == T_APPS || o->type == T_ORIGINS || o->type == T_EVENTS;
+}
+
+/* The struct a key's offset is into: the section's object, or the config. */
+static char *field_base(struct parser *ps, const struct opt *o)
+{
+    if (o->section == SEC_APP)
+        return (char *)ps->app;
+    if (o->section == SEC_WEBHOOK)
+        return (char *)ps->hook;
+    return (char *)ps->cfg;
 }
 
 static uint32_t *u32_field(struct rtmd_config *cfg, const struct opt *o)
@@ -479,13 +491,22 @@ static struct rtmd_app *app_get(struct parser *ps, struct rtmd_str id)
     return a;
 }
 
-/* One App ID of a customer's apps. Repeats are ignored. */
+/* One App ID of a customer's apps (or of a webhook's). Repeats are ignored. */
 static int add_app(struct parser *ps, const struct opt *o, struct rtmd_str item)
 {
     char q[QUOTE_MAX];
     if (!rtmd_appid_valid(item))
         return config_fail(ps, ps->lineno, o->name,
                            "%s is not an App ID (32 characters [0-9A-Za-z])", quote(q, item));
+    if (o->section == SEC_WEBHOOK) {
+        struct rtmd_webhook_config *h = ps->hook;
+        for (size_t i = 0; i < h->n_apps; i++)
+            if (rtmd_str_eq_cstr(item, h->apps[i]))
+                return 0;
+        h->apps = grow_for(h->apps, h->n_apps, sizeof(*h->apps));
+        h->apps[h->n_apps++] = rtmd_strndup(item.p, item.len);
+        return 0;
+    }
     struct rtmd_customer *c = ps->cust;
     struct rtmd_app *a = app_get(ps, item);
     /* A customer's apps all come from its own section, so a repeat is always
@@ -499,6 +520,20 @@ static int add_app(struct parser *ps, const struct opt *o, struct rtmd_str item)
     return 0;
 }
 
+/* One event kind of a webhook's events: its bit. */
+static int add_event(struct parser *ps, const struct opt *o, struct rtmd_str item)
+{
+    for (const struct choice *c = o->choices; c->name; c++) {
+        if (rtmd_str_ieq(item, rtmd_str_cstr(c->name))) {
+            *(uint32_t *)(void *)(field_base(ps, o) + o->offset) |= (uint32_t)c->value;
+            return 0;
+        }
+    }
+    char q[QUOTE_MAX];
+    return config_fail(ps, ps->lineno, o->name, "%s is not user, channel or message",
+                       quote(q, item));
+}
+
 static int set_list(struct parser *ps, const struct opt *o, struct rtmd_str v)
 {
     size_t i = 0;
@@ -510,6 +545,7 @@ static int set_list(struct parser *ps, const struct opt *o, struct rtmd_str v)
         if (item.len) {
             int rc = o->type == T_LISTEN    ? add_listener(ps, o, item)
                      : o->type == T_ORIGINS ? add_origin(ps, o, item)
+                     : o->type == T_EVENTS  ? add_event(ps, o, item)
                                             : add_app(ps, o, item);
             if (rc)
                 return rc;
@@ -525,7 +561,7 @@ static int set_choice(struct parser *ps, const struct opt *o, struct rtmd_str v)
         if (!rtmd_str_ieq(v, rtmd_str_cstr(c->name)))
             continue;
         /* Keys of an [app:] section are fields of that app. */
-        char *base = o->section == SEC_APP ? (char *)ps->app : (char *)ps->cfg;
+        char *base = field_base(ps, o);
         if (o->type == T_BOOL) {
             *(bool *)(base + o->offset) = c->value != 0;
         } else {
@@ -548,6 +584,8 @@ static int *line_slot(struct parser *ps, const struct opt *o)
         return &ps->cust_lines[ps->cfg->n_customers - 1].keys[rtmd_config_opt_slot(o)];
     if (o->section == SEC_APP)
         return &ps->app_lines[ps->app->index].keys[rtmd_config_opt_slot(o)];
+    if (o->section == SEC_WEBHOOK)
+        return &ps->hook_lines[ps->cfg->n_webhooks - 1].keys[rtmd_config_opt_slot(o)];
     return &ps->opt_line[opt_index(o)];
 }
 
@@ -585,6 +623,9 @@ static int set_value(struct parser *ps, const struct opt *o, struct rtmd_str v, 
         cfg->n_regions = 0;
     } else if (!continuation && *first == 0 && o->type == T_ORIGINS) {
         origins_clear((struct rtmd_origins *)(void *)((char *)cfg + o->offset));
+    } else if (!continuation && *first == 0 && o->type == T_EVENTS) {
+        /* The file's events replace the default. */
+        *(uint32_t *)(void *)(field_base(ps, o) + o->offset) = 0;
     }
     if (*first == 0 && !ps->env_var)
         *first = ps->lineno;
@@ -601,7 +642,7 @@ static int set_value(struct parser *ps, const struct opt *o, struct rtmd_str v, 
         if (rc || n < o->min || n > o->max)
             return config_fail(ps, ps->lineno, o->name, "must be %" PRIu32 "..%" PRIu32 " (got %s)",
                                o->min, o->max, quote(q, v));
-        *u32_field(cfg, o) = (uint32_t)n;
+        *(uint32_t *)(void *)(field_base(ps, o) + o->offset) = (uint32_t)n;
         return 0;
     }
     case T_BOOL:
@@ -615,14 +656,15 @@ static int set_value(struct parser *ps, const struct opt *o, struct rtmd_str v, 
             if (rc)
                 return rc;
         }
-        char **field = (char **)(void *)((char *)cfg + o->offset);
+        char **field = (char **)(void *)(field_base(ps, o) + o->offset);
         rtmd_free(*field);
         *field = rtmd_strndup(v.p, v.len);
         return 0;
     }
     case T_LISTEN:
     case T_ORIGINS:
-    case T_APPS: return set_list(ps, o, v);
+    case T_APPS:
+    case T_EVENTS: return set_list(ps, o, v);
     case T_SECRET: {
         bool ok = v.len >= RTMD_CONFIG_SECRET_MIN && v.len <= RTMD_CONFIG_SECRET_MAX;
         for (size_t i = 0; ok && i < v.len; i++)
@@ -658,6 +700,54 @@ static int set_value(struct parser *ps, const struct opt *o, struct rtmd_str v, 
 
 /* ---- sections ----------------------------------------------------------- */
 
+static int set_value(struct parser *ps, const struct opt *o, struct rtmd_str v, bool continuation);
+
+/* [webhook:NAME]: a new webhook with the table's defaults. */
+static int open_webhook(struct parser *ps, struct rtmd_str name)
+{
+    struct rtmd_config *cfg = ps->cfg;
+    int line = ps->lineno;
+    if (!name_valid(name, RTMD_WEBHOOK_NAME_MAX))
+        return config_fail(ps, line, ps->heading,
+                           "webhook name must be 1..%d characters [A-Za-z0-9_-]",
+                           RTMD_WEBHOOK_NAME_MAX);
+    for (size_t i = 0; i < cfg->n_webhooks; i++)
+        if (rtmd_str_eq_cstr(name, cfg->webhooks[i]->name))
+            return config_fail(ps, line, ps->heading, "section appears twice (first at line %d)",
+                               ps->hook_lines[i].section);
+    struct rtmd_webhook_config *h = rtmd_calloc(1, sizeof(*h));
+    h->name = rtmd_strndup(name.p, name.len);
+    cfg->webhooks = grow_for(cfg->webhooks, cfg->n_webhooks, sizeof(*cfg->webhooks));
+    ps->hook_lines = grow_for(ps->hook_lines, cfg->n_webhooks, sizeof(*ps->hook_lines));
+    memset(&ps->hook_lines[cfg->n_webhooks], 0, sizeof(*ps->hook_lines));
+    ps->hook_lines[cfg->n_webhooks].section = line;
+    cfg->webhooks[cfg->n_webhooks++] = h;
+    ps->hook = h;
+    ps->sect = SEC_WEBHOOK;
+    /* Defaults, applied as at start (line 0: not "set"). */
+    ps->lineno = 0;
+    for (size_t i = 0; i < N_OPTS && !ps->failed; i++) {
+        const struct opt *o = &rtmd_config_options[i];
+        if (o->section == SEC_WEBHOOK && o->def)
+            set_value(ps, o, rtmd_str_cstr(o->def), false);
+    }
+    ps->lineno = line;
+    return ps->failed ? -EINVAL : 0;
+}
+
+int rtmd_config_validate_webhook_url(struct parser *ps, const struct opt *o, struct rtmd_str v)
+{
+    size_t scheme = has_prefix(v, "http://") ? 7 : has_prefix(v, "https://") ? 8 : 0;
+    if (!scheme)
+        return rtmd_config_fail_value(ps, o, "must start with http:// or https://");
+    if (scheme == v.len || v.p[scheme] == '/')
+        return rtmd_config_fail_value(ps, o, "has no host");
+    for (size_t i = 0; i < v.len; i++)
+        if ((unsigned char)v.p[i] <= 0x20 || (unsigned char)v.p[i] >= 0x7f)
+            return rtmd_config_fail_value(ps, o, "has a space or a byte outside printable ASCII");
+    return 0;
+}
+
 static int open_section(struct parser *ps, struct rtmd_str name)
 {
     struct rtmd_config *cfg = ps->cfg;
@@ -667,6 +757,7 @@ static int open_section(struct parser *ps, struct rtmd_str name)
     ps->sect = SEC_NONE;
     ps->cust = NULL;
     ps->app = NULL;
+    ps->hook = NULL;
     ps->prev_opt = NULL;
     ps->have_prev = false;
 
@@ -722,9 +813,12 @@ static int open_section(struct parser *ps, struct rtmd_str name)
         return 0;
     }
 
+    if (has_prefix(name, "webhook:"))
+        return open_webhook(ps, rtmd_str_make(name.p + 8, name.len - 8));
+
     return config_fail(ps, line, ps->heading,
-                       "unknown section (expected [server], [store], [limits], [customer:ID] or "
-                       "[app:APPID])");
+                       "unknown section (expected [server], [store], [limits], [customer:ID], "
+                       "[app:APPID] or [webhook:NAME])");
 }
 
 /* ---- the file ----------------------------------------------------------- */
@@ -1070,6 +1164,24 @@ static void finish(struct parser *ps)
             return;
         }
     }
+    for (size_t i = 0; i < cfg->n_webhooks; i++) {
+        const struct rtmd_webhook_config *w = cfg->webhooks[i];
+        char h[160];
+        snprintf(h, sizeof(h), "[webhook:%s]", w->name);
+        for (size_t j = 0; j < N_OPTS; j++) {
+            const struct opt *o = &rtmd_config_options[j];
+            if (o->section != SEC_WEBHOOK || !o->required ||
+                ps->hook_lines[i].keys[rtmd_config_opt_slot(o)])
+                continue;
+            config_fail(ps, ps->hook_lines[i].section, h, "missing required key %s", o->name);
+            return;
+        }
+        if (w->events == 0) {
+            config_fail(ps, ps->hook_lines[i].section, h,
+                        "events: name at least one of user, channel, message");
+            return;
+        }
+    }
 }
 
 uint32_t rtmd_config_node_number(const char *name)
@@ -1123,6 +1235,7 @@ struct rtmd_config *rtmd_config_load_text(const char *name, const char *text, si
     bool failed = ps->failed;
     rtmd_free(ps->cust_lines);
     rtmd_free(ps->app_lines);
+    rtmd_free(ps->hook_lines);
     rtmd_free(ps->opt_line);
     rtmd_free(ps->opt_env);
     rtmd_free(ps);
@@ -1179,6 +1292,22 @@ struct rtmd_config *rtmd_config_load(const char *path, char *err, size_t errlen)
     return rtmd_config_load_file(path, environ, err, errlen);
 }
 
+void rtmd_config_webhooks_free(struct rtmd_webhook_config **hooks, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct rtmd_webhook_config *h = hooks[i];
+        rtmd_free(h->name);
+        rtmd_free(h->url);
+        rtmd_free(h->secret);
+        rtmd_free(h->ca_file);
+        for (size_t k = 0; k < h->n_apps; k++)
+            rtmd_free(h->apps[k]);
+        rtmd_free(h->apps);
+        rtmd_free(h);
+    }
+    rtmd_free(hooks);
+}
+
 void rtmd_config_free(struct rtmd_config *cfg)
 {
     if (!cfg)
@@ -1198,6 +1327,7 @@ void rtmd_config_free(struct rtmd_config *cfg)
         rtmd_free(c);
     }
     rtmd_free(cfg->customers);
+    rtmd_config_webhooks_free(cfg->webhooks, cfg->n_webhooks);
     for (size_t i = 0; i < cfg->n_overrides; i++)
         rtmd_free(cfg->overrides[i]);
     rtmd_free(cfg->overrides);

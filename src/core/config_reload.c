@@ -74,7 +74,8 @@ static bool opt_differs(const struct rtmd_config *a, const struct rtmd_config *b
     }
     case T_SECRET:
     case T_APPS:
-    case T_CERT: return false; /* customer and app keys: merged below */
+    case T_EVENTS:
+    case T_CERT: return false; /* customer, app and webhook keys: merged below */
     }
     return false;
 }
@@ -102,6 +103,7 @@ static void opt_take(struct rtmd_config *a, struct rtmd_config *b, const struct 
     case T_LISTEN:
     case T_SECRET:
     case T_APPS:
+    case T_EVENTS:
     case T_CERT: break; /* never live */
     }
 }
@@ -213,6 +215,13 @@ void rtmd_config_merge(struct rtmd_config *live, struct rtmd_config *fresh,
     fresh->customers = customers;
     fresh->n_customers = n_customers;
     fresh->customers_by_id = by_id;
+    /* Webhooks: fresh's (the webhook module copies what it keeps). */
+    struct rtmd_webhook_config **hooks = live->webhooks;
+    size_t n_hooks = live->n_webhooks;
+    live->webhooks = fresh->webhooks;
+    live->n_webhooks = fresh->n_webhooks;
+    fresh->webhooks = hooks;
+    fresh->n_webhooks = n_hooks;
     rtmd_config_free(fresh);
 }
 

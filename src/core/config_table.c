@@ -40,7 +40,18 @@ const struct section_info rtmd_config_sections[SEC_COUNT] = {
                  "One per app, repeatable. APPID is 32 characters `[0-9A-Za-z]`. A section with no "
                  "keys declares an app without certificate; so does naming the app in a customer's "
                  "`apps`."},
+    [SEC_WEBHOOK] = {"webhook", "[webhook:NAME]", NULL,
+                     "One per receiver of presence events, repeatable. NAME is 1..64 characters "
+                     "`[A-Za-z0-9_-]` and names the webhook's place in the outbox: renaming it "
+                     "starts it afresh. Events are POSTed in signed batches from a durable outbox "
+                     "(docs/WEBHOOKS.md); with the redis backend, give every node the same "
+                     "sections: one node at a time delivers each."},
 };
+
+static const struct choice event_choices[] = {{"user", RTMD_WEBHOOK_USER},
+                                              {"channel", RTMD_WEBHOOK_CHANNEL},
+                                              {"message", RTMD_WEBHOOK_MESSAGE},
+                                              {NULL, 0}};
 
 static const struct choice bool_choices[] = {{"on", 1},    {"off", 0}, {"true", 1},
                                              {"false", 0}, {"yes", 1}, {"no", 0},
@@ -403,6 +414,76 @@ const struct opt rtmd_config_options[] = {
             "the app's event logs, spend its `events_qps` and read every user's kept messages; "
             "`off` leaves those endpoints to Basic auth (send endpoints still take a token, as "
             "its own user only)"},
+
+    /* [webhook:NAME] */
+    {.section = SEC_WEBHOOK,
+     .name = "url",
+     .type = T_STRING,
+     .offset = offsetof(struct rtmd_webhook_config, url),
+     .min = 8,
+     .max = 2048,
+     .validate = rtmd_config_validate_webhook_url,
+     .bounds = "an `http://` or `https://` URL, at most 2048 bytes",
+     .doc = "Where the batches are POSTed (https: the receiver's certificate is verified against "
+            "the system's CAs)",
+     .required = true},
+    {.section = SEC_WEBHOOK,
+     .name = "secret",
+     .type = T_STRING,
+     .offset = offsetof(struct rtmd_webhook_config, secret),
+     .min = 16,
+     .max = 256,
+     .doc = "Key of the `X-Rtmd-Signature` HMAC-SHA256; never logged",
+     .required = true},
+    {.section = SEC_WEBHOOK,
+     .name = "events",
+     .type = T_EVENTS,
+     .type_doc = "list",
+     .offset = offsetof(struct rtmd_webhook_config, events),
+     .def = "user, channel",
+     .choices = event_choices,
+     .bounds = "any of `user` (Login, Logout), `channel` (Join, Leave), `message` (peer and "
+               "channel messages sent; each send is then answered once its event is durable)",
+     .doc = "Which events the webhook receives"},
+    {.section = SEC_WEBHOOK,
+     .name = "apps",
+     .type = T_APPS,
+     .type_doc = "list",
+     .bounds = "App IDs",
+     .doc = "Apps whose events the webhook receives; not set: every app"},
+    {.section = SEC_WEBHOOK,
+     .name = "batch_max",
+     .type = T_U32,
+     .offset = offsetof(struct rtmd_webhook_config, batch_max),
+     .def = "1000",
+     .min = 1,
+     .max = 10000,
+     .doc = "Events in one POST at most"},
+    {.section = SEC_WEBHOOK,
+     .name = "timeout_ms",
+     .type = T_U32,
+     .offset = offsetof(struct rtmd_webhook_config, timeout_ms),
+     .def = "10000",
+     .min = 100,
+     .max = 600000,
+     .doc = "Milliseconds one POST may take, connecting included; then it counts as failed"},
+    {.section = SEC_WEBHOOK,
+     .name = "ca_file",
+     .type = T_STRING,
+     .offset = offsetof(struct rtmd_webhook_config, ca_file),
+     .min = 1,
+     .max = PATH_MAX_LEN,
+     .doc = "PEM file of the CAs an `https://` receiver's certificate is verified against, "
+            "instead of the system's (a private CA); read at each connection"},
+    {.section = SEC_WEBHOOK,
+     .name = "retry_s",
+     .type = T_U32,
+     .offset = offsetof(struct rtmd_webhook_config, retry_s),
+     .def = "86400",
+     .min = 1,
+     .max = 604800,
+     .doc = "Seconds a batch is retried (jittered exponential backoff, 0.5 s doubling to 5 min) "
+            "from its first try; then its events are dropped and counted as failed"},
 };
 
 const struct rule rtmd_config_rules[] = {

@@ -312,6 +312,10 @@ int rtmd_messaging_send(struct rtmd_messaging *m, const struct rtmd_send_request
         send_peer(s, rq, &msg);
     else
         send_channel(s, rq, &msg);
+    /* A webhook wants messages: the send is answered once its event is
+     * durable in the outbox (docs/WEBHOOKS.md). */
+    if (rtmd_store_outbox_wants(m->store, RTMD_OUTBOX_MESSAGES))
+        keep(s, rtmd_store_outbox_message(m->store, rq->app, &msg, on_kept, s));
     if (s->outstanding > 1) {
         send_done(s);
         return 0;

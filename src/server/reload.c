@@ -73,6 +73,8 @@ int rtmd_reload(struct rtmd_reload *r)
         rtmd_log_warn(MODULE, "%s: changed, but needs a restart (the running values stay): %s",
                       r->cfg->path, ch.restart_keys);
     set_up_added(r, &ch);
+    if (r->webhooks)
+        rtmd_webhooks_reload(r->webhooks);
     size_t ended = 0;
     for (size_t i = 0; i < ch.n_removed; i++) {
         size_t n = rtmd_gateway_end_app(r->gateway, ch.removed[i]);

@@ -21,6 +21,7 @@
 #include "gateway/gateway.h"
 #include "net/conn.h"
 #include "store/store.h"
+#include "webhook/webhook.h"
 
 /* What a reload touches; main owns all of it. */
 struct rtmd_reload {
@@ -28,6 +29,7 @@ struct rtmd_reload {
     struct rtmd_server *server;
     struct rtmd_store *store;
     struct rtmd_gateway *gateway;
+    struct rtmd_webhooks *webhooks; /* NULL: none running */
 };
 
 /* Reloads (loop thread). 0, or -1 when the file (or a certificate) did

@@ -170,6 +170,7 @@
  */
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -246,7 +247,9 @@ enum op_kind {
     OP_HISTORY_COUNT,
     OP_OFFLINE_PUT,
     OP_OFFLINE_TAKE,
-    OP_PRUNE
+    OP_PRUNE,
+    OP_OUTBOX_READ,
+    OP_OUTBOX_MESSAGE
 };
 
 struct item {
@@ -283,6 +286,7 @@ struct op {
     /* Message ops: strings point into the op's own bytes. */
     rtmd_store_messages_cb messages_cb;
     rtmd_store_count_cb count_cb;
+    rtmd_store_outbox_cb outbox_cb;
     union {
         struct {
             struct rtmd_message m;
@@ -305,6 +309,19 @@ struct op {
             struct rtmd_str uid;
             uint64_t now;
         } take; /* OP_OFFLINE_TAKE */
+        struct {
+            struct rtmd_str hook; /* the webhook's name, in the op's bytes */
+            uint32_t max;         /* rows at most */
+            uint64_t ack;         /* first the hook's position moves to this (0: stays) */
+            uint64_t prune_upto;  /* and rows up to this id go (every hook passed them) */
+            /* read, set by the worker: rows (views into op->joined once done) */
+            struct rtmd_outbox_row *rows;
+            size_t n;
+            uint64_t position, newest;
+            /* OP_OUTBOX_MESSAGE: the event, in the op's bytes */
+            struct rtmd_str json;
+            uint64_t ms;
+        } outbox; /* OP_OUTBOX_READ, OP_OUTBOX_MESSAGE */
         struct {
             uint64_t before_ms; /* history older than this goes */
             uint64_t now;       /* offline messages expired by this go */
@@ -333,8 +350,17 @@ enum stmt_id {
     ST_SYNC_FULL,
     ST_SYNC_NORMAL,
     ST_PROBE,
+    ST_OUTBOX_INSERT, /* the outbox's statements, from here on: prepared with its tables */
+    ST_OUTBOX_START,
+    ST_OUTBOX_POSITION,
+    ST_OUTBOX_READ,
+    ST_OUTBOX_ACK,
+    ST_OUTBOX_PRUNE,
+    ST_OUTBOX_NEWEST,
     ST_COUNT
 };
+
+#define ST_BASE_COUNT ST_OUTBOX_INSERT /* statements prepared at open */
 
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x)  STRINGIFY_(x)
@@ -360,6 +386,17 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
     /* A write of one page that changes nothing (see "Failed writes"). */
     [ST_PROBE] = "PRAGMA user_version=" STRINGIFY(SCHEMA_VERSION),
+    [ST_OUTBOX_INSERT] =
+        "INSERT INTO webhook_outbox(app,kind,seq,ms,json,session) VALUES(?1,?2,?3,?4,?5,?6)",
+    /* A webhook seen for the first time starts after what the outbox holds. */
+    [ST_OUTBOX_START] = "INSERT OR IGNORE INTO webhook_positions(hook,id)"
+                        " VALUES(?1,(SELECT COALESCE(MAX(id),0) FROM webhook_outbox))",
+    [ST_OUTBOX_POSITION] = "SELECT id FROM webhook_positions WHERE hook=?1",
+    [ST_OUTBOX_READ] = "SELECT id,app,kind,seq,ms,json,session FROM webhook_outbox WHERE id>?1"
+                       " ORDER BY id LIMIT ?2",
+    [ST_OUTBOX_ACK] = "UPDATE webhook_positions SET id=?2 WHERE hook=?1 AND id<?2",
+    [ST_OUTBOX_PRUNE] = "DELETE FROM webhook_outbox WHERE id<=?1",
+    [ST_OUTBOX_NEWEST] = "SELECT seq FROM sqlite_sequence WHERE name='webhook_outbox'",
 };
 
 static const char schema_sql[] =
@@ -373,6 +410,18 @@ static const char schema_sql[] =
     " PRIMARY KEY(app,uid)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS memberships(app TEXT NOT NULL, uid TEXT NOT NULL,"
     " channel TEXT NOT NULL, since INTEGER NOT NULL, PRIMARY KEY(app,uid,channel)) WITHOUT ROWID;";
+
+/* Webhooks (docs/WEBHOOKS.md): every event some webhook wants, written in
+ * the transaction of the event itself; AUTOINCREMENT so an id is never
+ * reused, even once the table was emptied. Made the first time a webhook
+ * needs them (outbox_tables), so a database never used with webhooks keeps
+ * the schema it had. */
+static const char outbox_sql[] =
+    "CREATE TABLE IF NOT EXISTS webhook_outbox(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " app TEXT NOT NULL, kind INTEGER NOT NULL, seq INTEGER NOT NULL, ms INTEGER NOT NULL,"
+    " json TEXT NOT NULL, session TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS webhook_positions(hook TEXT PRIMARY KEY, id INTEGER NOT NULL)"
+    " WITHOUT ROWID;";
 
 struct embedded {
     struct rtmd_store base;
@@ -406,6 +455,9 @@ struct embedded {
     uint64_t history_kept;
     uint64_t offline_kept;
     uint64_t offline_dropped;
+    void (*outbox_notify)(void *ctx, uint64_t newest); /* events entered the outbox */
+    void *outbox_ctx;
+    bool outbox_new; /* since the last notify */
 
     size_t batch_n;   /* ops in batch */
     bool batch_other; /* batch holds an op other than a cursor write */
@@ -425,6 +477,12 @@ struct embedded {
     bool checkpoint_due;   /* the loop committed and the WAL is long */
     int loop_failed;       /* a commit on the loop failed with this status */
     uint64_t owed_records; /* copies of the worker's state, for stats */
+    /* Log kinds (bit 1 << kind) some webhook wants: their events also go
+     * into the outbox. Set by the loop (outbox_watch), read by the worker. */
+    _Atomic uint32_t outbox_kinds;
+    /* The newest outbox id committed (the worker writes it after a commit;
+     * the loop passes it to notify). */
+    _Atomic uint64_t outbox_newest;
     int write_error;
 
     /* Worker thread. */
@@ -441,11 +499,13 @@ struct embedded {
     /* The connection and what goes with it, under db_mu (open() and close
      * run without it: no other thread is there). */
     uv_mutex_t db_mu;
-    bool db_on_loop;  /* the loop thread runs this transaction */
-    bool wal_long;    /* a commit left WAL_CHECKPOINT_PAGES or more in the WAL */
-    bool w_sync_full; /* the connection's synchronous level is FULL now */
-    int db_status;    /* the status of the last failed transaction */
-    bool db_wrote;    /* set by on_wal: a commit wrote pages to the WAL */
+    bool db_on_loop;        /* the loop thread runs this transaction */
+    bool wal_long;          /* a commit left WAL_CHECKPOINT_PAGES or more in the WAL */
+    bool w_sync_full;       /* the connection's synchronous level is FULL now */
+    bool outbox_ready;      /* the outbox's tables and statements exist (outbox_tables) */
+    uint64_t w_outbox_last; /* the id of the last outbox row written */
+    int db_status;          /* the status of the last failed transaction */
+    bool db_wrote;          /* set by on_wal: a commit wrote pages to the WAL */
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT];
     struct rtmd_msgdb msgdb;
@@ -552,6 +612,27 @@ static void db_close(struct embedded *s)
 /* ---- the worker ---- */
 
 /* Inserts the item's event into its log and notes the log for the trim. */
+/* The event's outbox row, when some webhook wants its kind (same
+ * transaction as the event: an acknowledged event is in the outbox). */
+static int outbox_put(struct embedded *s, const struct app_state *as, int kind, uint64_t seq,
+                      uint64_t ms, struct rtmd_str json, struct rtmd_str session)
+{
+    if (!(atomic_load_explicit(&s->outbox_kinds, memory_order_relaxed) & (1u << kind)) ||
+        !s->outbox_ready)
+        return 0; /* not wanted; or wanted since this transaction began (not yet made) */
+    sqlite3_stmt *st = s->stmt[ST_OUTBOX_INSERT];
+    bind_app(st, as);
+    sqlite3_bind_int(st, 2, kind);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)ms);
+    bind_str(st, 5, json);
+    bind_str(st, 6, session);
+    int rc = run(st);
+    if (rc == 0)
+        s->w_outbox_last = (uint64_t)sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
 static int insert_event(struct embedded *s, struct app_state *as, const struct item *it)
 {
     int kind = (int)rtmd_event_log_kind(it->type);
@@ -563,6 +644,9 @@ static int insert_event(struct embedded *s, struct app_state *as, const struct i
     sqlite3_bind_text(st, 4, it->rec->json, (int)it->rec->len, SQLITE_STATIC);
     bind_str(st, 5, rtmd_evrec_session(it->rec));
     if ((rc = run(st)))
+        return rc;
+    if ((rc = outbox_put(s, as, kind, it->rec->seq, it->ms, rtmd_evrec_str(it->rec),
+                         rtmd_evrec_session(it->rec))))
         return rc;
     struct log_state *ls = &as->logs[kind];
     ls->w_max_seq = it->rec->seq;
@@ -648,6 +732,76 @@ static int exec_item(struct embedded *s, struct op *op, struct item *it)
     return SQLITE_MISUSE;
 }
 
+static int query_int(struct embedded *s, sqlite3_stmt *st, int64_t *out);
+
+/* A webhook's position (created after the rows already there when the
+ * webhook is new) moves to ack, never back; rows every webhook passed go. */
+static int outbox_ack(struct embedded *s, struct op *op)
+{
+    if (!s->outbox_ready)
+        return SQLITE_ERROR; /* its tables could not be made (logged) */
+    sqlite3_stmt *st = s->stmt[ST_OUTBOX_START];
+    bind_str(st, 1, op->u.outbox.hook);
+    int rc = run(st);
+    if (rc)
+        return rc;
+    if (!op->u.outbox.ack)
+        return 0;
+    st = s->stmt[ST_OUTBOX_ACK];
+    bind_str(st, 1, op->u.outbox.hook);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)op->u.outbox.ack);
+    if ((rc = run(st)))
+        return rc;
+    if (!op->u.outbox.prune_upto)
+        return 0;
+    st = s->stmt[ST_OUTBOX_PRUNE];
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)op->u.outbox.prune_upto);
+    return run(st);
+}
+
+/* A webhook's next rows: up to max after its position (a webhook seen for
+ * the first time starts after the rows already there). Row bytes go to
+ * op->joined; the views are made on the loop (complete_outbox). */
+static int outbox_read(struct embedded *s, struct op *op)
+{
+    int rc = outbox_ack(s, op);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = s->stmt[ST_OUTBOX_POSITION];
+    bind_str(st, 1, op->u.outbox.hook);
+    int64_t from = 0, newest = 0;
+    if ((rc = query_int(s, st, &from)) || (rc = query_int(s, s->stmt[ST_OUTBOX_NEWEST], &newest)))
+        return rc;
+    op->u.outbox.position = (uint64_t)from;
+    op->u.outbox.newest = (uint64_t)RTMD_MAX(from, newest);
+    st = s->stmt[ST_OUTBOX_READ];
+    sqlite3_bind_int64(st, 1, from);
+    sqlite3_bind_int64(st, 2, op->u.outbox.max);
+    op->u.outbox.rows = rtmd_calloc(op->u.outbox.max, sizeof(*op->u.outbox.rows));
+    rtmd_buf_init(&op->joined, SIZE_MAX);
+    size_t n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < op->u.outbox.max) {
+        struct rtmd_outbox_row *r = &op->u.outbox.rows[n++];
+        r->id = (uint64_t)sqlite3_column_int64(st, 0);
+        r->kind = sqlite3_column_int(st, 2);
+        r->seq = r->kind == RTMD_OUTBOX_MESSAGES ? r->id : (uint64_t)sqlite3_column_int64(st, 3);
+        r->ms = (uint64_t)sqlite3_column_int64(st, 4);
+        /* Offsets into joined for now (it may move while it grows). */
+        static const int cols[3] = {1, 5, 6};
+        struct rtmd_str *out[3] = {&r->app, &r->json, &r->session};
+        for (int c = 0; c < 3; c++) {
+            const char *t = (const char *)sqlite3_column_text(st, cols[c]);
+            size_t len = (size_t)sqlite3_column_bytes(st, cols[c]);
+            out[c]->p = (const char *)(uintptr_t)op->joined.len;
+            out[c]->len = len;
+            rtmd_buf_append(&op->joined, t ? t : "", len);
+        }
+    }
+    sqlite3_reset(st);
+    op->u.outbox.n = n;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc;
+}
+
 /* A read that fails fails alone, unless SQLite ended the transaction. */
 static int read_failed(struct embedded *s, struct op *op, int rc, const char *what)
 {
@@ -694,6 +848,12 @@ static int exec_op(struct embedded *s, struct op *op)
     case OP_OFFLINE_TAKE:
         return rtmd_msgdb_offline_take(m, op->app->key, op->u.take.uid, op->u.take.now, &op->rows);
     case OP_PRUNE: break; /* never part of a group commit */
+    case OP_OUTBOX_READ:
+        rc = outbox_read(s, op);
+        return rc ? read_failed(s, op, rc, "webhook outbox read") : 0;
+    case OP_OUTBOX_MESSAGE:
+        return outbox_put(s, op->app, RTMD_OUTBOX_MESSAGES, 0, op->u.outbox.ms, op->u.outbox.json,
+                          rtmd_str_make("", 0));
     }
     return SQLITE_MISUSE;
 }
@@ -721,8 +881,10 @@ static void set_sync_for(struct embedded *s, const struct rtmd_list *work)
     const struct rtmd_list *n;
     for (n = work->next; n != work && !full; n = n->next) {
         const struct op *op = RTMD_CONTAINER_OF(n, struct op, link);
+        /* Webhook positions are read positions too: a lost one delivers a
+         * batch again, never loses one. */
         full = !(op->kind == OP_CURSOR || op->kind == OP_HISTORY_QUERY ||
-                 op->kind == OP_HISTORY_COUNT);
+                 op->kind == OP_HISTORY_COUNT || op->kind == OP_OUTBOX_READ);
     }
     if (full != s->w_sync_full && run(s->stmt[full ? ST_SYNC_FULL : ST_SYNC_NORMAL]) == 0)
         s->w_sync_full = full;
@@ -771,6 +933,20 @@ static bool transient(int rc)
  * one's status. Returns 0, or the SQLite error that failed the transaction
  * (rolled back: every op that ran fails). *n_ops: the ops (events, cursor
  * writes, message ops) committed — all that ran, or 0. */
+static int outbox_tables(struct embedded *s);
+
+/* Whether work needs the outbox's tables: a webhook wants some kind, or
+ * work reads the outbox. */
+static bool outbox_needed(struct embedded *s, const struct rtmd_list *work)
+{
+    if (atomic_load_explicit(&s->outbox_kinds, memory_order_relaxed))
+        return true;
+    for (const struct rtmd_list *n = work->next; n != work; n = n->next)
+        if (RTMD_CONTAINER_OF(n, struct op, link)->kind == OP_OUTBOX_READ)
+            return true;
+    return false;
+}
+
 static int run_transaction(struct embedded *s, struct rtmd_list *work, uint64_t *n_ops)
 {
     uint64_t n_run = 0;
@@ -779,6 +955,8 @@ static int run_transaction(struct embedded *s, struct rtmd_list *work, uint64_t 
     uint64_t start_ns = uv_hrtime();
     set_sync_for(s, work);
     mark_last_cursors(work, false);
+    if (!s->outbox_ready && outbox_needed(s, work))
+        outbox_tables(s); /* on failure, logged; outbox reads fail, events skip the outbox */
     int rc = run(s->stmt[ST_BEGIN]);
 
     rtmd_list_foreach_safe(n, tmp, work)
@@ -808,6 +986,7 @@ static int run_transaction(struct embedded *s, struct rtmd_list *work, uint64_t 
     *n_ops = rc ? 0 : n_run;
     if (rc == 0) {
         uint64_t ns = uv_hrtime() - start_ns;
+        atomic_store_explicit(&s->outbox_newest, s->w_outbox_last, memory_order_relaxed);
         uv_mutex_lock(&s->mu);
         rtmd_histogram_observe(&s->commit_duration, ns);
         uv_mutex_unlock(&s->mu);
@@ -1162,6 +1341,11 @@ static void op_free(struct op *op)
             rtmd_evrec_release(op->items[i].rec);
         break;
     case OP_CURSOR: rtmd_buf_free(&op->joined); break;
+    case OP_OUTBOX_READ:
+        rtmd_buf_free(&op->joined);
+        rtmd_free(op->u.outbox.rows);
+        break;
+    case OP_OUTBOX_MESSAGE: break;
     default: rtmd_msgdb_rows_free(&op->rows); break;
     }
     rtmd_free(op);
@@ -1218,6 +1402,8 @@ static void complete_presence(struct embedded *s, struct op *op)
             if (rtmd_evlog_append(&op->app->logs[kind].log, it->rec) == 0)
                 it->rec = NULL;
             s->recorded[kind]++;
+            if (atomic_load_explicit(&s->outbox_kinds, memory_order_relaxed) & (1u << kind))
+                s->outbox_new = true;
         }
         if (op->session_delta < 0 && s->sessions < (uint64_t)-op->session_delta)
             s->sessions = 0;
@@ -1281,6 +1467,27 @@ static void complete_message(struct embedded *s, struct op *op)
     }
 }
 
+static void complete_outbox(struct embedded *s, struct op *op)
+{
+    pending_sub(s, 1);
+    if (op->kind == OP_OUTBOX_MESSAGE) {
+        if (op->status == 0)
+            s->outbox_new = true;
+        op->cb(op->arg, op->status);
+        return;
+    }
+    size_t n = op->status == 0 ? op->u.outbox.n : 0;
+    const char *base = op->joined.data ? op->joined.data : "";
+    for (size_t i = 0; i < n; i++) {
+        struct rtmd_outbox_row *r = &op->u.outbox.rows[i];
+        r->app.p = base + (uintptr_t)r->app.p;
+        r->json.p = base + (uintptr_t)r->json.p;
+        r->session.p = base + (uintptr_t)r->session.p;
+    }
+    struct rtmd_outbox_batch b = {op->u.outbox.rows, n, op->u.outbox.position, op->u.outbox.newest};
+    op->outbox_cb(op->arg, op->status, &b);
+}
+
 static void complete_prune(struct embedded *s, struct op *op)
 {
     s->prune_inflight = false;
@@ -1309,12 +1516,19 @@ static void drain_done(struct embedded *s)
         case OP_PRESENCE: complete_presence(s, op); break;
         case OP_CURSOR: complete_pull(s, op); break;
         case OP_PRUNE: complete_prune(s, op); break;
+        case OP_OUTBOX_READ:
+        case OP_OUTBOX_MESSAGE: complete_outbox(s, op); break;
         default: complete_message(s, op); break;
         }
         op_free(op);
     }
     if (!rtmd_list_empty(&s->done))
         uv_async_send(&s->async); /* the rest next iteration */
+    if (s->outbox_new && s->outbox_notify) {
+        s->outbox_new = false;
+        s->outbox_notify(s->outbox_ctx,
+                         atomic_load_explicit(&s->outbox_newest, memory_order_relaxed));
+    }
     maybe_finish(s);
 }
 
@@ -1944,6 +2158,81 @@ static void on_prune_timer(uv_timer_t *t)
     schedule_prune(RTMD_CONTAINER_OF(t, struct embedded, prune_timer));
 }
 
+/* ---- webhook outbox ----------------------------------------------------- */
+
+static void embedded_outbox_watch(struct rtmd_store *base, uint32_t kinds,
+                                  void (*notify)(void *ctx, uint64_t newest), void *ctx)
+{
+    struct embedded *s = from_base(base);
+    atomic_store(&s->outbox_kinds, kinds);
+    s->outbox_notify = notify;
+    s->outbox_ctx = ctx;
+}
+
+static struct op *outbox_op(enum op_kind kind, struct rtmd_str hook)
+{
+    struct op *op = op_new(NULL, kind, hook.len);
+    char *at = (char *)op->items;
+    op->u.outbox.hook = copy_to(&at, hook);
+    return op;
+}
+
+static int embedded_outbox_read(struct rtmd_store *base, struct rtmd_str hook, uint64_t ack,
+                                uint64_t prune_upto, uint32_t max, rtmd_store_outbox_cb cb,
+                                void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    if (max == 0 || max > RTMD_OUTBOX_READ_MAX || hook.len == 0)
+        return -EINVAL;
+    struct op *op = outbox_op(OP_OUTBOX_READ, hook);
+    op->u.outbox.max = max;
+    op->u.outbox.ack = ack;
+    op->u.outbox.prune_upto = prune_upto;
+    op->outbox_cb = cb;
+    op->arg = arg;
+    op_submit(s, op);
+    return 0;
+}
+
+static bool embedded_outbox_wants(const struct rtmd_store *base, int kind)
+{
+    const struct embedded *s = (const struct embedded *)base;
+    return kind >= 0 && kind < 32 &&
+           (atomic_load_explicit(&s->outbox_kinds, memory_order_relaxed) & (1u << kind));
+}
+
+static int embedded_outbox_message(struct rtmd_store *base, const struct rtmd_app *app,
+                                   const struct rtmd_message *m, rtmd_store_cb cb, void *arg)
+{
+    struct embedded *s = from_base(base);
+    if (s->closing)
+        return RTMD_ECLOSED;
+    struct app_state *as = app_state(s, app);
+    if (!as || !cb || !message_ok(s, m))
+        return -EINVAL;
+    if (s->pending >= MAX_PENDING)
+        return -EAGAIN;
+    /* The event is made here, on the loop (escaping at most 6x). */
+    struct rtmd_buf json;
+    rtmd_buf_init(&json, 6 * message_bytes(m) + 256);
+    int rc = rtmd_message_event_format(&json, m);
+    if (rc) {
+        rtmd_buf_free(&json);
+        return rc;
+    }
+    struct op *op = op_new(as, OP_OUTBOX_MESSAGE, json.len);
+    char *at = (char *)op->items;
+    op->u.outbox.json = copy_to(&at, rtmd_str_make(json.data, json.len));
+    op->u.outbox.ms = m->ms;
+    rtmd_buf_free(&json);
+    op->cb = cb;
+    op->arg = arg;
+    op_submit(s, op);
+    return 0;
+}
+
 static void embedded_stats(struct rtmd_store *base, struct rtmd_store_stats *out)
 {
     struct embedded *s = from_base(base);
@@ -2220,7 +2509,7 @@ static int configure(struct embedded *s)
         if ((rc = exec_sql(s, "COMMIT")))
             return rc;
     }
-    for (int i = 0; i < ST_COUNT; i++)
+    for (int i = 0; i < ST_BASE_COUNT; i++)
         if (!(s->stmt[i] = prepare(s, stmt_sql[i])))
             return RTMD_ESTORE;
     if (rtmd_msgdb_prepare(&s->msgdb, s->db) != SQLITE_OK)
@@ -2247,6 +2536,9 @@ static int record_event(struct embedded *s, struct app_state *as, const struct r
     sqlite3_bind_text(st, 5, session.p ? session.p : "", (int)session.len, SQLITE_STATIC);
     if (run(st))
         return db_fail(s, "recovery: insert event");
+    if (outbox_put(s, as, (int)kind, seq, p->ms, rtmd_str_make(s->scratch.data, s->scratch.len),
+                   session))
+        return db_fail(s, "recovery: webhook outbox");
     s->recorded[kind]++;
     return 0;
 }
@@ -2451,6 +2743,65 @@ static int embedded_add_app(struct rtmd_store *base, const struct rtmd_app *app)
     return rc;
 }
 
+/* The log kinds a set of webhooks wants (bit 1 << rtmd_evlog_kind). */
+static uint32_t outbox_kinds_of(const struct rtmd_config *cfg)
+{
+    uint32_t kinds = 0;
+    for (size_t i = 0; i < cfg->n_webhooks; i++) {
+        if (cfg->webhooks[i]->events & RTMD_WEBHOOK_USER)
+            kinds |= 1u << RTMD_EVLOG_USER;
+        if (cfg->webhooks[i]->events & RTMD_WEBHOOK_CHANNEL)
+            kinds |= 1u << RTMD_EVLOG_CHANNEL;
+        if (cfg->webhooks[i]->events & RTMD_WEBHOOK_MESSAGE)
+            kinds |= 1u << RTMD_OUTBOX_MESSAGES;
+    }
+    return kinds;
+}
+
+/* The outbox's tables and statements, the first time a webhook needs them;
+ * outside any transaction (at open, or on the worker before a BEGIN). */
+static int outbox_tables(struct embedded *s)
+{
+    if (s->outbox_ready)
+        return 0;
+    int rc = exec_sql(s, outbox_sql);
+    for (int i = ST_BASE_COUNT; i < ST_COUNT && !rc; i++)
+        if (!(s->stmt[i] = prepare(s, stmt_sql[i])))
+            rc = RTMD_ESTORE;
+    if (rc) {
+        rtmd_log_error(MODULE, "cannot make the webhook outbox's tables: %s",
+                       sqlite3_errmsg(s->db));
+        for (int i = ST_BASE_COUNT; i < ST_COUNT; i++) {
+            sqlite3_finalize(s->stmt[i]);
+            s->stmt[i] = NULL;
+        }
+        return rc;
+    }
+    s->outbox_ready = true;
+    return 0;
+}
+
+/* Before recovery writes its events: the configured webhooks' kinds, their
+ * tables, and a position for each webhook seen for the first time (after
+ * the rows already there), so the Leaves and Logouts recovery records reach
+ * them. */
+static int outbox_open(struct embedded *s)
+{
+    if (s->cfg->n_webhooks == 0)
+        return 0;
+    int rc = outbox_tables(s);
+    if (rc)
+        return rc;
+    atomic_store(&s->outbox_kinds, outbox_kinds_of(s->cfg));
+    for (size_t i = 0; i < s->cfg->n_webhooks; i++) {
+        sqlite3_stmt *st = s->stmt[ST_OUTBOX_START];
+        bind_str(st, 1, rtmd_str_cstr(s->cfg->webhooks[i]->name));
+        if (run(st))
+            return db_fail(s, "webhook positions");
+    }
+    return 0;
+}
+
 static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv_loop_t *loop)
 {
     int rc;
@@ -2506,7 +2857,7 @@ static int embedded_open(struct rtmd_store **out, const struct rtmd_config *cfg,
         goto fail;
     }
     rtmd_buf_free(&path);
-    if ((rc = configure(s)) || (rc = restore(s, 0, s->n_apps)))
+    if ((rc = configure(s)) || (rc = outbox_open(s)) || (rc = restore(s, 0, s->n_apps)))
         goto fail;
 
     /* The worker owns the connection from here on. It touches the async
@@ -2547,6 +2898,10 @@ const struct rtmd_store_type rtmd_store_embedded = {
     .name = "embedded",
     .open = embedded_open,
     .presence = embedded_presence,
+    .outbox_watch = embedded_outbox_watch,
+    .outbox_read = embedded_outbox_read,
+    .outbox_message = embedded_outbox_message,
+    .outbox_wants = embedded_outbox_wants,
     .pull = embedded_pull,
     .rate = embedded_rate,
     .history_put = embedded_history_put,

@@ -939,6 +939,7 @@ static void beat(struct redis_store *rs)
         rs->beat_busy = true;
     if (rtmd_redis_client_time(rs->client, rtmd_redis_deadline(rs), on_time, rs) == 0)
         rs->inflight++;
+    rtmd_redis_outbox_renew(rs);
 }
 
 static void on_beat_timer(uv_timer_t *t)
@@ -1036,6 +1037,7 @@ static void store_free(struct redis_store *rs)
         free(a);
     }
     free(rs->apps);
+    rtmd_redis_outbox_free(rs);
     free(rs);
 }
 
@@ -1469,4 +1471,8 @@ const struct rtmd_store_type rtmd_store_redis = {
     .tail_watch = rtmd_redis_tail_watch,
     .tail_publish = rtmd_redis_tail_publish,
     .tail_wanted = rtmd_redis_tail_wanted,
+    .outbox_watch = rtmd_redis_outbox_watch,
+    .outbox_read = rtmd_redis_outbox_read,
+    .outbox_message = rtmd_redis_outbox_message,
+    .outbox_wants = rtmd_redis_outbox_wants,
 };

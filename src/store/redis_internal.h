@@ -123,6 +123,12 @@ struct redis_store {
     bool tail_busy; /* a TAIL script is out */
     struct rtmd_store_stats stats;
     struct redis_msg_state msg;
+    /* Webhooks (redis_outbox.c). */
+    uint32_t outbox_kinds; /* bit 1 << kind: this node's webhooks want them */
+    void (*outbox_notify)(void *ctx, uint64_t newest);
+    void *outbox_ctx;
+    struct ob_hook **ob_hooks; /* the webhooks this node read for */
+    size_t n_ob_hooks;
 };
 
 /* The deadline of a call made now (rtmd_now_ms() time). */
@@ -229,5 +235,19 @@ bool rtmd_redis_tail_push(struct redis_store *rs, struct rtmd_str channel, struc
 /* Starts a prune pass now unless one runs (tests; message calls start one
  * at most every minute by themselves). */
 void rtmd_redis_msg_prune(struct redis_store *rs);
+
+/* redis_outbox.c: the webhook outbox (store.h outbox_*). */
+struct ob_hook;
+int rtmd_redis_outbox_read(struct rtmd_store *base, struct rtmd_str hook, uint64_t ack,
+                           uint64_t prune_upto, uint32_t max, rtmd_store_outbox_cb cb, void *arg);
+int rtmd_redis_outbox_message(struct rtmd_store *base, const struct rtmd_app *app,
+                              const struct rtmd_message *m, rtmd_store_cb cb, void *arg);
+void rtmd_redis_outbox_watch(struct rtmd_store *base, uint32_t kinds,
+                             void (*notify)(void *ctx, uint64_t newest), void *ctx);
+bool rtmd_redis_outbox_wants(const struct rtmd_store *base, int kind);
+void rtmd_redis_outbox_free(struct redis_store *rs);
+/* At each heartbeat: renews the leases this node holds for webhooks still
+ * in its config. */
+void rtmd_redis_outbox_renew(struct redis_store *rs);
 
 #endif

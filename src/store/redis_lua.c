@@ -14,13 +14,22 @@
     "-- count moves past them; drops holds the counts for the caller. Each event's session_id "    \
     "goes\n"                                                                                       \
     "-- to the list P es:KIND as \"NUMBER:NODE|SESSION\", trimmed alike.\n"                        \
-    "local regions, drops = nil, {}\n"                                                             \
-    "local function ev(kind, json, sid)\n"                                                         \
+    "-- An event of a kind some node's webhooks want (P wk, bits: 1 user, 2 channel) is also\n"    \
+    "-- pushed to the app's webhook outbox P wo as "                                               \
+    "\"ID\\nKIND\\nNUMBER\\nMS\\nSESSION\\nJSON\".\n"                                              \
+    "local regions, drops, wk = nil, {}, nil\n"                                                    \
+    "local function ev(kind, json, sid, ms)\n"                                                     \
     "  local s, es = p .. 'ev:' .. kind, p .. 'es:' .. kind\n"                                     \
     "  local len = redis.call('RPUSH', s, json)\n"                                                 \
     "  local keep = tonumber(retain)\n"                                                            \
     "  local num = redis.call('HINCRBY', p .. 'evn', kind, 1)\n"                                   \
     "  local sl = redis.call('RPUSH', es, num .. ':' .. sid)\n"                                    \
+    "  wk = wk or tonumber(redis.call('GET', p .. 'wk') or '0')\n"                                 \
+    "  if bit.band(wk, kind == 'u' and 1 or 2) ~= 0 then\n"                                        \
+    "    local id = redis.call('HINCRBY', p .. 'evn', 'wo', 1)\n"                                  \
+    "    redis.call('RPUSH', p .. 'wo', id .. '\\n' .. kind .. '\\n' .. num .. '\\n' .. ms .. "    \
+    "'\\n' .. sid .. '\\n' .. json)\n"                                                             \
+    "  end\n"                                                                                      \
     "  if sl > keep then\n"                                                                        \
     "    redis.call('LTRIM', es, sl - keep, -1)\n"                                                 \
     "  end\n"                                                                                      \
@@ -45,12 +54,12 @@
     "local function user_ev(t, uid, ms, sid)\n"                                                    \
     "  ev('u', '{\"ms\":' .. ms .. ',\"ts\":' .. ms .. ',\"type\":\"' .. t .. "                    \
     "'\",\"user_id\":\"' .. uid .. '\"}',\n"                                                       \
-    "     sid)\n"                                                                                  \
+    "     sid, ms)\n"                                                                              \
     "end\n"                                                                                        \
     "local function chan_ev(t, uid, ch, ms, sid)\n"                                                \
     "  ev('c', '{\"channel_id\":\"' .. ch .. '\",\"group_id\":\"' .. ch .. '\",\"ms\":' .. ms .. " \
     "',\"ts\":' ..\n"                                                                              \
-    "     ms .. ',\"type\":\"' .. t .. '\",\"user_id\":\"' .. uid .. '\"}', sid)\n"                \
+    "     ms .. ',\"type\":\"' .. t .. '\",\"user_id\":\"' .. uid .. '\"}', sid, ms)\n"            \
     "end\n"                                                                                        \
     "-- Ends uid's session (owned by `owner`, \"NODE|SESSION\"): a Leave per channel, then the\n"  \
     "-- Logout. Returns the owner's node.\n"                                                       \
@@ -822,4 +831,71 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "  end\n"
         "end\n"
         "return out\n",
+    [RTMD_LUA_OUTBOX_READ] =
+        "-- A webhook's next rows of the app's outbox (docs/WEBHOOKS.md). KEYS[1] the app's "
+        "prefix.\n"
+        "-- ARGV: hook, ack, max, kinds. Marks the kinds this node's webhooks want (P wk, for 10 "
+        "min,\n"
+        "-- OR-ed with the other nodes'); moves the hook's position (P wp; a hook seen for the "
+        "first\n"
+        "-- time starts after the rows there) to ack, never back; drops the rows every hook "
+        "that read\n"
+        "-- within a day has passed (a hook idle longer is forgotten); returns {position, "
+        "newest id,\n"
+        "-- rows after the position (at most max)...}.\n"
+        "local p, hook, ack, max = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+        "local t = redis.call('TIME')\n"
+        "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+        "local wk = p .. 'wk'\n"
+        "redis.call('SET', wk, bit.bor(tonumber(redis.call('GET', wk) or '0'), "
+        "tonumber(ARGV[4])),\n"
+        "           'PX', 600000)\n"
+        "local wo, wp, wt = p .. 'wo', p .. 'wp', p .. 'wt'\n"
+        "local total = tonumber(redis.call('HGET', p .. 'evn', 'wo') or '0')\n"
+        "local pos = tonumber(redis.call('HGET', wp, hook) or '-1')\n"
+        "if pos < 0 then pos = total end\n"
+        "if ack > pos then pos = ack end\n"
+        "redis.call('HSET', wp, hook, pos)\n"
+        "redis.call('HSET', wt, hook, now)\n"
+        "local low = pos\n"
+        "local all = redis.call('HGETALL', wp)\n"
+        "for i = 1, #all, 2 do\n"
+        "  local seen = tonumber(redis.call('HGET', wt, all[i]) or '0')\n"
+        "  if seen < now - 86400000 then\n"
+        "    redis.call('HDEL', wp, all[i])\n"
+        "    redis.call('HDEL', wt, all[i])\n"
+        "  elseif tonumber(all[i + 1]) < low then\n"
+        "    low = tonumber(all[i + 1])\n"
+        "  end\n"
+        "end\n"
+        "local len = redis.call('LLEN', wo)\n"
+        "local first = total - len + 1\n"
+        "if low >= first and len > 0 then\n"
+        "  local drop = math.min(low - first + 1, len)\n"
+        "  redis.call('LTRIM', wo, drop, -1)\n"
+        "  first = first + drop\n"
+        "end\n"
+        "local out = {pos, total}\n"
+        "if pos >= total then return out end\n"
+        "local s = math.max(pos + 1 - first, 0)\n"
+        "for _, it in ipairs(redis.call('LRANGE', wo, s, s + max - 1)) do out[#out + 1] = it end\n"
+        "return out\n",
+    [RTMD_LUA_OUTBOX_MESSAGE] =
+        "-- A message event into the app's webhook outbox. KEYS[1] the app's prefix. ARGV: ms, "
+        "the\n"
+        "-- event's JSON. Returns its id.\n"
+        "local p = KEYS[1]\n"
+        "local id = redis.call('HINCRBY', p .. 'evn', 'wo', 1)\n"
+        "redis.call('RPUSH', p .. 'wo', id .. '\\nm\\n' .. id .. '\\n' .. ARGV[1] .. '\\n\\n' .. "
+        "ARGV[2])\n"
+        "return id\n",
+    [RTMD_LUA_WEBHOOK_LEASE] =
+        "-- A webhook's delivery lease: one node at a time. KEYS[1] rtmd:{webhooks}:lease:HOOK. "
+        "ARGV:\n"
+        "-- node, ttl ms. Takes it when free, renews it when this node holds it: 1; held by "
+        "another: 0.\n"
+        "local v = redis.call('GET', KEYS[1])\n"
+        "if v and v ~= ARGV[1] then return 0 end\n"
+        "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+        "return 1\n",
 };

@@ -51,6 +51,14 @@
  * "A\nWAIT" (an ack); rtmd:c:{APPID:CHANNEL}, for the nodes with members in
  * CHANNEL — "M\nORIGIN\nFROM\nMS\nPAYLOAD" (a channel message),
  * "J\nORIGIN\nUID" / "L\nORIGIN\nUID" (a member joined / left).
+ * Webhooks (docs/WEBHOOKS.md):
+ *   P wk              kinds some node's webhooks want (1 user, 2 channel, 4 message),
+ *                     OR-ed, expiring 10 min after the last outbox read
+ *   P wo              List: the outbox, "ID\nKIND\nNUMBER\nMS\nSESSION\nJSON" (KIND u,
+ *                     c or m; a message's NUMBER is its ID), oldest first; P evn's
+ *                     field wo counts the IDs given
+ *   P wp, P wt        hashes hook → position (last ID acknowledged), → last read (ms)
+ *   rtmd:{webhooks}:lease:HOOK  the node delivering HOOK now (PX)
  * Nodes: rtmd:{nodes}:hb (sorted set NODE → last heartbeat, Redis ms),
  * rtmd:{nodes}:reaped (hash NODE → 1: its sessions were ended for it),
  * rtmd:{nodes}:since (hash NODE → when its heartbeats last began without a gap),
@@ -87,6 +95,9 @@ enum rtmd_redis_script {
     RTMD_LUA_OVERVIEW,       /* KEYS P; ARGV limit, regions... (the dashboard) */
     RTMD_LUA_NODES,          /* KEYS hb, info; ARGV node|'', report, node_timeout_ms, max */
     RTMD_LUA_TAIL,           /* KEYS tail; ARGV node, ttl_ms, APPID... */
+    RTMD_LUA_OUTBOX_READ,    /* KEYS P; ARGV hook, ack, max, kinds */
+    RTMD_LUA_OUTBOX_MESSAGE, /* KEYS P; ARGV ms, json */
+    RTMD_LUA_WEBHOOK_LEASE,  /* KEYS rtmd:{webhooks}:lease:HOOK; ARGV node, ttl ms */
     RTMD_LUA_COUNT
 };
 

@@ -61,6 +61,38 @@ int rtmd_event_format(struct rtmd_buf *out, const struct rtmd_presence_op *op)
     return rc;
 }
 
+int rtmd_message_event_format(struct rtmd_buf *out, const struct rtmd_message *m)
+{
+    size_t start = out->len;
+    bool peer = m->type == RTMD_MSG_PEER;
+    struct rtmd_json j;
+    rtmd_json_init(&j, out);
+    rtmd_json_obj_begin(&j);
+    if (!peer) {
+        rtmd_json_key(&j, "channel_id");
+        rtmd_json_str(&j, m->dst);
+    }
+    rtmd_json_key(&j, "ms");
+    rtmd_json_u64(&j, m->ms);
+    rtmd_json_key(&j, "payload");
+    rtmd_json_str(&j, m->payload);
+    if (peer) {
+        rtmd_json_key(&j, "to");
+        rtmd_json_str(&j, m->dst);
+    }
+    rtmd_json_key(&j, "ts");
+    rtmd_json_u64(&j, m->ms);
+    rtmd_json_key(&j, "type");
+    rtmd_json_cstr(&j, peer ? "PeerMessage" : "ChannelMessage");
+    rtmd_json_key(&j, "user_id");
+    rtmd_json_str(&j, m->src);
+    rtmd_json_obj_end(&j);
+    int rc = rtmd_json_finish(&j);
+    if (rc)
+        out->len = start;
+    return rc;
+}
+
 size_t rtmd_event_ts_offset(struct rtmd_str json)
 {
     static const char ts[] = ",\"ts\":";

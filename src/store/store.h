@@ -89,6 +89,32 @@ struct rtmd_event_batch {
 typedef void (*rtmd_store_cb)(void *arg, int status);
 typedef void (*rtmd_store_pull_cb)(void *arg, int status, const struct rtmd_event_batch *batch);
 
+/* One row of the webhook outbox: an event as its log keeps it. Views valid
+ * during the callback only. */
+#define RTMD_OUTBOX_MESSAGES 2 /* an outbox row's kind for a message (after the two logs) */
+struct rtmd_outbox_row {
+    uint64_t id; /* the outbox's order: increasing in commit order */
+    struct rtmd_str app;
+    int kind;     /* enum rtmd_evlog_kind, or RTMD_OUTBOX_MESSAGES */
+    uint64_t seq; /* the event's number in its log (as pulls with `after` show it); a
+                     message's: its id */
+    uint64_t ms;  /* the event's time */
+    struct rtmd_str json;
+    struct rtmd_str session;
+};
+/* Rows an outbox read returns at most. */
+#define RTMD_OUTBOX_READ_MAX 10000
+/* What an outbox read returns: rows after the webhook's position, the
+ * position itself, and the newest id the outbox ever gave (so newest -
+ * position rows wait, those the webhook will skip included). */
+struct rtmd_outbox_batch {
+    const struct rtmd_outbox_row *rows;
+    size_t n;
+    uint64_t position;
+    uint64_t newest;
+};
+typedef void (*rtmd_store_outbox_cb)(void *arg, int status, const struct rtmd_outbox_batch *b);
+
 /* Counters for /metrics, per region and log kind. */
 struct rtmd_store_stats {
     uint64_t events_recorded[RTMD_EVLOG_KINDS];
@@ -438,6 +464,31 @@ struct rtmd_store_type {
     /* Whether another node watches app's tail now (what tail_publish checks):
      * lets the caller skip making an event nobody will see. */
     bool (*tail_wanted)(struct rtmd_store *s, const struct rtmd_app *app);
+    /*
+     * The webhook outbox (optional; docs/WEBHOOKS.md). Every event of a log
+     * kind in `kinds` (bit 1 << rtmd_evlog_kind) is also written, in the
+     * same commit as the event, to one outbox; outbox ids increase in
+     * commit order. Each webhook (by name) has a durable position (a name
+     * seen for the first time starts after the rows already there). read
+     * first moves it to ack (0: stays; never back) and removes the rows up
+     * to prune_upto (0: none; the caller passes the lowest position of its
+     * webhooks), then returns up to max rows after it. One op: a webhook
+     * acknowledges a batch and reads the next in one commit. notify runs on the loop after
+     * events entered the outbox (at most once per store wakeup), with the
+     * newest outbox id committed.
+     * Reads and acks are independent of pulls: neither moves the other.
+     */
+    void (*outbox_watch)(struct rtmd_store *s, uint32_t kinds,
+                         void (*notify)(void *ctx, uint64_t newest), void *ctx);
+    int (*outbox_read)(struct rtmd_store *s, struct rtmd_str hook, uint64_t ack,
+                       uint64_t prune_upto, uint32_t max, rtmd_store_outbox_cb cb, void *arg);
+    /* Writes a message event (rtmd_message_event_format) of app to the
+     * outbox; cb runs once it is durable. Only while kinds (outbox_watch)
+     * has RTMD_OUTBOX_MESSAGES (rtmd_store_outbox_wants). */
+    int (*outbox_message)(struct rtmd_store *s, const struct rtmd_app *app,
+                          const struct rtmd_message *m, rtmd_store_cb cb, void *arg);
+    /* Whether events of kind go to the outbox now. */
+    bool (*outbox_wants)(const struct rtmd_store *s, int kind);
 };
 
 /* Every backend's context starts with this header. */
@@ -580,6 +631,36 @@ static inline int rtmd_store_status(struct rtmd_store *s, const struct rtmd_app 
         return -ENOTSUP;
     return s->type->status(s, app, uids, n, cb, arg);
 }
+static inline bool rtmd_store_has_outbox(const struct rtmd_store *s)
+{
+    return s->type->outbox_read != NULL;
+}
+static inline void rtmd_store_outbox_watch(struct rtmd_store *s, uint32_t kinds,
+                                           void (*notify)(void *ctx, uint64_t newest), void *ctx)
+{
+    if (s->type->outbox_watch)
+        s->type->outbox_watch(s, kinds, notify, ctx);
+}
+static inline int rtmd_store_outbox_read(struct rtmd_store *s, struct rtmd_str hook, uint64_t ack,
+                                         uint64_t prune_upto, uint32_t max, rtmd_store_outbox_cb cb,
+                                         void *arg)
+{
+    if (!s->type->outbox_read)
+        return -ENOTSUP;
+    return s->type->outbox_read(s, hook, ack, prune_upto, max, cb, arg);
+}
+static inline bool rtmd_store_outbox_wants(const struct rtmd_store *s, int kind)
+{
+    return s->type->outbox_wants && s->type->outbox_wants(s, kind);
+}
+static inline int rtmd_store_outbox_message(struct rtmd_store *s, const struct rtmd_app *app,
+                                            const struct rtmd_message *m, rtmd_store_cb cb,
+                                            void *arg)
+{
+    if (!s->type->outbox_message)
+        return -ENOTSUP;
+    return s->type->outbox_message(s, app, m, cb, arg);
+}
 static inline int rtmd_store_add_app(struct rtmd_store *s, const struct rtmd_app *app)
 {
     return s->type->add_app(s, app);
@@ -637,6 +718,14 @@ static inline void rtmd_store_close(struct rtmd_store *s, rtmd_store_cb cb, void
  */
 struct rtmd_buf;
 int rtmd_event_format(struct rtmd_buf *out, const struct rtmd_presence_op *op);
+/*
+ * The JSON of a message event (webhooks with `events = message`), keys in
+ * alphabetical order; user_id is the sender:
+ *   {"ms":M,"payload":"...","to":"bob","ts":M,"type":"PeerMessage","user_id":"alice"}
+ *   {"channel_id":"c","ms":M,"payload":"...","ts":M,"type":"ChannelMessage","user_id":"alice"}
+ * Appends to out; 0 or an rtmd_buf error.
+ */
+int rtmd_message_event_format(struct rtmd_buf *out, const struct rtmd_message *m);
 /*
  * The numbered form of an event (pulls with `after`): its JSON with
  * "seq":SEQ,"session_id":"SESSION" inserted before "ts" (keys stay in

@@ -356,7 +356,7 @@ static const struct {
     {"bad_ws_message.ini", ":2: max_payload: must be at most ws_max_message - 1024 (261120)"},
     {"bad_duplicate_section.ini", ":7: [server]: section appears twice (first at line 1)"},
     {"bad_unknown_section.ini", ":3: [sever]: unknown section (expected [server], [store], "
-                                "[limits], [customer:ID] or [app:APPID])"},
+                                "[limits], [customer:ID], [app:APPID] or [webhook:NAME])"},
     {"bad_continuation_scalar.ini",
      ":3: data_dir: unexpected continuation line (only lists continue on indented lines)"},
     {"bad_ipv6_brackets.ini",
@@ -787,7 +787,7 @@ static void test_more_errors(void **state)
     str_bad("[server\n", "t.ini:1: (before any section): \"[server\": missing ']'");
     str_bad("[server]\n[store\n", "t.ini:2: [server]: \"[store\": missing ']'");
     str_bad("[]\n", "t.ini:1: []: unknown section (expected [server], [store], [limits], "
-                    "[customer:ID] or [app:APPID])");
+                    "[customer:ID], [app:APPID] or [webhook:NAME])");
     str_bad("[customer:]\n",
             "t.ini:1: [customer:]: customer ID must be 1..64 characters [A-Za-z0-9_-]");
     str_bad("[customer:a]\nsecret = 12345678\n[customer:a]\n",
@@ -817,7 +817,7 @@ static void test_more_errors(void **state)
             "t.ini:2: [server]: expected \"key = value\", got \"da\\xc3\\xa9ta = 1\"");
     str_bad("[se\xffrver]\n",
             "t.ini:1: [se\\xffrver]: unknown section (expected [server], [store], [limits], "
-            "[customer:ID] or [app:APPID])");
+            "[customer:ID], [app:APPID] or [webhook:NAME])");
     str_bad("[customer:a]\nsecret = 12345678\n[customer:b]\nsecret = 12345678\n[customer:c]\n",
             "t.ini:5: [customer:c]: missing required key secret");
     /* An indented section header after a key continues that key. */
@@ -827,7 +827,7 @@ static void test_more_errors(void **state)
     /* Keys are case-sensitive. */
     str_bad("[server]\nTLS = off\n", "t.ini:2: TLS: unknown key in [server]");
     str_bad("[Server]\n", "t.ini:1: [Server]: unknown section (expected [server], [store], "
-                          "[limits], [customer:ID] or [app:APPID])");
+                          "[limits], [customer:ID], [app:APPID] or [webhook:NAME])");
 }
 
 /* A NUL byte in a file is reported, not taken for the end of the text. */
