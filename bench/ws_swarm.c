@@ -24,7 +24,12 @@
  * A sent payload is "<run>:<seq>:<send time>:" padded with 'x' to
  * --payload-bytes; the send time is CLOCK_MONOTONIC ns, which every process
  * of the machine shares, so a receiver subtracts it from its own clock (read
- * once per recv(), i.e. when the bytes arrived).
+ * once per recv(), i.e. when this process read the bytes). Members also ask
+ * the kernel for the time the bytes reached their socket (SO_TIMESTAMPNS; on
+ * loopback, when rtmd's write() handed them over), so a run splits each
+ * latency into "arrival" (send -> in the member's socket: rtmd and the
+ * kernel) and "read_lag" (in the socket -> read by this tool: the load
+ * generator's own delay).
  *
  * Setup: connections are bound to the --sources addresses in turn (bind()
  * with IP_BIND_ADDRESS_NO_PORT before a non-blocking connect()); at most
@@ -66,6 +71,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -188,6 +194,10 @@ static int64_t t_first_recv_, t_last_recv_, t_stop_;
 static int64_t grace_ns_;
 static uint32_t alive_at_go_;
 static struct hist lat_, lat_half_, oneway_;
+/* members: the kernel's receive time of the bytes being handled (CLOCK_MONOTONIC
+ * ns, converted from its CLOCK_REALTIME stamp with mono_off_), 0 if none */
+static int64_t arrived_ns_, mono_off_;
+static struct hist arrival_, read_lag_;
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -506,6 +516,10 @@ static void start_conn(uint32_t i)
     }
     c->fd = fd;
     c->state = ST_CONNECTING;
+    if (opt.mode == MODE_MEMBERS) {
+        int on = 1; /* the kernel's receive time of each read (read_lag) */
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
+    }
     n_in_setup_++;
     /* pairs: b<j> (odd sockets) may live on another node */
     bool b_side = opt.mode == MODE_PAIRS && (i & 1);
@@ -605,6 +619,10 @@ static void on_channel_message(uint32_t i, const char *json, size_t n, int64_t n
     c->last_seq = (int64_t)v[1];
     c->got++;
     received((int64_t)v[2], now);
+    if (arrived_ns_) {
+        hist_add(&arrival_, arrived_ns_ - (int64_t)v[2]);
+        hist_add(&read_lag_, now - arrived_ns_);
+    }
     count_complete(c);
 }
 
@@ -703,7 +721,27 @@ static void on_readable(uint32_t i)
     size_t have = c->carry_len;
     memcpy(rbuf_, c->carry, have);
     size_t room = RBUF_SIZE - sbuf_cap_ - have;
-    ssize_t r = recv(c->fd, rbuf_ + have, room, 0);
+    struct iovec iov = {.iov_base = rbuf_ + have, .iov_len = room};
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(struct timespec))];
+    } ctl;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (opt.mode == MODE_MEMBERS) {
+        msg.msg_control = &ctl;
+        msg.msg_controllen = sizeof(ctl);
+    }
+    ssize_t r = recvmsg(c->fd, &msg, 0);
+    arrived_ns_ = 0;
+    for (struct cmsghdr *h = msg.msg_controllen ? CMSG_FIRSTHDR(&msg) : NULL; r > 0 && h;
+         h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_TIMESTAMPNS &&
+            h->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(h), sizeof(ts));
+            arrived_ns_ = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - mono_off_;
+        }
+    }
     if (r < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return;
@@ -946,12 +984,35 @@ static void print_result(void)
     hist_print("latency_second_half", &lat_half_);
     printf(",");
     hist_print("oneway", &oneway_);
+    printf(",");
+    hist_print("arrival", &arrival_);
+    printf(",");
+    hist_print("read_lag", &read_lag_);
     printf(",\"failures\":");
     print_failures();
     printf(",");
     print_first_error();
     printf("}\n");
     fflush(stdout);
+}
+
+/* CLOCK_REALTIME - CLOCK_MONOTONIC in ns, from the closest of a few readings. */
+static int64_t realtime_minus_monotonic(void)
+{
+    int64_t best = 0, best_gap = INT64_MAX;
+    for (int k = 0; k < 5; k++) {
+        struct timespec a, r, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        clock_gettime(CLOCK_REALTIME, &r);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        int64_t ma = (int64_t)a.tv_sec * 1000000000 + a.tv_nsec;
+        int64_t mb = (int64_t)b.tv_sec * 1000000000 + b.tv_nsec;
+        if (mb - ma < best_gap) {
+            best_gap = mb - ma;
+            best = (int64_t)r.tv_sec * 1000000000 + r.tv_nsec - (ma + (mb - ma) / 2);
+        }
+    }
+    return best;
 }
 
 static void start_run(uint32_t run, int64_t t0, double rate, double dur)
@@ -971,7 +1032,10 @@ static void start_run(uint32_t run, int64_t t0, double rate, double dur)
     memset(&lat_, 0, sizeof(lat_));
     memset(&lat_half_, 0, sizeof(lat_half_));
     memset(&oneway_, 0, sizeof(oneway_));
+    memset(&arrival_, 0, sizeof(arrival_));
+    memset(&read_lag_, 0, sizeof(read_lag_));
     memset(&late_, 0, sizeof(late_));
+    mono_off_ = realtime_minus_monotonic();
     alive_at_go_ = 0;
     for (uint32_t i = 0; i < n_conns_; i++) {
         conns_[i].got = 0;
