@@ -1,6 +1,6 @@
-"""Fan-out to a channel larger than one pass of the fan-out queue (4096
+"""Fan-out to a channel larger than the fan-out writes at once (4096
 receivers): messages go through a queued job whose cursor sweeps the
-members round and round, and messages sent meanwhile join it wherever the
+members round and round, 512 writes a pass, and messages sent meanwhile join it wherever the
 cursor is, so each member gets several in one write. Every member must
 still get every message once, in each sender's order, and never its own."""
 import selectors
