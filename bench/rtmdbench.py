@@ -545,12 +545,14 @@ class Swarm:
     RESULT (receivers); `quit` -> BYE."""
 
     def __init__(self, mode, port, count, uid_prefix, sources, app=None, extra=(),
-                 taskset=None):
+                 taskset=None, nice=0):
         cmd = [WS_SWARM, "--mode", mode, "--port", str(port), "--app", app or app_id(0),
                "--count", str(count), "--sources", ",".join(sources), "--uid-prefix",
                uid_prefix, "--quiet"] + [str(x) for x in extra]
         if taskset is not None:
             cmd = ["taskset", "-c", str(taskset)] + cmd
+        if nice:
+            cmd = ["nice", "-n", str(nice)] + cmd
         self.count = count
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, bufsize=1)

@@ -1,12 +1,12 @@
 /*
  * ws_swarm.c — plain WebSocket clients of rtmd that exchange messages: the
  * load generator of bench/fanout and bench/peer-rtt. It needs nothing beyond
- * libc (it ignores librtmd.a).
+ * libc and, for --tls, OpenSSL (it ignores librtmd.a).
  *
  *   build/bench/ws_swarm --mode members|publisher|pairs --port P --app APPID
  *       [--count N] [--sources A,B,...] [--host 127.0.0.1] [--inflight N]
  *       [--uid-prefix PFX] [--channel NAME] [--payload-bytes N] [--timeout S]
- *       [--quiet]
+ *       [--tls] [--quiet]
  *
  * Modes:
  *   members    --count connections log in (uid PFX<i>) and join --channel;
@@ -24,7 +24,12 @@
  * A sent payload is "<run>:<seq>:<send time>:" padded with 'x' to
  * --payload-bytes; the send time is CLOCK_MONOTONIC ns, which every process
  * of the machine shares, so a receiver subtracts it from its own clock (read
- * once per recv(), i.e. when the bytes arrived).
+ * once per recv(), i.e. when this process read the bytes). Members also ask
+ * the kernel for the time the bytes reached their socket (SO_TIMESTAMPNS; on
+ * loopback, when rtmd's write() handed them over), so a run splits each
+ * latency into "arrival" (send -> in the member's socket: rtmd and the
+ * kernel) and "read_lag" (in the socket -> read by this tool: the load
+ * generator's own delay).
  *
  * Setup: connections are bound to the --sources addresses in turn (bind()
  * with IP_BIND_ADDRESS_NO_PORT before a non-blocking connect()); at most
@@ -48,6 +53,15 @@
  * Latencies are histograms, "hist":[[low_us,width_us,count],...], exact
  * below 128 us and within 1/64 above, plus the exact maximum.
  *
+ * --tls: every connection is wss://: a full TLS handshake (no certificate
+ * check, no resumption) after the TCP connect, then the same upgrade and
+ * frames inside TLS; the kernel receive time (arrival, read_lag) is then not
+ * taken, only the latency.
+ *
+ * --read-interval-us N (members): during a run, sleep N us before each
+ * epoll_wait(), so the process reads its sockets in batches instead of
+ * being woken by each write (read_lag then includes up to N us).
+ *
  * Exit status: 0 when every connection was set up and none was lost, 1
  * otherwise, 2 on bad arguments.
  */
@@ -66,8 +80,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "wsload.h"
 
@@ -89,6 +107,7 @@ enum mode { MODE_MEMBERS, MODE_PUBLISHER, MODE_PAIRS };
 enum state {
     ST_IDLE,       /* not started */
     ST_CONNECTING, /* connect() in progress */
+    ST_TLS,        /* --tls: TLS handshake in progress */
     ST_HANDSHAKE,  /* upgrade request sent, waiting for the 101 */
     ST_LOGIN,      /* login sent */
     ST_JOIN,       /* join sent */
@@ -124,6 +143,7 @@ struct conn {
     int64_t last_seq;   /* this run: the last sequence number seen */
     int64_t t_setup;    /* when its setup began */
     char *carry;
+    SSL *ssl;  /* --tls only */
     char *out; /* unsent bytes (only after EAGAIN) */
     size_t out_len, out_cap;
 };
@@ -148,8 +168,11 @@ static struct {
     char channel[65];
     uint32_t payload_bytes;
     double timeout_s;
+    uint32_t read_interval_us; /* members, during a run: pause between polls */
+    bool tls;
     bool quiet;
 } opt;
+static SSL_CTX *ssl_ctx_; /* --tls */
 
 static struct conn *conns_;
 static uint32_t n_conns_; /* sockets: count, or 2 x count for pairs */
@@ -188,6 +211,10 @@ static int64_t t_first_recv_, t_last_recv_, t_stop_;
 static int64_t grace_ns_;
 static uint32_t alive_at_go_;
 static struct hist lat_, lat_half_, oneway_;
+/* members: the kernel's receive time of the bytes being handled (CLOCK_MONOTONIC
+ * ns, converted from its CLOCK_REALTIME stamp with mono_off_), 0 if none */
+static int64_t arrived_ns_, mono_off_;
+static struct hist arrival_, read_lag_;
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -198,7 +225,7 @@ static void die_usage(const char *msg)
             "usage: ws_swarm --mode members|publisher|pairs --port P --app APPID [--count N]\n"
             "                [--sources A,B,..] [--host H] [--inflight N] [--uid-prefix PFX]\n"
             "                [--channel NAME] [--payload-bytes N] [--timeout S]\n"
-            "                [--peer-port P] [--quiet]\n");
+            "                [--peer-port P] [--read-interval-us N] [--tls] [--quiet]\n");
     exit(2);
 }
 
@@ -217,6 +244,10 @@ static void parse_args(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quiet")) {
             opt.quiet = true;
+            continue;
+        }
+        if (!strcmp(a, "--tls")) {
+            opt.tls = true;
             continue;
         }
         if (!strcmp(a, "--help") || !strcmp(a, "-h"))
@@ -260,6 +291,8 @@ static void parse_args(int argc, char **argv)
             snprintf(opt.channel, sizeof(opt.channel), "%s", v);
         } else if (!strcmp(a, "--payload-bytes")) {
             opt.payload_bytes = (uint32_t)parse_ulong(v, 32768, "--payload-bytes");
+        } else if (!strcmp(a, "--read-interval-us")) {
+            opt.read_interval_us = (uint32_t)parse_ulong(v, 100000, "--read-interval-us");
         } else if (!strcmp(a, "--timeout")) {
             char *end;
             opt.timeout_s = strtod(v, &end);
@@ -354,6 +387,10 @@ static void note_failure(enum failure f, uint32_t i, int err, const char *what)
 static void close_conn(uint32_t i, uint8_t state)
 {
     struct conn *c = &conns_[i];
+    if (c->ssl) {
+        SSL_free(c->ssl); /* no close_notify: the bench closes abruptly, like plain */
+        c->ssl = NULL;
+    }
     if (c->fd >= 0) {
         close(c->fd); /* also removes it from the epoll set */
         c->fd = -1;
@@ -390,6 +427,21 @@ static void set_out_interest(uint32_t i, bool want)
     epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
+/* One send of up to n bytes, in TLS with --tls: bytes taken, or -1 with
+ * errno (EAGAIN: try again with the same bytes, as SSL_write wants). */
+static ssize_t send_some(struct conn *c, const char *p, size_t n)
+{
+    if (!c->ssl)
+        return send(c->fd, p, n, MSG_NOSIGNAL);
+    int r = SSL_write(c->ssl, p, (int)n);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    ERR_clear_error();
+    errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPROTO;
+    return -1;
+}
+
 /* Sends n bytes: at once when nothing waits, the rest kept for EPOLLOUT. */
 static void conn_send(uint32_t i, const char *p, size_t n)
 {
@@ -397,7 +449,7 @@ static void conn_send(uint32_t i, const char *p, size_t n)
     if (c->fd < 0)
         return;
     if (c->out_len == 0) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = send_some(c, p, n);
         if (w < 0 && errno != EAGAIN && errno != EINTR) {
             fail(i, c->state == ST_READY ? F_LOST : F_CONNECT, errno, "send");
             return;
@@ -436,7 +488,7 @@ static void on_writable(uint32_t i)
         set_out_interest(i, false);
         return;
     }
-    ssize_t w = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL);
+    ssize_t w = send_some(c, c->out, c->out_len);
     if (w < 0) {
         if (errno != EAGAIN && errno != EINTR)
             fail(i, F_LOST, errno, "send");
@@ -506,12 +558,42 @@ static void start_conn(uint32_t i)
     }
     c->fd = fd;
     c->state = ST_CONNECTING;
+    if (opt.mode == MODE_MEMBERS && !opt.tls) {
+        int on = 1; /* the kernel's receive time of each read (read_lag) */
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof(on));
+    }
     n_in_setup_++;
     /* pairs: b<j> (odd sockets) may live on another node */
     bool b_side = opt.mode == MODE_PAIRS && (i & 1);
     int r = connect_watched(ep_, fd, i, b_side ? &peer_dst_ : &dst_, &what);
     if (r)
         fail(i, strcmp(what, "connect") ? F_SOCKET : F_CONNECT, -r, what);
+}
+
+static void send_upgrade(uint32_t i);
+
+/* --tls: drives the handshake; the upgrade request goes out once it is done. */
+static void on_tls(uint32_t i)
+{
+    struct conn *c = &conns_[i];
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        send_upgrade(i);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        struct epoll_event ev = {
+            .events = (e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT) | EPOLLRDHUP, .data.u32 = i};
+        epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
+        return;
+    }
+    char what[128];
+    unsigned long err = ERR_peek_error();
+    snprintf(what, sizeof(what), "TLS handshake: %s",
+             err ? ERR_reason_error_string(err) : "closed or reset");
+    ERR_clear_error();
+    fail(i, F_HANDSHAKE, 0, what);
 }
 
 static void on_connected(uint32_t i)
@@ -522,6 +604,23 @@ static void on_connected(uint32_t i)
         fail(i, F_CONNECT, err, "connect");
         return;
     }
+    if (opt.tls) {
+        c->ssl = SSL_new(ssl_ctx_);
+        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+            fail(i, F_SOCKET, ENOMEM, "SSL_new");
+            return;
+        }
+        SSL_set_connect_state(c->ssl);
+        c->state = ST_TLS;
+        on_tls(i);
+        return;
+    }
+    send_upgrade(i);
+}
+
+static void send_upgrade(uint32_t i)
+{
+    struct conn *c = &conns_[i];
     c->state = ST_HANDSHAKE;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u32 = i};
     epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
@@ -605,6 +704,10 @@ static void on_channel_message(uint32_t i, const char *json, size_t n, int64_t n
     c->last_seq = (int64_t)v[1];
     c->got++;
     received((int64_t)v[2], now);
+    if (arrived_ns_) {
+        hist_add(&arrival_, arrived_ns_ - (int64_t)v[2]);
+        hist_add(&read_lag_, now - arrived_ns_);
+    }
     count_complete(c);
 }
 
@@ -703,7 +806,42 @@ static void on_readable(uint32_t i)
     size_t have = c->carry_len;
     memcpy(rbuf_, c->carry, have);
     size_t room = RBUF_SIZE - sbuf_cap_ - have;
-    ssize_t r = recv(c->fd, rbuf_ + have, room, 0);
+    struct iovec iov = {.iov_base = rbuf_ + have, .iov_len = room};
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(struct timespec))];
+    } ctl;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (opt.mode == MODE_MEMBERS) {
+        msg.msg_control = &ctl;
+        msg.msg_controllen = sizeof(ctl);
+    }
+    ssize_t r;
+    if (c->ssl) {
+        /* One record at most; a record left in the socket keeps it readable. */
+        int n = SSL_read(c->ssl, rbuf_ + have, (int)room);
+        r = n;
+        if (n <= 0) {
+            int e = SSL_get_error(c->ssl, n);
+            ERR_clear_error();
+            r = e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !errno) ? 0 : -1;
+            errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN
+                    : e == SSL_ERROR_SYSCALL && errno                     ? errno
+                                                                          : EPROTO;
+        }
+    } else {
+        r = recvmsg(c->fd, &msg, 0);
+    }
+    arrived_ns_ = 0;
+    for (struct cmsghdr *h = msg.msg_controllen ? CMSG_FIRSTHDR(&msg) : NULL; r > 0 && h;
+         h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_TIMESTAMPNS &&
+            h->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(h), sizeof(ts));
+            arrived_ns_ = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - mono_off_;
+        }
+    }
     if (r < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return;
@@ -774,6 +912,10 @@ static void on_event(uint32_t i, uint32_t events)
         return;
     if (c->state == ST_CONNECTING) {
         on_connected(i);
+        return;
+    }
+    if (c->state == ST_TLS) {
+        on_tls(i);
         return;
     }
     if (events & EPOLLOUT) {
@@ -946,12 +1088,35 @@ static void print_result(void)
     hist_print("latency_second_half", &lat_half_);
     printf(",");
     hist_print("oneway", &oneway_);
+    printf(",");
+    hist_print("arrival", &arrival_);
+    printf(",");
+    hist_print("read_lag", &read_lag_);
     printf(",\"failures\":");
     print_failures();
     printf(",");
     print_first_error();
     printf("}\n");
     fflush(stdout);
+}
+
+/* CLOCK_REALTIME - CLOCK_MONOTONIC in ns, from the closest of a few readings. */
+static int64_t realtime_minus_monotonic(void)
+{
+    int64_t best = 0, best_gap = INT64_MAX;
+    for (int k = 0; k < 5; k++) {
+        struct timespec a, r, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        clock_gettime(CLOCK_REALTIME, &r);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        int64_t ma = (int64_t)a.tv_sec * 1000000000 + a.tv_nsec;
+        int64_t mb = (int64_t)b.tv_sec * 1000000000 + b.tv_nsec;
+        if (mb - ma < best_gap) {
+            best_gap = mb - ma;
+            best = (int64_t)r.tv_sec * 1000000000 + r.tv_nsec - (ma + (mb - ma) / 2);
+        }
+    }
+    return best;
 }
 
 static void start_run(uint32_t run, int64_t t0, double rate, double dur)
@@ -971,7 +1136,10 @@ static void start_run(uint32_t run, int64_t t0, double rate, double dur)
     memset(&lat_, 0, sizeof(lat_));
     memset(&lat_half_, 0, sizeof(lat_half_));
     memset(&oneway_, 0, sizeof(oneway_));
+    memset(&arrival_, 0, sizeof(arrival_));
+    memset(&read_lag_, 0, sizeof(read_lag_));
     memset(&late_, 0, sizeof(late_));
+    mono_off_ = realtime_minus_monotonic();
     alive_at_go_ = 0;
     for (uint32_t i = 0; i < n_conns_; i++) {
         conns_[i].got = 0;
@@ -1114,6 +1282,18 @@ int main(int argc, char **argv)
         conns_[i].fd = -1;
         conns_[i].carry = carries + (size_t)i * carry_cap_;
     }
+    if (opt.tls) {
+        ssl_ctx_ = SSL_CTX_new(TLS_client_method());
+        if (!ssl_ctx_) {
+            fprintf(stderr, "ws_swarm: SSL_CTX_new failed\n");
+            return 1;
+        }
+        SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_NONE, NULL);
+        /* Partial writes as send(): conn_send keeps the rest for EPOLLOUT. */
+        SSL_CTX_set_mode(ssl_ctx_, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                       SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_session_cache_mode(ssl_ctx_, SSL_SESS_CACHE_OFF);
+    }
     request_len_ = (size_t)snprintf(request_, sizeof(request_),
                                     "GET /v1/rtm HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
                                     "Connection: Upgrade\r\nSec-WebSocket-Key: "
@@ -1154,6 +1334,13 @@ int main(int argc, char **argv)
 
     /* Runs, until quit. */
     while (!interrupted_ && !quit_) {
+        if (opt.read_interval_us && in_run_ && opt.mode == MODE_MEMBERS) {
+            /* Reads in batches: what arrives meanwhile waits in the sockets, and
+             * rtmd's writes find this process not waiting, so none of them
+             * pays for waking it (see --read-interval-us in bench/fanout). */
+            struct timespec pause = {0, (long)opt.read_interval_us * 1000};
+            nanosleep(&pause, NULL);
+        }
         poll_once(stopping_ || sending_ ? 5 : 100);
         if (sending_ && sent_ >= to_send_ &&
             (replies_ok_ + replies_err_ >= sent_ || now_ns() - t_last_sent_ > 10000000000LL)) {
@@ -1183,6 +1370,7 @@ int main(int argc, char **argv)
     free(rbuf_);
     free(sbuf_);
     close(timer_fd_);
+    SSL_CTX_free(ssl_ctx_);
     close(ep_);
     return ok ? 0 : 1;
 }
