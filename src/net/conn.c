@@ -530,6 +530,14 @@ static void handshake_done(struct rtmd_conn *c)
 {
     struct rtmd_server *s = c->server;
     c->flags |= RTMD_CONN_TLS_DONE;
+    /* The request head's http_header_timeout_ms counts again from here (as
+     * nginx's client_header_timeout follows its handshake timeout): in a
+     * reconnect storm a client can wait seconds in the queue of handshakes,
+     * and must not lose its session to that. The handshake itself is bounded
+     * by the same timeout from accept; until it ends, the only timeout a
+     * connection can have armed is the request head's. */
+    if (rtmd_list_linked(&c->timeout.link))
+        rtmd_conn_arm_timeout(c, &s->request_timeouts);
     s->trim_pending++;
     if (!uv_is_active((uv_handle_t *)&s->trim_timer))
         uv_timer_start(&s->trim_timer, on_trim, TRIM_DELAY_MS, 0);

@@ -2,10 +2,12 @@
 in data_dir, an explicit tls_cert/tls_key, HTTPS and WSS, and bad TLS input."""
 import json
 import os
+import socket
 import ssl
 import stat
 import subprocess
 import threading
+import time
 
 from harness import (APP_NOCERT, Http, Ws, assert_error, assert_events_envelope, basic,
                      connect, event_path, token, wait_until)
@@ -235,6 +237,31 @@ def test_tls_client_that_never_handshakes_is_closed(make_rtmd):
         pass
     s.close()
     r.healthy()
+
+
+def test_header_timeout_counts_from_the_end_of_the_handshake(make_rtmd):
+    """A client whose handshake came late (a reconnect storm queues them)
+    still has the whole http_header_timeout_ms for its request; one that
+    never finishes its handshake is still cut at that timeout from accept."""
+    r = make_rtmd(tls=True, limits={"http_header_timeout_ms": 1000})
+    raw = socket.create_connection(("127.0.0.1", r.port()), timeout=10)
+    t0 = time.monotonic()
+    time.sleep(0.7)  # the delay under test: the handshake starts late
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    time.sleep(0.7)  # and the request comes 1.4 s after accept
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert time.monotonic() - t0 > 1.0
+    assert data.startswith(b"HTTP/1.1 200"), data[:100]
+    s.close()
 
 
 def test_sigterm_with_tls_sessions(make_rtmd):
