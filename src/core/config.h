@@ -99,32 +99,33 @@ enum rtmd_store_backend { RTMD_STORE_EMBEDDED = 0, RTMD_STORE_REDIS = 1 };
 enum rtmd_store_sync { RTMD_SYNC_FULL = 0, RTMD_SYNC_NORMAL = 1 };
 
 struct rtmd_limits {
-    uint32_t events_retain;          /* 2000 */
-    uint32_t events_max_pull;        /* 1000 */
-    uint32_t events_qps;             /* 10, per app, both event endpoints */
-    uint32_t history_qps;            /* 100 */
-    uint32_t send_qps;               /* 500 */
-    uint32_t presence_qps;           /* 100: members, count and status (REST) */
-    uint32_t history_retention_s;    /* 604800 */
-    uint32_t heartbeat_timeout_s;    /* 30 */
-    uint32_t login_timeout_s;        /* 10: upgrade to login, frames do not extend it */
-    uint32_t max_channels_per_user;  /* 20 */
-    uint32_t max_payload;            /* 32768 */
-    uint32_t http_max_head;          /* 16384: request line + headers, bytes */
-    uint32_t http_max_headers;       /* 100 */
-    uint32_t http_max_body;          /* 1048576 */
-    uint32_t http_header_timeout_ms; /* 10000: whole request head must arrive */
-    uint32_t http_idle_timeout_s;    /* 60: keep-alive connection with no request */
-    uint32_t ws_max_message;         /* 262144: frame/message bytes, else close 1009 */
-    uint32_t ws_output_budget;       /* 1048576: unsent bytes before a slow reader is cut */
-    uint32_t max_connections;        /* 19000 */
-    uint32_t store_timeout_ms;       /* 5000: a store call older than this answers 408 */
-    uint32_t offline_max_per_user;   /* 200 */
-    uint32_t offline_retention_s;    /* 604800 */
-    uint32_t history_handle_ttl_s;   /* 600 */
-    uint32_t peer_ack_timeout_ms;    /* 10000 */
-    uint32_t token_clock_skew_s;     /* 300: a token issued this far in the future is accepted */
-    uint32_t member_events_max;      /* 512 */
+    uint32_t events_retain;            /* 2000 */
+    uint32_t events_max_pull;          /* 1000 */
+    uint32_t events_qps;               /* 10, per app, both event endpoints */
+    uint32_t history_qps;              /* 100 */
+    uint32_t send_qps;                 /* 500 */
+    uint32_t presence_qps;             /* 100: members, count and status (REST) */
+    uint32_t history_retention_s;      /* 604800 */
+    uint32_t heartbeat_timeout_s;      /* 30 */
+    uint32_t login_timeout_s;          /* 10: upgrade to login, frames do not extend it */
+    uint32_t max_channels_per_user;    /* 20 */
+    uint32_t max_payload;              /* 32768 */
+    uint32_t http_max_head;            /* 16384: request line + headers, bytes */
+    uint32_t http_max_headers;         /* 100 */
+    uint32_t http_max_body;            /* 1048576 */
+    uint32_t http_header_timeout_ms;   /* 10000: whole request head must arrive */
+    uint32_t tls_handshake_timeout_ms; /* 60000: a TLS handshake must finish */
+    uint32_t http_idle_timeout_s;      /* 60: keep-alive connection with no request */
+    uint32_t ws_max_message;           /* 262144: frame/message bytes, else close 1009 */
+    uint32_t ws_output_budget;         /* 1048576: unsent bytes before a slow reader is cut */
+    uint32_t max_connections;          /* 19000 */
+    uint32_t store_timeout_ms;         /* 5000: a store call older than this answers 408 */
+    uint32_t offline_max_per_user;     /* 200 */
+    uint32_t offline_retention_s;      /* 604800 */
+    uint32_t history_handle_ttl_s;     /* 600 */
+    uint32_t peer_ack_timeout_ms;      /* 10000 */
+    uint32_t token_clock_skew_s;       /* 300: a token issued this far in the future is accepted */
+    uint32_t member_events_max;        /* 512 */
 };
 
 struct rtmd_config {

@@ -30,8 +30,9 @@ static const char *const live_keys[] = {"log_level",       "log_format",  "log_f
 /* [limits] that need a restart: sizes and durations fixed when the rings,
  * timeout queues and pins were made. */
 static const char *const restart_limits[] = {
-    "events_retain",       "heartbeat_timeout_s",  "login_timeout_s",    "http_header_timeout_ms",
-    "http_idle_timeout_s", "history_handle_ttl_s", "peer_ack_timeout_ms"};
+    "events_retain",          "heartbeat_timeout_s",      "login_timeout_s",
+    "http_header_timeout_ms", "tls_handshake_timeout_ms", "http_idle_timeout_s",
+    "history_handle_ttl_s",   "peer_ack_timeout_ms"};
 
 static bool name_in(const char *name, const char *const *list, size_t n)
 {

@@ -359,6 +359,8 @@ const struct opt rtmd_config_options[] = {
     LIMIT(http_max_body, 1048576, 1024, 67108864, "Bytes of one request body (else 413)"),
     LIMIT(http_header_timeout_ms, 10000, 100, 600000,
           "Milliseconds for a whole request head to arrive (over TLS, from the handshake's end)"),
+    LIMIT(tls_handshake_timeout_ms, 60000, 100, 600000,
+          "Milliseconds for a TLS handshake to finish (from accept)"),
     LIMIT(http_idle_timeout_s, 60, 1, 86400, "Seconds a keep-alive connection may wait idle"),
     LIMIT(ws_max_message, 262144, 2048, 67108864,
           "Bytes of one WebSocket frame or message (else close 1009)"),

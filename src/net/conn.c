@@ -530,12 +530,12 @@ static void handshake_done(struct rtmd_conn *c)
 {
     struct rtmd_server *s = c->server;
     c->flags |= RTMD_CONN_TLS_DONE;
-    /* The request head's http_header_timeout_ms counts again from here (as
-     * nginx's client_header_timeout follows its handshake timeout): in a
-     * reconnect storm a client can wait seconds in the queue of handshakes,
-     * and must not lose its session to that. The handshake itself is bounded
-     * by the same timeout from accept; until it ends, the only timeout a
-     * connection can have armed is the request head's. */
+    /* The handshake had tls_handshake_timeout_ms from accept (as nginx's
+     * ssl_handshake_timeout: in a reconnect storm a client can wait seconds in
+     * the queue of handshakes); the request head's http_header_timeout_ms
+     * counts from here. Until now the only timeout a connection can have
+     * armed is the handshake's, or a busy connection's (over max_connections),
+     * which gets the request head's again: it is answered 503 at once. */
     if (rtmd_list_linked(&c->timeout.link))
         rtmd_conn_arm_timeout(c, &s->request_timeouts);
     s->trim_pending++;
@@ -925,6 +925,8 @@ int rtmd_server_start(struct rtmd_server *s, const struct rtmd_config *cfg, SSL_
     uv_unref((uv_handle_t *)&s->trim_timer);
     rtmd_timeout_queue_init(&s->request_timeouts, cfg->limits.http_header_timeout_ms,
                             on_proto_timeout);
+    rtmd_timeout_queue_init(&s->handshake_timeouts, cfg->limits.tls_handshake_timeout_ms,
+                            on_linger_timeout);
     rtmd_timeout_queue_init(&s->idle_timeouts, (uint64_t)cfg->limits.http_idle_timeout_s * 1000,
                             on_proto_timeout);
     rtmd_timeout_queue_init(&s->linger_timeouts, LINGER_MS, on_linger_timeout);
@@ -1003,6 +1005,7 @@ void rtmd_server_close_all(struct rtmd_server *s)
         rtmd_conn_close(RTMD_CONTAINER_OF(n, struct rtmd_conn, link));
     }
     rtmd_timeout_queue_close(&s->request_timeouts);
+    rtmd_timeout_queue_close(&s->handshake_timeouts);
     rtmd_timeout_queue_close(&s->idle_timeouts);
     rtmd_timeout_queue_close(&s->linger_timeouts);
     rtmd_timeout_queue_close(&s->drain_timeouts);

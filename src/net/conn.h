@@ -148,6 +148,7 @@ struct rtmd_server {
     /* Timeout queues: request head/body, keep-alive idle, lingering close,
      * and a graceful close waiting for its output to be written. */
     struct rtmd_timeout_queue request_timeouts;
+    struct rtmd_timeout_queue handshake_timeouts; /* TLS, accept to the handshake's end */
     struct rtmd_timeout_queue idle_timeouts;
     struct rtmd_timeout_queue linger_timeouts;
     struct rtmd_timeout_queue drain_timeouts;

@@ -1020,8 +1020,11 @@ void rtmd_http_conn_start(struct rtmd_conn *c)
     rtmd_buf_init(&hc->line, c->server->cfg->limits.http_max_head);
     c->p.http = hc;
     rtmd_conn_set_proto(c, &http_proto);
-    /* The first request must arrive as promptly as any request head. */
-    rtmd_conn_arm_timeout(c, &c->server->request_timeouts);
+    /* The first request must arrive as promptly as any request head; over
+     * TLS, once the handshake has ended (conn.c re-arms it then). */
+    rtmd_conn_arm_timeout(c, c->ssl && !(c->flags & RTMD_CONN_TLS_DONE)
+                                 ? &c->server->handshake_timeouts
+                                 : &c->server->request_timeouts);
 }
 
 int rtmd_http_upgrade(struct rtmd_http_request *req, struct rtmd_str response,
