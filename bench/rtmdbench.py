@@ -249,7 +249,7 @@ class Rtmd:
         self.port = None
 
     def start(self, timeout=60):
-        cmd = [RTMD_BIN, "--config", self.conf]
+        cmd = [getattr(self, "binary", None) or RTMD_BIN, "--config", self.conf]
         if self.taskset is not None:
             cmd = ["taskset", "-c", str(self.taskset)] + cmd
         self.logf = open(self.log_path, "ab")

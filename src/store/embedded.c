@@ -1847,7 +1847,13 @@ static int embedded_pull(struct rtmd_store *base, const struct rtmd_app *app,
         rtmd_free(op);
         return -ENOMEM;
     }
+#ifdef RTMD_BENCH_PULL_KEEPS
+    /* Benchmark builds only (bench/rest-pull --compare-plain): the same cursor
+     * row is written, unchanged, so the next pull answers the same events. */
+    op->seq = op->from_seq;
+#else
     op->seq = last_seq;
+#endif
     pull_submit(s, ls, op);
     return 0;
 }
