@@ -576,24 +576,12 @@ static void send_upgrade(uint32_t i);
 static void on_tls(uint32_t i)
 {
     struct conn *c = &conns_[i];
-    int r = SSL_do_handshake(c->ssl);
-    if (r == 1) {
-        send_upgrade(i);
-        return;
-    }
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        struct epoll_event ev = {
-            .events = (e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT) | EPOLLRDHUP, .data.u32 = i};
-        epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
-        return;
-    }
     char what[128];
-    unsigned long err = ERR_peek_error();
-    snprintf(what, sizeof(what), "TLS handshake: %s",
-             err ? ERR_reason_error_string(err) : "closed or reset");
-    ERR_clear_error();
-    fail(i, F_HANDSHAKE, 0, what);
+    int r = tls_handshake_step(ep_, c->ssl, c->fd, i, what, sizeof(what));
+    if (r > 0)
+        send_upgrade(i);
+    else if (r < 0)
+        fail(i, F_HANDSHAKE, 0, what);
 }
 
 static void on_connected(uint32_t i)

@@ -23,6 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
@@ -235,6 +238,30 @@ static inline void keep_first_error(uint32_t i, int err, const char *what)
     if (!first_error_[0])
         snprintf(first_error_, sizeof(first_error_), "conn %u: %s: %s", i, what,
                  err ? strerror(err) : "-");
+}
+
+/* One step of a client's TLS handshake on fd, watched in ep under tag:
+ * 1 done, 0 under way (the watch now waits for what OpenSSL wants), -1
+ * failed, with the reason in what. */
+static inline int tls_handshake_step(int ep, SSL *ssl, int fd, uint32_t tag, char *what,
+                                     size_t whatlen)
+{
+    int r = SSL_do_handshake(ssl);
+    if (r == 1)
+        return 1;
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        struct epoll_event ev = {.events =
+                                     (e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT) | EPOLLRDHUP,
+                                 .data.u32 = tag};
+        epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev);
+        return 0;
+    }
+    unsigned long err = ERR_peek_error();
+    snprintf(what, whatlen, "TLS handshake: %s",
+             err ? ERR_reason_error_string(err) : "closed or reset");
+    ERR_clear_error();
+    return -1;
 }
 
 #endif
