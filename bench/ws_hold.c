@@ -341,12 +341,11 @@ static void on_connected(uint32_t i)
         return;
     }
     if (opt.tls) {
-        c->ssl = SSL_new(ssl_ctx_);
-        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+        c->ssl = tls_client_new(ssl_ctx_, c->fd);
+        if (!c->ssl) {
             fail(i, F_SOCKET, ENOMEM, "SSL_new");
             return;
         }
-        SSL_set_connect_state(c->ssl);
         c->state = ST_TLS;
         on_tls(i);
         return;
@@ -647,14 +646,11 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < opt.count; i++)
         conns_[i].fd = -1;
     if (opt.tls) {
-        ssl_ctx_ = SSL_CTX_new(TLS_client_method());
+        ssl_ctx_ = tls_client_ctx(0);
         if (!ssl_ctx_) {
             fprintf(stderr, "ws_hold: SSL_CTX_new failed\n");
             return 1;
         }
-        SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_NONE, NULL);
-        SSL_CTX_set_mode(ssl_ctx_, SSL_MODE_RELEASE_BUFFERS);
-        SSL_CTX_set_session_cache_mode(ssl_ctx_, SSL_SESS_CACHE_OFF);
     }
     int rn = snprintf(request_, sizeof(request_),
                       "GET /v1/rtm HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"

@@ -593,12 +593,11 @@ static void on_connected(uint32_t i)
         return;
     }
     if (opt.tls) {
-        c->ssl = SSL_new(ssl_ctx_);
-        if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+        c->ssl = tls_client_new(ssl_ctx_, c->fd);
+        if (!c->ssl) {
             fail(i, F_SOCKET, ENOMEM, "SSL_new");
             return;
         }
-        SSL_set_connect_state(c->ssl);
         c->state = ST_TLS;
         on_tls(i);
         return;
@@ -1271,16 +1270,13 @@ int main(int argc, char **argv)
         conns_[i].carry = carries + (size_t)i * carry_cap_;
     }
     if (opt.tls) {
-        ssl_ctx_ = SSL_CTX_new(TLS_client_method());
+        /* Partial writes as send(): conn_send keeps the rest for EPOLLOUT. */
+        ssl_ctx_ =
+            tls_client_ctx(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
         if (!ssl_ctx_) {
             fprintf(stderr, "ws_swarm: SSL_CTX_new failed\n");
             return 1;
         }
-        SSL_CTX_set_verify(ssl_ctx_, SSL_VERIFY_NONE, NULL);
-        /* Partial writes as send(): conn_send keeps the rest for EPOLLOUT. */
-        SSL_CTX_set_mode(ssl_ctx_, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                       SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-        SSL_CTX_set_session_cache_mode(ssl_ctx_, SSL_SESS_CACHE_OFF);
     }
     request_len_ = (size_t)snprintf(request_, sizeof(request_),
                                     "GET /v1/rtm HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"

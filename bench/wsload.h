@@ -240,6 +240,34 @@ static inline void keep_first_error(uint32_t i, int err, const char *what)
                  err ? strerror(err) : "-");
 }
 
+/* The benches' client TLS context: no certificate check (the server's is
+ * self-signed), buffers released while idle (as a held client would), no
+ * session cache (each connection a full handshake), plus mode. NULL on
+ * failure. */
+static inline SSL_CTX *tls_client_ctx(long mode)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | mode);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    return ctx;
+}
+
+/* A client SSL on the connected fd, or NULL. */
+static inline SSL *tls_client_new(SSL_CTX *ctx, int fd)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (ssl && SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (ssl)
+        SSL_set_connect_state(ssl);
+    return ssl;
+}
+
 /* One step of a client's TLS handshake on fd, watched in ep under tag:
  * 1 done, 0 under way (the watch now waits for what OpenSSL wants), -1
  * failed, with the reason in what. */
