@@ -237,6 +237,27 @@ def test_nodes_of_a_cluster_each_with_its_connections(make_rtmd, store_backend):
         ws.close_socket()
 
 
+def wait_for_remote_tail(t, other, timeout):
+    """Until a Login made on node other shows in tail t (a node learns
+    within about a second that another watches the app): one probe user
+    logged in per try, all closed after."""
+    probes = []
+
+    def seen_probe():
+        probes.append(login(other, "probe%d" % len(probes)))
+        try:
+            while True:
+                kind, data = t.next(timeout=0.3)
+                if kind == "presence" and data["user_id"].startswith("probe"):
+                    return True
+        except (AssertionError, socket.timeout):
+            return False
+
+    wait_until(seen_probe, timeout=timeout, what="the other node's events in the tail")
+    for ws in probes:
+        ws.close_socket()
+
+
 # ---- the live tail --------------------------------------------------------------------
 
 
@@ -293,23 +314,8 @@ def test_live_tail_is_cluster_wide_on_redis(make_rtmd, store_backend):
     n2 = make_rtmd("n2")
     t = Tail(n1)
     assert t.read_head() == 200
-    # n2 learns within about a second that n1 watches the app: probe until a Login shows.
-    probes = []
-
-    def seen_probe():
-        ws = login(n2, "probe%d" % len(probes))
-        probes.append(ws)
-        try:
-            while True:
-                kind, data = t.next(timeout=0.3)
-                if kind == "presence" and data["user_id"].startswith("probe"):
-                    return True
-        except (AssertionError, socket.timeout):
-            return False
-
-    wait_until(seen_probe, timeout=10, what="n2's events in n1's tail")
-    for ws in probes:
-        ws.close_socket()
+    # n2 learns within about a second that n1 watches the app
+    wait_for_remote_tail(t, n2, timeout=10)
     a = login(n2, "alice", ["lobby"])  # on the other node
     b = login(n1, "bob", ["lobby"])    # on the viewer's node
     assert a.call("publish", channel="lobby", payload="from n2")["ok"] is True
@@ -474,21 +480,7 @@ def test_dashboard_on_a_redis_cluster_across_two_nodes(make_redis_cluster, tmp_p
         n1, n2 = nodes
         t = Tail(n1)
         assert t.read_head() == 200
-        probes = []
-
-        def seen_probe():
-            probes.append(login(n2, "probe%d" % len(probes)))
-            try:
-                while True:
-                    kind, data = t.next(timeout=0.3)
-                    if kind == "presence" and data["user_id"].startswith("probe"):
-                        return True
-            except (AssertionError, socket.timeout):
-                return False
-
-        wait_until(seen_probe, timeout=15, what="n2's events in n1's tail")
-        for ws in probes:
-            ws.close_socket()
+        wait_for_remote_tail(t, n2, timeout=15)
         a = login(n2, "alice", ["lobby"])
         b = login(n1, "bob", ["lobby"])
         wait_until(lambda: overview(n1)["users"] == {"count": 2, "listed": ["alice", "bob"]},
