@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 #include <ftw.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -283,6 +284,23 @@ static inline void child_open(struct fixture *c, const char *dir,
         _exit(10);
     if (rtmd_store_open(&c->store, c->cfg, &c->loop))
         _exit(11);
+}
+
+/* In a forked child: records ops one by one on app 0, each acknowledged
+ * (else exits with 12 or 13), then dies by SIGKILL with the store open. */
+static inline void child_record_and_die(struct fixture *c, const struct rtmd_presence_op *ops,
+                                        size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct result r = {0, 0};
+        if (rtmd_store_presence(c->store, &c->apps[0], &ops[i], 1, on_done, &r))
+            _exit(12);
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        if (r.calls != 1 || r.status != 0)
+            _exit(13);
+    }
+    raise(SIGKILL);
+    _exit(14);
 }
 
 /* Runs child(f->dir) in a forked process (child never returns: it exits or

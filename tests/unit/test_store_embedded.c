@@ -461,16 +461,7 @@ static void crash_child(const char *dir)
         op_make(RTMD_EVENT_JOIN, "u1", "zeta", T0 + 1),
         op_make(RTMD_EVENT_JOIN, "u1", "alpha", T0 + 2),
     };
-    for (size_t i = 0; i < RTMD_ARRAY_SIZE(ops); i++) {
-        struct result r = {0, 0};
-        if (rtmd_store_presence(c.store, &c.apps[0], &ops[i], 1, on_done, &r))
-            _exit(12);
-        uv_run(&c.loop, UV_RUN_DEFAULT);
-        if (r.calls != 1 || r.status != 0)
-            _exit(13);
-    }
-    raise(SIGKILL);
-    _exit(14);
+    child_record_and_die(&c, ops, RTMD_ARRAY_SIZE(ops));
 }
 
 static void test_crash_recovery(void **state)

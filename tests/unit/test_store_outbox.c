@@ -296,16 +296,7 @@ static void crash_child(const char *dir)
         op_make(RTMD_EVENT_LOGIN, "u1", NULL, T0),
         op_make(RTMD_EVENT_JOIN, "u1", "room", T0 + 1),
     };
-    for (size_t i = 0; i < RTMD_ARRAY_SIZE(ops); i++) {
-        struct result r = {0, 0};
-        if (rtmd_store_presence(c.store, &c.apps[0], &ops[i], 1, on_done, &r))
-            _exit(12);
-        uv_run(&c.loop, UV_RUN_DEFAULT);
-        if (r.calls != 1 || r.status != 0)
-            _exit(13);
-    }
-    raise(SIGKILL);
-    _exit(14);
+    child_record_and_die(&c, ops, RTMD_ARRAY_SIZE(ops));
 }
 
 static void test_kill9_keeps_what_was_acknowledged_and_recovery_adds_its_ends(void **state)
