@@ -170,9 +170,14 @@ void api_metrics(struct rtmd_api *api, struct rtmd_http_request *req)
             "# HELP rtmd_redis_redirections_total MOVED and ASK redirections met.\n"
             "# TYPE rtmd_redis_redirections_total counter\nrtmd_redis_redirections_total %llu\n"
             "# HELP rtmd_redis_reconnects_total Redis connections that dropped while up.\n"
-            "# TYPE rtmd_redis_reconnects_total counter\nrtmd_redis_reconnects_total %llu\n",
+            "# TYPE rtmd_redis_reconnects_total counter\nrtmd_redis_reconnects_total %llu\n"
+            "# HELP rtmd_redis_after_full_reads_total Lossless reads (after=) answered by the "
+            "full pull script: the events were not in the session-id list as this rtmd writes "
+            "them.\n# TYPE rtmd_redis_after_full_reads_total counter\n"
+            "rtmd_redis_after_full_reads_total %llu\n",
             st.redis_mode == 2, st.redis_masters, st.redis_masters_up,
-            (unsigned long long)st.redis_redirections, (unsigned long long)st.redis_reconnects);
+            (unsigned long long)st.redis_redirections, (unsigned long long)st.redis_reconnects,
+            (unsigned long long)st.redis_after_full);
     rtmd_buf_printf(b, "# HELP rtmd_http_request_errors_total Requests refused by the HTTP layer "
                        "before routing: malformed (400), body too large (413), head too large "
                        "(431), out of memory (500), transfer coding not supported (501).\n"

@@ -606,11 +606,21 @@ static int redis_presence(struct rtmd_store *base, const struct rtmd_app *app,
 
 struct pull_call {
     struct redis_store *rs;
+    struct app_rs *a;
     rtmd_store_pull_cb cb;
     void *arg;
-    uint32_t region;
+    uint32_t region, max;
     enum rtmd_evlog_kind kind;
-    bool after; /* a lossless read: the reply is numbered */
+    uint64_t after; /* RTMD_PULL_DRAIN for a draining pull */
+    /* A lossless read (on_after_numbers(), on_after_range()): the script and an LRANGE of
+     * es go out together; what came back of them. */
+    uint8_t owed;      /* replies still to come */
+    uint8_t ranges;    /* LRANGEs of es sent */
+    int status;        /* the numbers' script's */
+    uint64_t skipped;  /* numbers above after that retention removed */
+    uint64_t from1, n; /* the events to answer: from1 .. from1 + n - 1 */
+    uint64_t es_first; /* es's element i is numbered es_first + i + 1 */
+    struct rtmd_buf joined;
 };
 
 /* The next line of *rest (up to a newline or the end); moves *rest past it. */
@@ -646,9 +656,10 @@ static struct rtmd_str session_of(struct rtmd_str *rest, uint64_t seq)
     return RTMD_STR_LIT("");
 }
 
-/* A lossless read's reply after its first element: {numbers dropped, first
- * number, n, the n events' JSON joined by newlines, the es entries
- * "NUMBER:SESSION_ID" joined alike}; the events in their numbered form. */
+/* The numbered form of the events of a lossless read's full script reply
+ * after its first element: {numbers dropped, first number, n, the n events'
+ * JSON joined by newlines, the es entries "NUMBER:SESSION_ID[\nJSON]" joined
+ * alike (session_of() skips the JSON lines)}. */
 static int numbered_events(const redisReply *reply, struct rtmd_buf *joined,
                            struct rtmd_event_batch *b)
 {
@@ -694,7 +705,7 @@ static void on_pull_reply(void *arg, int status, const redisReply *reply)
     struct rtmd_event_batch b = {0, RTMD_STR_NULL, 0};
     if (status == 0) {
         rs->stats.events_dropped[p->region][p->kind] += (uint64_t)dropped;
-        if (p->after) {
+        if (p->after != RTMD_PULL_DRAIN) {
             status = numbered_events(reply, &joined, &b);
         } else {
             for (size_t i = 1; i < reply->elements; i++) {
@@ -710,8 +721,186 @@ static void on_pull_reply(void *arg, int status, const redisReply *reply)
     b.joined = rtmd_str_make(joined.data ? joined.data : "", joined.len);
     p->cb(p->arg, status, status < 0 ? NULL : &b);
     rtmd_buf_free(&joined);
+    rtmd_buf_free(&p->joined);
     free(p);
     rtmd_redis_call_done(rs);
+}
+
+/*
+ * A lossless read without Lua touching the events. Since every event's es
+ * entry is "NUMBER:SESSION_ID\nJSON", the pull script is asked for the
+ * numbers only (the read position moved, dropped counted, which events to
+ * answer, es_first) and, sent with it, an LRANGE of es at where this node
+ * last found es to start: Redis copies the entries to the reply, no Lua
+ * string is made per event (its string hash over every byte was a quarter
+ * of Redis's time for an after read). The entries carry their numbers, so
+ * what the LRANGE answered is checked event by event against the script's
+ * numbers: the events are immutable once numbered, and the two need not run
+ * back to back. When the range missed (es trimmed in between, the guess
+ * stale) it is asked again once where the script found es to start; when
+ * es does not hold them as such (entries an older rtmd wrote: no JSON, or
+ * none) the full script answers, as it did before es held the events.
+ */
+static int after_range(struct pull_call *p, uint64_t at);
+static void after_full(struct pull_call *p);
+
+/* The n events numbered from from1 in an LRANGE of es, numbered, into
+ * joined (empty): 0, 1 when the range does not hold every one of them with
+ * its JSON, -ENOMEM. */
+static int es_events(const redisReply *r, uint64_t from1, uint64_t n, struct rtmd_buf *joined)
+{
+    if (r->type != REDIS_REPLY_ARRAY)
+        return 1;
+    uint64_t got = 0;
+    for (size_t i = 0; i < r->elements && got < n; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING)
+            return 1;
+        struct rtmd_str json = rtmd_str_make(e->str, e->len);
+        struct rtmd_str head = next_line(&json);
+        const char *colon = memchr(head.p, ':', head.len);
+        uint64_t num;
+        if (!colon ||
+            rtmd_str_to_u64(rtmd_str_make(head.p, (size_t)(colon - head.p)), UINT64_MAX, &num))
+            return 1;
+        if (num < from1 && got == 0)
+            continue; /* before the events asked: the range started early */
+        if (num != from1 + got || json.len == 0 || json.p[0] != '{')
+            return 1;
+        struct rtmd_str sid = rtmd_str_make(colon + 1, head.len - (size_t)(colon - head.p) - 1);
+        if ((got > 0 && rtmd_buf_append_byte(joined, ',') < 0) ||
+            rtmd_event_numbered(joined, json, num, sid) != 0)
+            return -ENOMEM;
+        got++;
+    }
+    return got == n ? 0 : 1;
+}
+
+static void after_finish(struct pull_call *p, int status)
+{
+    struct rtmd_event_batch b = {(size_t)p->n, RTMD_STR_NULL, p->skipped};
+    b.joined = rtmd_str_make(p->joined.data ? p->joined.data : "", p->joined.len);
+    p->cb(p->arg, status, status < 0 ? NULL : &b);
+    rtmd_buf_free(&p->joined);
+    free(p);
+}
+
+/* Both answers are in and the range did not do: ask es again, or the full
+ * script. */
+static void after_again(struct pull_call *p)
+{
+    rtmd_buf_reset(&p->joined);
+    if (p->rs->closing) {
+        after_finish(p, RTMD_ECLOSED);
+        return;
+    }
+    if (p->ranges < 2 && p->es_first < p->from1 && after_range(p, p->from1 - 1 - p->es_first) == 0)
+        return;
+    after_full(p);
+}
+
+static void on_after_range(void *arg, int status, const redisReply *reply)
+{
+    struct pull_call *p = arg;
+    if (--p->owed > 0)
+        return; /* before the numbers: those ask es again */
+    if (p->status < 0 || p->n == 0) {
+        after_finish(p, p->status);
+        return;
+    }
+    int r = status == 0 ? es_events(reply, p->from1, p->n, &p->joined) : 1;
+    if (r <= 0)
+        after_finish(p, r);
+    else
+        after_again(p);
+}
+
+static void on_after_numbers(void *arg, int status, const redisReply *reply)
+{
+    struct pull_call *p = arg;
+    struct redis_store *rs = p->rs;
+    long long v[5];
+    if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+                        !rtmd_redis_reply_int(reply->element[0], &v[0])))
+        status = RTMD_ESTORE;
+    if (status == 0 && v[0] == -1)
+        status = -ETIMEDOUT; /* it reached Redis after its deadline: nothing read */
+    else if (status == 0 && v[0] == -2)
+        status = -ERANGE; /* after is above the newest event: nothing done */
+    else if (status == 0) {
+        for (size_t i = 1; i < 5 && status == 0; i++)
+            if (reply->elements != 5 || !rtmd_redis_reply_int(reply->element[i], &v[i]) || v[i] < 0)
+                status = RTMD_ESTORE;
+        if (status == 0 && (v[0] < 0 || v[2] < 1))
+            status = RTMD_ESTORE;
+    }
+    p->status = status;
+    if (status == 0) {
+        rs->stats.events_dropped[p->region][p->kind] += (uint64_t)v[0];
+        p->skipped = (uint64_t)v[1];
+        p->from1 = (uint64_t)v[2];
+        p->n = (uint64_t)v[3];
+        p->es_first = p->a->es_first[p->kind] = (uint64_t)v[4];
+    }
+    if (--p->owed == 0) {
+        if (status < 0 || p->n == 0)
+            after_finish(p, status);
+        else
+            after_again(p); /* the range came first, unchecked */
+    }
+    rtmd_redis_call_done(rs);
+}
+
+/* LRANGE es from index at, as many as the pull may answer. */
+static int after_range(struct pull_call *p, uint64_t at)
+{
+    char key[PREFIX_MAX + 8], from[24], to[24];
+    struct rtmd_str pre = rtmd_redis_app_key(p->a);
+    int kl = snprintf(key, sizeof(key), "%.*ses:%c", (int)pre.len, pre.p,
+                      p->kind == RTMD_EVLOG_USER ? 'u' : 'c');
+    snprintf(from, sizeof(from), "%llu", (unsigned long long)at);
+    snprintf(to, sizeof(to), "%llu", (unsigned long long)(at + p->max - 1));
+    const char *argv[] = {"LRANGE", key, from, to};
+    size_t lens[] = {6, (size_t)kl, strlen(from), strlen(to)};
+    int r =
+        rtmd_redis_command(p->rs, rtmd_str_make(key, (size_t)kl), 4, argv, lens, on_after_range, p);
+    if (r == 0) {
+        p->owed++;
+        p->ranges++;
+    }
+    return r;
+}
+
+/* Sends the pull script for p: a draining pull, a lossless read's numbers
+ * only (mode m), or its full answer; cb gets the reply. */
+static int pull_script(struct pull_call *p, const char *mode, rtmd_redis_cb cb)
+{
+    struct redis_store *rs = p->rs;
+    char smax[16], dl[24], safter[24] = "";
+    snprintf(smax, sizeof(smax), "%u", p->max);
+    /* The deadline on Redis's clock: run later, the script does nothing. */
+    snprintf(dl, sizeof(dl), "%lld", (long long)((int64_t)rtmd_redis_deadline(rs) + rs->offset_ms));
+    if (p->after != RTMD_PULL_DRAIN)
+        snprintf(safter, sizeof(safter), "%llu", (unsigned long long)p->after);
+    struct rtmd_str key = rtmd_redis_app_key(p->a);
+    struct rtmd_str args[] = {p->kind == RTMD_EVLOG_USER ? RTMD_STR_LIT("u") : RTMD_STR_LIT("c"),
+                              rtmd_str_cstr(rs->cfg->regions[p->region]),
+                              rtmd_str_cstr(smax),
+                              rtmd_str_cstr(dl),
+                              rtmd_str_cstr(safter),
+                              rtmd_str_cstr(mode)};
+    int r = rtmd_redis_script(rs, RTMD_LUA_PULL, &key, 1, args, RTMD_ARRAY_SIZE(args), cb, p);
+    return r == -ENOTCONN ? -ETIMEDOUT : r;
+}
+
+/* The full script (the events and es entries joined by Lua, matched by
+ * number here), for what es does not hold as this rtmd writes it. */
+static void after_full(struct pull_call *p)
+{
+    p->rs->stats.redis_after_full++;
+    int r = pull_script(p, "", on_pull_reply);
+    if (r < 0)
+        after_finish(p, r);
 }
 
 static int redis_pull(struct rtmd_store *base, const struct rtmd_app *app,
@@ -726,23 +915,30 @@ static int redis_pull(struct rtmd_store *base, const struct rtmd_app *app,
         (kind != RTMD_EVLOG_USER && kind != RTMD_EVLOG_CHANNEL) ||
         (after != RTMD_PULL_DRAIN && after > RTMD_PULL_AFTER_MAX))
         return -EINVAL;
-    char smax[16], dl[24], safter[24] = "";
-    snprintf(smax, sizeof(smax), "%u", max);
-    /* The deadline on Redis's clock: run later, the script does nothing. */
-    snprintf(dl, sizeof(dl), "%lld", (long long)((int64_t)rtmd_redis_deadline(rs) + rs->offset_ms));
-    if (after != RTMD_PULL_DRAIN)
-        snprintf(safter, sizeof(safter), "%llu", (unsigned long long)after);
-    struct rtmd_str key = rtmd_redis_app_key(a);
-    struct rtmd_str args[] = {kind == RTMD_EVLOG_USER ? RTMD_STR_LIT("u") : RTMD_STR_LIT("c"),
-                              rtmd_str_cstr(rs->cfg->regions[region]), rtmd_str_cstr(smax),
-                              rtmd_str_cstr(dl), rtmd_str_cstr(safter)};
+    bool lossless = after != RTMD_PULL_DRAIN;
     struct pull_call *p = rtmd_malloc(sizeof(*p));
-    *p = (struct pull_call){rs, cb, arg, region, kind, after != RTMD_PULL_DRAIN};
-    int r = rtmd_redis_script(rs, RTMD_LUA_PULL, &key, 1, args, RTMD_ARRAY_SIZE(args),
-                              on_pull_reply, p);
-    if (r < 0)
+    *p = (struct pull_call){.rs = rs,
+                            .a = a,
+                            .cb = cb,
+                            .arg = arg,
+                            .region = region,
+                            .max = max,
+                            .kind = kind,
+                            .after = after};
+    rtmd_buf_init(&p->joined, SIZE_MAX);
+    int r = pull_script(p, lossless ? "m" : "", lossless ? on_after_numbers : on_pull_reply);
+    if (r < 0) {
         free(p);
-    return r == -ENOTCONN ? -ETIMEDOUT : r;
+        return r;
+    }
+    if (lossless) {
+        /* es's range, sent at once behind the script: where es started last time */
+        uint64_t g = a->es_first[kind];
+        p->owed = 1;
+        if (after_range(p, after > g ? after - g : 0) < 0)
+            p->ranges = 1; /* not sent: asked once the script says where */
+    }
+    return 0;
 }
 
 struct rate_call {

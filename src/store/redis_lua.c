@@ -22,7 +22,8 @@
     "read\n"                                                                                       \
     "-- count moves past them; drops holds the counts for the caller. Each event's session_id "    \
     "goes\n"                                                                                       \
-    "-- to the list P es:KIND as \"NUMBER:NODE|SESSION\", trimmed alike.\n"                        \
+    "-- to the list P es:KIND as \"NUMBER:NODE|SESSION\\nJSON\", trimmed alike: a lossless\n"      \
+    "-- read takes the events from there with LRANGE alone (no Lua string per event).\n"           \
     "-- An event of a kind some node's webhooks want (P wk, bits: 1 user, 2 channel) is also\n"    \
     "-- pushed to the app's webhook outbox P wo as "                                               \
     "\"ID\\nKIND\\nNUMBER\\nMS\\nSESSION\\nJSON\".\n"                                              \
@@ -32,7 +33,7 @@
     "  local len = redis.call('RPUSH', s, json)\n"                                                 \
     "  local keep = tonumber(retain)\n"                                                            \
     "  local num = redis.call('HINCRBY', p .. 'evn', kind, 1)\n"                                   \
-    "  local sl = redis.call('RPUSH', es, num .. ':' .. sid)\n"                                    \
+    "  local sl = redis.call('RPUSH', es, num .. ':' .. sid .. '\\n' .. json)\n"                   \
     "  wk = wk or tonumber(redis.call('GET', p .. 'wk') or '0')\n"                                 \
     "  if bit.band(wk, kind == 'u' and 1 or 2) ~= 0 then\n"                                        \
     "    local id = redis.call('HINCRBY', p .. 'evn', 'wo', 1)\n"                                  \
@@ -159,15 +160,17 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "-- with after, those numbered above after, not marked (a lossless read).\n"
         "-- KEYS[1]: prefix \"rtmd:{APPID}:\"; ARGV: kind (u|c), region, max, deadline (Redis "
         "ms),\n"
-        "-- after ('' for a draining pull). Event i (0-based) of the log is numbered first + i + "
-        "1.\n"
+        "-- after ('' for a draining pull), mode ('m' with after: the numbers only). Event i "
+        "(0-based)\n"
+        "-- of the log is numbered first + i + 1.\n"
         "-- Returns {-1} when run after its deadline (nothing read: the caller answered 408 "
         "already),\n"
         "-- {-2} when after is above the newest event's number (nothing done); else, draining,\n"
         "-- {dropped, json...}; with after, {dropped, numbers above after that retention removed,\n"
         "-- the first event's number, n, the n events' JSON joined by newlines (events hold "
         "none),\n"
-        "-- the \"NUMBER:SESSION_ID\" entries of es where those events' would be, joined alike}.\n"
+        "-- the es entries where those events' would be, joined alike}; mode m, {dropped, numbers\n"
+        "-- removed, the first event's number, n, es_first}.\n"
         "-- dropped: events the region had not read that retention removed (counted now). es and\n"
         "-- the log end at the same event unless an rtmd that kept no session_ids recorded some "
         "of\n"
@@ -196,17 +199,24 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "end\n"
         "if after then\n"
         "  local from = math.max(after, first)\n"
-        "  local out = redis.call('LRANGE', log, from - first, from - first + max - 1)\n"
-        "  local n = #out\n"
         "  local es = p .. 'es:' .. kind\n"
-        "  local a = from - first - (len - redis.call('LLEN', es))\n"
-        "  local sids = ''\n"
-        "  if n > 0 and a + n - 1 >= 0 then\n"
-        "    sids = table.concat(redis.call('LRANGE', es, math.max(a, 0), a + n - 1), '\\n')\n"
+        "  local res\n"
+        "  if ARGV[6] == 'm' then\n"
+        "    -- no events: the caller takes them from es itself (LRANGE), whose element i is\n"
+        "    -- numbered es_first + i + 1 while es and the log end at the same event\n"
+        "    res = {dropped, math.max(first - after, 0), from + 1, math.min(max, added - from),\n"
+        "           added - redis.call('LLEN', es)}\n"
+        "  else\n"
+        "    local out = redis.call('LRANGE', log, from - first, from - first + max - 1)\n"
+        "    local n = #out\n"
+        "    local a = from - first - (len - redis.call('LLEN', es))\n"
+        "    local sids = ''\n"
+        "    if n > 0 and a + n - 1 >= 0 then\n"
+        "      sids = table.concat(redis.call('LRANGE', es, math.max(a, 0), a + n - 1), '\\n')\n"
+        "    end\n"
+        "    res = {dropped, math.max(first - after, 0), from + 1, n, table.concat(out, '\\n'), "
+        "sids}\n"
         "  end\n"
-        "  -- two strings rather than 2n elements: a third of the script's time at 100 events\n"
-        "  local res = {dropped, math.max(first - after, 0), from + 1, n, table.concat(out, "
-        "'\\n'), sids}\n"
         "  if after > read or dropped > 0 then\n"
         "    redis.call('HSET', p .. 'cur', rk .. ':n', math.max(after, read))\n"
         "  end\n"

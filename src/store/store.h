@@ -138,6 +138,10 @@ struct rtmd_store_stats {
     uint32_t redis_masters_up;   /* of which the command connection is up */
     uint64_t redis_redirections; /* MOVED and ASK met */
     uint64_t redis_reconnects;   /* Redis connections that dropped while up */
+    /* Lossless reads the full pull script answered: es did not hold their
+     * events as this rtmd writes them (an older rtmd's entries), or moved
+     * under the read twice. */
+    uint64_t redis_after_full;
 };
 
 /* ---- messages (history, offline delivery) ---- */

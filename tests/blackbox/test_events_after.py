@@ -290,6 +290,43 @@ def test_after_on_redis_events_an_older_rtmd_recorded_carry_an_empty_session_id(
     assert sid[:3] == ["", "", ""] and sid[3] == sid[4] != ""
 
 
+def full_reads(r):
+    return r.metrics()["rtmd_redis_after_full_reads_total"]
+
+
+def test_after_on_redis_takes_the_events_from_es_without_the_full_script(make_rtmd, redis_server):
+    """Each es entry is "NUMBER:SESSION_ID\\nJSON": an after read takes its events from there with
+    one LRANGE and checks each one's number; the script that joins the events is not needed."""
+    a = node(make_rtmd, redis_server, "na")
+    logins(a, ["alice", "bob"], channels=["c1"])
+    ev = wait_events(a, 4)
+    es = redis_server.command("LRANGE", "rtmd:{%s}:es:u" % APP, "0", "-1")
+    log = redis_server.command("LRANGE", "rtmd:{%s}:ev:u" % APP, "0", "-1")
+    assert [e.decode() if isinstance(e, bytes) else e for e in es] == [
+        "%d:%s\n%s" % (e["seq"], e["session_id"], j.decode() if isinstance(j, bytes) else j)
+        for e, j in zip(ev, log)]
+    for n in range(4):
+        assert after(a, n)["events"] == ev[n:]
+    cev = wait_events(a, 4, kind="channel")
+    assert after(a, cev[1]["seq"], kind="channel")["events"] == cev[2:]
+    assert full_reads(a) == 0
+
+
+def test_after_on_redis_es_entries_of_an_older_rtmd_take_the_full_script(make_rtmd, redis_server):
+    """Entries as an older rtmd wrote them ("NUMBER:SESSION_ID", no JSON) answer the same events
+    with the same session ids, through the script that joins them in Redis."""
+    a = node(make_rtmd, redis_server, "na")
+    logins(a, ["alice", "bob"])
+    ev = wait_events(a, 4)
+    es = "rtmd:{%s}:es:u" % APP
+    for i, e in enumerate(ev[:2]):
+        redis_server.command("LSET", es, str(i), "%d:%s" % (e["seq"], e["session_id"]))
+    assert after(a, 0)["events"] == ev
+    assert full_reads(a) == 1
+    assert after(a, 2)["events"] == ev[2:]  # those entries are this rtmd's
+    assert full_reads(a) == 1
+
+
 def test_after_on_redis_trims_session_ids_with_the_events(make_rtmd, redis_server):
     st = {"backend": "redis", "redis_url": redis_server.url, "redis_timeout_ms": 500,
           "node_timeout_s": 2}
@@ -301,3 +338,13 @@ def test_after_on_redis_trims_session_ids_with_the_events(make_rtmd, redis_serve
     d = after(a, 0)
     assert seqs(d["events"]) == [6, 7, 8] and d["dropped"] == 5
     assert all(e["session_id"].startswith("na|") for e in d["events"])
+    # es trimmed since this node last read it: the range asked where es started then misses,
+    # and is asked again where the script found es starting
+    logins(a, ["u4"])
+    wait_until(lambda: after(a, 7)["events"][-1]["seq"] == 10, 10, what="u4's events")
+    d = after(a, 7)
+    assert seqs(d["events"]) == [8, 9, 10] and d["dropped"] == 0
+    assert [e["user_id"] for e in d["events"]] == ["u3", "u4", "u4"]
+    assert d["events"][1]["session_id"] == d["events"][2]["session_id"] != d["events"][0][
+        "session_id"]
+    assert full_reads(a) == 0

@@ -110,6 +110,14 @@ def test_rtmd_on_a_cluster_records_and_serves_events_whichever_master_holds_the_
         st, hd, body = r.get(event_path("user", APP_NOCERT), headers={"Authorization": basic()})
         assert st == 200, body
         assert [(e["type"], e["user_id"]) for e in json.loads(body)["events"]] == [("Login", "alice")]
+        # a lossless read: the script's numbers and the es range, both on the app's master
+        st, hd, body = r.get(event_path("user", APP_NOCERT) + "?after=0",
+                             headers={"Authorization": basic()})
+        assert st == 200, body
+        ev = json.loads(body)["events"]
+        assert [(e["type"], e["user_id"], e["seq"]) for e in ev] == [("Login", "alice", 1)], ev
+        assert ev[0]["session_id"].startswith("n1|"), ev
+        assert r.metrics()["rtmd_redis_after_full_reads_total"] == 0
         # who is online: the members script and the statuses' HMGET on the app's master
         st, _, body = r.get("/dev/v2/project/%s/rtm/channels/room/members" % APP_NOCERT,
                             headers={"Authorization": basic()})
