@@ -1230,6 +1230,7 @@ static void store_free(struct redis_store *rs)
             pop_free(&a->ops[k]);
         free(a->ops);
         free(a->calls);
+        rtmd_hashmap_free(&a->pages); /* empty: every read was answered */
         free(a);
     }
     free(rs->apps);
@@ -1332,6 +1333,7 @@ static struct app_rs *app_rs_new(struct redis_store *rs, const struct rtmd_app *
     a->app = app;
     a->rs = rs;
     a->prefix_len = (size_t)snprintf(a->prefix, sizeof(a->prefix), "rtmd:{%s}:", app->id);
+    rtmd_hashmap_init(&a->pages);
     uv_timer_init(rs->loop, &a->retry);
     a->retry.data = a;
     rs->apps = rtmd_realloc(rs->apps, (rs->n_apps + 1) * sizeof(*rs->apps));

@@ -63,9 +63,10 @@ struct app_rs {
     uint32_t retry_ms;
     uv_timer_t retry;
     struct redis_store *rs;
-    uint32_t tail_viewers; /* this node's viewers of the live tail (redis_dash.c) */
-    bool tail_elsewhere;   /* another node has some */
-    uint64_t es_first[2];  /* per log kind: es's element 0 was numbered this + 1, last seen */
+    uint32_t tail_viewers;     /* this node's viewers of the live tail (redis_dash.c) */
+    bool tail_elsewhere;       /* another node has some */
+    uint64_t es_first[2];      /* per log kind: es's element 0 was numbered this + 1, last seen */
+    struct rtmd_hashmap pages; /* first member pages being read (redis_online.c) */
 };
 
 /* A presence script call in flight: the ops and calls it carries. */

@@ -382,3 +382,35 @@ def test_presence_qps_holds_across_nodes_on_redis(make_rtmd, store_backend):
             got.append(h.request("GET", members_path("room"), headers={"Authorization": basic()})[0])
         # one bucket for the app, whichever node answers (a second may have begun meanwhile)
         assert got[:4] == [200] * 4 and 429 in got[4:], got
+
+
+def test_join_storm_on_redis_shares_the_member_reads(make_rtmd, redis_server):
+    """Joins of one channel whose replies wait on a member read share the next one: every join's
+    reply still lists its joiner (the read went out after its join was recorded), and Redis runs
+    fewer member pages than there were joins."""
+    r = make_rtmd(store={"backend": "redis", "redis_url": redis_server.url},
+                  server={"node_id": "n1"}, limits=FAST)
+
+    def pages():
+        info = redis_server.command("INFO", "commandstats")
+        info = info.decode() if isinstance(info, bytes) else info
+        for line in info.splitlines():
+            if line.startswith("cmdstat_zrangebylex:"):
+                return int(line.split("calls=")[1].split(",")[0])
+        return 0
+    before = pages()
+    uids = ["u%03d" % i for i in range(300)]
+    socks = []
+    for u in uids:
+        ws = r.ws()
+        ws.send({"op": "login", "id": 1, "appid": APP_NOCERT, "uid": u})
+        ws.send({"op": "join", "id": 2, "channel": "storm"})
+        socks.append(ws)
+    for u, ws in zip(uids, socks):
+        assert ws.reply(1)["ok"] is True
+        j = ws.reply(2)
+        assert j["ok"] is True and u in j["members"], (u, j)
+        assert j["members"] == sorted(j["members"]) and len(j["members"]) == j["count"] <= 300
+    assert pages() - before < len(uids)
+    assert all_members(r, "storm")[0] == uids and count(r, "storm") == 300
+    close_all(socks)
