@@ -4,6 +4,7 @@
  */
 #include "api/dashboard.h"
 
+#include <cjson/cJSON.h>
 #include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,25 @@
 /* Seconds between this node's reports to a shared store (its connections, sessions). */
 #define REPORT_S 5
 
+/* Other nodes' rates (the redis backend): while some node's viewer watches
+ * an app's live tail, every node publishes its counts of the app's last
+ * minute there once a second, and the viewers' nodes keep the newest of
+ * each node's so the overview adds up the cluster. Bounded: at most
+ * REMOTE_RATES_MAX (app, node) pairs, each counted only while fresh. */
+#define REMOTE_RATES_MAX      256
+#define REMOTE_RATES_FRESH_MS 3000
+struct remote_rates {
+    const struct rtmd_app *app;
+    char node[RTMD_NODE_ID_MAX];
+    uint64_t ms; /* the node's clock when it counted */
+    uint32_t r[RTMD_TAP_RATES][RTMD_TAP_SECONDS];
+};
+
+/* The rates' names in the overview and between nodes, in alphabetical order. */
+static const char *const rate_names[RTMD_TAP_RATES] = {"joins", "logins", "messages", "requests"};
+static const int rate_order[RTMD_TAP_RATES] = {RTMD_TAP_JOINS, RTMD_TAP_LOGINS, RTMD_TAP_MESSAGES,
+                                               RTMD_TAP_REQUESTS};
+
 /* One live tail: an HTTP connection taken over after its answer's head. */
 struct viewer {
     struct rtmd_list link;
@@ -47,7 +67,9 @@ struct rtmd_dashboard {
      * nothing unsent, so it passes only for a viewer that read nothing
      * for DASH_VIEWER_STUCK_S while owing it something. */
     struct rtmd_timeout_queue idle;
-    struct rtmd_buf event; /* one event, formatted once for every viewer */
+    struct rtmd_buf event;       /* one event, formatted once for every viewer */
+    struct remote_rates *remote; /* REMOTE_RATES_MAX of them once one came */
+    size_t n_remote;
 };
 
 /* Headers every dashboard answer carries. */
@@ -163,19 +185,42 @@ static struct rtmd_node_report this_node(struct rtmd_api *api, char *name, size_
     };
 }
 
-static void write_rates(struct rtmd_json *j, const struct rtmd_app *app)
+/* This node's counts of app's last minute plus every fresh report of the
+ * other nodes, each placed by its own clock's second. */
+static void cluster_rates(struct rtmd_dashboard *d, const struct rtmd_app *app, uint64_t now,
+                          uint64_t out[RTMD_TAP_RATES][RTMD_TAP_SECONDS])
 {
-    static const char *const names[RTMD_TAP_RATES] = {"joins", "logins", "messages", "requests"};
-    static const int order[RTMD_TAP_RATES] = {RTMD_TAP_JOINS, RTMD_TAP_LOGINS, RTMD_TAP_MESSAGES,
-                                              RTMD_TAP_REQUESTS};
-    uint32_t rates[RTMD_TAP_RATES][RTMD_TAP_SECONDS];
-    rtmd_tap_rates(app, rtmd_now_ms(), rates);
+    uint32_t mine[RTMD_TAP_RATES][RTMD_TAP_SECONDS];
+    rtmd_tap_rates(app, now, mine);
+    for (int k = 0; k < RTMD_TAP_RATES; k++)
+        for (int s = 0; s < RTMD_TAP_SECONDS; s++)
+            out[k][s] = mine[k][s];
+    for (size_t i = 0; i < d->n_remote; i++) {
+        const struct remote_rates *rr = &d->remote[i];
+        if (rr->app != app || rr->ms + REMOTE_RATES_FRESH_MS < now || rr->ms > now + 60000)
+            continue;
+        /* Its slot s is second rr->ms / 1000 - 60 + s; ours, now / 1000 - 60 + s. */
+        int64_t shift = (int64_t)(rr->ms / 1000) - (int64_t)(now / 1000);
+        for (int s = 0; s < RTMD_TAP_SECONDS; s++) {
+            int64_t at = s + shift;
+            if (at < 0 || at >= RTMD_TAP_SECONDS)
+                continue;
+            for (int k = 0; k < RTMD_TAP_RATES; k++)
+                out[k][at] += rr->r[k][s];
+        }
+    }
+}
+
+static void write_rates(struct rtmd_dashboard *d, struct rtmd_json *j, const struct rtmd_app *app)
+{
+    uint64_t rates[RTMD_TAP_RATES][RTMD_TAP_SECONDS];
+    cluster_rates(d, app, rtmd_now_ms(), rates);
     rtmd_json_key(j, "rates");
     rtmd_json_obj_begin(j);
     for (int i = 0; i < RTMD_TAP_RATES; i++) {
-        const uint32_t *r = rates[order[i]];
+        const uint64_t *r = rates[rate_order[i]];
         uint64_t sum = 0;
-        rtmd_json_key(j, names[i]);
+        rtmd_json_key(j, rate_names[i]);
         rtmd_json_obj_begin(j);
         rtmd_json_key(j, "last_minute");
         for (int s = 0; s < RTMD_TAP_SECONDS; s++)
@@ -233,7 +278,7 @@ static void overview_finish(struct overview_req *o, const struct rtmd_node_repor
         rtmd_json_obj_end(&j);
     }
     rtmd_json_arr_end(&j);
-    write_rates(&j, o->app);
+    write_rates(d, &j, o->app);
     rtmd_json_key(&j, "request_id");
     rtmd_json_str(&j, rtmd_str_make(o->req->request_id, o->req->request_id_len));
     rtmd_json_key(&j, "result");
@@ -480,11 +525,109 @@ static void tap_message(void *ctx, const struct rtmd_app *app, enum rtmd_message
     tap_out(d, app);
 }
 
+/* The rates event of this node's counts of app (rates_event()): "event:
+ * rates", data {"joins":[60],"logins":[60],"messages":[60],"ms":MS,
+ * "node":NODE,"requests":[60]}, in d->event; false when all are 0. */
+static bool rates_event(struct rtmd_dashboard *d, const struct rtmd_app *app, uint64_t now,
+                        const char *node)
+{
+    uint32_t r[RTMD_TAP_RATES][RTMD_TAP_SECONDS];
+    rtmd_tap_rates(app, now, r);
+    bool any = false;
+    for (int k = 0; k < RTMD_TAP_RATES && !any; k++)
+        for (int s = 0; s < RTMD_TAP_SECONDS && !any; s++)
+            any = r[k][s] != 0;
+    if (!any)
+        return false;
+    rtmd_buf_reset(&d->event);
+    rtmd_buf_append_cstr(&d->event, "event: rates\ndata: ");
+    struct rtmd_json j;
+    rtmd_json_init(&j, &d->event);
+    rtmd_json_obj_begin(&j);
+    for (int i = 0; i < RTMD_TAP_RATES; i++) {
+        if (i == 3) {
+            rtmd_json_key(&j, "ms");
+            rtmd_json_u64(&j, now);
+            rtmd_json_key(&j, "node");
+            rtmd_json_cstr(&j, node);
+        }
+        rtmd_json_key(&j, rate_names[i]);
+        rtmd_json_arr_begin(&j);
+        for (int s = 0; s < RTMD_TAP_SECONDS; s++)
+            rtmd_json_u64(&j, r[rate_order[i]][s]);
+        rtmd_json_arr_end(&j);
+    }
+    rtmd_json_obj_end(&j);
+    if (rtmd_json_finish(&j) < 0)
+        return false;
+    rtmd_buf_append_cstr(&d->event, "\n\n");
+    return true;
+}
+
+/* Keeps another node's rates event (bounded; anything malformed is ignored). */
+static void take_rates(struct rtmd_dashboard *d, const struct rtmd_app *app, struct rtmd_str data)
+{
+    cJSON *root = cJSON_ParseWithLength(data.p, data.len);
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(root, "node");
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(root, "ms");
+    struct remote_rates in = {.app = app};
+    bool ok = cJSON_IsString(node) && node->valuestring[0] &&
+              strlen(node->valuestring) < sizeof(in.node) && cJSON_IsNumber(ms) &&
+              ms->valuedouble >= 0 && ms->valuedouble < 9007199254740992.0; /* 2^53 */
+    for (int i = 0; ok && i < RTMD_TAP_RATES; i++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, rate_names[i]);
+        ok = cJSON_IsArray(a) && cJSON_GetArraySize(a) == RTMD_TAP_SECONDS;
+        if (!ok)
+            break;
+        int s = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, a)
+        {
+            if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= UINT32_MAX)) {
+                ok = false;
+                break;
+            }
+            in.r[rate_order[i]][s++] = (uint32_t)e->valuedouble;
+        }
+    }
+    if (ok) {
+        memcpy(in.node, node->valuestring, strlen(node->valuestring) + 1);
+        in.ms = (uint64_t)ms->valuedouble;
+    }
+    cJSON_Delete(root);
+    if (!ok)
+        return;
+    /* Its entry, else a free one, else one gone stale; else it waits for room. */
+    uint64_t now = rtmd_now_ms();
+    struct remote_rates *slot = NULL;
+    for (size_t i = 0; i < d->n_remote && !slot; i++)
+        if (d->remote[i].app == app && strcmp(d->remote[i].node, in.node) == 0)
+            slot = &d->remote[i];
+    if (!slot && d->n_remote < REMOTE_RATES_MAX) {
+        if (!d->remote)
+            d->remote = rtmd_malloc(REMOTE_RATES_MAX * sizeof(*d->remote));
+        slot = &d->remote[d->n_remote++];
+    }
+    for (size_t i = 0; i < d->n_remote && !slot; i++)
+        if (d->remote[i].ms + REMOTE_RATES_FRESH_MS < now)
+            slot = &d->remote[i];
+    if (slot)
+        *slot = in;
+}
+
 /* An event another node published (the redis backend): one Server-Sent
- * Event, as this node would write it; anything else is not passed on. */
+ * Event, as this node would write it; anything else is not passed on. A
+ * rates event is kept for the overview, not passed on. */
 static void on_remote_tail(void *ctx, const struct rtmd_app *app, struct rtmd_str ev)
 {
     struct rtmd_dashboard *d = ctx;
+    static const char rates[] = "event: rates\ndata: {";
+    if (ev.len > sizeof(rates) + 1 && !memcmp(ev.p, rates, sizeof(rates) - 1) &&
+        ev.p[ev.len - 1] == '\n' && ev.p[ev.len - 2] == '\n') {
+        size_t at = sizeof(rates) - 2; /* the '{' */
+        take_rates(d, app, rtmd_str_make(ev.p + at, ev.len - at - 2));
+        return;
+    }
     static const char presence[] = "event: presence\ndata: {",
                       message[] = "event: message\ndata: {";
     bool kind = (ev.len > sizeof(presence) && !memcmp(ev.p, presence, sizeof(presence) - 1)) ||
@@ -622,6 +765,15 @@ static void on_tick(struct rtmd_timeout *t)
         if (d->ticks % KEEPALIVE_S == 0 || v->dropped != v->told)
             viewer_write(d, v, RTMD_STR_LIT(": keepalive\n\n"));
     }
+    /* This node's rates of the apps other nodes' viewers watch, to them. */
+    const struct rtmd_config *cfg = d->api->cfg;
+    char node[RTMD_NODE_ID_MAX];
+    node_name(cfg, node, sizeof(node));
+    for (size_t i = 0; rtmd_store_has_tail(d->api->store) && i < cfg->n_apps; i++)
+        if (rtmd_store_tail_wanted(d->api->store, cfg->apps[i]) &&
+            rates_event(d, cfg->apps[i], rtmd_now_ms(), node))
+            rtmd_store_tail_publish(d->api->store, cfg->apps[i],
+                                    rtmd_str_make(d->event.data, d->event.len));
     if (d->ticks % REPORT_S == 0 && d->api->store->type->nodes) {
         char name[RTMD_NODE_ID_MAX];
         struct rtmd_node_report me = this_node(d->api, name, sizeof(name));
@@ -735,6 +887,7 @@ void rtmd_dashboard_shutdown(struct rtmd_api *api)
     rtmd_timeout_queue_close(&d->ticker);
     rtmd_timeout_queue_close(&d->idle);
     rtmd_buf_free(&d->event);
+    free(d->remote);
     api->dashboard = NULL;
     free(d);
 }

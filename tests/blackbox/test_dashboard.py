@@ -307,15 +307,20 @@ def test_live_tail_shows_presence_and_messages_and_consumes_nothing(rtmd):
     wait_until(lambda: overview(rtmd)["live"]["viewers"] == 0, what="viewers gone")
 
 
-def test_live_tail_is_cluster_wide_on_redis(make_rtmd, store_backend):
-    if store_backend != "redis":
-        return  # one node
+def watched_on_n1(make_rtmd):
+    """Two nodes, a viewer of the live tail on n1, once n2 knows it (within about a second)."""
     n1 = make_rtmd("n1")
     n2 = make_rtmd("n2")
     t = Tail(n1)
     assert t.read_head() == 200
-    # n2 learns within about a second that n1 watches the app
     wait_for_remote_tail(t, n2, timeout=10)
+    return n1, n2, t
+
+
+def test_live_tail_is_cluster_wide_on_redis(make_rtmd, store_backend):
+    if store_backend != "redis":
+        return  # one node
+    n1, n2, t = watched_on_n1(make_rtmd)
     a = login(n2, "alice", ["lobby"])  # on the other node
     b = login(n1, "bob", ["lobby"])    # on the viewer's node
     assert a.call("publish", channel="lobby", payload="from n2")["ok"] is True
@@ -340,6 +345,81 @@ def test_live_tail_is_cluster_wide_on_redis(make_rtmd, store_backend):
     t.close()
     a.close_socket()
     b.close_socket()
+
+
+def test_rates_add_up_every_node_on_redis(make_rtmd, store_backend):
+    """While a viewer on n1 watches the app, n2 publishes its counts every second: n1's overview
+    adds them to its own, so the rates are the cluster's."""
+    if store_backend != "redis":
+        return  # one node
+    n1, n2, t = watched_on_n1(make_rtmd)
+    socks = [login(n2, "alice", ["lobby"]), login(n2, "bob", ["lobby", "side"])]
+    for i in range(3):
+        assert socks[0].call("publish", channel="lobby", payload="m%d" % i)["ok"] is True
+
+    def last_minute(r):
+        return {k: v["last_minute"] for k, v in overview(r)["rates"].items() if k != "requests"}
+
+    # n2 counts only its own (nobody watches on n2); n1 adds n2's report to its own zeros
+    wait_until(lambda: last_minute(n2)["messages"] == 3 and last_minute(n2)["joins"] == 3,
+               timeout=5, what="n2's own counts")
+    want = last_minute(n2)
+    assert want["logins"] >= 3  # alice, bob and the probes
+    wait_until(lambda: last_minute(n1) == want, timeout=5, what="n2's counts on n1: %r" % want)
+    per = overview(n1)["rates"]["messages"]["per_second"]
+    assert len(per) == 60 and sum(per) == 3
+    for ws in socks:
+        ws.close_socket()
+    t.close()
+
+
+def test_rates_reports_of_other_nodes_are_checked(make_rtmd, store_backend, request):
+    """What comes over the tail channel is another node's word, checked before it counts:
+    malformed reports are ignored, a good one adds, and none reaches the viewer."""
+    if store_backend != "redis":
+        return  # one node
+    redis = request.getfixturevalue("redis_session")
+    n1 = make_rtmd("n1")
+    t = Tail(n1)
+    assert t.read_head() == 200
+    chan = "rtmd:{%s}:tail" % APP_NOCERT
+
+    def report(node, **over):
+        d = {"joins": [0] * 60, "logins": [0] * 60, "messages": [0] * 60,
+             "ms": int(time.time() * 1000), "node": node, "requests": [0] * 60}
+        d.update(over)
+        return "%s\nevent: rates\ndata: %s\n\n" % (node, json.dumps(d, separators=(",", ":")))
+
+    def rates_after(*msgs):
+        for m in msgs:
+            redis.command("SPUBLISH", chan, m)
+        return {k: v["last_minute"] for k, v in overview(n1)["rates"].items()}
+
+    # n1 listens once a good report counts
+    wait_until(lambda: rates_after(report("zz", requests=[3] + [0] * 59))["requests"] == 3,
+               timeout=10, what="the first report counted")
+    seven = [0] * 59 + [7]
+    bad = [report("b0", messages=[7] * 59), report("b1", messages=[-1] + seven[1:]),
+           report("b2", messages=[2 ** 32] + seven[1:]), report("x" * 40, messages=seven),
+           report("b4", messages=seven, ms="soon"), report("b5", messages=seven, ms=-5),
+           "b6\nevent: rates\ndata: {nope\n\n", report("b7", messages=seven, joins=None),
+           report("b8", messages=seven, requests=["1"] * 60), report("", messages=seven),
+           report("b9", messages=[7.5] * 60)[:-1]]
+    # the bad ones, then a good one: once it counts, they were read (in order on the channel)
+    got = {}
+
+    def good_counted():
+        got.update(rates_after(*(bad + [report("zy", joins=[5] + [0] * 59)])))
+        return got["joins"] == 5
+    wait_until(good_counted, timeout=10, what="the good report after the bad ones")
+    assert got["messages"] == 0, got
+    t.sock.settimeout(0.3)
+    try:
+        rest = t.buf + t.sock.recv(65536)
+    except socket.timeout:
+        rest = t.buf
+    assert b"rates" not in rest, rest
+    t.close()
 
 
 def test_at_most_64_viewers_per_node(rtmd):
