@@ -205,7 +205,7 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "    -- no events: the caller takes them from es itself (LRANGE), whose element i is\n"
         "    -- numbered es_first + i + 1 while es and the log end at the same event\n"
         "    res = {dropped, math.max(first - after, 0), from + 1, math.min(max, added - from),\n"
-        "           added - redis.call('LLEN', es)}\n"
+        "           math.max(added - redis.call('LLEN', es), 0)}\n"
         "  else\n"
         "    local out = redis.call('LRANGE', log, from - first, from - first + max - 1)\n"
         "    local n = #out\n"

@@ -327,6 +327,18 @@ def test_after_on_redis_es_entries_of_an_older_rtmd_take_the_full_script(make_rt
     assert full_reads(a) == 1
 
 
+def test_after_on_redis_es_longer_than_the_log_still_answers(make_rtmd, redis_server):
+    """Entries es should not hold (more than the events ever added, numbered 0) are passed
+    over by number: the read answers the log's events, not a store error."""
+    a = node(make_rtmd, redis_server, "na")
+    logins(a, ["alice", "bob"])
+    ev = wait_events(a, 4)
+    for _ in range(3):
+        redis_server.command("LPUSH", "rtmd:{%s}:es:u" % APP, "0:stray\n{}")
+    assert after(a, 0)["events"] == ev
+    assert after(a, 2)["events"] == ev[2:]
+
+
 def test_after_on_redis_trims_session_ids_with_the_events(make_rtmd, redis_server):
     st = {"backend": "redis", "redis_url": redis_server.url, "redis_timeout_ms": 500,
           "node_timeout_s": 2}
