@@ -637,17 +637,27 @@ static struct rtmd_str next_line(struct rtmd_str *rest)
 /* The next es entry "NUMBER:SESSION_ID" of *rest numbered seq, or "" (none:
  * the event was recorded by an rtmd that kept no session_ids). Entries come
  * in increasing number; those below seq are skipped. */
+/* An es entry's first line "NUMBER:SESSION_ID": false when line is not one
+ * (an event's JSON line). */
+static bool es_head(struct rtmd_str line, uint64_t *num, struct rtmd_str *sid)
+{
+    const char *colon = memchr(line.p, ':', line.len);
+    if (!colon ||
+        rtmd_str_to_u64(rtmd_str_make(line.p, (size_t)(colon - line.p)), UINT64_MAX, num) != 0)
+        return false;
+    *sid = rtmd_str_make(colon + 1, line.len - (size_t)(colon - line.p) - 1);
+    return true;
+}
+
 static struct rtmd_str session_of(struct rtmd_str *rest, uint64_t seq)
 {
     while (rest->len > 0) {
-        struct rtmd_str save = *rest, e = next_line(rest);
-        const char *colon = memchr(e.p, ':', e.len);
+        struct rtmd_str save = *rest, e = next_line(rest), sid;
         uint64_t num;
-        if (!colon ||
-            rtmd_str_to_u64(rtmd_str_make(e.p, (size_t)(colon - e.p)), UINT64_MAX, &num) != 0)
+        if (!es_head(e, &num, &sid))
             continue;
         if (num == seq)
-            return rtmd_str_make(colon + 1, e.len - (size_t)(colon - e.p) - 1);
+            return sid;
         if (num > seq) {
             *rest = save; /* a later event's */
             break;
@@ -756,18 +766,14 @@ static int es_events(const redisReply *r, uint64_t from1, uint64_t n, struct rtm
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_STRING)
             return 1;
-        struct rtmd_str json = rtmd_str_make(e->str, e->len);
-        struct rtmd_str head = next_line(&json);
-        const char *colon = memchr(head.p, ':', head.len);
+        struct rtmd_str json = rtmd_str_make(e->str, e->len), sid;
         uint64_t num;
-        if (!colon ||
-            rtmd_str_to_u64(rtmd_str_make(head.p, (size_t)(colon - head.p)), UINT64_MAX, &num))
+        if (!es_head(next_line(&json), &num, &sid))
             return 1;
         if (num < from1 && got == 0)
             continue; /* before the events asked: the range started early */
         if (num != from1 + got || json.len == 0 || json.p[0] != '{')
             return 1;
-        struct rtmd_str sid = rtmd_str_make(colon + 1, head.len - (size_t)(colon - head.p) - 1);
         if ((got > 0 && rtmd_buf_append_byte(joined, ',') < 0) ||
             rtmd_event_numbered(joined, json, num, sid) != 0)
             return -ENOMEM;
@@ -828,10 +834,11 @@ static void on_after_numbers(void *arg, int status, const redisReply *reply)
     else if (status == 0 && v[0] == -2)
         status = -ERANGE; /* after is above the newest event: nothing done */
     else if (status == 0) {
-        for (size_t i = 1; i < 5 && status == 0; i++)
+        /* {dropped, skipped, the first number, n, es_first}, none negative */
+        for (size_t i = 0; i < 5 && status == 0; i++)
             if (reply->elements != 5 || !rtmd_redis_reply_int(reply->element[i], &v[i]) || v[i] < 0)
                 status = RTMD_ESTORE;
-        if (status == 0 && (v[0] < 0 || v[2] < 1))
+        if (status == 0 && v[2] < 1)
             status = RTMD_ESTORE;
     }
     p->status = status;

@@ -83,11 +83,9 @@ struct page_waiter {
 struct page_share {
     struct app_rs *a;
     uint32_t limit;
-    uint8_t channel_len;
-    char channel[RTMD_ID_MAX];
     char key[RTMD_ID_MAX + 16]; /* "LIMIT:CHANNEL", the map's key */
-    size_t key_len;
-    struct page_waiter *sent; /* answered by the read in flight */
+    size_t key_len, channel_at; /* the channel: key from channel_at on */
+    struct page_waiter *sent;   /* answered by the read in flight */
     size_t n_sent;
     struct page_waiter *next; /* asked since: the next read's */
     size_t n_next, cap_next;
@@ -122,9 +120,11 @@ static void share_answer(struct page_share *sh, int status, const redisReply *re
         sh->n_sent = sh->n_next;
         sh->next = NULL;
         sh->n_next = sh->cap_next = 0;
-        status = a->rs->closing ? RTMD_ECLOSED
-                                : members_script(a, rtmd_str_make(sh->channel, sh->channel_len),
-                                                 RTMD_STR_NULL, sh->limit, on_shared_page, sh);
+        status = a->rs->closing
+                     ? RTMD_ECLOSED
+                     : members_script(
+                           a, rtmd_str_make(sh->key + sh->channel_at, sh->key_len - sh->channel_at),
+                           RTMD_STR_NULL, sh->limit, on_shared_page, sh);
         if (status == 0)
             return;
         reply = NULL;
@@ -156,10 +156,9 @@ static int shared_first_page(struct app_rs *a, struct rtmd_str channel, uint32_t
     sh = rtmd_calloc(1, sizeof(*sh));
     sh->a = a;
     sh->limit = limit;
-    sh->channel_len = (uint8_t)channel.len;
-    memcpy(sh->channel, channel.p, channel.len);
     memcpy(sh->key, key, (size_t)kl);
     sh->key_len = (size_t)kl;
+    sh->channel_at = (size_t)kl - channel.len;
     int r = members_script(a, channel, RTMD_STR_NULL, limit, on_shared_page, sh);
     if (r < 0) {
         free(sh);
