@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 
 from harness import RedisServer, wait_until
 
@@ -117,6 +118,7 @@ class RedisCluster:
         self.nodes = [ClusterNode(os.path.join(self.dir, "n%d" % i), node_timeout_ms)
                       for i in range(masters * (1 + replicas))]
         self._seeds = []
+        self._last_meet = time.monotonic()
 
     # -- life ------------------------------------------------------------------------------------
     def start(self, timeout=30.0):
@@ -156,8 +158,16 @@ class RedisCluster:
             m.command("CLUSTER", "ADDSLOTSRANGE", *[x for r in ranges for x in r])
         for n in self.nodes[1:]:
             self.nodes[0].command("CLUSTER", "MEET", "127.0.0.1", n.port, n.bus_port)
-        wait_until(lambda: all(len(self.topology(via=n)) == len(self.nodes) for n in self.nodes),
-                   timeout, interval=0.05, what="every node to know every other")
+        try:
+            wait_until(self._met_again, timeout, interval=0.05, what="every node to know every other")
+        except AssertionError as e:
+            views = []
+            for n in self.nodes:
+                try:
+                    views.append("%r:\n%s" % (n, n.command("CLUSTER", "NODES")))
+                except (OSError, RuntimeError) as err:
+                    views.append("%r: %s" % (n, err))
+            raise AssertionError("%s; each node's CLUSTER NODES:\n%s" % (e, "\n".join(views)))
         for i, n in enumerate(self.nodes[self.n_masters:]):
             mid = masters[i % self.n_masters].command("CLUSTER", "MYID")
 
@@ -167,6 +177,24 @@ class RedisCluster:
                 except RuntimeError:  # the master is not known as one yet
                     return False
             wait_until(replicated, timeout, interval=0.1, what="a replica to attach")
+
+    def _met_again(self):
+        """True when every node knows every other (handshakes done). Else, at
+        most once a second, MEETs again what a node does not know: Redis drops
+        a handshake that takes longer than the node timeout (1 s here, easily
+        reached on a loaded machine) and never retries it by itself."""
+        missing = []
+        for n in self.nodes:
+            known = {m["addr"] for m in self.topology(via=n) if "handshake" not in m["flags"]}
+            missing += [(n, o) for o in self.nodes if o is not n and o.addr not in known]
+        if not missing:
+            return True
+        now = time.monotonic()
+        if now - self._last_meet >= 1.0:
+            self._last_meet = now
+            for n, o in missing:
+                n.command("CLUSTER", "MEET", "127.0.0.1", o.port, o.bus_port)
+        return False
 
     def _layout(self):
         """Slot ranges per master: the second's starts at first_slot."""
