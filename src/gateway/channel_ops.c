@@ -31,7 +31,14 @@ void gw_op_join(struct gw_client *c, const struct gw_request *r)
     if (pr < 0)
         free(jc);
     switch (pr) {
-    case 0: gw_op_begin(c, r); return;
+    case 0:
+        /* Its pushes wait behind the reply: a member event sent before it
+         * would be undone by a client that takes the reply's members (read
+         * after the join is recorded) as the list. gw_join_recorded and the
+         * members page let them go. */
+        c->ready = false;
+        gw_op_begin(c, r);
+        return;
     case -EALREADY:
         gw_reply_error(c, true, r->id, "already_joined", "already in this channel");
         return;

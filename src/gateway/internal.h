@@ -28,11 +28,12 @@ struct gw_client {
     int64_t op_id;
     bool closing;         /* the gateway decided to close (logout, kick, timeout) */
     bool dead;            /* the connection closed while gateway code was running */
-    bool ready;           /* login answered and offline messages out: pushes go straight out */
+    bool ready;           /* pushes go straight out: login answered and offline messages out,
+                             and no join waiting for its reply */
     bool login_late;      /* the login deadline passed while the login was being recorded */
     bool cut;             /* gw_cut_off() is closing it */
     bool going_away;      /* draining: close 1001 once the op in flight is answered */
-    struct rtmd_buf held; /* pushes that arrived before ready, in order */
+    struct rtmd_buf held; /* pushes that arrived while not ready, in order */
     uint32_t depth;       /* gateway calls on the stack that use this client */
     uint64_t opened_ns;   /* uv_hrtime() at the upgrade, for the access log */
 };

@@ -81,6 +81,8 @@ static void on_page(void *arg, int status, const struct rtmd_member_page *page)
             gw_reply_store_failure(c, c->has_op_id, c->op_id, status, q->what);
         else
             gw_reply_ok(c, c->has_op_id, c->op_id, page_fields, (void *)page);
+        if (!q->what)
+            gw_client_ready(c); /* the pushes held since the join */
     }
     query_end(q, c);
 }
@@ -120,6 +122,7 @@ void gw_join_recorded(struct rtmd_session *s, int status, void *arg)
     }
     free(jc);
     gw_reply_recorded(c, status);
+    gw_client_ready(c);
     gw_op_done(c);
     gw_leave(c);
 }

@@ -213,6 +213,37 @@ def test_join_reply_carries_members_and_count(make_rtmd):
     b.close_socket()
 
 
+def test_member_events_come_after_the_join_reply(make_rtmd):
+    """A member event pushed before the join's reply would be undone by a client that takes the
+    reply's list (read before that change, on redis) as the members: rtmd holds a joiner's pushes
+    until its reply is out. With 60 joins at once, each joiner's reply plus the member events that
+    follow it add up to everyone, and none comes before the reply."""
+    r = make_rtmd(limits=FAST)
+    uids = ["u%02d" % i for i in range(60)]
+    socks = []
+    for u in uids:
+        ws = r.ws()
+        assert ws.login(u, app=APP_NOCERT)["ok"]
+        socks.append(ws)
+    for ws in socks:
+        ws.send({"op": "join", "id": 100, "channel": "room"})
+    for u, ws in zip(uids, socks):
+        j = ws.reply(100)
+        assert j["ok"] is True and u in j["members"], (u, j)
+        early = [m for m in ws.pushes if m.get("op") in ("member_joined", "member_left")]
+        assert early == [], (u, early)
+        ws.view = set(j["members"])
+    for u, ws in zip(uids, socks):
+        def everyone():
+            while len(ws.view) < len(uids):
+                m = ws.recv(timeout=10.0)
+                assert m.get("op") == "member_joined" and m["channel"] == "room", m
+                ws.view.add(m["uid"])
+            return True
+        assert everyone() and ws.view == set(uids), u
+    close_all(socks)
+
+
 def test_join_reply_lists_512_then_the_members_op_pages(make_rtmd):
     r = make_rtmd(limits=FAST)
     uids = ["m%03d" % i for i in range(520)]
