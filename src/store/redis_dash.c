@@ -239,6 +239,7 @@ bool rtmd_redis_tail_wanted(struct rtmd_store *s, const struct rtmd_app *app)
     return a && a->tail_elsewhere;
 }
 
+/* Fire and forget. */
 static void on_tail_published(void *arg, int status, const redisReply *reply)
 {
     (void)arg;
@@ -284,6 +285,16 @@ static void on_tail_reply(void *arg, int status, const redisReply *reply)
     rtmd_redis_call_done(rs);
 }
 
+/* "P tw", set while some node watches the app (renewed every second). */
+static void tail_mark(struct redis_store *rs, const struct app_rs *a, const char *ttl)
+{
+    char key[128];
+    int n = snprintf(key, sizeof(key), "%.*stw", (int)a->prefix_len, a->prefix);
+    const char *argv[] = {"SET", key, "1", "PX", ttl};
+    size_t lens[] = {3, (size_t)n, 1, 2, strlen(ttl)};
+    rtmd_redis_command(rs, rtmd_redis_app_key(a), 5, argv, lens, on_tail_published, NULL);
+}
+
 void rtmd_redis_tail_tick(struct redis_store *rs)
 {
     if (rs->tail_busy || rs->closing || !rs->tail)
@@ -301,12 +312,19 @@ void rtmd_redis_tail_tick(struct redis_store *rs)
         if (rs->apps[i]->tail_viewers > 0)
             args[k++] = rtmd_str_cstr(rs->apps[i]->app->id);
     struct rtmd_str key = RTMD_STR_LIT(NODES_TAIL);
-    if (rtmd_redis_script(rs, RTMD_LUA_TAIL, &key, 1, args, (int)k, on_tail_reply, rs) == 0)
+    if (rtmd_redis_script(rs, RTMD_LUA_TAIL, &key, 1, args, (int)k, on_tail_reply, rs) == 0) {
         rs->tail_busy = true;
+        /* And in each watched app's slot, for the scripts that record events
+         * no node taps (a takeover's, a dead node's): they publish those. */
+        for (size_t i = 0; i < rs->n_apps; i++)
+            if (rs->apps[i]->tail_viewers > 0)
+                tail_mark(rs, rs->apps[i], ttl);
+    }
     free(args);
 }
 
-/* "rtmd:{APPID}:tail", "NODE\n" + one Server-Sent Event from another node. */
+/* "rtmd:{APPID}:tail", "NODE\n" + one Server-Sent Event from another node (an empty
+ * NODE: from a script, for the events no node taps; see LUA_EVENTS). */
 bool rtmd_redis_tail_push(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str msg)
 {
     static const char suffix[] = "}:tail";

@@ -27,7 +27,11 @@
     "-- An event of a kind some node's webhooks want (P wk, bits: 1 user, 2 channel) is also\n"    \
     "-- pushed to the app's webhook outbox P wo as "                                               \
     "\"ID\\nKIND\\nNUMBER\\nMS\\nSESSION\\nJSON\".\n"                                              \
-    "local regions, drops, wk = nil, {}, nil\n"                                                    \
+    "-- While tell is set (events Redis records on its own: a takeover's, a dead node's), each\n"  \
+    "-- also goes to the app's live tail (P tail, \"\\nevent: presence...\") if a node watches "   \
+    "it\n"                                                                                         \
+    "-- (P tw exists).\n"                                                                          \
+    "local regions, drops, wk, tell, tw = nil, {}, nil, false, nil\n"                              \
     "local function ev(kind, json, sid, ms)\n"                                                     \
     "  local s, es = p .. 'ev:' .. kind, p .. 'es:' .. kind\n"                                     \
     "  local len = redis.call('RPUSH', s, json)\n"                                                 \
@@ -39,6 +43,13 @@
     "    local id = redis.call('HINCRBY', p .. 'evn', 'wo', 1)\n"                                  \
     "    redis.call('RPUSH', p .. 'wo', id .. '\\n' .. kind .. '\\n' .. num .. '\\n' .. ms .. "    \
     "'\\n' .. sid .. '\\n' .. json)\n"                                                             \
+    "  end\n"                                                                                      \
+    "  if tell then\n"                                                                             \
+    "    if tw == nil then tw = redis.call('EXISTS', p .. 'tw') == 1 end\n"                        \
+    "    if tw then\n"                                                                             \
+    "      redis.call('SPUBLISH', p .. 'tail', '\\nevent: presence\\ndata: ' .. json .. "          \
+    "'\\n\\n')\n"                                                                                  \
+    "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "  if sl > keep then\n"                                                                        \
     "    redis.call('LTRIM', es, sl - keep, -1)\n"                                                 \
@@ -116,7 +127,9 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "    if owner ~= me then\n"
         "      if owner then\n"
         "        -- a takeover: the old session ends here, and its node is told\n"
+        "        tell = true\n"
         "        local onode = finish(uid, owner, ms)\n"
+        "        tell = false\n"
         "        if onode ~= node then\n"
         "          redis.call('SPUBLISH', p .. 'to:' .. onode, 'K\\n' .. uid .. '\\n' .. owner)\n"
         "        end\n"
@@ -269,6 +282,7 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "-- that died, or that starts again under the same id. Returns how many it ended.\n"
         "local p, node, ms, retain = KEYS[1], ARGV[1], ARGV[2], ARGV[3]\n"
         "local sess = p .. 'sess'\n" LUA_EVENTS "local n = 0\n"
+        "tell = true\n"
         "for _, uid in ipairs(redis.call('SMEMBERS', p .. 'node:' .. node)) do\n"
         "  local owner = redis.call('HGET', sess, uid)\n"
         "  if owner and string.match(owner, '^(.*)|') == node then\n"

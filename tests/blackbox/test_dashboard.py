@@ -346,6 +346,45 @@ def test_live_tail_is_cluster_wide_on_redis(make_rtmd, store_backend):
     b.close_socket()
 
 
+def test_live_tail_on_redis_shows_what_redis_records_alone(make_rtmd, store_backend):
+    """A takeover from another node ends the old session inside Redis's login script, and a dead
+    node's sessions are ended by a surviving node's script: no node taps those Leaves and Logouts,
+    so the script publishes them to the tail of a watched app. Each shows once."""
+    if store_backend != "redis":
+        return  # one node: every event is tapped where it is recorded
+    n1 = make_rtmd("n1", store={"node_timeout_s": 2})
+    n2 = make_rtmd("n2", store={"node_timeout_s": 2})
+    t = Tail(n1)
+    assert t.read_head() == 200
+    wait_for_remote_tail(t, n2, timeout=10)
+
+    def presence(n):
+        got = []
+        while len(got) < n:
+            kind, data = t.next(timeout=15)
+            if kind == "presence" and not data["user_id"].startswith("probe"):
+                got.append((data["type"], data["user_id"], data.get("channel_id")))
+        return got
+    old = login(n2, "alice", ["lobby", "hall"])
+    assert presence(3) == [("Login", "alice", None), ("Join", "alice", "lobby"),
+                           ("Join", "alice", "hall")]
+    new = login(n1, "alice")  # takes alice over from n2: n2 records nothing
+    # n1 shows its Login as it hands it to Redis, the old session's end comes from the script
+    got = presence(4)
+    assert got[0] == ("Login", "alice", None) and got[1:] == [
+        ("Leave", "alice", "hall"), ("Leave", "alice", "lobby"), ("Logout", "alice", None)], got
+    old.expect_close()
+    b = login(n2, "bob", ["lobby"])
+    assert presence(2) == [("Login", "bob", None), ("Join", "bob", "lobby")]
+    n2.kill9()  # n1 ends bob's session once n2's heartbeat is 2 s old
+    assert presence(2) == [("Leave", "bob", "lobby"), ("Logout", "bob", None)]
+    rest = t.unread(1.5)
+    assert b"event: presence" not in rest, rest
+    t.close()
+    new.close_socket()
+    b.close_socket()
+
+
 def test_rates_add_up_every_node_on_redis(make_rtmd, store_backend):
     """While a viewer on n1 watches the app, n2 publishes its counts every second: n1's overview
     adds them to its own, so the rates are the cluster's."""
