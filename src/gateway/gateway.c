@@ -315,6 +315,7 @@ void gw_close(struct gw_client *c, enum gw_close_why why)
     static const char removed[] = "{\"op\":\"kicked\",\"reason\":\"app_removed\"}";
     c->closing = true;
     answer_unanswered(c, close_whys_[why].error, close_whys_[why].message);
+    gw_client_ready(c); /* pushes held behind that answer go before the close */
     if (why == GW_CLOSE_KICKED)
         gw_send(c, kicked, sizeof(kicked) - 1);
     else if (why == GW_CLOSE_APP_REMOVED)
