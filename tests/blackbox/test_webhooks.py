@@ -273,8 +273,11 @@ def test_outage_500_slow_and_kill9_lose_nothing(make_rtmd, receiver):
     # events came again, with the same event_ids.
     ids = [e["event_id"] for e in ev]
     assert len(ids) >= len(want) and set(ids) == {e["event_id"] for e in got}
+    # The receiver may have every event while rtmd still owes the last batch: its slow answer
+    # came after the timeout, so rtmd sends it again after its backoff (seconds, by then).
+    wait_until(lambda: r.metrics()['rtmd_webhook_pending{webhook="main"}'] == 0, 60,
+               what="the last batch acknowledged")
     m = r.metrics()
-    assert m['rtmd_webhook_pending{webhook="main"}'] == 0
     assert m['rtmd_webhook_failed_total{webhook="main"}'] == 0
     assert m['rtmd_webhook_delivered_total{webhook="main"}'] >= len(expected(["u4"]))
 
