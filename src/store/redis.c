@@ -1016,11 +1016,28 @@ static void on_buried(void *arg, int status, const redisReply *reply)
     rtmd_redis_call_done(rs);
 }
 
+/* END_NODE's reply, {ended, then uid and channel of each Leave}: the
+ * channels' members on every node are told; false when it is not one. */
+static bool end_node_reply(struct app_rs *a, const char *node, const redisReply *reply,
+                           long long *n)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 || reply->elements % 2 != 1 ||
+        !rtmd_redis_reply_int(reply->element[0], n))
+        return false;
+    for (size_t i = 1; i + 1 < reply->elements; i += 2) {
+        const redisReply *u = reply->element[i], *c = reply->element[i + 1];
+        if (u->type == REDIS_REPLY_STRING && c->type == REDIS_REPLY_STRING)
+            rtmd_redis_route_ended(a->rs, a->app, node, rtmd_str_make(c->str, c->len),
+                                   rtmd_str_make(u->str, u->len));
+    }
+    return true;
+}
+
 static void on_app_reaped(void *arg, int status, const redisReply *reply)
 {
     struct reap *r = arg;
     long long n = 0;
-    if (status < 0 || !rtmd_redis_reply_int(reply, &n)) {
+    if (status < 0 || !end_node_reply(r->rs->apps[r->next_app], r->dead, reply, &n)) {
         /* The claim expires; this node or another tries again later. */
         struct redis_store *rs = r->rs;
         free(r);
@@ -1352,7 +1369,8 @@ static void on_app_added_step(void *arg, int status, const redisReply *reply)
 {
     struct app_rs *a = arg;
     long long n;
-    if (status < 0 || !rtmd_redis_reply_int(reply, &n))
+    if (status < 0 ||
+        (!rtmd_redis_reply_int(reply, &n) && !end_node_reply(a, a->rs->node, reply, &n)))
         rtmd_log_warn("store", "redis: setting up app %s added by a reload: %s", a->app->id,
                       rtmd_strerror(status < 0 ? status : RTMD_ESTORE));
 }
@@ -1441,15 +1459,25 @@ struct start_wait {
     int status;
 };
 
+static void start_step(struct start_wait *w, int status, bool ok)
+{
+    if ((status < 0 || !ok) && w->status == 0)
+        w->status = status < 0 ? status : RTMD_ESTORE;
+    w->left--;
+}
+
 static void on_start_step(void *arg, int status, const redisReply *reply)
 {
-    struct start_wait *w = arg;
     long long n;
-    if (status < 0 || !rtmd_redis_reply_int(reply, &n)) {
-        if (w->status == 0)
-            w->status = status < 0 ? status : RTMD_ESTORE;
-    }
-    w->left--;
+    start_step(arg, status, status == 0 && rtmd_redis_reply_int(reply, &n));
+}
+
+/* END_NODE of one app at start (arg: the app); rs->starting counts. */
+static void on_start_ended(void *arg, int status, const redisReply *reply)
+{
+    struct app_rs *a = arg;
+    long long n;
+    start_step(a->rs->starting, status, status == 0 && end_node_reply(a, a->rs->node, reply, &n));
 }
 
 /* Runs the loop until cond(rs) or timeout_ms passed. */
@@ -1543,6 +1571,7 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
      * And the regions this node serves join each app's list, so that events
      * overwritten unread count against them. */
     struct start_wait w = {2 * (int)cfg->n_apps, 0};
+    rs->starting = &w;
     for (size_t i = 0; i < cfg->n_apps; i++) {
         char key[PREFIX_MAX + 8];
         int klen = snprintf(key, sizeof(key), "%sregions", rs->apps[i]->prefix);
@@ -1565,7 +1594,8 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
         struct rtmd_str key = rtmd_redis_app_key(rs->apps[i]);
         struct rtmd_str args[] = {rtmd_str_cstr(rs->node), rtmd_str_cstr(ms),
                                   rtmd_str_cstr(retain)};
-        if (rtmd_redis_script(rs, RTMD_LUA_END_NODE, &key, 1, args, 3, on_start_step, &w) < 0) {
+        if (rtmd_redis_script(rs, RTMD_LUA_END_NODE, &key, 1, args, 3, on_start_ended,
+                              rs->apps[i]) < 0) {
             w.left--;
             w.status = -ENOTCONN;
         }
@@ -1578,6 +1608,7 @@ static int redis_open(struct rtmd_store **out, const struct rtmd_config *cfg, uv
         r = w.status < 0 ? w.status : -ETIMEDOUT;
         goto fail_started;
     }
+    rs->starting = NULL;
     uv_timer_start(&rs->beat, on_beat_timer, BEAT_MS, BEAT_MS);
     rtmd_log_info("store", "redis: node %s serving", rs->node);
     *out = &rs->base;

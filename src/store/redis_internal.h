@@ -100,6 +100,7 @@ struct redis_store {
     uv_loop_t *loop;
     struct rtmd_redis_client *client; /* a single instance or a Cluster */
     char node[RTMD_NODE_ID_MAX];
+    struct start_wait *starting; /* open()'s wait for its first calls (redis.c), NULL after */
     char sha[RTMD_LUA_COUNT][41];
     int64_t offset_ms;    /* Redis time - rtmd_now_ms() */
     bool up;              /* rtmd_redis_client_up(): every slot can be served */
@@ -194,6 +195,10 @@ int rtmd_redis_route_ack(struct rtmd_store *s, const struct rtmd_app *app, struc
 void rtmd_redis_interest(struct rtmd_store *s, const struct rtmd_app *app, struct rtmd_str channel,
                          bool on);
 void rtmd_redis_route_push(struct redis_store *rs, struct rtmd_str channel, struct rtmd_str msg);
+/* uid left channel, ended by a script for node (a dead node, or this one's
+ * previous run): the channel's members on every node but node are told. */
+void rtmd_redis_route_ended(struct redis_store *rs, const struct rtmd_app *app, const char *node,
+                            struct rtmd_str channel, struct rtmd_str uid);
 
 /* redis_msg.c: the message calls of struct rtmd_store_type. */
 int rtmd_redis_history_put(struct rtmd_store *s, const struct rtmd_app *app,

@@ -31,7 +31,9 @@
     "-- also goes to the app's live tail (P tail, \"\\nevent: presence...\") if a node watches "   \
     "it\n"                                                                                         \
     "-- (P tw exists).\n"                                                                          \
-    "local regions, drops, wk, tell, tw = nil, {}, nil, false, nil\n"                              \
+    "-- ended, when a table, gets each Leave's uid and channel (END_NODE's reply: every node's\n"  \
+    "-- members are told), at most " RTMD_LUA_ENDED_MAX " of them.\n"                              \
+    "local regions, drops, wk, tell, tw, ended = nil, {}, nil, false, nil, nil\n"                  \
     "local function ev(kind, json, sid, ms)\n"                                                     \
     "  local s, es = p .. 'ev:' .. kind, p .. 'es:' .. kind\n"                                     \
     "  local len = redis.call('RPUSH', s, json)\n"                                                 \
@@ -90,6 +92,10 @@
     "  table.sort(chans)\n"                                                                        \
     "  for _, ch in ipairs(chans) do\n"                                                            \
     "    chan_ev('Leave', uid, ch, ms, owner)\n"                                                   \
+    "    if ended and #ended < 2 * " RTMD_LUA_ENDED_MAX " then\n"                                  \
+    "      ended[#ended + 1] = uid\n"                                                              \
+    "      ended[#ended + 1] = ch\n"                                                               \
+    "    end\n"                                                                                    \
     "    redis.call('HDEL', p .. 'ch:' .. ch, uid)\n"                                              \
     "    redis.call('ZREM', p .. 'cm:' .. ch, uid)\n"                                              \
     "  end\n"                                                                                      \
@@ -279,10 +285,11 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "node\n"
         "-- holds in this app (a Leave per channel, then the Logout), as a takeover does: for a "
         "node\n"
-        "-- that died, or that starts again under the same id. Returns how many it ended.\n"
+        "-- that died, or that starts again under the same id. Returns {how many it ended, then\n"
+        "-- the uid and channel of each Leave} (see ended).\n"
         "local p, node, ms, retain = KEYS[1], ARGV[1], ARGV[2], ARGV[3]\n"
         "local sess = p .. 'sess'\n" LUA_EVENTS "local n = 0\n"
-        "tell = true\n"
+        "tell, ended = true, {0}\n"
         "for _, uid in ipairs(redis.call('SMEMBERS', p .. 'node:' .. node)) do\n"
         "  local owner = redis.call('HGET', sess, uid)\n"
         "  if owner and string.match(owner, '^(.*)|') == node then\n"
@@ -291,7 +298,8 @@ const char *const rtmd_redis_lua[RTMD_LUA_COUNT] = {
         "  end\n"
         "end\n"
         "redis.call('DEL', p .. 'node:' .. node)\n"
-        "return n\n",
+        "ended[1] = n\n"
+        "return ended\n",
     [RTMD_LUA_BEAT] =
         "-- KEYS: the heartbeats (sorted set), the reaped flags (hash), when each node's "
         "heartbeats began\n"

@@ -101,6 +101,11 @@ enum rtmd_redis_script {
     RTMD_LUA_COUNT
 };
 
+/* END_NODE lists at most this many Leaves (uid, channel) in its reply: the
+ * members of those channels on every node are told (member_left); a bigger
+ * node's other members are not, its sessions end all the same. */
+#define RTMD_LUA_ENDED_MAX "16384"
+
 extern const char *const rtmd_redis_lua[RTMD_LUA_COUNT];
 
 #endif

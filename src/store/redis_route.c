@@ -115,10 +115,11 @@ int rtmd_redis_route_channel(struct rtmd_store *base, const struct rtmd_app *app
     return publish(rs, channel_topic(name, sizeof(name), app, m->dst), &msg);
 }
 
-int rtmd_redis_route_member(struct rtmd_store *base, const struct rtmd_app *app,
-                            struct rtmd_str channel, struct rtmd_str uid, bool joined)
+/* "J|L\nNODE\nUID" on the channel's topic: every node but NODE tells its
+ * members of the channel. */
+static int member_changed(struct redis_store *rs, const struct rtmd_app *app, const char *node,
+                          struct rtmd_str channel, struct rtmd_str uid, bool joined)
 {
-    struct redis_store *rs = (struct redis_store *)base;
     if (rs->closing)
         return RTMD_ECLOSED;
     if (!rtmd_redis_app(rs, app))
@@ -126,8 +127,22 @@ int rtmd_redis_route_member(struct rtmd_store *base, const struct rtmd_app *app,
     char name[CHANNEL_NAME_MAX];
     struct rtmd_buf msg;
     rtmd_buf_init(&msg, SIZE_MAX);
-    rtmd_buf_printf(&msg, "%c\n%s\n%.*s", joined ? 'J' : 'L', rs->node, (int)uid.len, uid.p);
+    rtmd_buf_printf(&msg, "%c\n%s\n%.*s", joined ? 'J' : 'L', node, (int)uid.len, uid.p);
     return publish(rs, channel_topic(name, sizeof(name), app, channel), &msg);
+}
+
+int rtmd_redis_route_member(struct rtmd_store *base, const struct rtmd_app *app,
+                            struct rtmd_str channel, struct rtmd_str uid, bool joined)
+{
+    struct redis_store *rs = (struct redis_store *)base;
+    return member_changed(rs, app, rs->node, channel, uid, joined);
+}
+
+void rtmd_redis_route_ended(struct redis_store *rs, const struct rtmd_app *app, const char *node,
+                            struct rtmd_str channel, struct rtmd_str uid)
+{
+    if (rtmd_id_valid(channel) && rtmd_id_valid(uid))
+        member_changed(rs, app, node, channel, uid, false);
 }
 
 /* ack_ctx is "ORIGIN\nWAIT", as the peer message carried them. */

@@ -112,6 +112,33 @@ def test_a_dead_node_s_sessions_are_ended_by_a_survivor(make_rtmd, redis_server)
         w.close()
 
 
+def test_members_elsewhere_are_told_of_a_dead_node_s_members_leaving(make_rtmd, redis_server):
+    """No node records the Leaves of a dead node's members but the survivor that ends its
+    sessions: it also tells every node's members of the channels (member_left), as a leave would.
+    And so does a node that ends its previous run's sessions as it starts again."""
+    from msgutil import member, push
+    a = node(make_rtmd, redis_server, "na")
+    b = node(make_rtmd, redis_server, "nb")
+    alice = login(b, "alice", ["room", "hall"])
+    bob = login(a, "bob", ["room"])
+    carol = login(a, "carol", ["hall"])
+    assert push(alice) == member("member_joined", "room", "bob")
+    assert push(alice) == member("member_joined", "hall", "carol")
+    a.kill9()
+    got = sorted(json.dumps(push(alice, timeout=15), sort_keys=True) for _ in range(2))
+    assert got == sorted(json.dumps(m, sort_keys=True) for m in (
+        member("member_left", "room", "bob"), member("member_left", "hall", "carol")))
+    a.start()  # na again (its previous run's sessions were ended: nothing more)
+    dave = login(a, "dave", ["room"])
+    assert push(alice) == member("member_joined", "room", "dave")
+    a.kill9()
+    a.start()  # before node_timeout_s: na ends dave's session itself
+    assert push(alice, timeout=10) == member("member_left", "room", "dave")
+    alice.close()
+    for w in (bob, carol, dave):
+        w.close_socket()
+
+
 def test_a_node_restarting_under_its_id_ends_its_previous_sessions(make_rtmd, redis_server):
     a = node(make_rtmd, redis_server, "na")
     b = node(make_rtmd, redis_server, "nb")
