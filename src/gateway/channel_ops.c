@@ -27,18 +27,18 @@ void gw_op_join(struct gw_client *c, const struct gw_request *r)
     struct join_channel *jc = rtmd_malloc(sizeof(*jc));
     jc->len = (uint8_t)channel.len;
     memcpy(jc->name, channel.p, channel.len);
+    /* Its pushes wait behind the reply: a member event sent before it would
+     * be undone by a client that takes the reply's members (read after the
+     * join is recorded) as the list. gw_join_recorded and the members page
+     * let them go; held before the call, whenever its answer comes. */
+    c->ready = false;
     int pr = rtmd_presence_join(c->session, channel, gw_join_recorded, jc);
-    if (pr < 0)
+    if (pr < 0) {
         free(jc);
+        gw_client_ready(c);
+    }
     switch (pr) {
-    case 0:
-        /* Its pushes wait behind the reply: a member event sent before it
-         * would be undone by a client that takes the reply's members (read
-         * after the join is recorded) as the list. gw_join_recorded and the
-         * members page let them go. */
-        c->ready = false;
-        gw_op_begin(c, r);
-        return;
+    case 0: gw_op_begin(c, r); return;
     case -EALREADY:
         gw_reply_error(c, true, r->id, "already_joined", "already in this channel");
         return;
